@@ -1,0 +1,30 @@
+//! The domain of the candles system and its candle engine.
+//!
+//! Everything here is pure: no I/O, no async runtime, no clock of its own. Time comes in as
+//! arguments ([`time::Micros`]), which is what lets the same engine run live (wall clock) and
+//! replay a recorded day at full speed (event time) with identical results.
+//!
+//! - [`pair`]: canonical pairs (`BTC-USDT`) and parsing of every accepted spelling.
+//! - [`market`]: exchanges, candle sources and taker sides.
+//! - [`trade`]: the normalized trade, with exact decimal price and quantity.
+//! - [`time`]: microsecond timestamps, intervals (`500ms`, `5s`, `1m`) and window alignment.
+//! - [`candle`]: the OHLC candle and its identity.
+//! - [`symbols`]: each exchange's names for a pair.
+//! - [`engine`]: trades in, candles out.
+#![forbid(unsafe_code)]
+
+pub mod candle;
+pub mod engine;
+pub mod market;
+pub mod pair;
+pub mod symbols;
+pub mod time;
+pub mod trade;
+
+pub use candle::{Candle, CandleId};
+pub use engine::{ClockMode, Engine, EngineConfig, Outcome};
+pub use market::{Exchange, Side, Source};
+pub use pair::Pair;
+pub use rust_decimal::Decimal;
+pub use time::{Interval, Micros};
+pub use trade::Trade;

@@ -1,0 +1,191 @@
+//! Test support: real services on free loopback ports, started and stopped by the tests.
+//!
+//! - [`Tansu`]: a Kafka-protocol broker (the static `tansu` binary; see `scripts/install-test-deps.sh`).
+//! - [`Redis`]: a `redis-server` with no persistence.
+//!
+//! Each is killed when dropped. When a binary is missing the start fails with a message that
+//! says how to install it; tests never skip silently (CI sets `CI=true` and must see every test run).
+#![forbid(unsafe_code)]
+
+use anyhow::{Context, Result, bail};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (bound, then released for the service to take).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port on 127.0.0.1")
+}
+
+/// Waits until something accepts TCP connections on `addr`.
+pub fn wait_for_port(addr: SocketAddr, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("nothing listened on {addr} within {timeout:?}")
+}
+
+/// Where the test services' binaries are looked for: `$CANDLES_BIN_DIR`, else `~/.cache/candles/bin`.
+pub fn bin_dir() -> PathBuf {
+    std::env::var_os("CANDLES_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/candles/bin"))
+}
+
+fn find_binary(name: &str, env: &str) -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os(env) {
+        return Ok(PathBuf::from(p));
+    }
+    let local = bin_dir().join(name);
+    if local.is_file() {
+        return Ok(local);
+    }
+    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
+        if dir.join(name).is_file() {
+            return Ok(dir.join(name));
+        }
+    }
+    bail!(
+        "`{name}` was not found (looked at ${env}, {}, and PATH); run scripts/install-test-deps.sh to install it",
+        bin_dir().display()
+    )
+}
+
+/// A running process, killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A Tansu broker (Kafka protocol) on a free port, with in-memory storage.
+pub struct Tansu {
+    proc: Option<Proc>,
+    port: u16,
+}
+
+impl Tansu {
+    /// Starts a broker and waits until it accepts connections.
+    pub fn start() -> Result<Tansu> {
+        let port = free_port();
+        let mut t = Tansu { proc: None, port };
+        t.restart()?;
+        Ok(t)
+    }
+
+    /// `127.0.0.1:PORT`, for rdkafka's `bootstrap.servers`.
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the broker (SIGKILL); its in-memory data is gone.
+    pub fn kill(&mut self) {
+        self.proc = None;
+    }
+
+    /// (Re)starts the broker on the same port.
+    pub fn restart(&mut self) -> Result<()> {
+        self.proc = None;
+        let bin = find_binary("tansu", "TANSU_BIN")?;
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let child = Command::new(&bin)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/"])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        self.proc = Some(Proc(child));
+        wait_for_port(([127, 0, 0, 1], self.port).into(), Duration::from_secs(10))
+    }
+
+    /// Creates a topic with `partitions` partitions using Tansu's own CLI.
+    pub fn create_topic(&self, name: &str, partitions: u32) -> Result<()> {
+        let bin = find_binary("tansu", "TANSU_BIN")?;
+        let status = Command::new(bin)
+            .args(["topic", "create", "--broker", &format!("tcp://127.0.0.1:{}", self.port)])
+            .args(["--partitions", &partitions.to_string(), name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?;
+        if !status.success() {
+            bail!("tansu topic create {name} failed: {status}");
+        }
+        Ok(())
+    }
+}
+
+/// A redis-server on a free port, without persistence.
+pub struct Redis {
+    proc: Option<Proc>,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Redis {
+    /// Starts redis-server and waits until it accepts connections.
+    pub fn start() -> Result<Redis> {
+        let mut r = Redis { proc: None, port: free_port(), _dir: tempfile::tempdir()? };
+        r.restart()?;
+        Ok(r)
+    }
+
+    /// `redis://127.0.0.1:PORT/`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Kills the server (SIGKILL).
+    pub fn kill(&mut self) {
+        self.proc = None;
+    }
+
+    /// (Re)starts the server on the same port.
+    pub fn restart(&mut self) -> Result<()> {
+        self.proc = None;
+        let bin = find_binary("redis-server", "REDIS_SERVER_BIN")?;
+        let child = Command::new(&bin)
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self._dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        self.proc = Some(Proc(child));
+        wait_for_port(([127, 0, 0, 1], self.port).into(), Duration::from_secs(10))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn services_start_and_listen() {
+        let t = Tansu::start().unwrap();
+        t.create_topic("testkit-topic", 3).unwrap();
+        let r = Redis::start().unwrap();
+        assert!(TcpStream::connect(t.brokers()).is_ok());
+        assert!(TcpStream::connect(("127.0.0.1", r.port())).is_ok());
+    }
+}
