@@ -1,0 +1,3 @@
+//! The `exchange-sim` binary (skeleton).
+
+fn main() {}
