@@ -1,1 +1,204 @@
-//! placeholder
+//! candles-service: Kafka `trades` → candle engine → Redis (publish-once, history, Pub/Sub) → gRPC.
+//!
+//! Any number of instances share one Kafka consumer group. Kafka partitions (keyed by pair) decide
+//! which instance aggregates which pair; every instance subscribes to Redis and serves every
+//! candle to its own gRPC clients (DESIGN.md "Scaling and failure").
+//!
+//! # Library API
+//! The binary is a thin shell over [`run`]; tests and other programs (the TUI's tests) start the
+//! service in-process the same way:
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use candles_service::{ServiceConfig, serve};
+//! use tokio_util::sync::CancellationToken;
+//!
+//! let config = ServiceConfig {
+//!     brokers: "127.0.0.1:9092".into(),
+//!     redis_url: "redis://127.0.0.1:6379/".into(),
+//!     ..ServiceConfig::default()
+//! };
+//! // Bind first (port 0 picks a free port), so the address is known before the service runs.
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let addr = listener.local_addr()?; // connect gRPC clients to http://{addr}
+//! let shutdown = CancellationToken::new();
+//! let service = tokio::spawn(serve(config, listener, shutdown.clone()));
+//! // ... later: stop consuming, publish what is final, commit, return.
+//! shutdown.cancel();
+//! service.await??;
+//! # Ok(()) }
+//! ```
+//!
+//! [`run`] does the same, binding [`ServiceConfig::listen`] itself.
+//!
+//! # Modules
+//! - [`config`]: [`ServiceConfig`], every knob with its default.
+//! - [`consumer`]: the Kafka side: partitions, one engine per partition, offsets, dead letters.
+//! - [`store`]: Redis: publish-once of final candles (a Lua script), live updates, history.
+//! - [`hub`]: one Redis subscriber per instance, fanned out to its gRPC clients.
+//! - [`grpc`]: the `candles.v1.CandleService` implementation.
+//! - [`health`]: dependency state → standard gRPC health.
+//! - [`metrics`]: metric names.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod consumer;
+pub mod grpc;
+pub mod health;
+pub mod hub;
+pub mod metrics;
+pub mod store;
+
+pub use config::{ServiceConfig, TlsFiles};
+
+use anyhow::Context as _;
+use candles_proto::v1::candle_service_server::CandleServiceServer;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+
+/// Runs the service until `shutdown` is cancelled, listening for gRPC on [`ServiceConfig::listen`].
+///
+/// See [`serve`].
+pub async fn run(config: ServiceConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.listen).await.with_context(|| {
+        format!(
+            "cannot listen for gRPC on {} (--listen / CANDLES_LISTEN); is the port free?",
+            config.listen
+        )
+    })?;
+    serve(config, listener, shutdown).await
+}
+
+/// Runs the service on an already bound listener until `shutdown` is cancelled.
+///
+/// Starts the Kafka consumer, the Redis subscriber, the health monitor and the gRPC server. On
+/// shutdown it stops consuming, finalizes nothing new, publishes what is already final, commits
+/// the offsets behind it and returns, within a few seconds. Neither Kafka nor Redis needs to be
+/// up when it starts: health reports `NOT_SERVING` until both are reachable.
+pub async fn serve(
+    config: ServiceConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    config.validate()?;
+    let addr = listener
+        .local_addr()
+        .context("reading the gRPC listener's address")?;
+    let tls = match &config.tls {
+        Some(files) => Some(files.load().await?),
+        None => None,
+    };
+    metrics::describe();
+
+    let status = Arc::new(health::DependencyStatus::default());
+    let store = store::Store::connect(
+        &config.redis_url,
+        config.engine.interval,
+        config.history_max,
+    )
+    .with_context(|| {
+        format!(
+            "invalid Redis URL {:?} (--redis / CANDLES_REDIS)",
+            config.redis_url
+        )
+    })?;
+    let hub = hub::Hub::new(config.hub_capacity);
+    let tracker = TaskTracker::new();
+    // Tasks stop on this token; cancelled after the gRPC server and the consumer are done.
+    let internal = CancellationToken::new();
+
+    tracker.spawn(hub::run_subscriber(
+        config.redis_url.clone(),
+        store.keys().clone(),
+        hub.clone(),
+        status.clone(),
+        internal.clone(),
+    ));
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_not_serving::<CandleServiceServer<grpc::Candles>>()
+        .await;
+    health_reporter
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
+
+    let consumer_task = {
+        let config = config.clone();
+        let store = store.clone();
+        let status = status.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { consumer::run(config, store, status, shutdown).await })
+    };
+
+    tracker.spawn(health::monitor(
+        status.clone(),
+        store.clone(),
+        health_reporter,
+        internal.clone(),
+    ));
+
+    let candles = grpc::Candles::new(&config, store.clone(), hub.clone());
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(candles_proto::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building gRPC reflection (v1)")?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(candles_proto::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .context("building gRPC reflection (v1alpha)")?;
+
+    let mut builder = Server::builder();
+    if let Some((cert, key)) = tls {
+        builder = builder
+            .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
+            .context("configuring TLS")?;
+    }
+    let token = config.auth_token.clone();
+    let router = builder
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(CandleServiceServer::with_interceptor(candles, move |req| {
+            grpc::check_token(token.as_deref(), req)
+        }));
+    tracing::info!(%addr, tls = config.tls.is_some(), auth = config.auth_token.is_some(), "serving gRPC");
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let grpc_shutdown = shutdown.clone();
+    let hub_for_shutdown = hub.clone();
+    let server = router.serve_with_incoming_shutdown(incoming, async move {
+        grpc_shutdown.cancelled().await;
+        // Streams end with the hub; the server then drains within its own timeout.
+        hub_for_shutdown.close();
+    });
+
+    // The server can stall on clients that never read; bound the drain after shutdown.
+    let served = tokio::select! {
+        r = server => r.context("gRPC server failed"),
+        _ = async { shutdown.cancelled().await; tokio::time::sleep(std::time::Duration::from_secs(3)).await } => {
+            tracing::warn!("gRPC clients did not disconnect within 3s of shutdown; closing anyway");
+            Ok(())
+        }
+    };
+    if served.is_err() {
+        shutdown.cancel();
+    }
+    let consumed = consumer_task
+        .await
+        .context("Kafka consumer task panicked")?;
+    internal.cancel();
+    tracker.close();
+    if tokio::time::timeout(std::time::Duration::from_secs(2), tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("background tasks did not stop within 2s of shutdown");
+    }
+    served?;
+    consumed
+}

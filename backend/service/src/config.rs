@@ -1,0 +1,124 @@
+//! The service's configuration: every knob, with the defaults the binary's flags use.
+
+use anyhow::{Context as _, bail};
+use candles_core::{EngineConfig, Interval};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything [`crate::run`] needs. `ServiceConfig::default()` is the binary's defaults.
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    /// Kafka bootstrap servers, `host:port[,host:port]`.
+    pub brokers: String,
+    /// Topic of normalized trades (record key = canonical pair).
+    pub topic: String,
+    /// Consumer group shared by all instances; partitions are split among its members.
+    pub group: String,
+    /// Where records that cannot be decoded go, with a header `error` naming the reason.
+    pub dlq_topic: String,
+    /// Redis URL, `redis://host:port/`.
+    pub redis_url: String,
+    /// gRPC listen address (used by [`crate::run`]; [`crate::serve`] takes a bound listener).
+    pub listen: SocketAddr,
+    /// Window length, grace period and clock.
+    pub engine: EngineConfig,
+    /// Live (in-progress) candles are published at most this often per series.
+    pub update_interval: Duration,
+    /// Finalized candles kept in Redis per pair and source (also the largest `history` a client
+    /// may ask for).
+    pub history_max: usize,
+    /// Messages queued per gRPC client; a client that falls this far behind is dropped with
+    /// `RESOURCE_EXHAUSTED`.
+    pub client_queue: usize,
+    /// Capacity of the in-process broadcast from the Redis subscriber to client tasks.
+    pub hub_capacity: usize,
+    /// Kafka session timeout: how long after an instance dies (even `kill -9`) the group hands
+    /// its partitions to the survivors.
+    pub session_timeout: Duration,
+    /// TLS certificate and key (PEM); plaintext when `None`.
+    pub tls: Option<TlsFiles>,
+    /// When set, every `CandleService` call must carry `authorization: Bearer <token>`.
+    pub auth_token: Option<String>,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            brokers: "127.0.0.1:9092".into(),
+            topic: "trades".into(),
+            group: "candles-service".into(),
+            dlq_topic: "trades.dlq".into(),
+            redis_url: "redis://127.0.0.1:6379/".into(),
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            engine: EngineConfig::default(),
+            update_interval: Duration::from_millis(250),
+            history_max: 1000,
+            client_queue: 1024,
+            hub_capacity: 65_536,
+            session_timeout: Duration::from_secs(6),
+            tls: None,
+            auth_token: None,
+        }
+    }
+}
+
+impl ServiceConfig {
+    /// Checks the values that have no natural type-level bound.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.history_max == 0 || self.history_max > u32::MAX as usize {
+            bail!(
+                "invalid history max {}: expected 1..={} (--history-max / CANDLES_HISTORY_MAX)",
+                self.history_max,
+                u32::MAX
+            );
+        }
+        if self.client_queue == 0 {
+            bail!("invalid client queue 0: expected at least 1 message");
+        }
+        if self.update_interval.is_zero() {
+            bail!(
+                "invalid update interval 0: expected a positive duration such as 250ms (--update-interval / CANDLES_UPDATE_INTERVAL)"
+            );
+        }
+        if self.engine.grace.0 < 0 {
+            bail!("invalid grace {}: expected zero or more", self.engine.grace);
+        }
+        if self.auth_token.as_deref().is_some_and(str::is_empty) {
+            bail!(
+                "the auth token is empty: pass a non-empty --auth-token / CANDLES_AUTH_TOKEN, or none to disable auth"
+            );
+        }
+        Ok(())
+    }
+
+    /// The window length.
+    pub fn interval(&self) -> Interval {
+        self.engine.interval
+    }
+}
+
+/// A TLS certificate chain and private key, both PEM files.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// Certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Private key (PEM).
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    /// Reads both files: `(cert, key)`.
+    pub async fn load(&self) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
+        let cert = tokio::fs::read(&self.cert).await.with_context(|| {
+            format!(
+                "cannot read the TLS certificate {} (--tls-cert)",
+                self.cert.display()
+            )
+        })?;
+        let key = tokio::fs::read(&self.key).await.with_context(|| {
+            format!("cannot read the TLS key {} (--tls-key)", self.key.display())
+        })?;
+        Ok((cert, key))
+    }
+}

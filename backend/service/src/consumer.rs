@@ -1,0 +1,793 @@
+//! The Kafka side: trades in, one candle engine per assigned partition, finals and live updates
+//! out to Redis, offsets committed only behind published candles.
+//!
+//! # Offsets (DESIGN.md "Scaling and failure")
+//! Auto-commit is off. For each partition the pipeline remembers, per open window, the first
+//! offset of a trade applied to it. After the partition's finalized candles are published, it
+//! commits the smallest such offset among windows not yet finalized and published (or the next
+//! offset to read when none is open). Whatever dies — this process with `kill -9`, or a
+//! partition lost in a rebalance — the next owner re-reads every trade of every window that was
+//! not published, and publish-once in Redis ([`crate::store`]) makes the replay harmless.
+//!
+//! # Rebalances
+//! A [`ConsumerContext`] records assignments and revocations; the loop applies them before the
+//! next message. A revoked partition's engine is dropped *without* publishing its open windows
+//! (the next owner re-reads and publishes them). An assigned partition starts with an empty
+//! engine; the first trade of each pair seeds the engine from the pair's last final candles in
+//! Redis ([`Engine::seed`]), so flat candles continue and published windows are not rebuilt.
+//!
+//! # Catching up
+//! With the wall clock, a partition's engine is not advanced until the consumer has read up to
+//! the high watermark the partition had when it was assigned; otherwise re-read trades of an old
+//! window could be finalized half-read. The event clock needs no such guard.
+//!
+//! # Dead letters
+//! A record that is not a valid `candles.v1.Trade` goes to the dead-letter topic with its key and
+//! value and a header `error` saying why (plus `source.topic`, `source.partition`,
+//! `source.offset`); it is counted, and the partition carries on past it.
+//!
+//! # Shutdown
+//! On cancel the loop stops consuming, finalizes nothing new, publishes the finals it already
+//! holds, commits, unsubscribes, and drops the consumer on a detached thread (librdkafka's
+//! destroy can hang: see PITFALLS.md), all within a few seconds.
+
+use crate::config::ServiceConfig;
+use crate::health::DependencyStatus;
+use crate::metrics as m;
+use crate::store::Store;
+use anyhow::Context as _;
+use candles_core::{Candle, ClockMode, Engine, Micros, Outcome, Pair, Source, Trade};
+use candles_proto::v1;
+use prost::Message as _;
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{Header, Message as _, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::statistics::Statistics;
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// What a rebalance did, recorded by [`RebalanceContext`] and applied by the loop.
+#[derive(Debug)]
+enum Rebalanced {
+    Assigned(Vec<i32>),
+    Revoked(Vec<i32>),
+}
+
+/// Records rebalances for the consume loop (the callbacks run inside `recv()` on the loop's own
+/// task, so the loop sees them before the next message).
+struct RebalanceContext {
+    topic: String,
+    events: Mutex<Vec<Rebalanced>>,
+}
+
+impl RebalanceContext {
+    fn partitions(&self, tpl: &TopicPartitionList) -> Vec<i32> {
+        tpl.elements()
+            .iter()
+            .filter(|e| e.topic() == self.topic)
+            .map(|e| e.partition())
+            .collect()
+    }
+
+    fn push(&self, event: Rebalanced) {
+        if let Ok(mut events) = self.events.lock() {
+            events.push(event);
+        }
+    }
+
+    fn take(&self) -> Vec<Rebalanced> {
+        self.events
+            .lock()
+            .map(|mut e| std::mem::take(&mut *e))
+            .unwrap_or_default()
+    }
+}
+
+impl ClientContext for RebalanceContext {
+    /// librdkafka's statistics (every second): the consumer lag per partition.
+    fn stats(&self, statistics: Statistics) {
+        let Some(topic) = statistics.topics.get(&self.topic) else {
+            return;
+        };
+        for (partition, p) in &topic.partitions {
+            if *partition >= 0 && p.consumer_lag >= 0 {
+                metrics::gauge!(m::CONSUMER_LAG, "partition" => partition.to_string())
+                    .set(p.consumer_lag as f64);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for RebalanceContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let partitions = self.partitions(tpl);
+            tracing::info!(?partitions, "partitions revoked");
+            self.push(Rebalanced::Revoked(partitions));
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let partitions = self.partitions(tpl);
+                tracing::info!(?partitions, "partitions assigned");
+                self.push(Rebalanced::Assigned(partitions));
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance failed"),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            tracing::warn!(error = %e, ?offsets, "offset commit failed; it is retried with the next commit");
+        }
+    }
+}
+
+type Kafka = StreamConsumer<RebalanceContext>;
+
+/// One assigned partition: its engine and the bookkeeping that decides its committed offset.
+struct PartitionState {
+    engine: Engine,
+    /// Window start → first offset of a trade applied to it, for windows not yet published.
+    open: BTreeMap<Micros, i64>,
+    /// Next offset to read (last seen + 1).
+    next_offset: Option<i64>,
+    /// Last offset committed by this owner.
+    committed: Option<i64>,
+    /// Finalized candles not yet published, in order.
+    pending: VecDeque<Candle>,
+    /// Pairs already seeded from Redis → the composite's last published window start.
+    seeded: HashMap<Pair, Option<Micros>>,
+    /// High watermark at assignment; the engine is advanced only once it is read.
+    target: Option<i64>,
+    caught_up: bool,
+    /// Distinguishes this assignment's watermark answer from a stale one.
+    generation: u64,
+}
+
+impl PartitionState {
+    fn new(config: &ServiceConfig, generation: u64) -> PartitionState {
+        PartitionState {
+            engine: Engine::new(config.engine),
+            open: BTreeMap::new(),
+            next_offset: None,
+            committed: None,
+            pending: VecDeque::new(),
+            seeded: HashMap::new(),
+            target: None,
+            // The event clock finalizes by trade time: replaying old trades is what it is for.
+            caught_up: config.engine.clock == ClockMode::Event,
+            generation,
+        }
+    }
+
+    /// The offset below which every trade is in a published candle (or was late / dead-lettered).
+    fn safe_offset(&self) -> Option<i64> {
+        self.open.values().min().copied().or(self.next_offset)
+    }
+
+    /// Forgets windows whose candles are all published.
+    fn forget_published(&mut self) {
+        let before = self
+            .pending
+            .front()
+            .map(|c| c.start)
+            .unwrap_or(self.engine.finalized_before());
+        self.open = self.open.split_off(&before);
+    }
+}
+
+/// An answer to a watermark query made at assignment.
+struct Watermark {
+    partition: i32,
+    generation: u64,
+    high: Option<i64>,
+}
+
+/// The consume loop's state.
+struct Pipeline {
+    config: ServiceConfig,
+    store: Store,
+    consumer: Arc<Kafka>,
+    producer: FutureProducer,
+    parts: HashMap<i32, PartitionState>,
+    generation: u64,
+    watermarks: mpsc::UnboundedSender<Watermark>,
+    last_live: Instant,
+    /// When Redis last failed a publish (publishing pauses briefly after a failure).
+    redis_failed: Option<Instant>,
+    shutdown: CancellationToken,
+}
+
+/// Consumes `config.topic` until `shutdown`; see the module docs.
+pub async fn run(
+    config: ServiceConfig,
+    store: Store,
+    status: Arc<DependencyStatus>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let context = RebalanceContext {
+        topic: config.topic.clone(),
+        events: Mutex::new(Vec::new()),
+    };
+    let consumer: Kafka = ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set("group.id", &config.group)
+        .set("client.id", "candles-service")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set(
+            "session.timeout.ms",
+            config.session_timeout.as_millis().to_string(),
+        )
+        .set(
+            "heartbeat.interval.ms",
+            (config.session_timeout.as_millis() / 4)
+                .max(100)
+                .to_string(),
+        )
+        .set("fetch.wait.max.ms", "50")
+        .set("topic.metadata.refresh.interval.ms", "5000")
+        .set("statistics.interval.ms", "1000")
+        .create_with_context(context)
+        .with_context(|| {
+            format!(
+                "cannot create a Kafka consumer for brokers {:?} (--brokers / CANDLES_BROKERS)",
+                config.brokers
+            )
+        })?;
+    consumer.subscribe(&[&config.topic]).with_context(|| {
+        format!(
+            "cannot subscribe to topic {:?} (--topic / CANDLES_TOPIC)",
+            config.topic
+        )
+    })?;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set("client.id", "candles-service-dlq")
+        .set("message.timeout.ms", "5000")
+        .set("linger.ms", "0")
+        .create()
+        .with_context(|| {
+            format!(
+                "cannot create a Kafka producer for brokers {:?}",
+                config.brokers
+            )
+        })?;
+    tracing::info!(brokers = %config.brokers, topic = %config.topic, group = %config.group, "consuming trades");
+
+    let probe = tokio::spawn(probe_kafka(producer.clone(), status, shutdown.clone()));
+    let consumer = Arc::new(consumer);
+    let (wm_tx, mut wm_rx) = mpsc::unbounded_channel();
+    let mut p = Pipeline {
+        config,
+        store,
+        consumer: consumer.clone(),
+        producer,
+        parts: HashMap::new(),
+        generation: 0,
+        watermarks: wm_tx,
+        last_live: Instant::now(),
+        redis_failed: None,
+        shutdown: shutdown.clone(),
+    };
+
+    let tick_every = p.config.update_interval.min(Duration::from_millis(50));
+    let mut tick = tokio::time::interval(tick_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_error_log: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {
+                p.apply_rebalances();
+                p.on_tick().await;
+            }
+            Some(wm) = wm_rx.recv() => p.on_watermark(wm),
+            r = consumer.recv() => match r {
+                Ok(msg) => {
+                    let msg = msg.detach();
+                    p.apply_rebalances();
+                    p.on_message(msg).await;
+                }
+                Err(e) => {
+                    if last_error_log.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
+                        tracing::warn!(error = %e, brokers = %p.config.brokers, "Kafka consumer error; retrying");
+                        last_error_log = Some(Instant::now());
+                    }
+                }
+            }
+        }
+    }
+    p.shut_down().await;
+    probe.abort();
+    let Pipeline {
+        producer,
+        consumer: pipeline_consumer,
+        ..
+    } = p;
+    drop(pipeline_consumer);
+    close_consumer(consumer).await;
+    std::thread::spawn(move || drop(producer));
+    Ok(())
+}
+
+impl Pipeline {
+    fn apply_rebalances(&mut self) {
+        for event in self.consumer.context().take() {
+            match event {
+                Rebalanced::Revoked(partitions) => {
+                    for partition in partitions {
+                        // Open windows are dropped unpublished: the next owner re-reads them.
+                        self.parts.remove(&partition);
+                        metrics::gauge!(m::CONSUMER_LAG, "partition" => partition.to_string())
+                            .set(0.0);
+                    }
+                }
+                Rebalanced::Assigned(partitions) => {
+                    for partition in partitions {
+                        if !self.parts.contains_key(&partition) {
+                            self.assign(partition);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn assign(&mut self, partition: i32) {
+        self.generation += 1;
+        self.parts.insert(
+            partition,
+            PartitionState::new(&self.config, self.generation),
+        );
+        self.query_watermark(partition, self.generation);
+    }
+
+    fn query_watermark(&self, partition: i32, generation: u64) {
+        let producer = self.producer.clone();
+        let topic = self.config.topic.clone();
+        let tx = self.watermarks.clone();
+        tokio::task::spawn_blocking(move || {
+            let high =
+                match producer
+                    .client()
+                    .fetch_watermarks(&topic, partition, Duration::from_secs(2))
+                {
+                    Ok((_, high)) => Some(high),
+                    Err(e) => {
+                        tracing::debug!(partition, error = %e, "watermark query failed; retrying");
+                        None
+                    }
+                };
+            let _ = tx.send(Watermark {
+                partition,
+                generation,
+                high,
+            });
+        });
+    }
+
+    fn on_watermark(&mut self, wm: Watermark) {
+        let Some(state) = self.parts.get_mut(&wm.partition) else {
+            return;
+        };
+        if state.generation != wm.generation {
+            return;
+        }
+        match wm.high {
+            Some(high) => {
+                state.target = Some(high);
+                tracing::debug!(
+                    partition = wm.partition,
+                    high,
+                    "catching up to the high watermark"
+                );
+            }
+            None => {
+                let (partition, generation) = (wm.partition, wm.generation);
+                let this = self.watermarks.clone();
+                let producer = self.producer.clone();
+                let topic = self.config.topic.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    let _ = tokio::task::spawn_blocking(move || {
+                        let high = producer
+                            .client()
+                            .fetch_watermarks(&topic, partition, Duration::from_secs(2))
+                            .ok()
+                            .map(|(_, h)| h);
+                        let _ = this.send(Watermark {
+                            partition,
+                            generation,
+                            high,
+                        });
+                    })
+                    .await;
+                });
+            }
+        }
+    }
+
+    /// Where the consumer stands in `partition`: the next offset it will read.
+    fn position(&self, partition: i32, state: &PartitionState) -> Option<i64> {
+        if let Some(next) = state.next_offset {
+            return Some(next);
+        }
+        let tpl = self.consumer.position().ok()?;
+        match tpl.find_partition(&self.config.topic, partition)?.offset() {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    async fn on_message(&mut self, msg: OwnedMessage) {
+        let partition = msg.partition();
+        let offset = msg.offset();
+        if msg.topic() != self.config.topic {
+            return;
+        }
+        if !self.parts.contains_key(&partition) {
+            // A message always follows its partition's assignment; be safe anyway.
+            self.assign(partition);
+        }
+        let trade = match decode(&msg) {
+            Ok(t) => t,
+            Err(reason) => {
+                // Only a record that reached the dead-letter topic may be committed past.
+                if self.dead_letter(&msg, &reason).await
+                    && let Some(state) = self.parts.get_mut(&partition)
+                {
+                    state.next_offset = Some(offset + 1);
+                }
+                return;
+            }
+        };
+        metrics::counter!(m::TRADES_CONSUMED).increment(1);
+        let needs_seed = self
+            .parts
+            .get(&partition)
+            .is_some_and(|s| !s.seeded.contains_key(&trade.pair));
+        if needs_seed {
+            let Some(seeds) = self.read_seeds(trade.pair).await else {
+                return;
+            };
+            let Some(state) = self.parts.get_mut(&partition) else {
+                return;
+            };
+            let mut composite = None;
+            for candle in seeds.into_iter().flatten() {
+                if candle.source == Source::Composite {
+                    composite = Some(candle.start);
+                }
+                state
+                    .engine
+                    .seed(candle.pair, candle.source, candle.start, candle.close);
+            }
+            tracing::debug!(partition, pair = %trade.pair, last_published = ?composite, "seeded from Redis history");
+            state.seeded.insert(trade.pair, composite);
+        }
+        let Some(state) = self.parts.get_mut(&partition) else {
+            return;
+        };
+        let start = state.engine.config().interval.window_start(trade.time);
+        let published = state
+            .seeded
+            .get(&trade.pair)
+            .copied()
+            .flatten()
+            .is_some_and(|s| start <= s);
+        match state.engine.apply(&trade) {
+            Outcome::Applied => {
+                let first = state.open.entry(start).or_insert(offset);
+                *first = (*first).min(offset);
+            }
+            Outcome::Late if published => {
+                metrics::counter!(m::TRADES_ALREADY_PUBLISHED).increment(1)
+            }
+            Outcome::Late => {
+                metrics::counter!(m::LATE_TRADES).increment(1);
+                tracing::debug!(partition, offset, pair = %trade.pair, exchange = %trade.exchange, time = trade.time.0, "late trade");
+            }
+        }
+        state.next_offset = Some(offset + 1);
+    }
+
+    /// The last final candle of every source of `pair`, retrying while Redis is down; `None` on
+    /// shutdown.
+    async fn read_seeds(&self, pair: Pair) -> Option<Vec<Option<Candle>>> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let mut out = Vec::with_capacity(Source::ALL.len());
+            let mut failed = None;
+            for source in Source::ALL {
+                match self.store.last_final(pair, source).await {
+                    Ok(c) => out.push(c),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            match failed {
+                None => return Some(out),
+                Some(e) => {
+                    tracing::warn!(%pair, error = %e, retry_in = ?backoff, "cannot read the last published candles to seed the engine; retrying")
+                }
+            }
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return None,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// Writes the record to the dead-letter topic, retrying until it is there (`true`) or the
+    /// service shuts down (`false`).
+    async fn dead_letter(&self, msg: &OwnedMessage, reason: &str) -> bool {
+        tracing::warn!(partition = msg.partition(), offset = msg.offset(), %reason, dlq = %self.config.dlq_topic, "undecodable trade record sent to the dead-letter topic");
+        let partition = msg.partition().to_string();
+        let offset = msg.offset().to_string();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: "error",
+                    value: Some(reason),
+                })
+                .insert(Header {
+                    key: "source.topic",
+                    value: Some(msg.topic()),
+                })
+                .insert(Header {
+                    key: "source.partition",
+                    value: Some(&partition),
+                })
+                .insert(Header {
+                    key: "source.offset",
+                    value: Some(&offset),
+                });
+            let mut record: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(&self.config.dlq_topic).headers(headers);
+            if let Some(key) = msg.key() {
+                record = record.key(key);
+            }
+            if let Some(value) = msg.payload() {
+                record = record.payload(value);
+            }
+            match self.producer.send(record, Duration::from_secs(5)).await {
+                Ok(_) => {
+                    metrics::counter!(m::DLQ_RECORDS).increment(1);
+                    return true;
+                }
+                Err((e, _)) => {
+                    tracing::warn!(error = %e, dlq = %self.config.dlq_topic, "cannot write to the dead-letter topic; retrying")
+                }
+            }
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return false,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    async fn on_tick(&mut self) {
+        let now = Micros::now();
+        let partitions: Vec<i32> = self.parts.keys().copied().collect();
+        for partition in partitions {
+            let caught_up = match self.parts.get(&partition) {
+                Some(s) if s.caught_up => true,
+                Some(s) => match (s.target, self.position(partition, s)) {
+                    (Some(target), _) if target <= 0 => true,
+                    (Some(target), Some(pos)) => pos >= target,
+                    _ => false,
+                },
+                None => continue,
+            };
+            let Some(state) = self.parts.get_mut(&partition) else {
+                continue;
+            };
+            if caught_up && !state.caught_up {
+                tracing::info!(partition, "caught up; finalizing by the wall clock");
+                state.caught_up = true;
+            }
+            if state.caught_up {
+                let mut finals = Vec::new();
+                state.engine.advance(now, &mut finals);
+                state.pending.extend(finals);
+            }
+        }
+        self.publish_pending().await;
+        self.commit();
+        if self.last_live.elapsed() >= self.config.update_interval {
+            self.last_live = Instant::now();
+            self.publish_live().await;
+        }
+    }
+
+    /// Publishes finalized candles, oldest first per partition; stops at the first Redis error
+    /// (the rest stay pending and hold back their partition's commit).
+    async fn publish_pending(&mut self) {
+        if self
+            .redis_failed
+            .is_some_and(|t| t.elapsed() < Duration::from_millis(500))
+        {
+            return;
+        }
+        for state in self.parts.values_mut() {
+            while let Some(candle) = state.pending.front() {
+                match self.store.publish_final(candle).await {
+                    Ok(true) => {
+                        metrics::counter!(m::CANDLES_PUBLISHED, "kind" => "final").increment(1);
+                    }
+                    Ok(false) => {
+                        metrics::counter!(m::CANDLES_DUPLICATE).increment(1);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot publish final candles; holding them (and their offsets) until Redis is back");
+                        self.redis_failed = Some(Instant::now());
+                        return;
+                    }
+                }
+                state.pending.pop_front();
+            }
+            self.redis_failed = None;
+            state.forget_published();
+        }
+    }
+
+    async fn publish_live(&mut self) {
+        if self.redis_failed.is_some() {
+            return;
+        }
+        let mut updates = Vec::new();
+        for state in self.parts.values_mut().filter(|s| s.caught_up) {
+            state.engine.take_updates(&mut updates);
+        }
+        for candle in &updates {
+            match self.store.publish_live(candle).await {
+                Ok(()) => metrics::counter!(m::CANDLES_PUBLISHED, "kind" => "live").increment(1),
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot publish a live candle; skipping this update");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Commits every partition whose safe offset moved forward (asynchronously).
+    fn commit(&mut self) {
+        let mut tpl = TopicPartitionList::new();
+        for (&partition, state) in self.parts.iter_mut() {
+            if let Some(safe) = state.safe_offset()
+                && state.committed.is_none_or(|c| safe > c)
+                && tpl
+                    .add_partition_offset(&self.config.topic, partition, Offset::Offset(safe))
+                    .is_ok()
+            {
+                state.committed = Some(safe);
+            }
+        }
+        if tpl.count() > 0
+            && let Err(e) = self.consumer.commit(&tpl, CommitMode::Async)
+        {
+            tracing::debug!(error = %e, "offset commit not sent; retried with the next one");
+            for e in tpl.elements() {
+                if let Some(state) = self.parts.get_mut(&e.partition()) {
+                    state.committed = None;
+                }
+            }
+        }
+    }
+
+    /// Publishes what is already final (nothing new is finalized) and commits, synchronously,
+    /// within about two seconds.
+    async fn shut_down(&mut self) {
+        self.apply_rebalances();
+        self.redis_failed = None;
+        if tokio::time::timeout(Duration::from_secs(2), self.publish_pending())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "could not publish every final candle before shutting down; the next owner will"
+            );
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (&partition, state) in &self.parts {
+            if let Some(safe) = state.safe_offset() {
+                let _ =
+                    tpl.add_partition_offset(&self.config.topic, partition, Offset::Offset(safe));
+            }
+        }
+        if tpl.count() > 0 {
+            let consumer = self.consumer.clone();
+            let commit =
+                tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync));
+            match tokio::time::timeout(Duration::from_secs(2), commit).await {
+                Ok(Ok(Ok(()))) => tracing::info!("offsets committed"),
+                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "final offset commit failed"),
+                _ => tracing::warn!("final offset commit did not finish within 2s"),
+            }
+        }
+    }
+}
+
+/// Decodes a record into a trade, or says why it cannot be one.
+fn decode(msg: &OwnedMessage) -> Result<Trade, String> {
+    let value = msg
+        .payload()
+        .ok_or_else(|| "record has no value; expected a protobuf candles.v1.Trade".to_string())?;
+    let wire = v1::Trade::decode(value).map_err(|e| {
+        format!(
+            "value is not a protobuf candles.v1.Trade ({} bytes): {e}",
+            value.len()
+        )
+    })?;
+    Trade::try_from(&wire).map_err(|e| format!("invalid candles.v1.Trade: {e}"))
+}
+
+/// Asks Kafka for metadata every second and records whether it answered.
+async fn probe_kafka(
+    producer: FutureProducer,
+    status: Arc<DependencyStatus>,
+    stop: CancellationToken,
+) {
+    loop {
+        let p = producer.clone();
+        let up = tokio::task::spawn_blocking(move || {
+            p.client()
+                .fetch_metadata(None, Duration::from_secs(1))
+                .is_ok()
+        })
+        .await
+        .unwrap_or(false);
+        status.set_kafka(up);
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// Leaves the group and drops the consumer where a hang cannot block anyone.
+async fn close_consumer(consumer: Arc<Kafka>) {
+    consumer.unsubscribe();
+    // Serve the revocation callback so the group learns we left.
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
+    while tokio::time::Instant::now() < deadline {
+        if tokio::time::timeout_at(deadline, consumer.recv())
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        drop(consumer);
+        let _ = tx.send(());
+    });
+    if tokio::time::timeout(Duration::from_secs(1), rx)
+        .await
+        .is_err()
+    {
+        tracing::debug!("the Kafka consumer is still closing; not waiting for it");
+    }
+}

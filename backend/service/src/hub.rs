@@ -1,0 +1,175 @@
+//! One Redis subscriber per instance, fanned out to the instance's gRPC clients.
+//!
+//! The subscriber pattern-subscribes to every pair's channel of this interval and pushes each
+//! candle into a [`tokio::sync::broadcast`]; each client task holds a receiver. When Redis goes
+//! away the subscriber reconnects with backoff and resubscribes; clients stay connected and
+//! simply see no candles meanwhile.
+
+use crate::health::DependencyStatus;
+use crate::metrics as m;
+use crate::store::Keys;
+use candles_core::{Candle, Micros, Pair, Source};
+use candles_proto::v1;
+use futures::StreamExt as _;
+use prost::Message as _;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+/// A candle as it came from Redis: the wire form to send, and the fields clients filter on.
+#[derive(Debug)]
+pub struct HubCandle {
+    /// Canonical pair.
+    pub pair: Pair,
+    /// Composite or one exchange.
+    pub source: Source,
+    /// Window start.
+    pub start: Micros,
+    /// Window end.
+    pub end: Micros,
+    /// Final or live.
+    pub is_final: bool,
+    /// The message clients receive.
+    pub wire: v1::Candle,
+}
+
+impl HubCandle {
+    /// Decodes a Pub/Sub payload; `None` (logged) when it is not a candle of this interval.
+    pub fn decode(payload: &[u8], interval: candles_core::Interval) -> Option<HubCandle> {
+        let wire = match v1::Candle::decode(payload) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring an undecodable candle on Redis Pub/Sub");
+                return None;
+            }
+        };
+        let candle = match Candle::try_from(&wire) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring an invalid candle on Redis Pub/Sub");
+                return None;
+            }
+        };
+        if candle.interval != interval {
+            return None;
+        }
+        Some(HubCandle {
+            pair: candle.pair,
+            source: candle.source,
+            start: candle.start,
+            end: candle.end(),
+            is_final: candle.is_final,
+            wire,
+        })
+    }
+}
+
+/// The in-process fan-out of candles to client tasks.
+#[derive(Clone)]
+pub struct Hub {
+    tx: broadcast::Sender<Arc<HubCandle>>,
+    closed: CancellationToken,
+}
+
+impl Hub {
+    /// A hub buffering up to `capacity` candles for the slowest client task.
+    pub fn new(capacity: usize) -> Hub {
+        let (tx, _) = broadcast::channel(capacity.max(16));
+        Hub {
+            tx,
+            closed: CancellationToken::new(),
+        }
+    }
+
+    /// A receiver of every candle sent from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<HubCandle>> {
+        self.tx.subscribe()
+    }
+
+    /// Sends a candle to every client task.
+    pub fn send(&self, candle: HubCandle) {
+        let _ = self.tx.send(Arc::new(candle));
+    }
+
+    /// Ends every client stream (shutdown).
+    pub fn close(&self) {
+        self.closed.cancel();
+    }
+
+    /// Cancelled when the hub is closed.
+    pub fn closed(&self) -> &CancellationToken {
+        &self.closed
+    }
+}
+
+/// Subscribes to Redis until `stop`, feeding `hub`; reconnects with backoff when Redis is gone.
+pub async fn run_subscriber(
+    url: String,
+    keys: Keys,
+    hub: Hub,
+    status: Arc<DependencyStatus>,
+    stop: CancellationToken,
+) {
+    let client = match redis::Client::open(url.as_str()) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(%url, error = %e, "invalid Redis URL; the Redis subscriber does not run");
+            return;
+        }
+    };
+    let interval = keys.interval();
+    let mut backoff = Duration::from_millis(100);
+    let mut first = true;
+    while !stop.is_cancelled() {
+        if !first {
+            metrics::counter!(m::REDIS_RECONNECTS).increment(1);
+        }
+        first = false;
+        let connect = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.psubscribe(keys.pattern()).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        let pubsub = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = tokio::time::timeout(Duration::from_secs(2), connect) => r,
+        };
+        match pubsub {
+            Ok(Ok(mut pubsub)) => {
+                tracing::info!(pattern = %keys.pattern(), "subscribed to Redis");
+                status.set_subscriber(true);
+                backoff = Duration::from_millis(100);
+                let mut messages = pubsub.on_message();
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        msg = messages.next() => match msg {
+                            Some(msg) => {
+                                if let Some(c) = HubCandle::decode(msg.get_payload_bytes(), interval) {
+                                    hub.send(c);
+                                }
+                            }
+                            None => break,
+                        }
+                    }
+                }
+                status.set_subscriber(false);
+                tracing::warn!("lost the Redis subscription; reconnecting");
+            }
+            Ok(Err(e)) => {
+                status.set_subscriber(false);
+                tracing::warn!(error = %e, retry_in = ?backoff, "cannot subscribe to Redis; retrying");
+            }
+            Err(_) => {
+                status.set_subscriber(false);
+                tracing::warn!(retry_in = ?backoff, "Redis subscription timed out; retrying");
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}

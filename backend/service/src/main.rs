@@ -1,0 +1,158 @@
+//! `candles-service`: Kafka trades → candles → Redis → gRPC. A thin shell over
+//! [`candles_service::run`]: flags (each with an environment variable), logging, metrics
+//! exporter, signals.
+
+use anyhow::Context as _;
+use candles_core::time::Duration;
+use candles_core::{ClockMode, EngineConfig, Interval};
+use candles_service::{ServiceConfig, TlsFiles};
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use tokio_util::sync::CancellationToken;
+
+/// Builds candles from the Kafka `trades` topic, publishes them through Redis and serves them
+/// over gRPC (candles.v1.CandleService). Run as many instances as you like in one consumer group.
+#[derive(Parser, Debug)]
+#[command(name = "candles-service", version)]
+struct Cli {
+    /// Kafka bootstrap servers (host:port[,host:port]).
+    #[arg(long, env = "CANDLES_BROKERS", default_value = "127.0.0.1:9092")]
+    brokers: String,
+    /// Topic of normalized trades.
+    #[arg(long, env = "CANDLES_TOPIC", default_value = "trades")]
+    topic: String,
+    /// Consumer group shared by all instances.
+    #[arg(long, env = "CANDLES_GROUP", default_value = "candles-service")]
+    group: String,
+    /// Dead-letter topic for records that cannot be decoded.
+    #[arg(long, env = "CANDLES_DLQ_TOPIC", default_value = "trades.dlq")]
+    dlq_topic: String,
+    /// Redis URL.
+    #[arg(long, env = "CANDLES_REDIS", default_value = "redis://127.0.0.1:6379/")]
+    redis: String,
+    /// gRPC listen address.
+    #[arg(long, env = "CANDLES_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Candle interval: 500ms, 5s, 1m, 1h, ...
+    #[arg(long, env = "CANDLES_INTERVAL", default_value = "5s")]
+    interval: Interval,
+    /// How long a window stays open after its end, for trades delayed in transit.
+    #[arg(long, env = "CANDLES_GRACE", default_value = "1500ms")]
+    grace: Duration,
+    /// Clock that finalizes windows: `wall` (live) or `event` (trade-time watermark, for replays).
+    #[arg(long, env = "CANDLES_CLOCK", default_value = "wall")]
+    clock: ClockMode,
+    /// Publish in-progress candles at most this often per pair and source.
+    #[arg(long, env = "CANDLES_UPDATE_INTERVAL", default_value = "250ms")]
+    update_interval: Duration,
+    /// Final candles kept in Redis per pair and source (the most a client's `history` may ask).
+    #[arg(long, env = "CANDLES_HISTORY_MAX", default_value_t = 1000)]
+    history_max: usize,
+    /// Messages queued per gRPC client before it is dropped as too slow (RESOURCE_EXHAUSTED).
+    #[arg(long, env = "CANDLES_CLIENT_QUEUE", default_value_t = 1024)]
+    client_queue: usize,
+    /// Kafka session timeout: how soon partitions of a dead instance move to the others.
+    #[arg(long, env = "CANDLES_SESSION_TIMEOUT", default_value = "6s")]
+    session_timeout: Duration,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 0.0.0.0:9100); off when unset.
+    #[arg(long, env = "CANDLES_METRICS_ADDR")]
+    metrics_addr: Option<SocketAddr>,
+    /// Log format: `text` or `json`. Filter with RUST_LOG (default `info`).
+    #[arg(long, env = "CANDLES_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    /// TLS certificate chain (PEM); enables TLS together with --tls-key.
+    #[arg(long, env = "CANDLES_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "CANDLES_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require `authorization: Bearer <TOKEN>` on every CandleService call.
+    #[arg(long, env = "CANDLES_AUTH_TOKEN", hide_env_values = true)]
+    auth_token: Option<String>,
+}
+
+impl Cli {
+    fn into_config(self) -> ServiceConfig {
+        ServiceConfig {
+            brokers: self.brokers,
+            topic: self.topic,
+            group: self.group,
+            dlq_topic: self.dlq_topic,
+            redis_url: self.redis,
+            listen: self.listen,
+            engine: EngineConfig {
+                interval: self.interval,
+                grace: self.grace,
+                clock: self.clock,
+            },
+            update_interval: self.update_interval.to_std(),
+            history_max: self.history_max,
+            client_queue: self.client_queue,
+            hub_capacity: ServiceConfig::default().hub_capacity,
+            session_timeout: self.session_timeout.to_std(),
+            tls: match (self.tls_cert, self.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+                _ => None,
+            },
+            auth_token: self.auth_token,
+        }
+    }
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // `init` also bridges the `log` crate (rdkafka's logs) into tracing.
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn init_metrics(addr: SocketAddr) -> anyhow::Result<()> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(candles_service::metrics::FINALIZE_TO_CLIENT.to_string()),
+            candles_service::metrics::LATENCY_BUCKETS,
+        )?
+        .install()
+        .with_context(|| format!("cannot serve metrics on {addr} (--metrics-addr / CANDLES_METRICS_ADDR); is the port free?"))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    if let Some(addr) = cli.metrics_addr {
+        init_metrics(addr)?;
+    }
+    let config = cli.into_config();
+    let shutdown = CancellationToken::new();
+    let signals = shutdown.clone();
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: shutting down"),
+        }
+        signals.cancel();
+    });
+    let result = candles_service::run(config, shutdown).await;
+    if let Err(e) = &result {
+        tracing::error!(error = %format!("{e:#}"), "candles-service failed");
+    }
+    result
+}

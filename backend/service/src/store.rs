@@ -1,0 +1,254 @@
+//! Redis: publish-once of final candles, live updates, history and the list of markets.
+//!
+//! # Layout (every name includes the interval, so instances with different intervals never mix)
+//! - Channel `candles.v1.<interval>.<PAIR>` (e.g. `candles.v1.5s.BTC-USDT`): every candle of the
+//!   pair, final and live, as a prost-encoded `candles.v1.Candle`.
+//! - Sorted set `candles.v1.<interval>.history.<PAIR>.<source>`: the last `history_max` final
+//!   candles of one series, scored by window start (µs), members prost-encoded.
+//! - Set `candles.v1.<interval>.markets`: `"<PAIR> <source>"` of every series with a final candle.
+//!
+//! # Publish once
+//! Finals go through one Lua script ([`PUBLISH_FINAL`], run with EVALSHA) that atomically
+//! checks the series' newest stored start: if it is at or after this candle's start, the candle
+//! (or a later one) was already published and the script does nothing; otherwise it adds the
+//! candle, trims the history, records the market and PUBLISHes. A series' finals are produced in
+//! order of start, so "newer than the newest stored" is the identity check, and it stays correct
+//! after trimming. Two instances replaying the same window publish it once.
+
+use candles_core::{Candle, Interval, Micros, Pair, Source};
+use candles_proto::v1;
+use prost::Message as _;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The atomic check-and-publish of a final candle. KEYS: history, markets. ARGV: start (µs),
+/// encoded candle, history max, channel, market member. Returns 1 if published, 0 if it was
+/// already there.
+pub const PUBLISH_FINAL: &str = r#"
+local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if newest[2] ~= nil and tonumber(newest[2]) >= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+local n = redis.call('ZCARD', KEYS[1])
+local max = tonumber(ARGV[3])
+if n > max then
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - max - 1)
+end
+redis.call('SADD', KEYS[2], ARGV[5])
+redis.call('PUBLISH', ARGV[4], ARGV[2])
+return 1
+"#;
+
+/// A Redis failure, naming what was being done.
+#[derive(Debug, thiserror::Error)]
+#[error("Redis {action} failed: {source}")]
+pub struct StoreError {
+    /// What the service was doing.
+    pub action: &'static str,
+    /// The client's error.
+    #[source]
+    pub source: redis::RedisError,
+}
+
+fn err(action: &'static str) -> impl FnOnce(redis::RedisError) -> StoreError {
+    move |source| StoreError { action, source }
+}
+
+/// Names of channels and keys for one interval.
+#[derive(Clone, Debug)]
+pub struct Keys {
+    prefix: String,
+    interval: Interval,
+}
+
+impl Keys {
+    /// The names for candles of `interval`.
+    pub fn new(interval: Interval) -> Keys {
+        Keys {
+            prefix: format!("candles.v1.{interval}"),
+            interval,
+        }
+    }
+
+    /// The interval these names are for.
+    pub fn interval(&self) -> Interval {
+        self.interval
+    }
+
+    /// The Pub/Sub channel of a pair.
+    pub fn channel(&self, pair: Pair) -> String {
+        format!("{}.{pair}", self.prefix)
+    }
+
+    /// The pattern matching every pair's channel.
+    pub fn pattern(&self) -> String {
+        format!("{}.*", self.prefix)
+    }
+
+    /// The history sorted set of one series.
+    pub fn history(&self, pair: Pair, source: Source) -> String {
+        format!("{}.history.{pair}.{source}", self.prefix)
+    }
+
+    /// The set of known series.
+    pub fn markets(&self) -> String {
+        format!("{}.markets", self.prefix)
+    }
+}
+
+/// A cloneable handle on Redis for publishing and reading candles. Reconnects by itself.
+#[derive(Clone)]
+pub struct Store {
+    conn: ConnectionManager,
+    keys: Keys,
+    script: Arc<redis::Script>,
+    history_max: usize,
+}
+
+impl Store {
+    /// A handle on Redis at `url`; connects lazily, so Redis need not be up yet.
+    pub fn connect(url: &str, interval: Interval, history_max: usize) -> Result<Store, StoreError> {
+        let client = redis::Client::open(url).map_err(err("URL parsing"))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(err("connection setup"))?;
+        Ok(Store {
+            conn,
+            keys: Keys::new(interval),
+            script: Arc::new(redis::Script::new(PUBLISH_FINAL)),
+            history_max,
+        })
+    }
+
+    /// The key names in use.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// Publishes a final candle unless its identity (or a later window of its series) is already
+    /// in history. `true` if this call published it.
+    pub async fn publish_final(&self, candle: &Candle) -> Result<bool, StoreError> {
+        let payload = v1::Candle::from(candle).encode_to_vec();
+        let mut conn = self.conn.clone();
+        let published: i64 = self
+            .script
+            .key(self.keys.history(candle.pair, candle.source))
+            .key(self.keys.markets())
+            .arg(candle.start.0)
+            .arg(payload)
+            .arg(self.history_max)
+            .arg(self.keys.channel(candle.pair))
+            .arg(format!("{} {}", candle.pair, candle.source))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(err("publish of a final candle"))?;
+        Ok(published == 1)
+    }
+
+    /// Publishes an in-progress candle (not stored).
+    pub async fn publish_live(&self, candle: &Candle) -> Result<(), StoreError> {
+        let payload = v1::Candle::from(candle).encode_to_vec();
+        let mut conn = self.conn.clone();
+        redis::cmd("PUBLISH")
+            .arg(self.keys.channel(candle.pair))
+            .arg(payload)
+            .query_async::<i64>(&mut conn)
+            .await
+            .map_err(err("publish of a live candle"))?;
+        Ok(())
+    }
+
+    /// The last `n` final candles of a series, oldest first.
+    pub async fn history(
+        &self,
+        pair: Pair,
+        source: Source,
+        n: usize,
+    ) -> Result<Vec<v1::Candle>, StoreError> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let raw: Vec<Vec<u8>> = redis::cmd("ZRANGE")
+            .arg(self.keys.history(pair, source))
+            .arg(-(n as i64))
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .map_err(err("history read"))?;
+        Ok(raw
+            .iter()
+            .filter_map(|bytes| match v1::Candle::decode(bytes.as_slice()) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!(%pair, %source, error = %e, "skipping an undecodable candle in Redis history");
+                    None
+                }
+            })
+            .collect())
+    }
+
+    /// The newest final candle of a series, if any (to seed an engine after a (re)assignment).
+    pub async fn last_final(
+        &self,
+        pair: Pair,
+        source: Source,
+    ) -> Result<Option<Candle>, StoreError> {
+        let mut newest = self.history(pair, source, 1).await?;
+        Ok(newest.pop().and_then(|wire| Candle::try_from(&wire).ok()))
+    }
+
+    /// Every series that has a final candle, grouped by pair (sorted), sources in
+    /// [`Source::ALL`] order.
+    pub async fn markets(&self) -> Result<Vec<(Pair, Vec<Source>)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let members: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.keys.markets())
+            .query_async(&mut conn)
+            .await
+            .map_err(err("market list read"))?;
+        let mut series: Vec<(Pair, Source)> = members
+            .iter()
+            .filter_map(|m| {
+                let (pair, source) = m.split_once(' ')?;
+                Some((Pair::parse(pair).ok()?, Source::from_str(source).ok()?))
+            })
+            .collect();
+        series.sort();
+        let mut out: Vec<(Pair, Vec<Source>)> = Vec::new();
+        for (pair, source) in series {
+            match out.last_mut() {
+                Some((p, sources)) if *p == pair => sources.push(source),
+                _ => out.push((pair, vec![source])),
+            }
+        }
+        Ok(out)
+    }
+
+    /// A round trip, for health checks.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map_err(err("PING"))?;
+        Ok(())
+    }
+
+    /// The newest stored start of a series (tests and diagnostics).
+    pub async fn newest_start(
+        &self,
+        pair: Pair,
+        source: Source,
+    ) -> Result<Option<Micros>, StoreError> {
+        Ok(self.last_final(pair, source).await?.map(|c| c.start))
+    }
+}
