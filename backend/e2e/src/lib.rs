@@ -1,0 +1,1 @@
+//! Harness for the full-stack tests (placeholder).
