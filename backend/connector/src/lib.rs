@@ -1,1 +1,142 @@
-//! placeholder
+//! One exchange's public trade stream → normalized, exactly-once trades → a [`TradeSink`]
+//! (Kafka for the backend, a channel for `candles-tui --embedded`).
+//!
+//! - [`exchange`]: one module per exchange (Binance, Kraken v2, Coinbase Exchange) behind the
+//!   [`exchange::Venue`] trait: URLs, subscribe and keep-alive messages, frame parsing, REST
+//!   backfill and listing requests.
+//! - [`sequencer`]: per-pair trade-id bookkeeping: duplicates dropped, gaps found.
+//! - [`backoff`]: exponential backoff with full jitter.
+//! - [`rest`]: REST gap fill and the listing check.
+//! - [`session`]: the connect → subscribe → read → reconnect loop, [`run`].
+//! - [`sink`]: [`TradeSink`], [`ChannelSink`], [`KafkaSink`].
+//! - [`telemetry`]: metric names and shared counters.
+//!
+//! Guarantee: within one [`run`], every trade id of a pair is published at most once and in
+//! increasing order; a gap (an id above last + 1, in-stream or after a reconnect) is filled from
+//! the exchange's REST trades before the trade that revealed it. Unfillable gaps are logged and
+//! counted (`connector_gap_unfilled_total`), never waited on forever. The first trade of a pair
+//! after start is the reference: history before it is not backfilled.
+#![forbid(unsafe_code)]
+
+pub mod backoff;
+pub mod error;
+pub mod exchange;
+pub mod rest;
+pub mod sequencer;
+pub mod session;
+pub mod sink;
+pub mod telemetry;
+
+use candles_core::{Exchange, Pair};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use backoff::BackoffConfig;
+pub use rest::check_pairs;
+pub use session::run;
+pub use sink::{ChannelSink, KafkaSink, TradeSink};
+pub use telemetry::Counters;
+
+/// Everything [`run`] needs to know. Build it with [`ConnectorConfig::new`] (real endpoints) and
+/// override fields for tests or other endpoints.
+#[derive(Debug, Clone)]
+pub struct ConnectorConfig {
+    /// Which exchange.
+    pub exchange: Exchange,
+    /// Canonical pairs to stream.
+    pub pairs: Vec<Pair>,
+    /// WebSocket URL; `None` = the exchange's real public endpoint.
+    pub ws_url: Option<String>,
+    /// REST base URL; `None` = the exchange's real public endpoint.
+    pub rest_url: Option<String>,
+    /// Silence (no frame of any kind, pongs included) after which the socket counts as dead and
+    /// is replaced. At half of it the state shows [`ConnState::Stale`].
+    pub stale_after: Duration,
+    /// Reconnect backoff.
+    pub backoff: BackoffConfig,
+    /// How often to send a keep-alive (WebSocket ping, or Kraken's application ping).
+    pub keepalive_every: Duration,
+    /// Reconnect proactively after this long (Binance closes connections at 24 h).
+    pub max_session: Duration,
+    /// Give up connecting (TCP + TLS + WebSocket handshake) after this long.
+    pub connect_timeout: Duration,
+    /// Timeout of one REST request.
+    pub rest_timeout: Duration,
+    /// The most time one gap fill may take before the rest of the gap is counted as unfilled.
+    pub backfill_budget: Duration,
+    /// The most trades one gap fill fetches; larger gaps are partly unfilled (and counted).
+    pub backfill_max_trades: u64,
+    /// Counters shared with whoever wants figures without scraping Prometheus (tests, the TUI).
+    pub counters: Arc<Counters>,
+}
+
+impl ConnectorConfig {
+    /// A configuration for the real public endpoints of `exchange`, with sensible defaults.
+    pub fn new(exchange: Exchange, pairs: Vec<Pair>) -> Self {
+        ConnectorConfig {
+            exchange,
+            pairs,
+            ws_url: None,
+            rest_url: None,
+            stale_after: Duration::from_secs(10),
+            backoff: BackoffConfig::default(),
+            keepalive_every: Duration::from_secs(5),
+            max_session: Duration::from_secs(23 * 3600 + 45 * 60),
+            connect_timeout: Duration::from_secs(10),
+            rest_timeout: Duration::from_secs(10),
+            backfill_budget: Duration::from_secs(30),
+            backfill_max_trades: 50_000,
+            counters: Arc::default(),
+        }
+    }
+
+    /// The WebSocket URL in effect.
+    pub fn ws_url(&self) -> String {
+        self.ws_url
+            .clone()
+            .unwrap_or_else(|| exchange::venue(self.exchange).default_ws_url().to_string())
+    }
+
+    /// The REST base URL in effect.
+    pub fn rest_url(&self) -> String {
+        self.rest_url.clone().unwrap_or_else(|| {
+            exchange::venue(self.exchange)
+                .default_rest_url()
+                .to_string()
+        })
+    }
+}
+
+/// The connection's state, for status lines (the TUI shows it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnState {
+    /// Opening the socket and subscribing.
+    Connecting,
+    /// Subscribed and hearing from the exchange.
+    Live,
+    /// Nothing heard for a while (half of `stale_after`); replaced if it goes on.
+    Stale,
+    /// Waiting before the next attempt.
+    Reconnecting {
+        /// How long until the attempt, ms.
+        in_ms: u64,
+        /// Which attempt in a row (1 = first retry).
+        attempt: u32,
+    },
+    /// [`run`] has returned.
+    Stopped,
+}
+
+impl std::fmt::Display for ConnState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnState::Connecting => f.write_str("connecting"),
+            ConnState::Live => f.write_str("live"),
+            ConnState::Stale => f.write_str("stale"),
+            ConnState::Reconnecting { in_ms, attempt } => {
+                write!(f, "reconnecting in {in_ms} ms (attempt {attempt})")
+            }
+            ConnState::Stopped => f.write_str("stopped"),
+        }
+    }
+}

@@ -1,0 +1,389 @@
+//! Binance Spot: raw `<symbol>@trade` streams over `wss://stream.binance.com:9443/ws` with a
+//! live `SUBSCRIBE`, backfill from `GET /api/v3/historicalTrades?fromId=`.
+//!
+//! Facts relied on (shared/exchanges/binance.md): trade ids `t` are contiguous per symbol;
+//! `m == true` means the buyer was the maker, so the taker sold; the server pings every 20 s
+//! (tungstenite answers); a connection lives at most 24 h; `serverShutdown` asks us to
+//! reconnect now. Both the raw and the combined (`{"stream":..,"data":..}`) forms are accepted.
+
+pub mod messages;
+
+use super::{
+    ForPair, Frame, Gap, Keepalive, Listing, Page, Venue, decimal, join_url, millis_micros,
+};
+use crate::error::ParseError;
+use candles_core::symbols::{binance_stream, pair_from_symbol, rest_symbol};
+use candles_core::{Exchange, Micros, Pair, Side, Trade};
+use messages::{Envelope, ExchangeInfo, HistoricalTrade, RestError, TradeEvent};
+
+const WHAT: &str = "binance frame";
+const WHAT_REST: &str = "binance historicalTrades";
+/// Binance's largest page.
+const PAGE_LIMIT: u64 = 1000;
+
+/// The Binance Spot protocol.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Binance;
+
+impl TryFrom<&TradeEvent> for Trade {
+    type Error = ParseError;
+    fn try_from(m: &TradeEvent) -> Result<Trade, ParseError> {
+        let time = millis_micros(WHAT, "T", m.trade_time)?;
+        Ok(Trade {
+            exchange: Exchange::Binance,
+            pair: pair_from_symbol(Exchange::Binance, &m.symbol)
+                .map_err(|e| ParseError::field(WHAT, "s", &m.symbol, e.reason))?,
+            id: m.trade_id,
+            price: decimal(WHAT, "p", &m.price)?,
+            quantity: decimal(WHAT, "q", &m.quantity)?,
+            side: if m.buyer_is_maker {
+                Side::Sell
+            } else {
+                Side::Buy
+            },
+            time,
+            received: time,
+        })
+    }
+}
+
+/// A REST trade needs the pair from the request, since the entry does not name it.
+impl TryFrom<ForPair<'_, HistoricalTrade>> for Trade {
+    type Error = ParseError;
+    fn try_from(ForPair(m, pair): ForPair<'_, HistoricalTrade>) -> Result<Trade, ParseError> {
+        let time = millis_micros(WHAT_REST, "time", m.time)?;
+        Ok(Trade {
+            exchange: Exchange::Binance,
+            pair,
+            id: m.id,
+            price: decimal(WHAT_REST, "price", &m.price)?,
+            quantity: decimal(WHAT_REST, "qty", &m.qty)?,
+            side: if m.is_buyer_maker {
+                Side::Sell
+            } else {
+                Side::Buy
+            },
+            time,
+            received: time,
+        })
+    }
+}
+
+fn parse_event(text: &str, received: Micros, depth: u8) -> Result<Frame, ParseError> {
+    let env: Envelope<'_> = serde_json::from_str(text).map_err(ParseError::json(WHAT))?;
+    if let Some(e) = env.e.as_deref() {
+        return match e {
+            "trade" => {
+                let m: TradeEvent = serde_json::from_str(text).map_err(ParseError::json(WHAT))?;
+                let mut t = Trade::try_from(&m)?;
+                t.received = received;
+                Ok(Frame::Trades(vec![t]))
+            }
+            "serverShutdown" => Ok(Frame::ServerShutdown),
+            // Streams we do not subscribe to (aggTrade, kline, ...) are not errors.
+            _ => Ok(Frame::Ignore),
+        };
+    }
+    if let (Some(_), Some(data), 0) = (env.stream.as_deref(), env.data, depth) {
+        return parse_event(data.get(), received, depth + 1);
+    }
+    if env.code.is_some() || env.error.is_some() {
+        let detail = match (&env.error, &env.msg, &env.code) {
+            (Some(err), _, _) => err.to_string(),
+            (None, Some(msg), Some(code)) => format!("{code}: {msg}"),
+            _ => text.to_string(),
+        };
+        return Ok(Frame::ExchangeError(detail));
+    }
+    if env.id.is_some() {
+        // `{"result":null,"id":1}`: the answer to our SUBSCRIBE.
+        return Ok(Frame::Ack);
+    }
+    Err(ParseError::Unknown {
+        what: WHAT,
+        detail: "no event type `e`, no `stream`, no `id`".into(),
+    })
+}
+
+impl Venue for Binance {
+    fn exchange(&self) -> Exchange {
+        Exchange::Binance
+    }
+
+    fn default_ws_url(&self) -> &'static str {
+        "wss://stream.binance.com:9443/ws"
+    }
+
+    fn default_rest_url(&self) -> &'static str {
+        "https://api.binance.com"
+    }
+
+    fn subscribe_messages(&self, pairs: &[Pair]) -> Vec<String> {
+        // One message for every stream: Binance allows 5 incoming messages per second.
+        let params: Vec<String> = pairs.iter().map(|p| binance_stream(*p)).collect();
+        vec![serde_json::json!({"method": "SUBSCRIBE", "params": params, "id": 1}).to_string()]
+    }
+
+    fn parse_frame(&self, text: &str, received: Micros) -> Result<Frame, ParseError> {
+        parse_event(text, received, 0)
+    }
+
+    fn keepalive(&self, _seq: u64) -> Keepalive {
+        Keepalive::Ping
+    }
+
+    fn backfill_url(&self, rest_url: &str, gap: &Gap, cursor: Option<&str>) -> String {
+        let from = cursor.map_or_else(|| (gap.after_id + 1).to_string(), str::to_string);
+        let limit = gap.len().clamp(1, PAGE_LIMIT);
+        format!(
+            "{}?symbol={}&fromId={from}&limit={limit}",
+            join_url(rest_url, "/api/v3/historicalTrades"),
+            rest_symbol(Exchange::Binance, gap.pair)
+        )
+    }
+
+    fn parse_backfill(&self, body: &str, gap: &Gap, received: Micros) -> Result<Page, ParseError> {
+        if let Ok(err) = serde_json::from_str::<RestError>(body) {
+            return Err(ParseError::field(WHAT_REST, "code", err.code, err.msg));
+        }
+        let rows: Vec<HistoricalTrade> =
+            serde_json::from_str(body).map_err(ParseError::json(WHAT_REST))?;
+        let mut trades = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut t = Trade::try_from(ForPair(row, gap.pair))?;
+            t.received = received;
+            trades.push(t);
+        }
+        // Ascending from `fromId`: go on after the highest id until the gap is covered.
+        let next = match trades.iter().map(|t| t.id).max() {
+            Some(max) if max < gap.until_id => Some((max + 1).to_string()),
+            _ => None,
+        };
+        Ok(Page { trades, next })
+    }
+
+    fn listing_url(&self, rest_url: &str, pair: Pair) -> String {
+        format!(
+            "{}?symbol={}",
+            join_url(rest_url, "/api/v3/exchangeInfo"),
+            rest_symbol(Exchange::Binance, pair)
+        )
+    }
+
+    fn parse_listing(&self, status: u16, body: &str, pair: Pair) -> Result<Listing, ParseError> {
+        const WHAT_INFO: &str = "binance exchangeInfo";
+        if let Ok(err) = serde_json::from_str::<RestError>(body) {
+            // -1121 "Invalid symbol."
+            return if err.code == -1121 || status == 400 {
+                Ok(Listing::NotListed)
+            } else {
+                Err(ParseError::field(WHAT_INFO, "code", err.code, err.msg))
+            };
+        }
+        let info: ExchangeInfo = serde_json::from_str(body).map_err(ParseError::json(WHAT_INFO))?;
+        let symbol = rest_symbol(Exchange::Binance, pair);
+        Ok(match info.symbols.iter().find(|s| s.symbol == symbol) {
+            None => Listing::NotListed,
+            Some(s) if s.status == "TRADING" => Listing::Trading,
+            Some(s) => Listing::Status(s.status.clone()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::samples;
+    use candles_core::Decimal;
+    use std::str::FromStr;
+
+    fn dec(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    fn pair(s: &str) -> Pair {
+        Pair::parse(s).unwrap()
+    }
+
+    #[test]
+    fn every_sample_line_parses_to_what_it_means() {
+        let rx = Micros(7);
+        let trade = |p: &str, id, price: &str, qty: &str, side, ms| {
+            let mut t = Trade::new(
+                Exchange::Binance,
+                pair(p),
+                id,
+                price,
+                qty,
+                side,
+                Micros::from_millis(ms),
+            )
+            .unwrap();
+            t.received = rx;
+            Frame::Trades(vec![t])
+        };
+        let expected = [
+            // 1: doc sample, m=true ⇒ the taker sold.
+            trade("BNB-BTC", 12345, "0.001", "100", Side::Sell, 1672515782136),
+            // 2: aggTrade — we subscribe to raw trades only.
+            Frame::Ignore,
+            // 3: real legacy trade with b/a, combined wrapper; m=false ⇒ taker bought.
+            trade(
+                "BTC-USDT",
+                276229663,
+                "43381.54000000",
+                "0.10820000",
+                Side::Buy,
+                1706602794681,
+            ),
+            // 4: real aggTrade, combined.
+            Frame::Ignore,
+            // 5, 6: serverShutdown raw and combined.
+            Frame::ServerShutdown,
+            Frame::ServerShutdown,
+        ];
+        let lines = samples::lines("binance_trade_samples.jsonl");
+        assert_eq!(lines.len(), expected.len());
+        for ((n, line), want) in lines.iter().zip(expected) {
+            assert_eq!(
+                Binance.parse_frame(line, rx).unwrap(),
+                want,
+                "line {n}: {line}"
+            );
+        }
+        // Exact text survives: no float on the way.
+        if let Frame::Trades(t) = Binance.parse_frame(&lines[2].1, rx).unwrap() {
+            assert_eq!(t[0].price.to_string(), "43381.54000000");
+            assert_eq!(t[0].quantity, dec("0.1082"));
+        }
+    }
+
+    #[test]
+    fn kline_samples_are_ignored_not_rejected() {
+        for (n, line) in samples::lines("binance_kline_samples.jsonl") {
+            assert_eq!(
+                Binance.parse_frame(&line, Micros(0)).unwrap(),
+                Frame::Ignore,
+                "line {n}"
+            );
+        }
+    }
+
+    #[test]
+    fn answers_and_errors() {
+        let p = |s: &str| Binance.parse_frame(s, Micros(0));
+        assert_eq!(p(r#"{"result":null,"id":1}"#).unwrap(), Frame::Ack);
+        assert_eq!(
+            p(r#"{"result":["btcusdt@trade"],"id":"x"}"#).unwrap(),
+            Frame::Ack
+        );
+        assert!(matches!(
+            p(r#"{"code":2,"msg":"Invalid request: unknown variable","id":1}"#).unwrap(),
+            Frame::ExchangeError(m) if m.contains("Invalid request")
+        ));
+    }
+
+    #[test]
+    fn malformed_frames_are_errors_not_panics() {
+        let bad = [
+            "",
+            "not json",
+            "[]",
+            "{}",
+            r#"{"e":"trade"}"#,
+            r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"abc","q":"1","T":1,"m":true}"#,
+            r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"-1","q":"1","T":1,"m":true}"#,
+            r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"1","q":"0","T":1,"m":true}"#,
+            r#"{"e":"trade","E":1,"s":"BTCUSDT","t":-1,"p":"1","q":"1","T":1,"m":true}"#,
+            r#"{"e":"trade","E":1,"s":"???","t":1,"p":"1","q":"1","T":1,"m":true}"#,
+            r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":1.5,"q":"1","T":1,"m":true}"#,
+            r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"1","q":"1","T":9223372036854775807,"m":true}"#,
+            r#"{"stream":"btcusdt@trade","data":{"stream":"x","data":{}}}"#,
+            r#"{"stream":"btcusdt@trade","data":"#,
+        ];
+        for text in bad {
+            assert!(Binance.parse_frame(text, Micros(0)).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn subscribe_is_one_message_with_every_stream() {
+        let msgs = Binance.subscribe_messages(&Pair::defaults());
+        let v: serde_json::Value = serde_json::from_str(&msgs[0]).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"method":"SUBSCRIBE","params":["btcusdt@trade","ethusdt@trade","solusdt@trade"],"id":1})
+        );
+    }
+
+    #[test]
+    fn backfill_pages_ascend_from_the_gap() {
+        let gap = Gap {
+            pair: pair("BTC-USDT"),
+            after_id: 100,
+            after_time: Micros(0),
+            until_id: 104,
+        };
+        assert_eq!(
+            Binance.backfill_url("http://h:1/", &gap, None),
+            "http://h:1/api/v3/historicalTrades?symbol=BTCUSDT&fromId=101&limit=4"
+        );
+        let body = r#"[{"id":101,"price":"4.00000100","qty":"12.00000000","quoteQty":"48.000012","time":1499865549590,"isBuyerMaker":true,"isBestMatch":true},
+                      {"id":102,"price":"4.1","qty":"1","quoteQty":"4.1","time":1499865549591,"isBuyerMaker":false,"isBestMatch":true}]"#;
+        let page = Binance.parse_backfill(body, &gap, Micros(5)).unwrap();
+        assert_eq!(page.trades.len(), 2);
+        assert_eq!(page.trades[0].side, Side::Sell);
+        assert_eq!(page.trades[0].price.to_string(), "4.00000100");
+        assert_eq!(page.trades[1].side, Side::Buy);
+        assert_eq!(page.next.as_deref(), Some("103"));
+        assert_eq!(
+            Binance.backfill_url("http://h:1", &gap, page.next.as_deref()),
+            "http://h:1/api/v3/historicalTrades?symbol=BTCUSDT&fromId=103&limit=4"
+        );
+        let last = Binance
+            .parse_backfill(
+                r#"[{"id":104,"price":"1","qty":"1","time":1,"isBuyerMaker":true}]"#,
+                &gap,
+                Micros(5),
+            )
+            .unwrap();
+        assert_eq!(last.next, None);
+        assert_eq!(
+            Binance.parse_backfill("[]", &gap, Micros(5)).unwrap().next,
+            None
+        );
+        assert!(
+            Binance
+                .parse_backfill(
+                    r#"{"code":-1003,"msg":"Too many requests"}"#,
+                    &gap,
+                    Micros(5)
+                )
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn listing() {
+        let btc = pair("BTC-USDT");
+        assert_eq!(
+            Binance.listing_url("https://api.binance.com", btc),
+            "https://api.binance.com/api/v3/exchangeInfo?symbol=BTCUSDT"
+        );
+        let ok = r#"{"timezone":"UTC","symbols":[{"symbol":"BTCUSDT","status":"TRADING"}]}"#;
+        assert_eq!(
+            Binance.parse_listing(200, ok, btc).unwrap(),
+            Listing::Trading
+        );
+        let halted = r#"{"symbols":[{"symbol":"BTCUSDT","status":"BREAK"}]}"#;
+        assert_eq!(
+            Binance.parse_listing(200, halted, btc).unwrap(),
+            Listing::Status("BREAK".into())
+        );
+        let invalid = r#"{"code":-1121,"msg":"Invalid symbol."}"#;
+        assert_eq!(
+            Binance.parse_listing(400, invalid, btc).unwrap(),
+            Listing::NotListed
+        );
+    }
+}

@@ -1,0 +1,391 @@
+//! Coinbase Exchange ws-feed: the public `matches` and `heartbeat` channels over
+//! `wss://ws-feed.exchange.coinbase.com`, backfill from `GET /products/{id}/trades?after=`.
+//!
+//! Facts relied on (shared/exchanges/coinbase.md): `trade_id` is contiguous per product
+//! (`sequence` is not: other book events use numbers); `side` is the MAKER's side, so the taker
+//! is the opposite; `last_match` replays the latest trade after subscribing; heartbeats carry
+//! `last_trade_id` every second; REST pages go newest first, `after=X` giving ids below X.
+
+pub mod messages;
+
+use super::{
+    ForPair, Frame, Gap, Keepalive, Listing, Page, Venue, decimal, join_url, rfc3339_micros,
+};
+use crate::error::ParseError;
+use candles_core::symbols::{pair_from_symbol, rest_symbol, ws_symbol};
+use candles_core::{Exchange, Micros, Pair, Side, Trade};
+use messages::{Envelope, Heartbeat, Match, Product, RestError, RestTrade};
+
+const WHAT: &str = "coinbase frame";
+const WHAT_REST: &str = "coinbase trades";
+/// Coinbase's largest page.
+const PAGE_LIMIT: u64 = 1000;
+
+/// The Coinbase Exchange protocol.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Coinbase;
+
+/// The taker's side from the maker's.
+fn taker_side(what: &'static str, maker: &str) -> Result<Side, ParseError> {
+    match maker {
+        "sell" => Ok(Side::Buy),
+        "buy" => Ok(Side::Sell),
+        _ => Err(ParseError::field(
+            what,
+            "side",
+            maker,
+            "expected buy or sell",
+        )),
+    }
+}
+
+impl TryFrom<&Match> for Trade {
+    type Error = ParseError;
+    fn try_from(m: &Match) -> Result<Trade, ParseError> {
+        let time = rfc3339_micros(WHAT, "time", &m.time)?;
+        Ok(Trade {
+            exchange: Exchange::Coinbase,
+            pair: pair_from_symbol(Exchange::Coinbase, &m.product_id)
+                .map_err(|e| ParseError::field(WHAT, "product_id", &m.product_id, e.reason))?,
+            id: m.trade_id,
+            price: decimal(WHAT, "price", &m.price)?,
+            quantity: decimal(WHAT, "size", &m.size)?,
+            side: taker_side(WHAT, &m.side)?,
+            time,
+            received: time,
+        })
+    }
+}
+
+impl TryFrom<ForPair<'_, RestTrade>> for Trade {
+    type Error = ParseError;
+    fn try_from(ForPair(m, pair): ForPair<'_, RestTrade>) -> Result<Trade, ParseError> {
+        let time = rfc3339_micros(WHAT_REST, "time", &m.time)?;
+        Ok(Trade {
+            exchange: Exchange::Coinbase,
+            pair,
+            id: m.trade_id,
+            price: decimal(WHAT_REST, "price", &m.price)?,
+            quantity: decimal(WHAT_REST, "size", &m.size)?,
+            side: taker_side(WHAT_REST, &m.side)?,
+            time,
+            received: time,
+        })
+    }
+}
+
+impl Venue for Coinbase {
+    fn exchange(&self) -> Exchange {
+        Exchange::Coinbase
+    }
+
+    fn default_ws_url(&self) -> &'static str {
+        "wss://ws-feed.exchange.coinbase.com"
+    }
+
+    fn default_rest_url(&self) -> &'static str {
+        "https://api.exchange.coinbase.com"
+    }
+
+    fn subscribe_messages(&self, pairs: &[Pair]) -> Vec<String> {
+        let ids: Vec<String> = pairs
+            .iter()
+            .map(|p| ws_symbol(Exchange::Coinbase, *p))
+            .collect();
+        vec![
+            serde_json::json!({"type": "subscribe", "product_ids": ids, "channels": ["matches", "heartbeat"]})
+                .to_string(),
+        ]
+    }
+
+    fn parse_frame(&self, text: &str, received: Micros) -> Result<Frame, ParseError> {
+        let env: Envelope<'_> = serde_json::from_str(text).map_err(ParseError::json(WHAT))?;
+        match env.kind.as_ref() {
+            "match" | "last_match" => {
+                let m: Match = serde_json::from_str(text).map_err(ParseError::json(WHAT))?;
+                let mut t = Trade::try_from(&m)?;
+                t.received = received;
+                Ok(if env.kind == "match" {
+                    Frame::Trades(vec![t])
+                } else {
+                    Frame::Snapshot(vec![t])
+                })
+            }
+            "heartbeat" => {
+                let h: Heartbeat = serde_json::from_str(text).map_err(ParseError::json(WHAT))?;
+                let pair = pair_from_symbol(Exchange::Coinbase, &h.product_id)
+                    .map_err(|e| ParseError::field(WHAT, "product_id", &h.product_id, e.reason))?;
+                Ok(Frame::Heartbeat(vec![(pair, h.last_trade_id)]))
+            }
+            "subscriptions" => Ok(Frame::Ack),
+            "error" => Ok(Frame::ExchangeError(match (env.message, env.reason) {
+                (Some(m), Some(r)) => format!("{m}: {r}"),
+                (Some(m), None) => m,
+                (None, Some(r)) => r,
+                (None, None) => "error without a message".into(),
+            })),
+            // Other channels, and our own `subscribe` request shape.
+            _ => Ok(Frame::Ignore),
+        }
+    }
+
+    fn keepalive(&self, _seq: u64) -> Keepalive {
+        Keepalive::Ping
+    }
+
+    fn backfill_url(&self, rest_url: &str, gap: &Gap, cursor: Option<&str>) -> String {
+        // Newest first below `after`: start just above the last missing id, walk down.
+        let after = cursor.map_or_else(
+            || gap.until_id.saturating_add(1).to_string(),
+            str::to_string,
+        );
+        let limit = gap.len().clamp(1, PAGE_LIMIT);
+        format!(
+            "{}?after={after}&limit={limit}",
+            join_url(
+                rest_url,
+                &format!(
+                    "/products/{}/trades",
+                    rest_symbol(Exchange::Coinbase, gap.pair)
+                )
+            )
+        )
+    }
+
+    fn parse_backfill(&self, body: &str, gap: &Gap, received: Micros) -> Result<Page, ParseError> {
+        if let Ok(err) = serde_json::from_str::<RestError>(body) {
+            return Err(ParseError::field(
+                WHAT_REST,
+                "message",
+                err.message,
+                "the exchange refused",
+            ));
+        }
+        let rows: Vec<RestTrade> =
+            serde_json::from_str(body).map_err(ParseError::json(WHAT_REST))?;
+        let mut trades = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut t = Trade::try_from(ForPair(row, gap.pair))?;
+            t.received = received;
+            trades.push(t);
+        }
+        let next = match trades.iter().map(|t| t.id).min() {
+            Some(min) if min > gap.after_id + 1 => Some(min.to_string()),
+            _ => None,
+        };
+        Ok(Page { trades, next })
+    }
+
+    fn listing_url(&self, rest_url: &str, pair: Pair) -> String {
+        join_url(
+            rest_url,
+            &format!("/products/{}", rest_symbol(Exchange::Coinbase, pair)),
+        )
+    }
+
+    fn parse_listing(&self, status: u16, body: &str, pair: Pair) -> Result<Listing, ParseError> {
+        const WHAT_PRODUCT: &str = "coinbase product";
+        if status == 404 {
+            return Ok(Listing::NotListed);
+        }
+        if let Ok(err) = serde_json::from_str::<RestError>(body) {
+            return if err.message.eq_ignore_ascii_case("notfound") {
+                Ok(Listing::NotListed)
+            } else {
+                Err(ParseError::field(
+                    WHAT_PRODUCT,
+                    "message",
+                    err.message,
+                    "refused",
+                ))
+            };
+        }
+        let product: Product =
+            serde_json::from_str(body).map_err(ParseError::json(WHAT_PRODUCT))?;
+        if product.id != rest_symbol(Exchange::Coinbase, pair) {
+            return Ok(Listing::NotListed);
+        }
+        Ok(
+            match (product.status.as_deref(), product.trading_disabled) {
+                (_, Some(true)) => Listing::Status("trading_disabled".into()),
+                (None | Some("online"), _) => Listing::Trading,
+                (Some(s), _) => Listing::Status(s.to_string()),
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::samples;
+
+    fn pair(s: &str) -> Pair {
+        Pair::parse(s).unwrap()
+    }
+
+    #[test]
+    fn every_matches_sample_line_parses_to_what_it_means() {
+        let rx = Micros(3);
+        let trade = |p: &str, id, price: &str, qty: &str, ts: &str| {
+            let time = rfc3339_micros("t", "t", ts).unwrap();
+            // Every sample's maker side is `sell`: the taker bought.
+            let mut t =
+                Trade::new(Exchange::Coinbase, pair(p), id, price, qty, Side::Buy, time).unwrap();
+            t.received = rx;
+            t
+        };
+        let expected = [
+            // 1: a subscribe request (our own message shape).
+            Frame::Ignore,
+            // 2: doc match.
+            Frame::Trades(vec![trade(
+                "BTC-USD",
+                10,
+                "400.23",
+                "5.23512",
+                "2014-11-07T08:19:27.028459Z",
+            )]),
+            // 3: heartbeat with the latest trade id.
+            Frame::Heartbeat(vec![(pair("BTC-USD"), 20)]),
+            // 4: real last_match: an anchor, not a new trade.
+            Frame::Snapshot(vec![trade(
+                "BAND-GBP",
+                881613,
+                "14.7775",
+                "0.04",
+                "2021-04-17T16:43:30.244075Z",
+            )]),
+            // 5, 6: real consecutive matches.
+            Frame::Trades(vec![trade(
+                "SKL-USD",
+                1568268,
+                "0.791",
+                "450",
+                "2021-04-17T16:43:37.121358Z",
+            )]),
+            Frame::Trades(vec![trade(
+                "SKL-USD",
+                1568269,
+                "0.7912",
+                "1787",
+                "2021-04-17T16:43:37.140491Z",
+            )]),
+            // 7: subscriptions reply.
+            Frame::Ack,
+        ];
+        let lines = samples::lines("coinbase_matches_samples.jsonl");
+        assert_eq!(lines.len(), expected.len());
+        for ((n, line), want) in lines.iter().zip(expected) {
+            assert_eq!(
+                Coinbase.parse_frame(line, rx).unwrap(),
+                want,
+                "line {n}: {line}"
+            );
+        }
+    }
+
+    #[test]
+    fn maker_buy_means_taker_sold_and_errors_are_reported() {
+        let m = r#"{"type":"match","trade_id":1,"product_id":"BTC-USDT","size":"1","price":"2","side":"buy","time":"2024-01-01T00:00:00.000001Z"}"#;
+        let Frame::Trades(t) = Coinbase.parse_frame(m, Micros(0)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(t[0].side, Side::Sell);
+        let err = r#"{"type":"error","message":"Failed to subscribe","reason":"BTC-FOO is not a valid product"}"#;
+        assert_eq!(
+            Coinbase.parse_frame(err, Micros(0)).unwrap(),
+            Frame::ExchangeError("Failed to subscribe: BTC-FOO is not a valid product".into())
+        );
+        let ticker = r#"{"type":"ticker","product_id":"BTC-USD","price":"1"}"#;
+        assert_eq!(
+            Coinbase.parse_frame(ticker, Micros(0)).unwrap(),
+            Frame::Ignore
+        );
+    }
+
+    #[test]
+    fn malformed_frames_are_errors_not_panics() {
+        let bad = [
+            "",
+            "null",
+            "{}",
+            r#"{"type":1}"#,
+            r#"{"type":"match"}"#,
+            r#"{"type":"match","trade_id":1,"product_id":"BTC-USDT","size":"1","price":"2","side":"up","time":"2024-01-01T00:00:00Z"}"#,
+            r#"{"type":"match","trade_id":1,"product_id":"BTC-USDT","size":"x","price":"2","side":"buy","time":"2024-01-01T00:00:00Z"}"#,
+            r#"{"type":"match","trade_id":1,"product_id":"BTCUSDT!","size":"1","price":"2","side":"buy","time":"2024-01-01T00:00:00Z"}"#,
+            r#"{"type":"match","trade_id":1,"product_id":"BTC-USDT","size":"1","price":"2","side":"buy","time":"2024-13-01T00:00:00Z"}"#,
+            r#"{"type":"heartbeat","product_id":"BTC-USD"}"#,
+        ];
+        for text in bad {
+            assert!(Coinbase.parse_frame(text, Micros(0)).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn subscribe_names_matches_and_heartbeat() {
+        let v: serde_json::Value =
+            serde_json::from_str(&Coinbase.subscribe_messages(&Pair::defaults())[0]).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"subscribe","product_ids":["BTC-USDT","ETH-USDT","SOL-USDT"],"channels":["matches","heartbeat"]})
+        );
+    }
+
+    #[test]
+    fn backfill_pages_walk_down_from_the_gap() {
+        let gap = Gap {
+            pair: pair("BTC-USDT"),
+            after_id: 70,
+            after_time: Micros(0),
+            until_id: 74,
+        };
+        assert_eq!(
+            Coinbase.backfill_url("https://api.exchange.coinbase.com", &gap, None),
+            "https://api.exchange.coinbase.com/products/BTC-USDT/trades?after=75&limit=4"
+        );
+        let body = r#"[{"time":"2014-11-07T22:19:28.578544Z","trade_id":74,"price":"10.00000000","size":"0.01000000","side":"buy"},
+                       {"time":"2014-11-07T22:19:28.000001Z","trade_id":73,"price":"10.5","size":"1","side":"sell"}]"#;
+        let page = Coinbase.parse_backfill(body, &gap, Micros(0)).unwrap();
+        assert_eq!(page.trades[0].side, Side::Sell);
+        assert_eq!(page.trades[1].side, Side::Buy);
+        assert_eq!(page.trades[0].price.to_string(), "10.00000000");
+        assert_eq!(page.next.as_deref(), Some("73"));
+        let done = r#"[{"time":"2014-11-07T22:19:28Z","trade_id":71,"price":"1","size":"1","side":"buy"}]"#;
+        assert_eq!(
+            Coinbase.parse_backfill(done, &gap, Micros(0)).unwrap().next,
+            None
+        );
+        assert!(
+            Coinbase
+                .parse_backfill(r#"{"message":"NotFound"}"#, &gap, Micros(0))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn listing() {
+        let btc = pair("BTC-USDT");
+        assert_eq!(
+            Coinbase.listing_url("http://h/", btc),
+            "http://h/products/BTC-USDT"
+        );
+        let ok = r#"{"id":"BTC-USDT","base_currency":"BTC","quote_currency":"USDT","status":"online","trading_disabled":false}"#;
+        assert_eq!(
+            Coinbase.parse_listing(200, ok, btc).unwrap(),
+            Listing::Trading
+        );
+        assert_eq!(
+            Coinbase
+                .parse_listing(404, r#"{"message":"NotFound"}"#, btc)
+                .unwrap(),
+            Listing::NotListed
+        );
+        let delisted = r#"{"id":"BTC-USDT","status":"delisted"}"#;
+        assert_eq!(
+            Coinbase.parse_listing(200, delisted, btc).unwrap(),
+            Listing::Status("delisted".into())
+        );
+    }
+}

@@ -1,0 +1,445 @@
+//! Kraken Spot WebSocket v2: the `trade` channel with `snapshot:true` over
+//! `wss://ws.kraken.com/v2`, backfill from `GET /0/public/Trades?since=` (nanoseconds).
+//!
+//! Facts relied on (shared/exchanges/kraken.md): `trade_id` is a sequence per book; `side` is
+//! the taker side; prices and quantities are JSON numbers (parsed from their exact text); a
+//! heartbeat arrives about every second; application pings (`{"method":"ping"}`) are answered
+//! with `pong`. REST names pairs `XBTUSDT`, WebSocket v2 `BTC/USDT`.
+
+pub mod messages;
+
+use super::{
+    ForPair, Frame, Gap, Keepalive, Listing, Page, Venue, decimal, join_url, rfc3339_micros,
+};
+use crate::error::ParseError;
+use candles_core::symbols::{pair_from_symbol, rest_symbol, ws_symbol};
+use candles_core::{Decimal, Exchange, Micros, Pair, Side, Trade};
+use messages::{AssetPair, Envelope, RestResponse, RestTrade, TradeData};
+
+const WHAT: &str = "kraken frame";
+const WHAT_REST: &str = "kraken Trades";
+
+/// The Kraken Spot (WebSocket v2) protocol.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Kraken;
+
+fn side(what: &'static str, field: &'static str, text: &str) -> Result<Side, ParseError> {
+    match text {
+        "buy" | "b" => Ok(Side::Buy),
+        "sell" | "s" => Ok(Side::Sell),
+        _ => Err(ParseError::field(
+            what,
+            field,
+            text,
+            "expected buy/sell (b/s)",
+        )),
+    }
+}
+
+impl TryFrom<&TradeData> for Trade {
+    type Error = ParseError;
+    fn try_from(m: &TradeData) -> Result<Trade, ParseError> {
+        let time = rfc3339_micros(WHAT, "timestamp", &m.timestamp)?;
+        Ok(Trade {
+            exchange: Exchange::Kraken,
+            pair: pair_from_symbol(Exchange::Kraken, &m.symbol)
+                .map_err(|e| ParseError::field(WHAT, "symbol", &m.symbol, e.reason))?,
+            id: m.trade_id,
+            price: decimal(WHAT, "price", m.price.as_str())?,
+            quantity: decimal(WHAT, "qty", m.qty.as_str())?,
+            side: side(WHAT, "side", &m.side)?,
+            time,
+            received: time,
+        })
+    }
+}
+
+/// Seconds since the epoch written as a decimal number (`1688669597.8277261`) → microseconds,
+/// truncated.
+fn seconds_micros(text: &str) -> Result<Micros, ParseError> {
+    let secs =
+        Decimal::from_str_exact(text).map_err(|e| ParseError::field(WHAT_REST, "time", text, e))?;
+    secs.checked_mul(Decimal::from(1_000_000))
+        .map(|us| us.trunc())
+        .and_then(|us| i64::try_from(us).ok())
+        .filter(|us| *us >= 0)
+        .map(Micros)
+        .ok_or_else(|| ParseError::field(WHAT_REST, "time", text, "out of range"))
+}
+
+impl TryFrom<ForPair<'_, RestTrade>> for Trade {
+    type Error = ParseError;
+    fn try_from(ForPair(m, pair): ForPair<'_, RestTrade>) -> Result<Trade, ParseError> {
+        let time = seconds_micros(m.2.as_str())?;
+        Ok(Trade {
+            exchange: Exchange::Kraken,
+            pair,
+            id: m.6,
+            price: decimal(WHAT_REST, "price", &m.0)?,
+            quantity: decimal(WHAT_REST, "volume", &m.1)?,
+            side: side(WHAT_REST, "side", &m.3)?,
+            time,
+            received: time,
+        })
+    }
+}
+
+fn rest_result(
+    what: &'static str,
+    body: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, ParseError> {
+    let resp: RestResponse = serde_json::from_str(body).map_err(ParseError::json(what))?;
+    if !resp.error.is_empty() {
+        return Err(ParseError::field(
+            what,
+            "error",
+            resp.error.join("; "),
+            "the exchange refused",
+        ));
+    }
+    resp.result
+        .ok_or_else(|| ParseError::field(what, "result", "", "missing"))
+}
+
+impl Venue for Kraken {
+    fn exchange(&self) -> Exchange {
+        Exchange::Kraken
+    }
+
+    fn default_ws_url(&self) -> &'static str {
+        "wss://ws.kraken.com/v2"
+    }
+
+    fn default_rest_url(&self) -> &'static str {
+        "https://api.kraken.com"
+    }
+
+    fn subscribe_messages(&self, pairs: &[Pair]) -> Vec<String> {
+        let symbols: Vec<String> = pairs
+            .iter()
+            .map(|p| ws_symbol(Exchange::Kraken, *p))
+            .collect();
+        vec![
+            serde_json::json!({
+                "method": "subscribe",
+                "params": {"channel": "trade", "symbol": symbols, "snapshot": true},
+                "req_id": 1
+            })
+            .to_string(),
+        ]
+    }
+
+    fn parse_frame(&self, text: &str, received: Micros) -> Result<Frame, ParseError> {
+        let env: Envelope<'_> = serde_json::from_str(text).map_err(ParseError::json(WHAT))?;
+        match (env.channel.as_deref(), env.method.as_deref()) {
+            (Some("trade"), _) => {
+                let data = env
+                    .data
+                    .ok_or_else(|| ParseError::field(WHAT, "data", "", "missing"))?;
+                let rows: Vec<TradeData> =
+                    serde_json::from_str(data.get()).map_err(ParseError::json(WHAT))?;
+                let mut trades = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    let mut t = Trade::try_from(row)?;
+                    t.received = received;
+                    trades.push(t);
+                }
+                match env.kind.as_deref() {
+                    Some("snapshot") => Ok(Frame::Snapshot(trades)),
+                    Some("update") => Ok(Frame::Trades(trades)),
+                    other => Err(ParseError::field(
+                        WHAT,
+                        "type",
+                        other.unwrap_or(""),
+                        "expected snapshot or update",
+                    )),
+                }
+            }
+            (Some("heartbeat"), _) => Ok(Frame::Heartbeat(Vec::new())),
+            (Some(_), _) => Ok(Frame::Ignore),
+            (None, Some("pong")) => Ok(Frame::Pong),
+            (None, Some(_)) => match env.success {
+                Some(true) => Ok(Frame::Ack),
+                Some(false) => {
+                    Ok(Frame::ExchangeError(env.error.unwrap_or_else(|| {
+                        "request refused without a reason".into()
+                    })))
+                }
+                // A request, not an answer (our own messages have this shape).
+                None => Ok(Frame::Ignore),
+            },
+            (None, None) => Err(ParseError::Unknown {
+                what: WHAT,
+                detail: "neither `channel` nor `method`".into(),
+            }),
+        }
+    }
+
+    fn keepalive(&self, seq: u64) -> Keepalive {
+        Keepalive::Text(serde_json::json!({"method": "ping", "req_id": seq}).to_string())
+    }
+
+    fn backfill_url(&self, rest_url: &str, gap: &Gap, cursor: Option<&str>) -> String {
+        // `since` is in nanoseconds; start just before the last published trade so that trades
+        // sharing its microsecond are not skipped (the caller drops ids we already have).
+        let since = cursor.map_or_else(
+            || {
+                (gap.after_time.0.saturating_mul(1_000).saturating_sub(1))
+                    .max(0)
+                    .to_string()
+            },
+            str::to_string,
+        );
+        format!(
+            "{}?pair={}&since={since}",
+            join_url(rest_url, "/0/public/Trades"),
+            rest_symbol(Exchange::Kraken, gap.pair)
+        )
+    }
+
+    fn parse_backfill(&self, body: &str, gap: &Gap, received: Micros) -> Result<Page, ParseError> {
+        let result = rest_result(WHAT_REST, body)?;
+        let mut trades = Vec::new();
+        let mut last = None;
+        for (key, value) in &result {
+            if key == "last" {
+                last = match value {
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    serde_json::Value::Number(n) => Some(n.to_string()),
+                    _ => {
+                        return Err(ParseError::field(
+                            WHAT_REST,
+                            "last",
+                            value,
+                            "expected a cursor",
+                        ));
+                    }
+                };
+                continue;
+            }
+            // The one pair asked for, under Kraken's own key (e.g. `XXBTZUSD`).
+            let rows: Vec<RestTrade> =
+                serde_json::from_value(value.clone()).map_err(ParseError::json(WHAT_REST))?;
+            for row in &rows {
+                let mut t = Trade::try_from(ForPair(row, gap.pair))?;
+                t.received = received;
+                trades.push(t);
+            }
+        }
+        let next = match trades.iter().map(|t| t.id).max() {
+            Some(max) if max < gap.until_id => last,
+            _ => None,
+        };
+        Ok(Page { trades, next })
+    }
+
+    fn listing_url(&self, rest_url: &str, pair: Pair) -> String {
+        format!(
+            "{}?pair={}",
+            join_url(rest_url, "/0/public/AssetPairs"),
+            rest_symbol(Exchange::Kraken, pair)
+        )
+    }
+
+    fn parse_listing(&self, _status: u16, body: &str, pair: Pair) -> Result<Listing, ParseError> {
+        const WHAT_PAIRS: &str = "kraken AssetPairs";
+        let resp: RestResponse =
+            serde_json::from_str(body).map_err(ParseError::json(WHAT_PAIRS))?;
+        if resp.error.iter().any(|e| e.contains("Unknown asset pair")) {
+            return Ok(Listing::NotListed);
+        }
+        if !resp.error.is_empty() {
+            return Err(ParseError::field(
+                WHAT_PAIRS,
+                "error",
+                resp.error.join("; "),
+                "refused",
+            ));
+        }
+        let want = rest_symbol(Exchange::Kraken, pair);
+        let result = resp.result.unwrap_or_default();
+        let found = result.iter().find_map(|(key, value)| {
+            let info: AssetPair = serde_json::from_value(value.clone()).ok()?;
+            (key == &want || info.altname.as_deref() == Some(want.as_str())).then_some(info)
+        });
+        Ok(match found {
+            None => Listing::NotListed,
+            Some(info) => match info.status.as_deref() {
+                None | Some("online") => Listing::Trading,
+                Some(s) => Listing::Status(s.to_string()),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::samples;
+
+    fn pair(s: &str) -> Pair {
+        Pair::parse(s).unwrap()
+    }
+
+    #[test]
+    fn every_v2_sample_line_parses_to_what_it_means() {
+        let rx = Micros(9);
+        let matic = |id, qty: &str, ts| {
+            let mut t = Trade::new(
+                Exchange::Kraken,
+                pair("MATIC-USD"),
+                id,
+                "0.5147",
+                qty,
+                Side::Buy,
+                Micros(ts),
+            )
+            .unwrap();
+            t.received = rx;
+            t
+        };
+        let expected = [
+            // 1: a subscribe request (our own message shape) is not an answer.
+            Frame::Ignore,
+            // 2: subscribe ack.
+            Frame::Ack,
+            // 3: snapshot with two trades; exact text of JSON numbers.
+            Frame::Snapshot(vec![
+                matic(4665846, "6423.46326", 1_695_628_116_925_533),
+                matic(4665847, "1136.19677815", 1_695_628_176_925_603),
+            ]),
+            // 4: heartbeat.
+            Frame::Heartbeat(vec![]),
+            // 5: a ping request (ours); 6: the pong.
+            Frame::Ignore,
+            Frame::Pong,
+            // 7: unsubscribe request.
+            Frame::Ignore,
+        ];
+        let lines = samples::lines("kraken_v2_trade_samples.jsonl");
+        assert_eq!(lines.len(), expected.len());
+        for ((n, line), want) in lines.iter().zip(expected) {
+            assert_eq!(
+                Kraken.parse_frame(line, rx).unwrap(),
+                want,
+                "line {n}: {line}"
+            );
+        }
+        if let Frame::Snapshot(t) = Kraken.parse_frame(&lines[2].1, rx).unwrap() {
+            assert_eq!(t[1].quantity.to_string(), "1136.19677815");
+        }
+    }
+
+    #[test]
+    fn our_requests_match_the_documented_shapes() {
+        let lines = samples::lines("kraken_v2_trade_samples.jsonl");
+        let doc_sub: serde_json::Value = serde_json::from_str(&lines[0].1).unwrap();
+        let mut ours: serde_json::Value =
+            serde_json::from_str(&Kraken.subscribe_messages(&[pair("MATIC/USD")])[0]).unwrap();
+        ours.as_object_mut().unwrap().remove("req_id");
+        assert_eq!(ours, doc_sub);
+        let Keepalive::Text(ping) = Kraken.keepalive(101) else {
+            panic!("kraken pings in text")
+        };
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&ping).unwrap(),
+            serde_json::from_str::<serde_json::Value>(&lines[4].1).unwrap()
+        );
+    }
+
+    #[test]
+    fn updates_errors_and_precision() {
+        let rx = Micros(0);
+        let update = r#"{"channel":"trade","type":"update","data":[{"symbol":"BTC/USDT","side":"sell","price":43381.123456789012345678,"qty":1e-8,"ord_type":"market","trade_id":7,"timestamp":"2024-01-30T08:19:54.681000Z"}]}"#;
+        let Frame::Trades(t) = Kraken.parse_frame(update, rx).unwrap() else {
+            panic!()
+        };
+        assert_eq!(t[0].pair, pair("BTC-USDT"));
+        assert_eq!(t[0].side, Side::Sell);
+        assert_eq!(t[0].price.to_string(), "43381.123456789012345678");
+        assert_eq!(t[0].quantity.to_string(), "0.00000001");
+        let refused = r#"{"method":"subscribe","error":"Currency pair not supported XBT/USD","success":false,"time_in":"x","time_out":"y"}"#;
+        assert_eq!(
+            Kraken.parse_frame(refused, rx).unwrap(),
+            Frame::ExchangeError("Currency pair not supported XBT/USD".into())
+        );
+        let status = r#"{"channel":"status","type":"update","data":[{"api_version":"v2","system":"online"}]}"#;
+        assert_eq!(Kraken.parse_frame(status, rx).unwrap(), Frame::Ignore);
+    }
+
+    #[test]
+    fn malformed_frames_are_errors_not_panics() {
+        let bad = [
+            "",
+            "{",
+            "{}",
+            r#"{"channel":"trade","type":"update"}"#,
+            r#"{"channel":"trade","type":"other","data":[]}"#,
+            r#"{"channel":"trade","type":"update","data":[{"symbol":"BTC/USDT","side":"buy","price":"1","qty":1,"trade_id":1,"timestamp":"2024-01-30T08:19:54Z"}]}"#,
+            r#"{"channel":"trade","type":"update","data":[{"symbol":"BTC/USDT","side":"up","price":1,"qty":1,"trade_id":1,"timestamp":"2024-01-30T08:19:54Z"}]}"#,
+            r#"{"channel":"trade","type":"update","data":[{"symbol":"BTC/USDT","side":"buy","price":-1,"qty":1,"trade_id":1,"timestamp":"2024-01-30T08:19:54Z"}]}"#,
+            r#"{"channel":"trade","type":"update","data":[{"symbol":"BTC/USDT","side":"buy","price":1,"qty":1,"trade_id":1,"timestamp":"soon"}]}"#,
+            r#"{"channel":"trade","type":"update","data":[{"symbol":"BTC","side":"buy","price":1,"qty":1,"trade_id":1,"timestamp":"2024-01-30T08:19:54Z"}]}"#,
+        ];
+        for text in bad {
+            assert!(Kraken.parse_frame(text, Micros(0)).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn backfill_pages_by_nanosecond_cursor() {
+        let gap = Gap {
+            pair: pair("BTC-USDT"),
+            after_id: 61044950,
+            after_time: Micros(1_688_669_597_000_000),
+            until_id: 61044953,
+        };
+        assert_eq!(
+            Kraken.backfill_url("https://api.kraken.com", &gap, None),
+            "https://api.kraken.com/0/public/Trades?pair=XBTUSDT&since=1688669596999999999"
+        );
+        let body = r#"{"error":[],"result":{"XBTUSDT":[["30243.40000","0.34507674",1688669597.8277261,"b","m","",61044951],["30243.50000","0.1",1688669597.9,"s","l","",61044952]],"last":"1688671969993150842"}}"#;
+        let page = Kraken.parse_backfill(body, &gap, Micros(1)).unwrap();
+        assert_eq!(page.trades.len(), 2);
+        assert_eq!(page.trades[0].time, Micros(1_688_669_597_827_726));
+        assert_eq!(page.trades[0].price.to_string(), "30243.40000");
+        assert_eq!(page.trades[0].side, Side::Buy);
+        assert_eq!(page.trades[1].side, Side::Sell);
+        assert_eq!(page.next.as_deref(), Some("1688671969993150842"));
+        assert!(
+            Kraken
+                .backfill_url("http://h", &gap, page.next.as_deref())
+                .ends_with("since=1688671969993150842")
+        );
+        let refused = r#"{"error":["EGeneral:Too many requests"]}"#;
+        assert!(Kraken.parse_backfill(refused, &gap, Micros(1)).is_err());
+        let old_format =
+            r#"{"error":[],"result":{"XBTUSDT":[["1","1",1.5,"b","m",""]],"last":"1"}}"#;
+        assert!(Kraken.parse_backfill(old_format, &gap, Micros(1)).is_err());
+    }
+
+    #[test]
+    fn listing() {
+        let btc = pair("BTC-USDT");
+        assert_eq!(
+            Kraken.listing_url("https://api.kraken.com", btc),
+            "https://api.kraken.com/0/public/AssetPairs?pair=XBTUSDT"
+        );
+        let ok = r#"{"error":[],"result":{"XBTUSDT":{"altname":"XBTUSDT","wsname":"XBT/USDT","status":"online"}}}"#;
+        assert_eq!(
+            Kraken.parse_listing(200, ok, btc).unwrap(),
+            Listing::Trading
+        );
+        let cancel =
+            r#"{"error":[],"result":{"XBTUSDT":{"altname":"XBTUSDT","status":"cancel_only"}}}"#;
+        assert_eq!(
+            Kraken.parse_listing(200, cancel, btc).unwrap(),
+            Listing::Status("cancel_only".into())
+        );
+        let unknown = r#"{"error":["EQuery:Unknown asset pair"]}"#;
+        assert_eq!(
+            Kraken.parse_listing(400, unknown, btc).unwrap(),
+            Listing::NotListed
+        );
+    }
+}

@@ -1,0 +1,177 @@
+//! `candles-connector`: one exchange's public trade stream → Kafka topic `trades`.
+//!
+//! A thin shell over the library: parses flags (each with an environment variable), sets up
+//! logs and the Prometheus endpoint, checks that the exchange lists the pairs, then runs
+//! [`candles_connector::run`] with a [`KafkaSink`] until SIGINT/SIGTERM, and flushes.
+
+use anyhow::Context;
+use candles_connector::rest::ListingError;
+use candles_connector::{ConnState, ConnectorConfig, KafkaSink, check_pairs, run, telemetry};
+use candles_core::{Exchange, Pair};
+use clap::{Parser, ValueEnum};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Streams one exchange's public trades into Kafka, exactly once and in order per pair.
+#[derive(Debug, Parser)]
+#[command(name = "candles-connector", version, about, long_about = None)]
+struct Args {
+    /// Exchange to stream: binance, kraken or coinbase.
+    #[arg(long, env = "CANDLES_EXCHANGE", value_parser = parse_exchange)]
+    exchange: Exchange,
+    /// Pairs, comma-separated, any spelling (btcusdt, BTC-USDT, btc/usdt, BTC_USDT).
+    #[arg(long, env = "CANDLES_PAIRS", default_value = "btcusdt,ethusdt,solusdt", value_parser = parse_pairs)]
+    pairs: Pairs,
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "CANDLES_BROKERS", default_value = "127.0.0.1:9092")]
+    brokers: String,
+    /// Kafka topic for trades.
+    #[arg(long, env = "CANDLES_TOPIC", default_value = "trades")]
+    topic: String,
+    /// WebSocket URL (default: the exchange's real public endpoint).
+    #[arg(long, env = "CANDLES_WS_URL")]
+    ws_url: Option<String>,
+    /// REST base URL for gap fill and the pair check (default: the exchange's real one).
+    #[arg(long, env = "CANDLES_REST_URL")]
+    rest_url: Option<String>,
+    /// Serve Prometheus metrics on this address (e.g. 0.0.0.0:9101); off when not given.
+    #[arg(long, env = "CANDLES_METRICS_ADDR")]
+    metrics_addr: Option<SocketAddr>,
+    /// Log format.
+    #[arg(long, env = "CANDLES_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Replace the connection after this much silence (e.g. 10s, 500ms).
+    #[arg(long, env = "CANDLES_STALE_AFTER", default_value = "10s", value_parser = parse_duration)]
+    stale_after: Duration,
+    /// Do not ask the exchange's REST API whether it lists the pairs before starting.
+    #[arg(long, env = "CANDLES_SKIP_PAIR_CHECK")]
+    skip_pair_check: bool,
+}
+
+/// A parsed `--pairs` list (a newtype so clap treats it as one value).
+#[derive(Debug, Clone)]
+struct Pairs(Vec<Pair>);
+
+fn parse_pairs(s: &str) -> Result<Pairs, String> {
+    Pair::parse_list(s).map(Pairs).map_err(|e| e.to_string())
+}
+
+fn parse_exchange(s: &str) -> Result<Exchange, String> {
+    s.parse()
+        .map_err(|e: candles_core::market::NameError| e.to_string())
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    candles_core::time::Duration::parse(s)
+        .map(|d| d.to_std())
+        .map_err(|e| e.to_string())
+}
+
+fn init_logs(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    // rdkafka logs through the `log` crate.
+    let _ = tracing_log::LogTracer::init();
+}
+
+async fn signalled() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn main_inner(args: Args) -> anyhow::Result<()> {
+    if let Some(addr) = args.metrics_addr {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .with_context(|| format!("serving metrics on {addr} (--metrics-addr)"))?;
+        telemetry::describe();
+    }
+    let mut config = ConnectorConfig::new(args.exchange, args.pairs.0);
+    config.ws_url = args.ws_url;
+    config.rest_url = args.rest_url;
+    config.stale_after = args.stale_after;
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            signalled().await;
+            tracing::info!("stop requested; finishing");
+            shutdown.cancel();
+        }
+    });
+
+    if !args.skip_pair_check {
+        let check = tokio::select! {
+            r = check_pairs(&config) => r,
+            _ = shutdown.cancelled() => return Ok(()),
+        };
+        check?;
+    }
+
+    let sink = KafkaSink::new(&args.brokers, &args.topic)?;
+    let (status_tx, mut status_rx) = tokio::sync::watch::channel(ConnState::Connecting);
+    tokio::spawn(async move {
+        while status_rx.changed().await.is_ok() {
+            tracing::debug!(state = %*status_rx.borrow(), "connection state");
+        }
+    });
+    let result = run(config, sink.clone(), status_tx, shutdown).await;
+    let flushed = sink.flush(Duration::from_secs(10)).await;
+    result?;
+    flushed
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logs(args.log_format);
+    match main_inner(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let code = if e.downcast_ref::<ListingError>().is_some() {
+                2
+            } else {
+                1
+            };
+            tracing::error!("{e:#}");
+            eprintln!("candles-connector: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}

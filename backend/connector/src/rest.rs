@@ -1,0 +1,185 @@
+//! The exchange's public REST API: gap fill ([`RestFiller`]) and the listing check
+//! ([`check_pairs`]).
+//!
+//! A gap fill pages through the exchange's trades endpoint until every missing id is found,
+//! the exchange has nothing more, or the fill's time budget or trade cap is spent. Each request
+//! is retried a few times with a short backoff; a fill never blocks the stream for longer than
+//! its budget.
+
+use crate::ConnectorConfig;
+use crate::exchange::{Gap, Listing, Venue, venue};
+use crate::sequencer::GapFiller;
+use anyhow::Context;
+use candles_core::symbols::rest_symbol;
+use candles_core::{Exchange, Micros, Pair, Trade};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Requests per page before the page counts as failed.
+const TRIES: u32 = 3;
+
+fn client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .user_agent(concat!("candles-connector/", env!("CARGO_PKG_VERSION")))
+        .timeout(timeout)
+        .build()
+        .context("building the HTTP client")
+}
+
+/// GETs `url`: the status code and the body text.
+async fn get(client: &reqwest::Client, url: &str) -> Result<(u16, String), reqwest::Error> {
+    let resp = client.get(url).send().await?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.text().await?))
+}
+
+/// Fills gaps from the exchange's REST trades endpoint.
+#[derive(Debug, Clone)]
+pub struct RestFiller {
+    client: reqwest::Client,
+    venue: &'static dyn Venue,
+    base: String,
+    budget: Duration,
+    max_trades: u64,
+}
+
+impl RestFiller {
+    /// A filler for `config`'s exchange and REST URL.
+    pub fn new(config: &ConnectorConfig) -> anyhow::Result<Self> {
+        Ok(RestFiller {
+            client: client(config.rest_timeout)?,
+            venue: venue(config.exchange),
+            base: config.rest_url(),
+            budget: config.backfill_budget,
+            max_trades: config.backfill_max_trades,
+        })
+    }
+
+    /// One page, retried: `None` once the tries are used up (each failure logged).
+    async fn page(&self, url: &str, gap: &Gap) -> Option<crate::exchange::Page> {
+        let mut wait = Duration::from_millis(200);
+        for attempt in 1..=TRIES {
+            let result = match get(&self.client, url).await {
+                Ok((status, body)) => self
+                    .venue
+                    .parse_backfill(&body, gap, Micros::now())
+                    .map_err(|e| format!("HTTP {status}: {e}")),
+                Err(e) => Err(e.to_string()),
+            };
+            match result {
+                Ok(page) => return Some(page),
+                Err(e) => {
+                    tracing::warn!(exchange = %self.venue.exchange(), %url, attempt, error = %e, "backfill request failed");
+                }
+            }
+            if attempt < TRIES {
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+        }
+        None
+    }
+}
+
+impl GapFiller for RestFiller {
+    async fn fill(&mut self, gap: Gap) -> Vec<Trade> {
+        let deadline = Instant::now() + self.budget;
+        let want = gap.len().min(self.max_trades);
+        let mut found: BTreeMap<u64, Trade> = BTreeMap::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let url = self.venue.backfill_url(&self.base, &gap, cursor.as_deref());
+            let Ok(page) = tokio::time::timeout_at(deadline, self.page(&url, &gap)).await else {
+                tracing::warn!(exchange = %self.venue.exchange(), pair = %gap.pair, budget = ?self.budget, "backfill ran out of time");
+                break;
+            };
+            let Some(page) = page else { break };
+            for t in page.trades.into_iter().filter(|t| gap.contains(t.id)) {
+                found.entry(t.id).or_insert(t);
+            }
+            if found.len() as u64 >= want {
+                break;
+            }
+            match page.next {
+                Some(next) if cursor.as_deref() != Some(next.as_str()) => cursor = Some(next),
+                _ => break,
+            }
+        }
+        found
+            .into_values()
+            .take(usize::try_from(want).unwrap_or(usize::MAX))
+            .collect()
+    }
+}
+
+/// A pair the exchange does not list, or cannot be asked about.
+#[derive(Debug, thiserror::Error)]
+pub enum ListingError {
+    /// The exchange does not list the pair.
+    #[error(
+        "{exchange} does not list pair {pair} (its symbol {symbol:?}; asked {url}); remove it from --pairs or pick a pair {exchange} lists"
+    )]
+    NotListed {
+        /// The exchange.
+        exchange: Exchange,
+        /// The pair.
+        pair: Pair,
+        /// The exchange's symbol for it.
+        symbol: String,
+        /// The URL asked.
+        url: String,
+    },
+    /// The listing could not be fetched or read.
+    #[error(
+        "could not check whether {exchange} lists {pair} ({url}): {reason}; check the REST URL and the network"
+    )]
+    Unreachable {
+        /// The exchange.
+        exchange: Exchange,
+        /// The pair.
+        pair: Pair,
+        /// The URL asked.
+        url: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// Asks the exchange's REST API whether it lists every configured pair. A pair it does not list
+/// is an error naming it ([`ListingError::NotListed`]); a listed pair that is not trading is
+/// logged as a warning.
+pub async fn check_pairs(config: &ConnectorConfig) -> anyhow::Result<()> {
+    let venue = venue(config.exchange);
+    let client = client(config.rest_timeout)?;
+    let base = config.rest_url();
+    for &pair in &config.pairs {
+        let url = venue.listing_url(&base, pair);
+        let unreachable = |reason: String| ListingError::Unreachable {
+            exchange: config.exchange,
+            pair,
+            url: url.clone(),
+            reason,
+        };
+        let (status, body) = get(&client, &url)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        match venue.parse_listing(status, &body, pair) {
+            Ok(Listing::Trading) => tracing::debug!(%pair, "listed and trading"),
+            Ok(Listing::Status(s)) => {
+                tracing::warn!(exchange = %config.exchange, %pair, status = %s, "pair is listed but not trading now");
+            }
+            Ok(Listing::NotListed) => {
+                return Err(ListingError::NotListed {
+                    exchange: config.exchange,
+                    pair,
+                    symbol: rest_symbol(config.exchange, pair),
+                    url,
+                }
+                .into());
+            }
+            Err(e) => return Err(unreachable(format!("HTTP {status}: {e}")).into()),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,345 @@
+//! Per-pair trade-id bookkeeping: what may be published, what is a duplicate, what is missing.
+//!
+//! Rules (each exchange's trade ids are contiguous per pair):
+//! - the first live trade of a pair after start is published and becomes the reference; history
+//!   before it is not backfilled;
+//! - snapshot trades (Kraken's snapshot, Coinbase's `last_match`) of a pair with no reference
+//!   only set the reference: they happened before we started;
+//! - an id at or below the last published one is a duplicate and dropped (reconnect snapshots,
+//!   `last_match`, REST overlap);
+//! - an id above last + 1 reveals a gap: the missing ids are fetched (a [`GapFiller`]) and
+//!   published in order before the trade that revealed it; whatever could not be fetched is
+//!   reported as unfilled and the stream moves on;
+//! - a heartbeat that names a newer latest id (Coinbase) reveals trades missed at the end of a
+//!   burst: they are fetched the same way, best effort, once per announced id.
+//!
+//! Pure state plus an injected filler, so every rule is unit-tested without a network.
+
+use crate::exchange::Gap;
+use candles_core::{Micros, Pair, Trade};
+use std::collections::HashMap;
+use std::future::Future;
+
+/// Fetches the trades of a gap (from REST in production). May return fewer trades than missing,
+/// trades outside the gap, or trades in any order: the sequencer filters and sorts.
+pub trait GapFiller: Send {
+    /// The trades found for `gap`.
+    fn fill(&mut self, gap: Gap) -> impl Future<Output = Vec<Trade>> + Send;
+}
+
+/// What happened to one gap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GapReport {
+    /// The missing ids.
+    pub gap: Gap,
+    /// How many of them were fetched and published.
+    pub filled: u64,
+    /// How many could not be fetched (0 for best-effort heartbeat gaps).
+    pub unfilled: u64,
+}
+
+/// The result of admitting one frame.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Admitted {
+    /// What to publish, in order (per pair: strictly increasing ids).
+    pub publish: Vec<Trade>,
+    /// Trades dropped as already published.
+    pub duplicates: u64,
+    /// Gaps found and what became of them.
+    pub gaps: Vec<GapReport>,
+}
+
+/// The last published trade of each pair.
+#[derive(Debug, Clone, Default)]
+pub struct Sequencer {
+    last: HashMap<Pair, (u64, Micros)>,
+    /// The highest heartbeat-announced id already chased, per pair.
+    chased: HashMap<Pair, u64>,
+}
+
+impl Sequencer {
+    /// No reference yet for any pair.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The last published (or anchored) id of `pair` and its trade time.
+    pub fn last(&self, pair: Pair) -> Option<(u64, Micros)> {
+        self.last.get(&pair).copied()
+    }
+
+    fn record(&mut self, t: &Trade) {
+        self.last.insert(t.pair, (t.id, t.time));
+    }
+
+    async fn fill(
+        &mut self,
+        gap: Gap,
+        filler: &mut impl GapFiller,
+        best_effort: bool,
+        out: &mut Admitted,
+    ) {
+        let mut found: Vec<Trade> = filler
+            .fill(gap)
+            .await
+            .into_iter()
+            .filter(|t| t.pair == gap.pair && gap.contains(t.id))
+            .collect();
+        found.sort_by_key(|t| t.id);
+        found.dedup_by_key(|t| t.id);
+        let filled = found.len() as u64;
+        for t in found {
+            self.record(&t);
+            out.publish.push(t);
+        }
+        let unfilled = if best_effort { 0 } else { gap.len() - filled };
+        out.gaps.push(GapReport {
+            gap,
+            filled,
+            unfilled,
+        });
+    }
+
+    /// Admits the trades of one frame (`snapshot` for replayed history).
+    pub async fn admit(
+        &mut self,
+        trades: Vec<Trade>,
+        snapshot: bool,
+        filler: &mut impl GapFiller,
+    ) -> Admitted {
+        let mut out = Admitted::default();
+        if snapshot {
+            // History of a pair we have never seen: only the newest trade matters, as reference.
+            let mut fresh: HashMap<Pair, Trade> = HashMap::new();
+            for t in trades.iter().filter(|t| !self.last.contains_key(&t.pair)) {
+                let e = fresh.entry(t.pair).or_insert(*t);
+                if t.id > e.id {
+                    *e = *t;
+                }
+            }
+            for t in fresh.values() {
+                self.record(t);
+            }
+        }
+        for t in trades {
+            match self.last.get(&t.pair).copied() {
+                None => {}
+                Some((last, _)) if t.id <= last => {
+                    out.duplicates += 1;
+                    continue;
+                }
+                Some((last, after_time)) if t.id > last + 1 => {
+                    let gap = Gap {
+                        pair: t.pair,
+                        after_id: last,
+                        after_time,
+                        until_id: t.id - 1,
+                    };
+                    self.fill(gap, filler, false, &mut out).await;
+                }
+                Some(_) => {}
+            }
+            self.record(&t);
+            out.publish.push(t);
+        }
+        out
+    }
+
+    /// Admits a heartbeat's latest trade ids: any above what was published are fetched.
+    pub async fn admit_latest(
+        &mut self,
+        latest: &[(Pair, u64)],
+        filler: &mut impl GapFiller,
+    ) -> Admitted {
+        let mut out = Admitted::default();
+        for &(pair, id) in latest {
+            let Some((last, after_time)) = self.last(pair) else {
+                continue;
+            };
+            if id <= last || self.chased.get(&pair).is_some_and(|c| *c >= id) {
+                continue;
+            }
+            self.chased.insert(pair, id);
+            let gap = Gap {
+                pair,
+                after_id: last,
+                after_time,
+                until_id: id,
+            };
+            self.fill(gap, filler, true, &mut out).await;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candles_core::{Exchange, Side};
+
+    fn t(pair: &str, id: u64) -> Trade {
+        Trade::new(
+            Exchange::Binance,
+            Pair::parse(pair).unwrap(),
+            id,
+            "1",
+            "1",
+            Side::Buy,
+            Micros(id as i64),
+        )
+        .unwrap()
+    }
+
+    /// A fake REST: knows some trades, records the gaps asked for.
+    #[derive(Default)]
+    struct Rest {
+        known: Vec<Trade>,
+        asked: Vec<Gap>,
+    }
+
+    impl GapFiller for Rest {
+        async fn fill(&mut self, gap: Gap) -> Vec<Trade> {
+            self.asked.push(gap);
+            // Deliberately unordered and overlapping, like a careless server.
+            self.known.iter().rev().copied().collect()
+        }
+    }
+
+    fn ids(a: &Admitted) -> Vec<u64> {
+        a.publish.iter().map(|t| t.id).collect()
+    }
+
+    async fn admit(s: &mut Sequencer, rest: &mut Rest, list: &[u64], snapshot: bool) -> Admitted {
+        s.admit(
+            list.iter().map(|i| t("BTC-USDT", *i)).collect(),
+            snapshot,
+            rest,
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn first_trade_is_the_reference_and_duplicates_are_dropped() {
+        let (mut s, mut rest) = (Sequencer::new(), Rest::default());
+        let a = admit(&mut s, &mut rest, &[100, 101, 101, 99, 102], false).await;
+        assert_eq!(ids(&a), [100, 101, 102]);
+        assert_eq!(a.duplicates, 2);
+        assert!(rest.asked.is_empty(), "no history backfill on first start");
+    }
+
+    #[tokio::test]
+    async fn a_gap_is_filled_in_order_before_the_trade_that_revealed_it() {
+        let mut s = Sequencer::new();
+        let mut rest = Rest {
+            known: (1..=20).map(|i| t("BTC-USDT", i)).collect(),
+            ..Default::default()
+        };
+        admit(&mut s, &mut rest, &[5], false).await;
+        let a = admit(&mut s, &mut rest, &[9, 10], false).await;
+        assert_eq!(ids(&a), [6, 7, 8, 9, 10]);
+        assert_eq!(rest.asked.len(), 1);
+        assert_eq!((rest.asked[0].after_id, rest.asked[0].until_id), (5, 8));
+        assert_eq!(rest.asked[0].after_time, Micros(5));
+        assert_eq!(
+            a.gaps,
+            [GapReport {
+                gap: rest.asked[0],
+                filled: 3,
+                unfilled: 0
+            }]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unfillable_gap_is_reported_and_the_stream_moves_on() {
+        let mut s = Sequencer::new();
+        let mut rest = Rest {
+            known: vec![t("BTC-USDT", 7)],
+            ..Default::default()
+        };
+        admit(&mut s, &mut rest, &[5], false).await;
+        let a = admit(&mut s, &mut rest, &[10, 11], false).await;
+        assert_eq!(ids(&a), [7, 10, 11]);
+        assert_eq!((a.gaps[0].filled, a.gaps[0].unfilled), (1, 3));
+        assert_eq!(
+            s.last(Pair::parse("BTC-USDT").unwrap()).map(|l| l.0),
+            Some(11)
+        );
+    }
+
+    #[tokio::test]
+    async fn snapshots_anchor_on_first_sight_and_bridge_after_a_reconnect() {
+        let mut s = Sequencer::new();
+        let mut rest = Rest {
+            known: (1..=100).map(|i| t("BTC-USDT", i)).collect(),
+            ..Default::default()
+        };
+        // First subscription: the snapshot is history, it only sets the reference.
+        let a = admit(&mut s, &mut rest, &[40, 41, 42], true).await;
+        assert!(a.publish.is_empty());
+        assert_eq!(ids(&admit(&mut s, &mut rest, &[43], false).await), [43]);
+        // Reconnect: the snapshot overlaps what we have and reaches past it, with a hole before.
+        let a = admit(&mut s, &mut rest, &[42, 43, 47, 48], true).await;
+        assert_eq!(ids(&a), [44, 45, 46, 47, 48]);
+        assert_eq!(a.duplicates, 2);
+        // A last_match that is old news is a duplicate; a newer one is a missed trade.
+        assert!(
+            admit(&mut s, &mut rest, &[48], true)
+                .await
+                .publish
+                .is_empty()
+        );
+        assert_eq!(ids(&admit(&mut s, &mut rest, &[49], true).await), [49]);
+    }
+
+    #[tokio::test]
+    async fn pairs_are_independent() {
+        let (mut s, mut rest) = (Sequencer::new(), Rest::default());
+        let a = s
+            .admit(
+                vec![t("BTC-USDT", 5), t("ETH-USDT", 900), t("BTC-USDT", 6)],
+                false,
+                &mut rest,
+            )
+            .await;
+        assert_eq!(ids(&a), [5, 900, 6]);
+        assert!(rest.asked.is_empty());
+    }
+
+    #[tokio::test]
+    async fn heartbeat_ids_chase_missed_tail_trades_once() {
+        let mut s = Sequencer::new();
+        let mut rest = Rest {
+            known: (1..=12).map(|i| t("BTC-USDT", i)).collect(),
+            ..Default::default()
+        };
+        let btc = Pair::parse("BTC-USDT").unwrap();
+        // Unknown pair: nothing to compare with.
+        assert!(
+            s.admit_latest(&[(btc, 12)], &mut rest)
+                .await
+                .publish
+                .is_empty()
+        );
+        admit(&mut s, &mut rest, &[10], false).await;
+        let a = s.admit_latest(&[(btc, 10)], &mut rest).await;
+        assert!(a.publish.is_empty() && rest.asked.is_empty());
+        let a = s.admit_latest(&[(btc, 14)], &mut rest).await;
+        assert_eq!(ids(&a), [11, 12]);
+        assert_eq!(
+            a.gaps[0].unfilled, 0,
+            "best effort: the live trades may still come"
+        );
+        // The same announcement is not chased again; the live trades still get through.
+        assert!(
+            s.admit_latest(&[(btc, 14)], &mut rest)
+                .await
+                .gaps
+                .is_empty()
+        );
+        assert_eq!(
+            ids(&admit(&mut s, &mut rest, &[12, 13, 14], false).await),
+            [13, 14]
+        );
+    }
+}

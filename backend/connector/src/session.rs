@@ -1,0 +1,427 @@
+//! The session loop: connect, subscribe, read, keep alive, detect death, reconnect.
+//!
+//! One task does everything in order — read a frame, sequence it (filling gaps from REST),
+//! publish it — so per-pair order needs no locks. The socket is replaced when:
+//! - the server closes it or it errors;
+//! - nothing at all (trade, heartbeat, pong) arrived for `stale_after`: a half-dead TCP
+//!   connection can stay "open" for minutes, so silence is death;
+//! - the exchange announces a shutdown (Binance `serverShutdown`): reconnect at once;
+//! - it has lived `max_session` (Binance drops connections at 24 h): reconnect at once.
+//!
+//! Other reconnects wait an exponential backoff with full jitter ([`crate::backoff`]), reset
+//! only once a connection stayed up long enough. Keep-alives (WebSocket pings, Kraken's
+//! application ping) go out every `keepalive_every` (at most a third of `stale_after`), so a
+//! quiet but healthy connection is never mistaken for a dead one.
+
+use crate::backoff::Backoff;
+use crate::exchange::{Frame, Keepalive, Venue, venue};
+use crate::rest::RestFiller;
+use crate::sequencer::{Admitted, Sequencer};
+use crate::sink::TradeSink;
+use crate::telemetry::{self, Counters};
+use crate::{ConnState, ConnectorConfig};
+use candles_core::{Micros, Pair, Trade};
+use futures::{SinkExt, StreamExt};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::{Instant, sleep_until};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+/// Why a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum End {
+    /// We were asked to stop.
+    Shutdown,
+    /// Could not connect or subscribe.
+    ConnectFailed(String),
+    /// The server closed the socket, or it failed.
+    Closed(String),
+    /// Nothing heard for `stale_after`.
+    Stale,
+    /// The exchange announced a shutdown.
+    ServerShutdown,
+    /// The connection reached `max_session`.
+    MaxAge,
+}
+
+impl End {
+    /// The `reason` label of the reconnect metric.
+    fn label(&self) -> &'static str {
+        match self {
+            End::Shutdown => "shutdown",
+            End::ConnectFailed(_) => "connect_failed",
+            End::Closed(_) => "closed",
+            End::Stale => "stale",
+            End::ServerShutdown => "server_shutdown",
+            End::MaxAge => "max_age",
+        }
+    }
+}
+
+/// Runs the connector until `shutdown` is cancelled or the sink fails: streams `config.pairs`
+/// from `config.exchange`, publishes every trade once and in order per pair into `sink`, and
+/// reports the connection's state on `status` (ending with [`ConnState::Stopped`]).
+///
+/// Returns an error only for what reconnecting cannot fix: an unusable sink or configuration.
+pub async fn run(
+    config: ConnectorConfig,
+    sink: impl TradeSink,
+    status: watch::Sender<ConnState>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let result = Session::new(config, sink, &status)?
+        .run_loop(&shutdown)
+        .await;
+    status.send_replace(ConnState::Stopped);
+    result
+}
+
+/// Logs rejected frames without flooding: at most [`RejectLog::PER_WINDOW`] lines per window.
+struct RejectLog {
+    window_start: Instant,
+    logged: u32,
+    suppressed: u64,
+}
+
+impl RejectLog {
+    const PER_WINDOW: u32 = 20;
+    const WINDOW: Duration = Duration::from_secs(60);
+
+    fn log(&mut self, exchange: &str, error: &dyn std::fmt::Display, text: &str) {
+        if self.window_start.elapsed() >= Self::WINDOW {
+            if self.suppressed > 0 {
+                tracing::warn!(
+                    exchange,
+                    suppressed = self.suppressed,
+                    "more messages were rejected (not logged)"
+                );
+            }
+            *self = RejectLog {
+                window_start: Instant::now(),
+                logged: 0,
+                suppressed: 0,
+            };
+        }
+        if self.logged < Self::PER_WINDOW {
+            self.logged += 1;
+            let shown: String = text.chars().take(200).collect();
+            let cut = if shown.len() < text.len() { "…" } else { "" };
+            tracing::warn!(exchange, %error, message = %format!("{shown}{cut}"), "rejected a message from the exchange; skipped");
+        } else {
+            self.suppressed += 1;
+        }
+    }
+}
+
+struct Session<'a, S> {
+    config: ConnectorConfig,
+    venue: &'static dyn Venue,
+    exchange: &'static str,
+    sink: S,
+    status: &'a watch::Sender<ConnState>,
+    sequencer: Sequencer,
+    filler: RestFiller,
+    counters: Arc<Counters>,
+    rejects: RejectLog,
+    keepalive_seq: u64,
+}
+
+/// Counts per pair, for labelled metrics without one call per trade.
+fn per_pair(trades: &[Trade]) -> Vec<(Pair, u64)> {
+    let mut out: Vec<(Pair, u64)> = Vec::new();
+    for t in trades {
+        match out.iter_mut().find(|(p, _)| *p == t.pair) {
+            Some((_, n)) => *n += 1,
+            None => out.push((t.pair, 1)),
+        }
+    }
+    out
+}
+
+impl<'a, S: TradeSink> Session<'a, S> {
+    fn new(
+        config: ConnectorConfig,
+        sink: S,
+        status: &'a watch::Sender<ConnState>,
+    ) -> anyhow::Result<Self> {
+        if config.pairs.is_empty() {
+            anyhow::bail!("no pairs to stream: give at least one pair (e.g. --pairs btcusdt)");
+        }
+        let venue = venue(config.exchange);
+        Ok(Session {
+            filler: RestFiller::new(&config)?,
+            exchange: config.exchange.as_str(),
+            counters: config.counters.clone(),
+            config,
+            venue,
+            sink,
+            status,
+            sequencer: Sequencer::new(),
+            rejects: RejectLog {
+                window_start: Instant::now(),
+                logged: 0,
+                suppressed: 0,
+            },
+            keepalive_seq: 0,
+        })
+    }
+
+    async fn run_loop(&mut self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        let url = self.config.ws_url();
+        let mut backoff = Backoff::new(self.config.backoff);
+        let mut rng = StdRng::from_os_rng();
+        tracing::info!(exchange = self.exchange, %url, pairs = ?self.config.pairs, "connector starting");
+        loop {
+            self.status.send_replace(ConnState::Connecting);
+            let (end, uptime) = self.connection(&url, shutdown).await?;
+            metrics::gauge!(telemetry::CONNECTED, "exchange" => self.exchange).set(0.0);
+            if end == End::Shutdown {
+                break;
+            }
+            let delay = match &end {
+                End::ServerShutdown | End::MaxAge => {
+                    tracing::info!(
+                        exchange = self.exchange,
+                        reason = end.label(),
+                        ?uptime,
+                        "reconnecting now"
+                    );
+                    Duration::ZERO
+                }
+                other => {
+                    backoff.connection_ended(uptime);
+                    let delay = backoff.next_delay(&mut rng);
+                    tracing::warn!(exchange = self.exchange, reason = ?other, ?uptime, ?delay, attempt = backoff.attempt(), "connection lost; reconnecting");
+                    delay
+                }
+            };
+            Counters::add(&self.counters.reconnects, 1);
+            metrics::counter!(telemetry::RECONNECTS, "exchange" => self.exchange, "reason" => end.label())
+                .increment(1);
+            self.status.send_replace(ConnState::Reconnecting {
+                in_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                attempt: backoff.attempt().max(1),
+            });
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        tracing::info!(exchange = self.exchange, "connector stopped");
+        Ok(())
+    }
+
+    /// One connection, from connect to its end. `Err` only when the sink failed.
+    async fn connection(
+        &mut self,
+        url: &str,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<(End, Duration)> {
+        let connect = tokio::time::timeout(
+            self.config.connect_timeout,
+            tokio_tungstenite::connect_async_with_config(url, None, true),
+        );
+        let mut ws = tokio::select! {
+            r = connect => match r {
+                Ok(Ok((ws, _response))) => ws,
+                Ok(Err(e)) => return Ok((End::ConnectFailed(format!("connecting to {url}: {e}")), Duration::ZERO)),
+                Err(_) => return Ok((End::ConnectFailed(format!("connecting to {url}: timed out after {:?}", self.config.connect_timeout)), Duration::ZERO)),
+            },
+            _ = shutdown.cancelled() => return Ok((End::Shutdown, Duration::ZERO)),
+        };
+        let connected = Instant::now();
+        let up = || connected.elapsed();
+        for msg in self.venue.subscribe_messages(&self.config.pairs) {
+            if let Err(e) = ws.send(Message::text(msg)).await {
+                return Ok((End::ConnectFailed(format!("subscribing: {e}")), up()));
+            }
+        }
+        tracing::info!(exchange = self.exchange, %url, "connected and subscribed");
+
+        let stale_after = self.config.stale_after.max(Duration::from_millis(10));
+        let every = self
+            .config
+            .keepalive_every
+            .min(stale_after / 3)
+            .max(Duration::from_millis(10));
+        let mut keepalive = tokio::time::interval_at(connected + every, every);
+        keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let max_age = connected + self.config.max_session;
+        let mut last_heard = connected;
+        let mut live = false;
+        let mut stale_shown = false;
+        loop {
+            let half = last_heard + stale_after / 2;
+            let dead = last_heard + stale_after;
+            let heard = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+                    return Ok((End::Shutdown, up()));
+                }
+                msg = ws.next() => match msg {
+                    Some(Ok(Message::Text(text))) => {
+                        if let Some(end) = self.on_text(text.as_str()).await? {
+                            return Ok((end, up()));
+                        }
+                        true
+                    }
+                    Some(Ok(Message::Binary(bytes))) => {
+                        self.reject(&"a binary frame; the exchange sends JSON text", &String::from_utf8_lossy(&bytes));
+                        true
+                    }
+                    Some(Ok(Message::Ping(_))) => {
+                        // tungstenite queued the pong; make sure it leaves now.
+                        if let Err(e) = ws.flush().await {
+                            return Ok((End::Closed(format!("answering a ping: {e}")), up()));
+                        }
+                        true
+                    }
+                    Some(Ok(Message::Pong(_) | Message::Frame(_))) => true,
+                    Some(Ok(Message::Close(frame))) => {
+                        let why = frame.map_or_else(|| "no reason".to_string(), |f| format!("{} {}", f.code, f.reason));
+                        return Ok((End::Closed(format!("the server closed the connection: {why}")), up()));
+                    }
+                    Some(Err(e)) => return Ok((End::Closed(e.to_string()), up())),
+                    None => return Ok((End::Closed("the connection ended".into()), up())),
+                },
+                _ = keepalive.tick() => {
+                    self.keepalive_seq += 1;
+                    let msg = match self.venue.keepalive(self.keepalive_seq) {
+                        Keepalive::Ping => Message::Ping(Vec::new().into()),
+                        Keepalive::Text(text) => Message::text(text),
+                    };
+                    if let Err(e) = ws.send(msg).await {
+                        return Ok((End::Closed(format!("sending a keep-alive: {e}")), up()));
+                    }
+                    false
+                }
+                _ = sleep_until(half), if !stale_shown => {
+                    stale_shown = true;
+                    self.status.send_replace(ConnState::Stale);
+                    tracing::info!(exchange = self.exchange, silent = ?(stale_after / 2), "connection quiet");
+                    false
+                }
+                _ = sleep_until(dead) => {
+                    Counters::add(&self.counters.stale, 1);
+                    tracing::warn!(exchange = self.exchange, silent = ?stale_after, "nothing heard; replacing the connection");
+                    return Ok((End::Stale, up()));
+                }
+                _ = sleep_until(max_age) => return Ok((End::MaxAge, up())),
+            };
+            if heard {
+                // Processing time (a gap fill) is not silence: count from now.
+                last_heard = Instant::now();
+                if !live || stale_shown {
+                    live = true;
+                    stale_shown = false;
+                    self.status.send_replace(ConnState::Live);
+                    metrics::gauge!(telemetry::CONNECTED, "exchange" => self.exchange).set(1.0);
+                }
+            }
+        }
+    }
+
+    fn reject(&mut self, error: &dyn std::fmt::Display, text: &str) {
+        Counters::add(&self.counters.rejected, 1);
+        metrics::counter!(telemetry::REJECTED, "exchange" => self.exchange).increment(1);
+        self.rejects.log(self.exchange, error, text);
+    }
+
+    /// Handles one text frame; `Some` ends the connection.
+    async fn on_text(&mut self, text: &str) -> anyhow::Result<Option<End>> {
+        let frame = match self.venue.parse_frame(text, Micros::now()) {
+            Ok(frame) => frame,
+            Err(e) => {
+                self.reject(&e, text);
+                return Ok(None);
+            }
+        };
+        let admitted = match frame {
+            Frame::Trades(trades) | Frame::Snapshot(trades) if trades.is_empty() => {
+                return Ok(None);
+            }
+            Frame::Trades(trades) => {
+                self.count_received(&trades);
+                self.sequencer.admit(trades, false, &mut self.filler).await
+            }
+            Frame::Snapshot(trades) => {
+                self.count_received(&trades);
+                self.sequencer.admit(trades, true, &mut self.filler).await
+            }
+            Frame::Heartbeat(latest) if latest.is_empty() => return Ok(None),
+            Frame::Heartbeat(latest) => {
+                self.sequencer.admit_latest(&latest, &mut self.filler).await
+            }
+            Frame::Ack => {
+                tracing::debug!(exchange = self.exchange, "subscription confirmed");
+                return Ok(None);
+            }
+            Frame::Pong | Frame::Ignore => return Ok(None),
+            Frame::ServerShutdown => {
+                tracing::info!(
+                    exchange = self.exchange,
+                    "the exchange announced a shutdown"
+                );
+                return Ok(Some(End::ServerShutdown));
+            }
+            Frame::ExchangeError(msg) => {
+                tracing::error!(exchange = self.exchange, error = %msg, "the exchange reported an error");
+                return Ok(None);
+            }
+        };
+        self.publish(admitted).await?;
+        Ok(None)
+    }
+
+    fn count_received(&self, trades: &[Trade]) {
+        Counters::add(&self.counters.received, trades.len() as u64);
+        for (pair, n) in per_pair(trades) {
+            metrics::counter!(telemetry::TRADES_RECEIVED, "exchange" => self.exchange, "pair" => pair.to_string())
+                .increment(n);
+        }
+    }
+
+    async fn publish(&mut self, admitted: Admitted) -> anyhow::Result<()> {
+        let ex = self.exchange;
+        Counters::add(&self.counters.duplicates, admitted.duplicates);
+        for report in &admitted.gaps {
+            let pair = report.gap.pair.to_string();
+            Counters::add(&self.counters.gaps, 1);
+            Counters::add(&self.counters.backfilled, report.filled);
+            Counters::add(&self.counters.unfilled, report.unfilled);
+            metrics::counter!(telemetry::GAPS, "exchange" => ex, "pair" => pair.clone())
+                .increment(1);
+            metrics::counter!(telemetry::BACKFILLED, "exchange" => ex, "pair" => pair.clone())
+                .increment(report.filled);
+            if report.unfilled > 0 {
+                metrics::counter!(telemetry::GAP_UNFILLED, "exchange" => ex, "pair" => pair.clone()).increment(1);
+                metrics::counter!(telemetry::GAP_UNFILLED_TRADES, "exchange" => ex, "pair" => pair.clone())
+                    .increment(report.unfilled);
+                tracing::warn!(exchange = ex, %pair, after = report.gap.after_id, until = report.gap.until_id,
+                    filled = report.filled, unfilled = report.unfilled, "gap could not be filled completely; moving on");
+            } else {
+                tracing::info!(exchange = ex, %pair, after = report.gap.after_id, until = report.gap.until_id,
+                    filled = report.filled, "gap filled from REST");
+            }
+        }
+        if admitted.duplicates > 0 {
+            metrics::counter!(telemetry::DUPLICATES, "exchange" => ex)
+                .increment(admitted.duplicates);
+        }
+        if admitted.publish.is_empty() {
+            return Ok(());
+        }
+        self.sink.publish(&admitted.publish).await?;
+        Counters::add(&self.counters.published, admitted.publish.len() as u64);
+        for (pair, n) in per_pair(&admitted.publish) {
+            metrics::counter!(telemetry::TRADES_PUBLISHED, "exchange" => ex, "pair" => pair.to_string())
+                .increment(n);
+        }
+        Ok(())
+    }
+}

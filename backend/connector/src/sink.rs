@@ -1,0 +1,164 @@
+//! Where normalized trades go: [`KafkaSink`] for the backend, [`ChannelSink`] for the embedded
+//! mode (`candles-tui --embedded`), or any [`TradeSink`].
+//!
+//! A sink's `publish` returns only when the trades are safely handed over (Kafka: acknowledged
+//! by every in-sync replica), so a trade counted as published is never lost.
+
+use crate::telemetry;
+use anyhow::{Context, anyhow};
+use candles_core::Trade;
+use prost::Message as _;
+use rdkafka::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use std::future::Future;
+use std::time::Duration;
+
+/// Receives published trades, in order per pair.
+pub trait TradeSink: Send {
+    /// Hands `trades` over; returns once they are safe (or the sink is unusable: an error ends
+    /// [`crate::run`]).
+    fn publish(&mut self, trades: &[Trade]) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// Sends trades into a Tokio channel (the embedded mode's engine reads the other end). Waits
+/// when the channel is full; fails when the receiver is gone.
+#[derive(Debug, Clone)]
+pub struct ChannelSink(pub tokio::sync::mpsc::Sender<Trade>);
+
+impl TradeSink for ChannelSink {
+    async fn publish(&mut self, trades: &[Trade]) -> anyhow::Result<()> {
+        for t in trades {
+            self.0
+                .send(*t)
+                .await
+                .map_err(|_| anyhow!("the trade channel's receiver is gone"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Publishes trades to a Kafka topic: key = canonical pair (`BTC-USDT`), value = protobuf
+/// `candles.v1.Trade`, record timestamp = trade time.
+///
+/// The producer is idempotent (`enable.idempotence=true`, `acks=all`, at most 5 requests in
+/// flight), which keeps each partition's order and drops broker-side duplicates of librdkafka's
+/// own retries. `publish` enqueues the whole batch in order, then awaits every acknowledgement.
+/// A delivery that still fails (after librdkafka's retries, `message.timeout.ms`) is counted
+/// (`connector_kafka_errors_total`) and sent again until it succeeds; in that rare case the
+/// re-sent trade may land after later trades of the same batch. Partitioning is
+/// `murmur2_random`, the Java client's, so any Kafka client agrees on a pair's partition.
+#[derive(Clone)]
+pub struct KafkaSink {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl std::fmt::Debug for KafkaSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSink")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaSink {
+    /// A producer for `brokers` (`host:port,...`) writing to `topic`.
+    pub fn new(brokers: &str, topic: &str) -> anyhow::Result<Self> {
+        Self::with_config(brokers, topic, &[])
+    }
+
+    /// Like [`KafkaSink::new`], with extra librdkafka settings (applied last).
+    pub fn with_config(brokers: &str, topic: &str, extra: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let mut cfg = ClientConfig::new();
+        cfg.set("bootstrap.servers", brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("max.in.flight.requests.per.connection", "5")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", "30000")
+            .set("partitioner", "murmur2_random")
+            .set("client.id", "candles-connector");
+        for (k, v) in extra {
+            cfg.set(*k, *v);
+        }
+        let producer: FutureProducer = cfg
+            .create()
+            .with_context(|| format!("creating a Kafka producer for brokers {brokers:?}"))?;
+        Ok(KafkaSink {
+            producer,
+            topic: topic.to_string(),
+        })
+    }
+
+    /// The topic written to.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Waits until every enqueued record is delivered (or `timeout` passes).
+    pub async fn flush(&self, timeout: Duration) -> anyhow::Result<()> {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || producer.flush(timeout))
+            .await
+            .context("the flush task failed")?
+            .with_context(|| format!("flushing the Kafka producer within {timeout:?}"))
+    }
+
+    fn count_error(&self, error: &KafkaError) {
+        metrics::counter!(telemetry::KAFKA_ERRORS, "topic" => self.topic.clone()).increment(1);
+        tracing::warn!(topic = %self.topic, %error, "Kafka delivery failed; will retry");
+    }
+}
+
+impl TradeSink for KafkaSink {
+    async fn publish(&mut self, trades: &[Trade]) -> anyhow::Result<()> {
+        let mut pending: Vec<Trade> = trades.to_vec();
+        let mut wait = Duration::from_millis(100);
+        while !pending.is_empty() {
+            let mut deliveries = Vec::with_capacity(pending.len());
+            for t in &pending {
+                let key = t.pair.to_string();
+                let value = candles_proto::v1::Trade::from(t).encode_to_vec();
+                let mut record = FutureRecord::to(&self.topic)
+                    .key(&key)
+                    .payload(&value)
+                    .timestamp(t.time.as_millis());
+                let delivery = loop {
+                    match self.producer.send_result(record) {
+                        Ok(delivery) => break delivery,
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                            record = r;
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                        Err((e, _)) => {
+                            return Err(e)
+                                .context(format!("enqueueing a trade for topic {:?}", self.topic));
+                        }
+                    }
+                };
+                deliveries.push((*t, delivery));
+            }
+            let mut failed = Vec::new();
+            for (t, delivery) in deliveries {
+                match delivery.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err((e, _))) => {
+                        self.count_error(&e);
+                        failed.push(t);
+                    }
+                    Err(_) => {
+                        self.count_error(&KafkaError::Canceled);
+                        failed.push(t);
+                    }
+                }
+            }
+            if !failed.is_empty() {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            pending = failed;
+        }
+        Ok(())
+    }
+}
