@@ -1,1 +1,23 @@
-//! placeholder
+//! candles-tui: the client of the candles system.
+//!
+//! - A live candlestick dashboard (ratatui + crossterm): [`app`] holds the state (no terminal),
+//!   [`ui`] renders it as a pure function, [`event`] runs the one loop over one event enum.
+//!   The chart is our own widget ([`chart`]) over a pure, tested price scale ([`scale`]).
+//! - `--plain` / `--json`: one line per finalized candle ([`output`]).
+//! - Data from candles-service over gRPC ([`client`]), or `--embedded`: connectors and a candle
+//!   engine inside this process ([`embedded`], [`connectors`]).
+//! - [`cli`]: flags (each with a `CANDLES_*` environment variable) and the program's modes.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod chart;
+pub mod cli;
+pub mod client;
+pub mod connectors;
+pub mod embedded;
+pub mod event;
+pub mod output;
+pub mod scale;
+pub mod ui;
+
+pub use app::{App, Event, Link, LinkState};

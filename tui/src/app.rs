@@ -1,0 +1,436 @@
+//! The dashboard's state and how events change it. No terminal in here: rendering
+//! ([`crate::ui`]) is a pure function of an [`App`], and the event loop ([`crate::event`]) feeds it.
+
+use candles_core::{Candle, Exchange, Interval, Micros, Pair, Source};
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use std::collections::{BTreeMap, HashMap};
+
+/// One thing that happened: everything that changes the dashboard arrives as one of these.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// A key was pressed.
+    Key(KeyEvent),
+    /// The terminal was resized to (columns, rows).
+    Resize(u16, u16),
+    /// A candle arrived: final or an in-progress (forming) update.
+    Candle(Candle),
+    /// A link (the server, or one exchange in embedded mode) changed state.
+    Conn(Link, LinkState),
+    /// A candle arrived that could not be decoded (counted and skipped); the reason.
+    BadData(String),
+    /// The data source failed for good (e.g. the server does not know a pair); the message.
+    Fatal(String),
+    /// Time passed (drives "stale" and reconnect countdowns).
+    Tick,
+}
+
+/// Where candles come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Link {
+    /// The candles-service gRPC stream.
+    Server,
+    /// One exchange's connector (embedded mode).
+    Exchange(Exchange),
+}
+
+impl Link {
+    /// `server` or the exchange's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Link::Server => "server",
+            Link::Exchange(e) => e.as_str(),
+        }
+    }
+}
+
+/// The state of a link, as the connectors report theirs (`ConnState`) and the gRPC client its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkState {
+    /// Connecting for the first time.
+    Connecting,
+    /// Connected and streaming.
+    Live,
+    /// Connected but nothing arrived for too long.
+    Stale,
+    /// Lost; the next attempt starts in `in_ms` milliseconds.
+    Reconnecting {
+        /// Delay before the next attempt, from when this state was reported.
+        in_ms: u64,
+        /// Which attempt is next (1 = the first retry).
+        attempt: u32,
+    },
+    /// Stopped for good.
+    Stopped,
+}
+
+/// What a key asks the loop to do beyond changing state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing more.
+    None,
+    /// Leave the program.
+    Quit,
+}
+
+/// How many finalized candles per series are kept (older ones are dropped).
+pub const MAX_CANDLES: usize = 2_000;
+/// Columns per candle: bounds for `+`/`-`.
+pub const MIN_STEP: u16 = 1;
+/// See [`MIN_STEP`].
+pub const MAX_STEP: u16 = 8;
+
+/// The candles of one pair and source, keyed by window start: a candle's identity within the
+/// series, so a refill after a reconnect replaces rather than duplicates.
+#[derive(Clone, Debug, Default)]
+pub struct Series {
+    /// Candles by window start, oldest first.
+    pub candles: BTreeMap<Micros, Candle>,
+    /// When the last candle for this series arrived (wall clock), for "stale".
+    pub last_seen: Option<Micros>,
+}
+
+impl Series {
+    /// Inserts or replaces a candle; a forming update never overwrites a final candle.
+    /// Returns whether anything changed.
+    pub fn upsert(&mut self, candle: Candle) -> bool {
+        if let Some(first) = self.candles.values().next() {
+            if first.interval != candle.interval {
+                // The server now builds another interval (e.g. restarted with other flags).
+                self.candles.clear();
+            }
+        }
+        match self.candles.get(&candle.start) {
+            Some(old) if old.is_final && !candle.is_final => return false,
+            Some(old) if *old == candle => return false,
+            _ => {}
+        }
+        self.candles.insert(candle.start, candle);
+        while self.candles.len() > MAX_CANDLES {
+            self.candles.pop_first();
+        }
+        true
+    }
+
+    /// The interval of this series, once a candle arrived.
+    pub fn interval(&self) -> Option<Interval> {
+        self.candles.values().next_back().map(|c| c.interval)
+    }
+}
+
+/// The dashboard's state.
+#[derive(Clone, Debug)]
+pub struct App {
+    /// The pairs on screen, in tab order.
+    pub pairs: Vec<Pair>,
+    /// Index of the selected pair.
+    pub selected: usize,
+    /// Which source is drawn.
+    pub source: Source,
+    /// Only the selected pair is shown.
+    pub zoomed: bool,
+    /// Columns per candle (`+` widens, showing fewer candles; `-` narrows, showing more).
+    pub step: u16,
+    /// The help overlay is shown.
+    pub help: bool,
+    /// A frozen copy of the series while paused (data keeps arriving into `series`).
+    pub paused: Option<HashMap<(Pair, Source), Series>>,
+    /// Every series received, by pair and source.
+    pub series: HashMap<(Pair, Source), Series>,
+    /// Each link's state and when it was reported.
+    pub links: BTreeMap<Link, (LinkState, Micros)>,
+    /// The current time (set by ticks; injected in tests).
+    pub now: Micros,
+    /// Candles that failed to decode (skipped).
+    pub bad_data: u64,
+    /// The last decode failure, shown in the status bar.
+    pub last_bad: Option<String>,
+    /// What the dashboard is connected to, for the title bar (`http://127.0.0.1:8080`, `embedded`).
+    pub origin: String,
+    /// A fatal error to show before quitting.
+    pub fatal: Option<String>,
+}
+
+impl App {
+    /// A dashboard for `pairs`, drawing `source`, fed from `origin`.
+    pub fn new(pairs: Vec<Pair>, source: Source, origin: impl Into<String>) -> App {
+        App {
+            pairs,
+            selected: 0,
+            source,
+            zoomed: false,
+            step: 2,
+            help: false,
+            paused: None,
+            series: HashMap::new(),
+            links: BTreeMap::new(),
+            now: Micros(0),
+            bad_data: 0,
+            last_bad: None,
+            origin: origin.into(),
+            fatal: None,
+        }
+    }
+
+    /// The series drawn: the frozen copy while paused, else the live data.
+    pub fn view(&self) -> &HashMap<(Pair, Source), Series> {
+        self.paused.as_ref().unwrap_or(&self.series)
+    }
+
+    /// The series of `pair` for the current source, if any candle arrived.
+    pub fn series_for(&self, pair: Pair) -> Option<&Series> {
+        self.view().get(&(pair, self.source))
+    }
+
+    /// The selected pair.
+    pub fn selected_pair(&self) -> Option<Pair> {
+        self.pairs.get(self.selected).copied()
+    }
+
+    /// Applies one event at time `now`; returns what the loop should do.
+    pub fn handle(&mut self, event: Event, now: Micros) -> Action {
+        self.now = now;
+        match event {
+            Event::Key(key) => return self.on_key(key),
+            Event::Candle(candle) => self.on_candle(candle, now),
+            Event::Conn(link, state) => {
+                self.links.insert(link, (state, now));
+            }
+            Event::BadData(reason) => {
+                self.bad_data += 1;
+                self.last_bad = Some(reason);
+            }
+            Event::Fatal(message) => {
+                self.fatal = Some(message);
+                return Action::Quit;
+            }
+            Event::Resize(..) | Event::Tick => {}
+        }
+        Action::None
+    }
+
+    fn on_candle(&mut self, candle: Candle, now: Micros) {
+        if !self.pairs.contains(&candle.pair) {
+            return;
+        }
+        let series = self.series.entry((candle.pair, candle.source)).or_default();
+        series.last_seen = Some(now);
+        series.upsert(candle);
+    }
+
+    /// Applies a key press.
+    pub fn on_key(&mut self, key: KeyEvent) -> Action {
+        if key.kind == KeyEventKind::Release {
+            return Action::None;
+        }
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        match key.code {
+            KeyCode::Char('c') if ctrl => return Action::Quit,
+            KeyCode::Char('q') => return Action::Quit,
+            KeyCode::Esc if self.help => self.help = false,
+            KeyCode::Esc => return Action::Quit,
+            KeyCode::Char('?') | KeyCode::F(1) => self.help = !self.help,
+            KeyCode::Tab | KeyCode::Right => self.move_selection(1),
+            KeyCode::BackTab | KeyCode::Left => self.move_selection(-1),
+            KeyCode::Char(c @ '1'..='9') => {
+                let i = (c as usize) - ('1' as usize);
+                if i < self.pairs.len() {
+                    self.selected = i;
+                }
+            }
+            KeyCode::Enter | KeyCode::Char('z') => self.zoomed = !self.zoomed,
+            KeyCode::Char('s') => self.source = next_source(self.source, 1),
+            KeyCode::Char('S') => self.source = next_source(self.source, -1),
+            KeyCode::Char('+') | KeyCode::Char('=') => self.step = (self.step + 1).min(MAX_STEP),
+            KeyCode::Char('-') | KeyCode::Char('_') => {
+                self.step = self.step.saturating_sub(1).max(MIN_STEP)
+            }
+            KeyCode::Char('p') | KeyCode::Char(' ') => {
+                self.paused = match self.paused.take() {
+                    Some(_) => None,
+                    None => Some(self.series.clone()),
+                };
+            }
+            _ => {}
+        }
+        Action::None
+    }
+
+    fn move_selection(&mut self, by: isize) {
+        let n = self.pairs.len() as isize;
+        if n > 0 {
+            self.selected = ((self.selected as isize + by).rem_euclid(n)) as usize;
+        }
+    }
+
+    /// The state to show for `pair`'s current series: the link's state, or `Stale` when the
+    /// link is live but the series got no candle for more than two intervals.
+    pub fn state_for(&self, pair: Pair) -> Option<(LinkState, Micros)> {
+        let link_state = match self.source {
+            Source::Exchange(e) if self.links.contains_key(&Link::Exchange(e)) => {
+                self.links.get(&Link::Exchange(e)).copied()
+            }
+            _ => self.best_link(),
+        };
+        let (state, since) = link_state?;
+        if state == LinkState::Live && self.is_stale(pair) {
+            return Some((LinkState::Stale, since));
+        }
+        Some((state, since))
+    }
+
+    /// The best state over all links (the composite is live when any exchange is).
+    pub fn best_link(&self) -> Option<(LinkState, Micros)> {
+        fn rank(s: LinkState) -> u8 {
+            match s {
+                LinkState::Live => 0,
+                LinkState::Stale => 1,
+                LinkState::Connecting => 2,
+                LinkState::Reconnecting { .. } => 3,
+                LinkState::Stopped => 4,
+            }
+        }
+        self.links.values().copied().min_by_key(|(s, _)| rank(*s))
+    }
+
+    /// No candle for `pair`'s current series for more than two intervals.
+    pub fn is_stale(&self, pair: Pair) -> bool {
+        let Some(series) = self.series.get(&(pair, self.source)) else {
+            return false;
+        };
+        match (series.last_seen, series.interval()) {
+            (Some(seen), Some(interval)) => {
+                self.now.0.saturating_sub(seen.0) > 2 * interval.micros()
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The next source in the cycle composite → binance → kraken → coinbase (or back with `by < 0`).
+pub fn next_source(current: Source, by: isize) -> Source {
+    let all = Source::ALL;
+    let at = all.iter().position(|s| *s == current).unwrap_or(0) as isize;
+    all[((at + by).rem_euclid(all.len() as isize)) as usize]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candles_core::Decimal;
+
+    fn key(c: char) -> Event {
+        Event::Key(KeyEvent::from(KeyCode::Char(c)))
+    }
+
+    fn candle(pair: Pair, start: i64, close: i64, is_final: bool) -> Candle {
+        let mut c = Candle::flat(
+            pair,
+            Source::Composite,
+            Interval::seconds(5),
+            Micros(start * 5_000_000),
+            Decimal::from(close),
+        );
+        c.is_final = is_final;
+        c
+    }
+
+    #[test]
+    fn keys_switch_pair_source_zoom_and_step() {
+        let pairs = Pair::defaults();
+        let mut app = App::new(pairs.clone(), Source::Composite, "test");
+        app.handle(Event::Key(KeyEvent::from(KeyCode::Tab)), Micros(0));
+        assert_eq!(app.selected, 1);
+        app.handle(Event::Key(KeyEvent::from(KeyCode::Left)), Micros(0));
+        app.handle(Event::Key(KeyEvent::from(KeyCode::Left)), Micros(0));
+        assert_eq!(app.selected, 2);
+        app.handle(key('1'), Micros(0));
+        assert_eq!(app.selected, 0);
+        app.handle(key('9'), Micros(0));
+        assert_eq!(app.selected, 0, "no ninth pair");
+        for expected in ["binance", "kraken", "coinbase", "composite"] {
+            app.handle(key('s'), Micros(0));
+            assert_eq!(app.source.as_str(), expected);
+        }
+        app.handle(Event::Key(KeyEvent::from(KeyCode::Enter)), Micros(0));
+        assert!(app.zoomed);
+        app.handle(key('z'), Micros(0));
+        assert!(!app.zoomed);
+        for _ in 0..20 {
+            app.handle(key('+'), Micros(0));
+        }
+        assert_eq!(app.step, MAX_STEP);
+        for _ in 0..20 {
+            app.handle(key('-'), Micros(0));
+        }
+        assert_eq!(app.step, MIN_STEP);
+        app.handle(key('?'), Micros(0));
+        assert!(app.help);
+        assert_eq!(
+            app.handle(Event::Key(KeyEvent::from(KeyCode::Esc)), Micros(0)),
+            Action::None
+        );
+        assert!(!app.help);
+        assert_eq!(app.handle(key('q'), Micros(0)), Action::Quit);
+        let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+        assert_eq!(app.handle(Event::Key(ctrl_c), Micros(0)), Action::Quit);
+    }
+
+    #[test]
+    fn refill_does_not_duplicate_and_forming_never_overwrites_final() {
+        let pair = Pair::defaults()[0];
+        let mut app = App::new(vec![pair], Source::Composite, "test");
+        for i in 0..5 {
+            app.handle(Event::Candle(candle(pair, i, 100 + i, true)), Micros(0));
+        }
+        app.handle(Event::Candle(candle(pair, 5, 200, false)), Micros(0));
+        // A reconnect refills history: the same finals again, plus a stale forming one.
+        for i in 0..5 {
+            app.handle(Event::Candle(candle(pair, i, 100 + i, true)), Micros(0));
+        }
+        app.handle(Event::Candle(candle(pair, 4, 999, false)), Micros(0));
+        let s = app.series_for(pair).unwrap();
+        assert_eq!(s.candles.len(), 6);
+        assert_eq!(s.candles[&Micros(20_000_000)].close, Decimal::from(104));
+        app.handle(Event::Candle(candle(pair, 5, 201, true)), Micros(0));
+        assert_eq!(
+            app.series_for(pair).unwrap().candles[&Micros(25_000_000)].close,
+            Decimal::from(201)
+        );
+    }
+
+    #[test]
+    fn pause_freezes_the_view_but_keeps_collecting() {
+        let pair = Pair::defaults()[0];
+        let mut app = App::new(vec![pair], Source::Composite, "test");
+        app.handle(Event::Candle(candle(pair, 0, 1, true)), Micros(0));
+        app.handle(key('p'), Micros(0));
+        app.handle(Event::Candle(candle(pair, 1, 2, true)), Micros(0));
+        assert_eq!(app.series_for(pair).unwrap().candles.len(), 1);
+        app.handle(key('p'), Micros(0));
+        assert_eq!(app.series_for(pair).unwrap().candles.len(), 2);
+    }
+
+    #[test]
+    fn stale_after_two_intervals_without_candles() {
+        let pair = Pair::defaults()[0];
+        let mut app = App::new(vec![pair], Source::Composite, "test");
+        app.handle(Event::Conn(Link::Server, LinkState::Live), Micros(0));
+        app.handle(Event::Candle(candle(pair, 0, 1, true)), Micros(1_000_000));
+        assert_eq!(app.state_for(pair).unwrap().0, LinkState::Live);
+        app.handle(Event::Tick, Micros(11_000_000));
+        assert_eq!(app.state_for(pair).unwrap().0, LinkState::Live);
+        app.handle(Event::Tick, Micros(11_000_001));
+        assert_eq!(app.state_for(pair).unwrap().0, LinkState::Stale);
+    }
+
+    #[test]
+    fn bad_data_is_counted_and_fatal_quits() {
+        let mut app = App::new(Pair::defaults(), Source::Composite, "test");
+        app.handle(Event::BadData("open: invalid".into()), Micros(0));
+        assert_eq!(app.bad_data, 1);
+        assert_eq!(
+            app.handle(Event::Fatal("unknown pair".into()), Micros(0)),
+            Action::Quit
+        );
+    }
+}

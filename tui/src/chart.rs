@@ -1,0 +1,426 @@
+//! Our own candlestick widget: bodies and wicks at half-cell vertical resolution, volume bars,
+//! a fixed-width price axis and a time axis.
+//!
+//! Each candle is one column. Each cell row has a top and a bottom half; for each half we decide
+//! whether it holds body, wick or nothing, and pick the glyph from [`glyph`]:
+//!
+//! | top \ bottom | nothing | wick | body |
+//! |---|---|---|---|
+//! | nothing | ` ` | `╷` | `╻` |
+//! | wick    | `╵` | `│` | `╽` |
+//! | body    | `╹` | `╿` | `┃` |
+//!
+//! Up candles (close ≥ open) are green, down candles red. Prices are exact decimals converted to
+//! `f64` here, for drawing only.
+
+use crate::scale::{Scale, format_price, label_decimals};
+use candles_core::{Candle, Decimal, Interval, Micros};
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::symbols::bar::NINE_LEVELS;
+use ratatui::widgets::Widget;
+use rust_decimal::prelude::ToPrimitive;
+
+/// Colour of up candles (close ≥ open).
+pub const UP: Color = Color::Green;
+/// Colour of down candles (close < open).
+pub const DOWN: Color = Color::Red;
+/// Colour of axes and labels.
+pub const AXIS: Color = Color::DarkGray;
+
+/// What one half of a cell holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Half {
+    /// Empty.
+    Nothing,
+    /// The thin line from high to low.
+    Wick,
+    /// The thick part between open and close.
+    Body,
+}
+
+/// The glyph for a cell whose top half holds `top` and bottom half `bottom`.
+pub fn glyph(top: Half, bottom: Half) -> &'static str {
+    use Half::*;
+    match (top, bottom) {
+        (Nothing, Nothing) => " ",
+        (Nothing, Wick) => "╷",
+        (Nothing, Body) => "╻",
+        (Wick, Nothing) => "╵",
+        (Wick, Wick) => "│",
+        (Wick, Body) => "╽",
+        (Body, Nothing) => "╹",
+        (Body, Wick) => "╿",
+        (Body, Body) => "┃",
+    }
+}
+
+/// A decimal as `f64`, for drawing (NaN if it does not fit, which the scale guards against).
+pub fn to_f64(d: Decimal) -> f64 {
+    d.to_f64().unwrap_or(f64::NAN)
+}
+
+/// Whether a candle is drawn as up (green).
+pub fn is_up(c: &Candle) -> bool {
+    c.close >= c.open
+}
+
+/// The half-cell units (from the bottom) covered by a candle's body and wick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CandleUnits {
+    /// Lowest and highest body unit (inclusive).
+    pub body: (u32, u32),
+    /// Lowest and highest wick unit (inclusive).
+    pub wick: (u32, u32),
+}
+
+impl CandleUnits {
+    /// Maps a candle's prices onto `scale`.
+    pub fn of(c: &Candle, scale: &Scale) -> CandleUnits {
+        let o = scale.price_to_unit(to_f64(c.open));
+        let cl = scale.price_to_unit(to_f64(c.close));
+        let h = scale.price_to_unit(to_f64(c.high));
+        let l = scale.price_to_unit(to_f64(c.low));
+        CandleUnits {
+            body: (o.min(cl), o.max(cl)),
+            wick: (l.min(h), l.max(h)),
+        }
+    }
+
+    /// What unit `u` holds.
+    pub fn half(&self, u: u32) -> Half {
+        if (self.body.0..=self.body.1).contains(&u) {
+            Half::Body
+        } else if (self.wick.0..=self.wick.1).contains(&u) {
+            Half::Wick
+        } else {
+            Half::Nothing
+        }
+    }
+
+    /// The glyph for cell row `row` (from the top) of a chart with `rows` rows.
+    pub fn glyph_at(&self, row: u16, rows: u16) -> &'static str {
+        let from_bottom = u32::from(rows.saturating_sub(1).saturating_sub(row));
+        glyph(self.half(from_bottom * 2 + 1), self.half(from_bottom * 2))
+    }
+}
+
+/// How many candles fit in `width` columns at `step` columns per candle.
+pub fn capacity(width: u16, step: u16) -> usize {
+    usize::from(width / step.max(1))
+}
+
+/// The price scale for a set of candles: their lowest low to their highest high.
+pub fn scale_for(candles: &[&Candle], rows: u16) -> Scale {
+    let lo = candles
+        .iter()
+        .map(|c| to_f64(c.low))
+        .fold(f64::INFINITY, f64::min);
+    let hi = candles
+        .iter()
+        .map(|c| to_f64(c.high))
+        .fold(f64::NEG_INFINITY, f64::max);
+    Scale::new(lo, hi, rows)
+}
+
+/// A time label for a window start: `HH:MM:SS` under a minute, `HH:MM` under a day, else `MM-DD`.
+pub fn time_label(t: Micros, interval: Interval) -> String {
+    let secs = t.0.div_euclid(1_000_000);
+    let Ok(dt) = time::OffsetDateTime::from_unix_timestamp(secs) else {
+        return "?".into();
+    };
+    if interval.micros() < 60_000_000 {
+        format!("{:02}:{:02}:{:02}", dt.hour(), dt.minute(), dt.second())
+    } else if interval.micros() < 86_400_000_000 {
+        format!("{:02}:{:02}", dt.hour(), dt.minute())
+    } else {
+        format!("{:02}-{:02}", u8::from(dt.month()), dt.day())
+    }
+}
+
+/// The chart of one pair: candles, price axis on the right, volume bars and time axis below.
+///
+/// The newest candle is drawn against the price axis; older ones extend to the left as far as
+/// they fit.
+#[derive(Clone, Debug)]
+pub struct CandleChart<'a> {
+    /// Candles, oldest first (more than fit is fine: the newest are drawn).
+    pub candles: &'a [&'a Candle],
+    /// Columns per candle.
+    pub step: u16,
+    /// Rows of volume bars (0 for none).
+    pub volume_rows: u16,
+}
+
+/// Where things go in a chart's area: computed once, used by the chart and the header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Rows of candles.
+    pub rows: u16,
+    /// Rows of volume bars.
+    pub volume_rows: u16,
+    /// Width of the price labels.
+    pub label_w: usize,
+    /// Columns left of the price axis.
+    pub plot_w: u16,
+    /// How many candles (the newest) are drawn.
+    pub shown: usize,
+}
+
+/// The decimals and width of price labels for `candles` on `rows` rows.
+fn axis(candles: &[&Candle], rows: u16) -> (Scale, usize, usize) {
+    let scale = scale_for(candles, rows);
+    let step = (scale.max - scale.min) / f64::from(rows.max(1));
+    let decimals = label_decimals(step);
+    let width = [scale.min, scale.max]
+        .iter()
+        .map(|p| format!("{p:.decimals$}").len())
+        .max()
+        .unwrap_or(8)
+        .clamp(6, 12);
+    (scale, decimals, width)
+}
+
+impl CandleChart<'_> {
+    /// The layout of this chart in `area`; `None` when nothing can be drawn.
+    pub fn plan(&self, area: Rect) -> Option<Plan> {
+        if area.width < 8 || area.height < 3 || self.candles.is_empty() {
+            return None;
+        }
+        let step = self.step.max(1);
+        let volume_rows = if area.height >= self.volume_rows + 4 {
+            self.volume_rows
+        } else {
+            0
+        };
+        let rows = area.height - 1 - volume_rows;
+        // The axis width depends on the candles shown, which depend on the width left: guess
+        // with a typical axis, then settle.
+        let guess = capacity(area.width.saturating_sub(10), step).clamp(1, self.candles.len());
+        let (_, _, label_w) = axis(&self.candles[self.candles.len() - guess..], rows);
+        let plot_w = area.width.saturating_sub(label_w as u16 + 1);
+        let shown = capacity(plot_w, step).min(self.candles.len());
+        (shown > 0).then_some(Plan {
+            rows,
+            volume_rows,
+            label_w,
+            plot_w,
+            shown,
+        })
+    }
+}
+
+impl Widget for CandleChart<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let Some(Plan {
+            rows,
+            volume_rows,
+            label_w,
+            plot_w,
+            shown: n,
+        }) = self.plan(area)
+        else {
+            return;
+        };
+        let step = self.step.max(1);
+        let shown = &self.candles[self.candles.len() - n..];
+        let (scale, decimals, _) = axis(shown, rows);
+        let axis_x = area.x + plot_w;
+        let x_of = |i: usize| area.x + plot_w - step * (n - i) as u16 + (step - 1) / 2;
+        let axis_style = Style::default().fg(AXIS);
+
+        // Candles.
+        for (i, c) in shown.iter().enumerate() {
+            let units = CandleUnits::of(c, &scale);
+            let mut style = Style::default().fg(if is_up(c) { UP } else { DOWN });
+            if !c.is_final {
+                style = style.add_modifier(Modifier::BOLD);
+            }
+            let x = x_of(i);
+            for row in 0..rows {
+                let g = units.glyph_at(row, rows);
+                if g != " " {
+                    buf[(x, area.y + row)].set_symbol(g).set_style(style);
+                }
+            }
+        }
+
+        // Price axis: a tick and a label every few rows, the last price highlighted.
+        let gap = (rows / 6).max(2);
+        for row in 0..rows {
+            let y = area.y + row;
+            let labelled = row % gap == 0;
+            buf[(axis_x, y)]
+                .set_symbol(if labelled { "┤" } else { "│" })
+                .set_style(axis_style);
+            if labelled {
+                let text = format_price(scale.row_to_price(row), decimals, label_w);
+                buf.set_string(axis_x + 1, y, text, axis_style);
+            }
+        }
+        if let Some(last) = shown.last() {
+            let row = scale.price_to_row(to_f64(last.close));
+            let colour = if is_up(last) { UP } else { DOWN };
+            let text = format_price(to_f64(last.close), decimals, label_w);
+            let style = Style::default().fg(Color::Black).bg(colour);
+            buf[(axis_x, area.y + row)]
+                .set_symbol("◀")
+                .set_style(Style::default().fg(colour));
+            buf.set_string(axis_x + 1, area.y + row, text, style);
+        }
+
+        // Volume bars (NINE_LEVELS: eighths of a cell), scaled to the largest visible volume.
+        if volume_rows > 0 {
+            let top = area.y + rows;
+            let max = shown.iter().map(|c| to_f64(c.volume)).fold(0.0, f64::max);
+            for (i, c) in shown.iter().enumerate() {
+                let v = to_f64(c.volume);
+                let eighths = if max > 0.0 && v > 0.0 {
+                    ((v / max * f64::from(volume_rows) * 8.0).round() as u32).max(1)
+                } else {
+                    0
+                };
+                let style = Style::default()
+                    .fg(if is_up(c) { UP } else { DOWN })
+                    .add_modifier(Modifier::DIM);
+                let x = x_of(i);
+                for r in 0..volume_rows {
+                    let level = eighths.saturating_sub(u32::from(r) * 8).min(8);
+                    let sym = match level {
+                        0 => continue,
+                        1 => NINE_LEVELS.one_eighth,
+                        2 => NINE_LEVELS.one_quarter,
+                        3 => NINE_LEVELS.three_eighths,
+                        4 => NINE_LEVELS.half,
+                        5 => NINE_LEVELS.five_eighths,
+                        6 => NINE_LEVELS.three_quarters,
+                        7 => NINE_LEVELS.seven_eighths,
+                        _ => NINE_LEVELS.full,
+                    };
+                    buf[(x, top + volume_rows - 1 - r)]
+                        .set_symbol(sym)
+                        .set_style(style);
+                }
+            }
+            for r in 0..volume_rows {
+                buf[(axis_x, top + r)].set_symbol("│").set_style(axis_style);
+            }
+            let label = format!("{:>w$}", short_volume(max), w = label_w);
+            buf.set_string(axis_x + 1, top, label, axis_style);
+        }
+
+        // Time axis: labels at window starts that are multiples of k intervals, so they stay put
+        // as new candles arrive.
+        let y = area.y + area.height - 1;
+        let interval = shown[n - 1].interval;
+        let label_len = time_label(shown[n - 1].start, interval).len() as u16;
+        let every = (label_len + 2).div_ceil(step).max(1) as i64;
+        let mut next_free = area.x;
+        for (i, c) in shown.iter().enumerate() {
+            let idx = c.start.0.div_euclid(interval.micros());
+            if idx.rem_euclid(every) != 0 {
+                continue;
+            }
+            let x = x_of(i);
+            let start = x.saturating_sub(label_len / 2);
+            if start < next_free || start + label_len > axis_x {
+                continue;
+            }
+            buf.set_string(start, y, time_label(c.start, interval), axis_style);
+            next_free = start + label_len + 1;
+        }
+        buf.set_string(
+            axis_x,
+            y,
+            format!("{:>w$}", "UTC", w = label_w + 1),
+            axis_style,
+        );
+    }
+}
+
+/// A volume in at most six characters: `12.35`, `1.2k`, `3.4M`.
+pub fn short_volume(v: f64) -> String {
+    let v = if v.is_finite() { v.max(0.0) } else { 0.0 };
+    if v >= 1e9 {
+        format!("{:.1}G", v / 1e9)
+    } else if v >= 1e6 {
+        format!("{:.1}M", v / 1e6)
+    } else if v >= 1e4 {
+        format!("{:.1}k", v / 1e3)
+    } else if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candles_core::{Pair, Source};
+
+    fn candle(o: i64, h: i64, l: i64, c: i64) -> Candle {
+        let mut k = Candle::flat(
+            Pair::defaults()[0],
+            Source::Composite,
+            Interval::seconds(5),
+            Micros(0),
+            Decimal::from(o),
+        );
+        k.high = Decimal::from(h);
+        k.low = Decimal::from(l);
+        k.close = Decimal::from(c);
+        k
+    }
+
+    #[test]
+    fn glyph_table_covers_every_combination() {
+        use Half::*;
+        let all = [Nothing, Wick, Body];
+        let glyphs: Vec<&str> = all
+            .iter()
+            .flat_map(|t| all.iter().map(move |b| glyph(*t, *b)))
+            .collect();
+        assert_eq!(glyphs.concat(), " ╷╻╵│╽╹╿┃");
+    }
+
+    #[test]
+    fn a_candle_maps_to_half_cells() {
+        // 4 rows from 0 to 8: one unit per price step.
+        let scale = Scale::new(0.0, 8.0, 4);
+        let k = candle(3, 7, 0, 5);
+        let u = CandleUnits::of(&k, &scale);
+        assert_eq!(
+            u,
+            CandleUnits {
+                body: (3, 5),
+                wick: (0, 7)
+            }
+        );
+        let column: Vec<&str> = (0..4).map(|r| u.glyph_at(r, 4)).collect();
+        assert_eq!(column, ["│", "┃", "╿", "│"]);
+        let doji = CandleUnits::of(&candle(4, 4, 4, 4), &scale);
+        assert_eq!(
+            (0..4).map(|r| doji.glyph_at(r, 4)).collect::<String>(),
+            " ╻  "
+        );
+    }
+
+    #[test]
+    fn capacity_and_labels() {
+        assert_eq!(capacity(100, 2), 50);
+        assert_eq!(capacity(5, 0), 5);
+        assert_eq!(
+            time_label(Micros(1_795_675_205_000_000), Interval::seconds(5)),
+            "06:40:05"
+        );
+        assert_eq!(
+            time_label(Micros(1_795_675_205_000_000), Interval::seconds(60)),
+            "06:40"
+        );
+        assert_eq!(short_volume(12_345.0), "12.3k");
+        assert_eq!(short_volume(1.23456), "1.23");
+        assert_eq!(short_volume(f64::NAN), "0.00");
+    }
+}

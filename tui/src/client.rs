@@ -1,0 +1,290 @@
+//! The gRPC client: subscribes to candles and turns the stream into [`Event`]s, reconnecting
+//! with exponential backoff when the server goes away.
+//!
+//! Every (re)subscription asks for `history` finalized candles first, so a chart refills after a
+//! server restart; the dashboard keys candles by identity, so the refill replaces rather than
+//! duplicates. A candle that fails to decode is reported as [`Event::BadData`] and skipped.
+//! A request the server rejects as invalid (e.g. an unknown pair) is [`Event::Fatal`]: retrying
+//! cannot help, and the server's message names what was wrong.
+
+use crate::app::{Event, Link, LinkState};
+use candles_core::{Candle, Pair, Source};
+use candles_proto::v1::SubscribeRequest;
+use candles_proto::v1::candle_service_client::CandleServiceClient;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+
+/// What to subscribe to and how.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Server URL, e.g. `http://127.0.0.1:8080` (`https://` for TLS).
+    pub server: String,
+    /// Pairs to subscribe to.
+    pub pairs: Vec<Pair>,
+    /// Sources to subscribe to (the dashboard asks for all, so `s` switches instantly).
+    pub sources: Vec<Source>,
+    /// Finalized candles per pair and source to send first.
+    pub history: u32,
+    /// Also stream in-progress candles.
+    pub live: bool,
+    /// Bearer token, if the server wants one.
+    pub token: Option<String>,
+    /// End (instead of reconnecting) when the server ends the stream normally.
+    pub exit_on_eof: bool,
+    /// First reconnect delay; doubles per failed attempt up to `max_backoff`.
+    pub min_backoff: Duration,
+    /// Longest reconnect delay.
+    pub max_backoff: Duration,
+}
+
+impl ClientConfig {
+    /// A config with the usual defaults: composite only, history 120, live updates, backoff
+    /// 500 ms doubling to 30 s.
+    pub fn new(server: impl Into<String>, pairs: Vec<Pair>) -> ClientConfig {
+        ClientConfig {
+            server: server.into(),
+            pairs,
+            sources: vec![Source::Composite],
+            history: 120,
+            live: true,
+            token: None,
+            exit_on_eof: false,
+            min_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why the client stopped for good.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server URL is not usable.
+    #[error("invalid --server {url:?}: {reason}; expected e.g. http://127.0.0.1:8080")]
+    BadUrl {
+        /// The URL given.
+        url: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The server refused the request in a way retrying cannot fix.
+    #[error("the server at {server} rejected the subscription ({code:?}): {message}")]
+    Rejected {
+        /// The server URL.
+        server: String,
+        /// The gRPC status code.
+        code: Code,
+        /// The server's message (names what was wrong, e.g. the pair).
+        message: String,
+    },
+}
+
+/// The delay before reconnect attempt `attempt` (1-based): `min · 2^(attempt-1)`, at most `max`.
+pub fn backoff(attempt: u32, min: Duration, max: Duration) -> Duration {
+    let factor = 1u32
+        .checked_shl(attempt.saturating_sub(1).min(20))
+        .unwrap_or(u32::MAX);
+    min.saturating_mul(factor).min(max)
+}
+
+fn fatal(code: Code) -> bool {
+    matches!(
+        code,
+        Code::InvalidArgument
+            | Code::NotFound
+            | Code::Unauthenticated
+            | Code::PermissionDenied
+            | Code::Unimplemented
+    )
+}
+
+fn endpoint(cfg: &ClientConfig) -> Result<Endpoint, ClientError> {
+    let bad = |reason: String| ClientError::BadUrl {
+        url: cfg.server.clone(),
+        reason,
+    };
+    let mut ep = Endpoint::from_shared(cfg.server.clone())
+        .map_err(|e| bad(e.to_string()))?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_timeout(Duration::from_secs(10));
+    if cfg.server.starts_with("https://") {
+        ep = ep
+            .tls_config(ClientTlsConfig::new().with_webpki_roots())
+            .map_err(|e| bad(e.to_string()))?;
+    } else if !cfg.server.starts_with("http://") {
+        return Err(bad("it must start with http:// or https://".into()));
+    }
+    Ok(ep)
+}
+
+/// How one subscription ended.
+enum End {
+    /// The server ended the stream normally.
+    Eof,
+    /// Connection or stream failure: try again.
+    Retry(String),
+    /// The receiver of events is gone or shutdown was asked.
+    Stop,
+}
+
+/// Subscribes and forwards candles into `tx` until `shutdown`, a fatal rejection, `tx` closing,
+/// or (with `exit_on_eof`) the end of the stream.
+pub async fn run(
+    cfg: ClientConfig,
+    tx: mpsc::Sender<Event>,
+    shutdown: CancellationToken,
+) -> Result<(), ClientError> {
+    let ep = endpoint(&cfg)?;
+    let mut attempt = 0u32;
+    let _ = tx
+        .send(Event::Conn(Link::Server, LinkState::Connecting))
+        .await;
+    loop {
+        let end = tokio::select! {
+            _ = shutdown.cancelled() => End::Stop,
+            end = subscribe_once(&cfg, &ep, &tx, &mut attempt) => match end {
+                Ok(end) => end,
+                Err(e) => {
+                    let _ = tx.send(Event::Fatal(e.to_string())).await;
+                    let _ = tx.send(Event::Conn(Link::Server, LinkState::Stopped)).await;
+                    return Err(e);
+                }
+            },
+        };
+        match end {
+            End::Stop => return Ok(()),
+            End::Eof if cfg.exit_on_eof => {
+                let _ = tx.send(Event::Conn(Link::Server, LinkState::Stopped)).await;
+                return Ok(());
+            }
+            End::Eof => {
+                tracing::info!(server = %cfg.server, "the server ended the stream; reconnecting")
+            }
+            End::Retry(reason) => {
+                tracing::warn!(server = %cfg.server, %reason, "lost the server; reconnecting")
+            }
+        }
+        attempt += 1;
+        metrics::counter!("tui_reconnects_total").increment(1);
+        let delay = backoff(attempt, cfg.min_backoff, cfg.max_backoff);
+        let state = LinkState::Reconnecting {
+            in_ms: delay.as_millis() as u64,
+            attempt,
+        };
+        if tx.send(Event::Conn(Link::Server, state)).await.is_err() {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+async fn subscribe_once(
+    cfg: &ClientConfig,
+    ep: &Endpoint,
+    tx: &mpsc::Sender<Event>,
+    attempt: &mut u32,
+) -> Result<End, ClientError> {
+    let channel: Channel = match ep.connect().await {
+        Ok(c) => c,
+        Err(e) => return Ok(End::Retry(format!("connect: {e}"))),
+    };
+    let mut client = CandleServiceClient::new(channel).max_decoding_message_size(4 << 20);
+    let mut request = tonic::Request::new(SubscribeRequest {
+        pairs: cfg.pairs.iter().map(Pair::to_string).collect(),
+        sources: cfg.sources.iter().map(|s| s.as_str().to_string()).collect(),
+        history: cfg.history,
+        live_updates: cfg.live,
+    });
+    if let Some(token) = &cfg.token {
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| ClientError::Rejected {
+                server: cfg.server.clone(),
+                code: Code::InvalidArgument,
+                message: "the --token is not valid header text".into(),
+            })?;
+        request.metadata_mut().insert("authorization", value);
+    }
+    let rejected = |s: tonic::Status| ClientError::Rejected {
+        server: cfg.server.clone(),
+        code: s.code(),
+        message: s.message().to_string(),
+    };
+    let mut stream = match client.subscribe(request).await {
+        Ok(r) => r.into_inner(),
+        Err(s) if fatal(s.code()) => return Err(rejected(s)),
+        Err(s) => return Ok(End::Retry(format!("subscribe: {s}"))),
+    };
+    if tx
+        .send(Event::Conn(Link::Server, LinkState::Live))
+        .await
+        .is_err()
+    {
+        return Ok(End::Stop);
+    }
+    loop {
+        let message = match stream.message().await {
+            Ok(Some(m)) => m,
+            Ok(None) => return Ok(End::Eof),
+            Err(s) if fatal(s.code()) => return Err(rejected(s)),
+            Err(s) => return Ok(End::Retry(format!("stream: {s}"))),
+        };
+        *attempt = 0;
+        let event = match message.candle.as_ref().map(Candle::try_from) {
+            Some(Ok(candle)) => {
+                metrics::counter!("tui_candles_received_total").increment(1);
+                Event::Candle(candle)
+            }
+            Some(Err(e)) => {
+                metrics::counter!("tui_bad_candles_total").increment(1);
+                tracing::warn!(error = %e, "skipping a candle that failed to decode");
+                Event::BadData(e.to_string())
+            }
+            None => {
+                metrics::counter!("tui_bad_candles_total").increment(1);
+                Event::BadData("a stream message without a candle".into())
+            }
+        };
+        if tx.send(event).await.is_err() {
+            return Ok(End::Stop);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let (min, max) = (Duration::from_millis(500), Duration::from_secs(30));
+        let delays: Vec<u128> = (1..=9).map(|a| backoff(a, min, max).as_millis()).collect();
+        assert_eq!(
+            delays,
+            [
+                500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000
+            ]
+        );
+        assert_eq!(backoff(u32::MAX, min, max), max);
+        assert_eq!(backoff(0, min, max), min);
+    }
+
+    #[test]
+    fn urls_are_checked() {
+        let mut cfg = ClientConfig::new("127.0.0.1:8080", Pair::defaults());
+        let err = endpoint(&cfg).unwrap_err().to_string();
+        assert!(
+            err.contains("127.0.0.1:8080") && err.contains("http://"),
+            "{err}"
+        );
+        cfg.server = "http://127.0.0.1:8080".into();
+        assert!(endpoint(&cfg).is_ok());
+    }
+}

@@ -1,0 +1,248 @@
+//! `--plain` and `--json`: one line per finalized candle on stdout, no escape codes.
+//!
+//! - plain: `2026-11-26T06:40:05Z BTC-USDT composite 5s O 97000.1 H 97010 L 96990.5 C 97005 V 1.2345 n 42`
+//! - json: one object per line, fields named as in the proto, decimals as strings, times RFC 3339 UTC.
+//!
+//! Each finalized candle identity is printed once, even when a reconnect refills history: per
+//! series only candles newer than the last printed one are written. A closed pipe (`| head -3`)
+//! ends the program quietly with success.
+
+use crate::app::{Event, Link, LinkState};
+use candles_core::{Candle, CandleId, Micros, Pair, Source};
+use std::collections::HashMap;
+use std::io::{self, Write};
+use tokio::sync::mpsc;
+
+/// The line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Human-readable.
+    Plain,
+    /// One JSON object per line.
+    Json,
+}
+
+/// RFC 3339 UTC with `Z`, sub-second digits only when present: `2026-11-26T06:40:05Z`.
+pub fn rfc3339(t: Micros) -> String {
+    let secs = t.0.div_euclid(1_000_000);
+    let micros = t.0.rem_euclid(1_000_000);
+    let Ok(dt) = time::OffsetDateTime::from_unix_timestamp(secs) else {
+        return format!("{}us", t.0);
+    };
+    let base = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        dt.year(),
+        u8::from(dt.month()),
+        dt.day(),
+        dt.hour(),
+        dt.minute(),
+        dt.second()
+    );
+    if micros == 0 {
+        format!("{base}Z")
+    } else {
+        let frac = format!("{micros:06}");
+        format!("{base}.{}Z", frac.trim_end_matches('0'))
+    }
+}
+
+/// One human-readable line (no newline).
+pub fn plain_line(c: &Candle) -> String {
+    format!(
+        "{} {} {} {} O {} H {} L {} C {} V {} n {}",
+        rfc3339(c.start),
+        c.pair,
+        c.source,
+        c.interval,
+        c.open.normalize(),
+        c.high.normalize(),
+        c.low.normalize(),
+        c.close.normalize(),
+        c.volume.normalize(),
+        c.trades
+    )
+}
+
+/// One JSON object (no newline), fields named as in the proto; decimals as strings.
+pub fn json_line(c: &Candle) -> String {
+    let wire = candles_proto::v1::Candle::from(c);
+    let value = serde_json::json!({
+        "pair": wire.pair,
+        "source": wire.source,
+        "interval": c.interval.to_string(),
+        "start": rfc3339(c.start),
+        "end": rfc3339(c.end()),
+        "open": wire.open,
+        "high": wire.high,
+        "low": wire.low,
+        "close": wire.close,
+        "volume": wire.volume,
+        "quote_volume": wire.quote_volume,
+        "trades": wire.trades,
+        "vwap": wire.vwap,
+        "buy_volume": wire.buy_volume,
+        "sell_volume": wire.sell_volume,
+        "final": wire.r#final,
+    });
+    value.to_string()
+}
+
+/// How printing ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The stream ended (or the reader closed the pipe): exit 0.
+    Done,
+    /// A fatal error: print it and exit non-zero.
+    Failed(String),
+}
+
+/// Prints finalized candles of `sources` from `events` to `out` until the stream ends, a fatal
+/// event arrives, or the pipe closes.
+pub async fn print(
+    format: Format,
+    pairs: &[Pair],
+    sources: &[Source],
+    events: &mut mpsc::Receiver<Event>,
+    out: &mut impl Write,
+) -> io::Result<Outcome> {
+    let mut printed: HashMap<(Pair, Source), CandleId> = HashMap::new();
+    while let Some(event) = events.recv().await {
+        match event {
+            Event::Candle(c)
+                if c.is_final && pairs.contains(&c.pair) && sources.contains(&c.source) =>
+            {
+                let id = c.id();
+                if printed
+                    .get(&(c.pair, c.source))
+                    .is_some_and(|last| last.interval == id.interval && last.start >= id.start)
+                {
+                    continue;
+                }
+                printed.insert((c.pair, c.source), id);
+                let line = match format {
+                    Format::Plain => plain_line(&c),
+                    Format::Json => json_line(&c),
+                };
+                match writeln!(out, "{line}").and_then(|_| out.flush()) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(Outcome::Done),
+                    Err(e) => return Err(e),
+                }
+            }
+            Event::Fatal(message) => return Ok(Outcome::Failed(message)),
+            Event::BadData(reason) => {
+                tracing::warn!(%reason, "skipped a candle that failed to decode")
+            }
+            Event::Conn(link, state) => log_state(link, state),
+            _ => {}
+        }
+    }
+    Ok(Outcome::Done)
+}
+
+fn log_state(link: Link, state: LinkState) {
+    tracing::info!(link = link.name(), ?state, "link state");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candles_core::{Decimal, Interval};
+    use std::str::FromStr;
+
+    fn sample() -> Candle {
+        let d = |s: &str| Decimal::from_str(s).unwrap();
+        Candle {
+            pair: Pair::parse("btcusdt").unwrap(),
+            source: Source::Composite,
+            interval: Interval::seconds(5),
+            start: Micros(1_795_674_005_000_000),
+            open: d("97000.10"),
+            high: d("97010"),
+            low: d("96990.5"),
+            close: d("97005.00"),
+            volume: d("1.2345"),
+            quote_volume: d("119750.0"),
+            buy_volume: d("1"),
+            sell_volume: d("0.2345"),
+            trades: 42,
+            is_final: true,
+        }
+    }
+
+    #[test]
+    fn plain_line_is_human_readable() {
+        assert_eq!(
+            plain_line(&sample()),
+            "2026-11-26T06:20:05Z BTC-USDT composite 5s O 97000.1 H 97010 L 96990.5 C 97005 V 1.2345 n 42"
+        );
+    }
+
+    #[test]
+    fn json_line_uses_proto_names_and_string_decimals() {
+        let v: serde_json::Value = serde_json::from_str(&json_line(&sample())).unwrap();
+        assert_eq!(v["pair"], "BTC-USDT");
+        assert_eq!(v["source"], "composite");
+        assert_eq!(v["interval"], "5s");
+        assert_eq!(v["start"], "2026-11-26T06:20:05Z");
+        assert_eq!(v["end"], "2026-11-26T06:20:10Z");
+        assert_eq!(v["open"], "97000.1");
+        assert_eq!(v["volume"], "1.2345");
+        assert_eq!(v["trades"], 42);
+        assert_eq!(v["final"], true);
+        assert!(v["vwap"].is_string());
+        assert_eq!(v.as_object().unwrap().len(), 16);
+    }
+
+    #[test]
+    fn rfc3339_handles_fractions() {
+        assert_eq!(rfc3339(Micros(500_000)), "1970-01-01T00:00:00.5Z");
+        assert_eq!(rfc3339(Micros(0)), "1970-01-01T00:00:00Z");
+    }
+
+    #[tokio::test]
+    async fn prints_each_final_once_and_stops_on_broken_pipe() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let c = sample();
+        let mut forming = c;
+        forming.is_final = false;
+        for e in [Event::Candle(forming), Event::Candle(c), Event::Candle(c)] {
+            tx.send(e).await.unwrap();
+        }
+        drop(tx);
+        let mut out = Vec::new();
+        let outcome = print(
+            Format::Plain,
+            &[c.pair],
+            &[Source::Composite],
+            &mut rx,
+            &mut out,
+        )
+        .await
+        .unwrap();
+        assert_eq!(outcome, Outcome::Done);
+        assert_eq!(String::from_utf8(out).unwrap().lines().count(), 1);
+
+        struct Closed;
+        impl Write for Closed {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let (tx, mut rx) = mpsc::channel(16);
+        tx.send(Event::Candle(c)).await.unwrap();
+        let outcome = print(
+            Format::Json,
+            &[c.pair],
+            &[Source::Composite],
+            &mut rx,
+            &mut Closed,
+        )
+        .await
+        .unwrap();
+        assert_eq!(outcome, Outcome::Done);
+    }
+}
