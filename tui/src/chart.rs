@@ -315,7 +315,7 @@ impl Widget for CandleChart<'_> {
         let y = area.y + area.height - 1;
         let interval = shown[n - 1].interval;
         let label_len = time_label(shown[n - 1].start, interval).len() as u16;
-        let every = (label_len + 2).div_ceil(step).max(1) as i64;
+        let every = label_every(interval, i64::from((label_len + 2).div_ceil(step).max(1)));
         let mut next_free = area.x;
         for (i, c) in shown.iter().enumerate() {
             let idx = c.start.0.div_euclid(interval.micros());
@@ -337,6 +337,23 @@ impl Widget for CandleChart<'_> {
             axis_style,
         );
     }
+}
+
+/// Label every k-th window, where k ≥ `min_k` and k intervals make a round time span
+/// (10 s, 30 s, 1 m, 5 m, ...), so labels read `06:41:00  06:41:30` rather than odd steps.
+pub fn label_every(interval: Interval, min_k: i64) -> i64 {
+    const NICE_SECS: [i64; 17] = [
+        1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1_800, 3_600, 7_200, 21_600, 43_200, 86_400,
+    ];
+    let us = interval.micros();
+    let min_k = min_k.max(1);
+    NICE_SECS
+        .iter()
+        .map(|s| s * 1_000_000)
+        .filter(|span| span % us == 0)
+        .map(|span| span / us)
+        .find(|k| *k >= min_k)
+        .unwrap_or(min_k)
 }
 
 /// A volume in at most six characters: `12.35`, `1.2k`, `3.4M`.
@@ -418,6 +435,14 @@ mod tests {
         assert_eq!(
             time_label(Micros(1_795_675_205_000_000), Interval::seconds(60)),
             "06:40"
+        );
+        assert_eq!(label_every(Interval::seconds(5), 5), 6, "30 s");
+        assert_eq!(label_every(Interval::seconds(5), 3), 3, "15 s");
+        assert_eq!(label_every(Interval::seconds(60), 3), 5, "5 m");
+        assert_eq!(
+            label_every(Interval::from_micros(700_000).unwrap(), 4),
+            4,
+            "no round span: as computed"
         );
         assert_eq!(short_volume(12_345.0), "12.3k");
         assert_eq!(short_volume(1.23456), "1.23");
