@@ -1,19 +1,98 @@
 //! Starts one exchange connector per exchange for `--embedded` (glue to candles-connector).
+//!
+//! Before streaming, each exchange's REST API is asked whether it lists every pair: a pair it
+//! does not list is a fatal error naming the pair and the exchange. When the listing cannot be
+//! fetched (network down, a simulator without the endpoint) the connector starts anyway and its
+//! reconnect loop takes over.
 
-use crate::app::Event;
+use crate::app::{Event, Link, LinkState};
 use crate::embedded::EmbeddedConfig;
-use candles_core::Trade;
-use tokio::sync::mpsc;
+use candles_connector::rest::ListingError;
+use candles_connector::{ChannelSink, ConnState, ConnectorConfig};
+use candles_core::{Exchange, Trade};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// The dashboard's view of a connector's state.
+pub fn link_state(state: ConnState) -> LinkState {
+    match state {
+        ConnState::Connecting => LinkState::Connecting,
+        ConnState::Live => LinkState::Live,
+        ConnState::Stale => LinkState::Stale,
+        ConnState::Reconnecting { in_ms, attempt } => LinkState::Reconnecting { in_ms, attempt },
+        ConnState::Stopped => LinkState::Stopped,
+    }
+}
+
 /// Spawns the connectors; trades go to `trades`, their states to `events`.
 pub fn spawn(
-    _cfg: &EmbeddedConfig,
-    _trades: mpsc::Sender<Trade>,
-    _events: mpsc::Sender<Event>,
-    _tracker: &TaskTracker,
-    _shutdown: CancellationToken,
+    cfg: &EmbeddedConfig,
+    trades: mpsc::Sender<Trade>,
+    events: mpsc::Sender<Event>,
+    tracker: &TaskTracker,
+    shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    anyhow::bail!("--embedded needs candles-connector, which is not built yet")
+    for (exchange, ws_url, rest_url) in &cfg.exchanges {
+        let mut config = ConnectorConfig::new(*exchange, cfg.pairs.clone());
+        config.ws_url = ws_url.clone();
+        config.rest_url = rest_url.clone();
+        tracker.spawn(run_one(
+            *exchange,
+            config,
+            trades.clone(),
+            events.clone(),
+            shutdown.clone(),
+        ));
+    }
+    Ok(())
+}
+
+async fn run_one(
+    exchange: Exchange,
+    config: ConnectorConfig,
+    trades: mpsc::Sender<Trade>,
+    events: mpsc::Sender<Event>,
+    shutdown: CancellationToken,
+) {
+    let link = Link::Exchange(exchange);
+    let _ = events.send(Event::Conn(link, LinkState::Connecting)).await;
+    let check = tokio::select! {
+        _ = shutdown.cancelled() => return,
+        check = candles_connector::check_pairs(&config) => check,
+    };
+    if let Err(e) = check {
+        match e.downcast_ref::<ListingError>() {
+            Some(ListingError::NotListed { .. }) => {
+                let _ = events.send(Event::Fatal(e.to_string())).await;
+                return;
+            }
+            _ => {
+                tracing::warn!(%exchange, error = %e, "could not check the pairs' listing; connecting anyway")
+            }
+        }
+    }
+    let (status_tx, mut status_rx) = watch::channel(ConnState::Connecting);
+    let forward = {
+        let events = events.clone();
+        async move {
+            while status_rx.changed().await.is_ok() {
+                let state = *status_rx.borrow_and_update();
+                tracing::info!(%exchange, %state, "connector state");
+                if events
+                    .send(Event::Conn(link, link_state(state)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    };
+    let run = candles_connector::run(config, ChannelSink(trades), status_tx, shutdown);
+    let (result, ()) = tokio::join!(run, forward);
+    if let Err(e) = result {
+        tracing::error!(%exchange, error = %e, "connector stopped");
+        let _ = events.send(Event::Conn(link, LinkState::Stopped)).await;
+    }
 }

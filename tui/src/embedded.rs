@@ -5,7 +5,7 @@
 //! (with live updates) the forming candle at most every `update_interval`. Each connector's
 //! connection state becomes an [`Event::Conn`] for that exchange.
 
-use crate::app::{Event, Link, LinkState};
+use crate::app::Event;
 use candles_core::time::Duration;
 use candles_core::{
     ClockMode, Engine, EngineConfig, Exchange, Interval, Micros, Outcome, Pair, Trade,
@@ -54,11 +54,6 @@ pub fn start(
         shutdown,
     ));
     Ok(())
-}
-
-/// Maps a connector's state onto the dashboard's.
-pub fn link_event(exchange: Exchange, state: LinkState) -> Event {
-    Event::Conn(Link::Exchange(exchange), state)
 }
 
 /// Feeds trades into an engine; sends finalized candles (and, if `live`, forming ones) to `tx`
