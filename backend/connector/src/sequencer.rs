@@ -11,7 +11,11 @@
 //!   published in order before the trade that revealed it; whatever could not be fetched is
 //!   reported as unfilled and the stream moves on;
 //! - a heartbeat that names a newer latest id (Coinbase) reveals trades missed at the end of a
-//!   burst: they are fetched the same way, best effort, once per announced id.
+//!   burst: they are fetched the same way, best effort, once per announced id;
+//! - after a reconnect, [`Sequencer::catch_up`] fetches whatever happened while the socket was
+//!   down, so a quiet pair does not wait for its next trade to reveal the hole (the trades would
+//!   reach the candles late). On Binance this is the only way to see trades missed at the very
+//!   end of a burst.
 //!
 //! Pure state plus an injected filler, so every rule is unit-tested without a network.
 
@@ -93,11 +97,44 @@ impl Sequencer {
             out.publish.push(t);
         }
         let unfilled = if best_effort { 0 } else { gap.len() - filled };
+        if gap.until_id == u64::MAX {
+            // An open-ended catch-up: report what it found, if anything.
+            if let Some(last) = out.publish.last().filter(|_| filled > 0) {
+                out.gaps.push(GapReport {
+                    gap: Gap {
+                        until_id: last.id,
+                        ..gap
+                    },
+                    filled,
+                    unfilled,
+                });
+            }
+            return;
+        }
         out.gaps.push(GapReport {
             gap,
             filled,
             unfilled,
         });
+    }
+
+    /// Fetches, for every pair with a reference, whatever trades exist after it (best effort).
+    /// Called after a reconnect, before reading the new socket.
+    pub async fn catch_up(&mut self, filler: &mut impl GapFiller) -> Admitted {
+        let mut out = Admitted::default();
+        let mut pairs: Vec<(Pair, (u64, Micros))> =
+            self.last.iter().map(|(p, l)| (*p, *l)).collect();
+        pairs.sort_by_key(|(p, _)| *p);
+        for (pair, (after_id, after_time)) in pairs {
+            let gap = Gap {
+                pair,
+                after_id,
+                after_time,
+                until_id: u64::MAX,
+            };
+            self.fill(gap, filler, true, &mut out).await;
+        }
+        out
     }
 
     /// Admits the trades of one frame (`snapshot` for replayed history).
@@ -290,6 +327,36 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(ids(&admit(&mut s, &mut rest, &[49], true).await), [49]);
+    }
+
+    #[tokio::test]
+    async fn catch_up_fetches_what_happened_while_disconnected() {
+        let mut s = Sequencer::new();
+        let mut rest = Rest {
+            known: (1..=30).map(|i| t("BTC-USDT", i)).collect(),
+            ..Default::default()
+        };
+        assert!(
+            s.catch_up(&mut rest).await.publish.is_empty(),
+            "nothing to catch up on first start"
+        );
+        assert!(rest.asked.is_empty());
+        admit(&mut s, &mut rest, &[25], false).await;
+        let a = s.catch_up(&mut rest).await;
+        assert_eq!(ids(&a), [26, 27, 28, 29, 30]);
+        assert_eq!(rest.asked[0].until_id, u64::MAX);
+        assert_eq!(
+            (a.gaps[0].gap.until_id, a.gaps[0].filled, a.gaps[0].unfilled),
+            (30, 5, 0)
+        );
+        // The live stream then repeats some of them: dropped.
+        assert_eq!(
+            ids(&admit(&mut s, &mut rest, &[29, 30, 31], false).await),
+            [31]
+        );
+        // Nothing new: no report.
+        rest.known.clear();
+        assert!(s.catch_up(&mut rest).await.gaps.is_empty());
     }
 
     #[tokio::test]

@@ -241,6 +241,9 @@ impl<'a, S: TradeSink> Session<'a, S> {
             }
         }
         tracing::info!(exchange = self.exchange, %url, "connected and subscribed");
+        // Whatever happened while we were away (nothing to do on the first connection).
+        let caught_up = self.sequencer.catch_up(&mut self.filler).await;
+        self.publish(caught_up).await?;
 
         let stale_after = self.config.stale_after.max(Duration::from_millis(10));
         let every = self

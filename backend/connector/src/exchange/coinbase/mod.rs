@@ -134,22 +134,19 @@ impl Venue for Coinbase {
     }
 
     fn backfill_url(&self, rest_url: &str, gap: &Gap, cursor: Option<&str>) -> String {
-        // Newest first below `after`: start just above the last missing id, walk down.
-        let after = cursor.map_or_else(
-            || gap.until_id.saturating_add(1).to_string(),
-            str::to_string,
-        );
+        // Newest first below `after`: start just above the last missing id, walk down. An
+        // open-ended gap (catch-up) starts from the newest trade.
+        let after = match cursor {
+            Some(c) => format!("after={c}&"),
+            None if gap.until_id == u64::MAX => String::new(),
+            None => format!("after={}&", gap.until_id + 1),
+        };
         let limit = gap.len().clamp(1, PAGE_LIMIT);
-        format!(
-            "{}?after={after}&limit={limit}",
-            join_url(
-                rest_url,
-                &format!(
-                    "/products/{}/trades",
-                    rest_symbol(Exchange::Coinbase, gap.pair)
-                )
-            )
-        )
+        let path = format!(
+            "/products/{}/trades",
+            rest_symbol(Exchange::Coinbase, gap.pair)
+        );
+        format!("{}?{after}limit={limit}", join_url(rest_url, &path))
     }
 
     fn parse_backfill(&self, body: &str, gap: &Gap, received: Micros) -> Result<Page, ParseError> {
@@ -347,6 +344,14 @@ mod tests {
         );
         let body = r#"[{"time":"2014-11-07T22:19:28.578544Z","trade_id":74,"price":"10.00000000","size":"0.01000000","side":"buy"},
                        {"time":"2014-11-07T22:19:28.000001Z","trade_id":73,"price":"10.5","size":"1","side":"sell"}]"#;
+        let open = Gap {
+            until_id: u64::MAX,
+            ..gap
+        };
+        assert_eq!(
+            Coinbase.backfill_url("http://h", &open, None),
+            "http://h/products/BTC-USDT/trades?limit=1000"
+        );
         let page = Coinbase.parse_backfill(body, &gap, Micros(0)).unwrap();
         assert_eq!(page.trades[0].side, Side::Sell);
         assert_eq!(page.trades[1].side, Side::Buy);
