@@ -8,10 +8,25 @@
 //! produced with what the exchange sent. Faults (drops, disconnects, stalls, garbage) are opt-in.
 #![forbid(unsafe_code)]
 
+mod binance;
+mod coinbase;
+mod faults;
+mod http;
+mod kraken;
+mod market;
+mod replay;
+mod server;
+mod venue;
+
+use anyhow::Context as _;
 use candles_core::{Exchange, Pair, Trade};
+use market::Market;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Where the simulated market's trades come from.
 #[derive(Clone, Debug, PartialEq)]
@@ -112,11 +127,14 @@ impl Default for SimConfig {
     }
 }
 
-/// A running simulator. Dropping it without [`SimHandle::stop`] leaves its tasks running until
-/// the runtime shuts down.
+/// A running simulator. Dropping it stops it (without waiting); [`SimHandle::stop`] also waits
+/// until every connection is closed.
 pub struct SimHandle {
     addr: SocketAddr,
     exchange: Exchange,
+    market: Arc<Market>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
 }
 
 impl SimHandle {
@@ -128,12 +146,7 @@ impl SimHandle {
     /// The URL a connector passes as `--ws-url`: Binance `ws://ADDR/ws`, Kraken `ws://ADDR/v2`,
     /// Coinbase `ws://ADDR/`.
     pub fn ws_url(&self) -> String {
-        let path = match self.exchange {
-            Exchange::Binance => "/ws",
-            Exchange::Kraken => "/v2",
-            Exchange::Coinbase => "/",
-        };
-        format!("ws://{}{path}", self.addr)
+        ws_url(self.exchange, self.addr)
     }
 
     /// The REST base URL, `http://ADDR`.
@@ -142,26 +155,194 @@ impl SimHandle {
     }
 
     /// Ground truth: every trade generated so far, in generation order (dropped ones included).
+    /// Prices, quantities and times are exactly what the wire carries (e.g. Binance's
+    /// 8-decimal text and millisecond times).
     pub fn trades(&self) -> Vec<Trade> {
-        Vec::new()
+        self.market.trades()
     }
 
     /// How many trades have been generated so far.
     pub fn generated(&self) -> u64 {
-        0
+        self.market.generated()
     }
 
     /// Whether generation has finished (`max_trades` reached or the replay file exhausted).
     pub fn done(&self) -> bool {
-        false
+        self.market.done()
     }
 
-    /// Stops listening, closes every connection and waits for all tasks to end.
-    pub async fn stop(self) {}
+    /// The listed pairs (the configured ones, plus those a replay file names).
+    pub fn pairs(&self) -> Vec<Pair> {
+        self.market.listed.clone()
+    }
+
+    /// How many WebSocket connections have been accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.market
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stops listening, closes every connection and waits (up to 5 s) for all tasks to end.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(Duration::from_secs(5), self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("exchange-sim: some connections did not close within 5 s");
+        }
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// The WebSocket URL of a simulator of `exchange` listening on `addr`.
+pub fn ws_url(exchange: Exchange, addr: SocketAddr) -> String {
+    let path = match exchange {
+        Exchange::Binance => "/ws",
+        Exchange::Kraken => "/v2",
+        Exchange::Coinbase => "/",
+    };
+    format!("ws://{addr}{path}")
+}
+
+/// A configuration that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A probability outside [0, 1].
+    #[error("{name} is {value}: it must be a probability between 0 and 1 (e.g. 0.01 for 1%)")]
+    Ratio {
+        /// Which setting.
+        name: &'static str,
+        /// The value given.
+        value: f64,
+    },
+    /// A rate or speed that is not a positive number.
+    #[error("{name} is {value}: it must be a positive number")]
+    NotPositive {
+        /// Which setting.
+        name: &'static str,
+        /// The value given.
+        value: f64,
+    },
+    /// No pairs.
+    #[error("no pairs are listed: give at least one pair, e.g. BTC-USDT")]
+    NoPairs,
+}
+
+fn check(config: &SimConfig) -> Result<(), ConfigError> {
+    for (name, value) in [
+        ("drop_ratio", config.drop_ratio),
+        ("malformed_ratio", config.malformed_ratio),
+    ] {
+        if !(0.0..=1.0).contains(&value) {
+            return Err(ConfigError::Ratio { name, value });
+        }
+    }
+    match config.source {
+        TradeSource::Synthetic { rate } if !(rate >= 0.0 && rate.is_finite()) => {
+            Err(ConfigError::NotPositive {
+                name: "rate",
+                value: rate,
+            })
+        }
+        TradeSource::Synthetic { .. } if config.pairs.is_empty() => Err(ConfigError::NoPairs),
+        TradeSource::Replay {
+            speed: Speed::Factor(f),
+            ..
+        } if !(f > 0.0 && f.is_finite()) => Err(ConfigError::NotPositive {
+            name: "speed",
+            value: f,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Starts a simulator: binds `config.listen`, starts the trade source and serves clients.
 pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    Ok(SimHandle { addr: listener.local_addr()?, exchange: config.exchange })
+    check(&config)?;
+    let venue = venue::venue(config.exchange);
+    let recording = match &config.source {
+        TradeSource::Replay { path, .. } => Some(replay::Recording::load(path, &*venue)?),
+        TradeSource::Synthetic { .. } => None,
+    };
+    let mut listed = config.pairs.clone();
+    for pair in recording.iter().flat_map(replay::Recording::pairs) {
+        if !listed.contains(&pair) {
+            listed.push(pair);
+        }
+    }
+    let trade_log = match &config.trade_log {
+        None => None,
+        Some(path) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| {
+                    format!("cannot open the trade log {} for appending", path.display())
+                })?,
+        ),
+    };
+    let market = Arc::new(Market::new(config.exchange, listed, trade_log));
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}: is the port in use? Use another --listen address or port 0",
+                config.listen
+            )
+        })?;
+    let addr = listener.local_addr()?;
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let shared = Arc::new(server::Shared {
+        market: market.clone(),
+        venue,
+        faults: faults::FaultConfig {
+            disconnect_every: config.disconnect_every,
+            drop_ratio: config.drop_ratio,
+            stall: config.stall,
+            stall_after: config.timing.stall_after,
+            malformed_ratio: config.malformed_ratio,
+        },
+        timing: config.timing,
+        seed: config.seed,
+        cancel: cancel.clone(),
+    });
+    tracker.spawn(server::accept_loop(
+        listener,
+        shared.clone(),
+        tracker.clone(),
+    ));
+    if let (TradeSource::Replay { speed, .. }, Some(recording)) = (&config.source, recording) {
+        tracker.spawn(replay::run(
+            recording,
+            *speed,
+            market.clone(),
+            cancel.clone(),
+        ));
+    } else if let TradeSource::Synthetic { rate } = config.source {
+        let generator = market::Generator {
+            rate,
+            max_trades: config.max_trades,
+            seed: config.seed,
+            pairs: config.pairs,
+        };
+        tracker.spawn(generator.run(shared, cancel.clone()));
+    }
+    tracing::info!(%addr, exchange = %config.exchange, "exchange-sim listening");
+    Ok(SimHandle {
+        addr,
+        exchange: config.exchange,
+        market,
+        cancel,
+        tracker,
+    })
 }

@@ -1,3 +1,202 @@
-//! The `exchange-sim` binary (skeleton).
+//! `exchange-sim`: a local Binance, Kraken or Coinbase for tests, benchmarks and demos.
+//!
+//! The first line on stdout is always
+//! `exchange-sim listening on ADDR ws=<ws_url> rest=<rest_url>`, so scripts and tests can read
+//! the address (the default `--listen 127.0.0.1:0` picks a free port; several simulators, one
+//! per exchange, can run side by side). Logs go to stderr.
 
-fn main() {}
+use anyhow::Context as _;
+use candles_core::{Exchange, Pair};
+use clap::{Parser, ValueEnum};
+use exchange_sim::{SimConfig, Speed, TradeSource};
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// A local exchange: speaks Binance, Kraken (WebSocket v2) or Coinbase Exchange public trade
+/// streams and REST trades endpoints on one port, from a seeded random walk or a recording,
+/// with faults on demand.
+#[derive(Debug, Parser)]
+#[command(name = "exchange-sim", version)]
+struct Args {
+    /// Which exchange's protocol to speak: binance, kraken or coinbase.
+    #[arg(long, env = "SIM_EXCHANGE", default_value = "binance")]
+    exchange: Exchange,
+
+    /// Address to listen on (WebSocket and REST on the same port). Port 0 picks a free port;
+    /// the chosen address is printed as the first line on stdout.
+    #[arg(long, env = "SIM_LISTEN", default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+
+    /// Listed pairs, comma-separated (btcusdt, BTC-USDT, btc/usdt, …). Others are unknown.
+    #[arg(long, env = "SIM_PAIRS", default_value = candles_core::pair::DEFAULT_PAIRS, value_parser = parse_pairs)]
+    pairs: PairList,
+
+    /// Replay this file: one verbatim exchange message per line (a capture or a sample file).
+    #[arg(long, env = "SIM_REPLAY", conflicts_with = "synthetic")]
+    replay: Option<PathBuf>,
+
+    /// Replay speed: `max` (as fast as clients take it) or a factor (`1` = real time, `10`).
+    #[arg(long, env = "SIM_SPEED", default_value = "1", value_parser = parse_speed)]
+    speed: Speed,
+
+    /// Generate trades with a seeded random walk (the default when --replay is not given).
+    #[arg(long, env = "SIM_SYNTHETIC")]
+    synthetic: bool,
+
+    /// Synthetic trades per second, all pairs together.
+    #[arg(long, env = "SIM_RATE", default_value_t = 100.0)]
+    rate: f64,
+
+    /// Close every client socket this long after it connected (e.g. `30s`).
+    #[arg(long, env = "SIM_DISCONNECT_EVERY", value_parser = parse_duration)]
+    disconnect_every: Option<std::time::Duration>,
+
+    /// Probability that a trade message to a client is silently not sent (creates id gaps).
+    #[arg(long, env = "SIM_DROP_RATIO", default_value_t = 0.0)]
+    drop_ratio: f64,
+
+    /// Each connection, ~1 s after subscribing, goes silent (no trades, heartbeats or pongs)
+    /// for this long, then resumes (e.g. `3s`).
+    #[arg(long, env = "SIM_STALL", value_parser = parse_duration)]
+    stall: Option<std::time::Duration>,
+
+    /// Probability of an extra garbage/invalid message before each trade message.
+    #[arg(long, env = "SIM_MALFORMED_RATIO", default_value_t = 0.0)]
+    malformed_ratio: f64,
+
+    /// Stop generating after this many trades (heartbeats and REST keep working).
+    #[arg(long, env = "SIM_MAX_TRADES")]
+    max_trades: Option<u64>,
+
+    /// Random seed: the same seed gives the same trades (prices, sizes, sides, ids).
+    #[arg(long, env = "SIM_SEED", default_value_t = 1)]
+    seed: u64,
+
+    /// Append every generated trade to this file as one JSON line.
+    #[arg(long, env = "SIM_TRADE_LOG")]
+    trade_log: Option<PathBuf>,
+
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9100), at /metrics.
+    #[arg(long, env = "SIM_METRICS_ADDR")]
+    metrics_addr: Option<SocketAddr>,
+
+    /// Log format on stderr.
+    #[arg(long, env = "SIM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A parsed `--pairs` value (a newtype so clap does not treat it as a repeated argument).
+#[derive(Debug, Clone)]
+struct PairList(Vec<Pair>);
+
+fn parse_pairs(text: &str) -> Result<PairList, String> {
+    Pair::parse_list(text)
+        .map(PairList)
+        .map_err(|e| e.to_string())
+}
+
+fn parse_speed(text: &str) -> Result<Speed, String> {
+    if text.trim().eq_ignore_ascii_case("max") {
+        return Ok(Speed::Max);
+    }
+    match text.trim().trim_end_matches('x').parse::<f64>() {
+        Ok(f) if f > 0.0 && f.is_finite() => Ok(Speed::Factor(f)),
+        _ => Err(format!(
+            "invalid speed {text:?}: write `max` or a positive factor such as 1, 10 or 0.5"
+        )),
+    }
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    candles_core::time::Duration::parse(text)
+        .map(|d| d.to_std())
+        .map_err(|e| e.to_string())
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_logging(args.log_format);
+    if let Some(addr) = args.metrics_addr {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .with_context(|| format!("cannot serve metrics on {addr}: is the port in use?"))?;
+    }
+    let source = match &args.replay {
+        Some(path) => TradeSource::Replay {
+            path: path.clone(),
+            speed: args.speed,
+        },
+        None => TradeSource::Synthetic { rate: args.rate },
+    };
+    let config = SimConfig {
+        exchange: args.exchange,
+        pairs: args.pairs.0,
+        listen: args.listen,
+        source,
+        disconnect_every: args.disconnect_every,
+        drop_ratio: args.drop_ratio,
+        stall: args.stall,
+        malformed_ratio: args.malformed_ratio,
+        max_trades: args.max_trades,
+        seed: args.seed,
+        trade_log: args.trade_log,
+        ..SimConfig::default()
+    };
+    let sim = exchange_sim::start(config).await?;
+    {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(
+            stdout,
+            "exchange-sim listening on {} ws={} rest={}",
+            sim.addr(),
+            sim.ws_url(),
+            sim.rest_url()
+        )?;
+        stdout.flush()?;
+    }
+    shutdown_signal().await;
+    tracing::info!(trades = sim.generated(), "shutting down");
+    sim.stop().await;
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

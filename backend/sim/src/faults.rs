@@ -1,0 +1,167 @@
+//! Faults on demand: dropped messages, garbage messages, stalls and forced disconnects.
+//!
+//! Each connection gets its own [`Faults`] with an RNG seeded from the simulator's seed and the
+//! connection number, so a run with the same seed and the same connection order injects the
+//! same faults.
+
+use crate::venue::Venue;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The fault settings of a simulator (copied from its config).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct FaultConfig {
+    /// Close each connection this long after it opened.
+    pub disconnect_every: Option<Duration>,
+    /// Probability that a trade message is not sent.
+    pub drop_ratio: f64,
+    /// Length of the one stall per connection.
+    pub stall: Option<Duration>,
+    /// How long after the first subscription the stall starts.
+    pub stall_after: Duration,
+    /// Probability of a garbage message before each trade message.
+    pub malformed_ratio: f64,
+}
+
+/// Where a connection is in its (single) stall.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stall {
+    /// No stall configured, or not subscribed yet.
+    Idle,
+    /// Will go silent at this instant.
+    Pending(Instant),
+    /// Silent until this instant.
+    Active(Instant),
+    /// Happened already.
+    Over,
+}
+
+/// One connection's fault state.
+pub(crate) struct Faults {
+    config: FaultConfig,
+    rng: StdRng,
+    /// The stall state.
+    pub stall: Stall,
+    /// When the connection will be closed, if ever.
+    pub disconnect_at: Option<Instant>,
+}
+
+impl Faults {
+    /// Fault state for connection number `conn` opened at `opened`.
+    pub fn new(config: FaultConfig, seed: u64, conn: u64, opened: Instant) -> Faults {
+        let seed = seed ^ conn.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5EED;
+        Faults {
+            config,
+            rng: StdRng::seed_from_u64(seed),
+            stall: Stall::Idle,
+            disconnect_at: config.disconnect_every.map(|d| opened + d),
+        }
+    }
+
+    /// Called when the connection subscribes: arms the stall (once).
+    pub fn on_subscribed(&mut self, now: Instant) {
+        if self.stall == Stall::Idle && self.config.stall.is_some() {
+            self.stall = Stall::Pending(now + self.config.stall_after);
+        }
+    }
+
+    /// Advances the stall state to `now`; returns whether the connection is silent.
+    pub fn silent(&mut self, now: Instant) -> bool {
+        loop {
+            match self.stall {
+                Stall::Pending(at) if now >= at => {
+                    let length = self.config.stall.unwrap_or_default();
+                    tracing::info!(?length, "simulated stall: the connection goes silent");
+                    metrics::counter!("sim_stalls_total").increment(1);
+                    self.stall = Stall::Active(at + length);
+                }
+                Stall::Active(until) if now >= until => {
+                    tracing::info!("simulated stall over: the connection resumes");
+                    self.stall = Stall::Over;
+                }
+                Stall::Active(_) => return true,
+                _ => return false,
+            }
+        }
+    }
+
+    /// The next instant at which the stall state changes, if any.
+    pub fn next_stall_change(&self) -> Option<Instant> {
+        match self.stall {
+            Stall::Pending(at) | Stall::Active(at) => Some(at),
+            Stall::Idle | Stall::Over => None,
+        }
+    }
+
+    /// Whether to drop the next trade message.
+    pub fn drop_next(&mut self) -> bool {
+        self.config.drop_ratio > 0.0 && self.rng.random_bool(self.config.drop_ratio.min(1.0))
+    }
+
+    /// A garbage message to send before `message`, if the dice say so.
+    pub fn garbage(&mut self, venue: &dyn Venue, message: &str) -> Option<String> {
+        if self.config.malformed_ratio <= 0.0
+            || !self.rng.random_bool(self.config.malformed_ratio.min(1.0))
+        {
+            return None;
+        }
+        metrics::counter!("sim_malformed_sent_total").increment(1);
+        Some(match self.rng.random_range(0..4) {
+            // Cut off mid-message: not JSON.
+            0 => {
+                let mut cut = message.len() / 2;
+                while !message.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                message[..cut].to_string()
+            }
+            1 => "exchange-sim: this is not JSON".to_string(),
+            // JSON of an unknown shape.
+            2 => format!(
+                r#"{{"sim_unexpected":{},"note":"exchange-sim garbage"}}"#,
+                self.rng.random::<u32>()
+            ),
+            // The right shape with an invalid price.
+            _ => venue.corrupt(message),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stall_happens_once_after_subscribing() {
+        let t0 = Instant::now();
+        let config = FaultConfig {
+            stall: Some(Duration::from_secs(3)),
+            stall_after: Duration::from_secs(1),
+            ..Default::default()
+        };
+        let mut f = Faults::new(config, 1, 1, t0);
+        assert!(!f.silent(t0 + Duration::from_secs(5)));
+        f.on_subscribed(t0);
+        assert!(!f.silent(t0 + Duration::from_millis(500)));
+        assert!(f.silent(t0 + Duration::from_millis(1500)));
+        assert!(f.silent(t0 + Duration::from_millis(3900)));
+        assert!(!f.silent(t0 + Duration::from_millis(4100)));
+        f.on_subscribed(t0 + Duration::from_secs(5));
+        assert!(!f.silent(t0 + Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn ratios_are_roughly_respected() {
+        let config = FaultConfig {
+            drop_ratio: 0.2,
+            ..Default::default()
+        };
+        let mut f = Faults::new(config, 1, 1, Instant::now());
+        let drops = (0..10_000).filter(|_| f.drop_next()).count();
+        assert!((1_500..2_500).contains(&drops), "{drops}");
+        let mut none = Faults::new(FaultConfig::default(), 1, 1, Instant::now());
+        assert!(!(0..1000).any(|_| none.drop_next()));
+    }
+}

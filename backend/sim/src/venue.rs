@@ -1,0 +1,212 @@
+//! What differs between exchanges, behind one small trait, plus the per-connection state and
+//! helpers the three implementations share.
+//!
+//! The connection loop (`server`) is the same for every exchange: it asks the [`Venue`] how to
+//! greet, how to answer a client message, how to encode trades and heartbeats, and how to answer
+//! REST requests. Adding an exchange means adding one module with one `impl Venue`.
+
+use crate::http::{Request, Response};
+use crate::market::Market;
+use candles_core::{Exchange, Micros, Pair, Trade};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One connection's subscriptions and protocol state.
+#[derive(Debug, Default)]
+pub(crate) struct Session {
+    /// A number unique among this simulator's connections.
+    pub id: u64,
+    /// Subscribed pairs → the last trade id this connection has accounted for (sent, dropped,
+    /// or covered by a snapshot). Only newer trades are sent.
+    pub subs: BTreeMap<Pair, u64>,
+    /// Binance: wrap events as combined-stream messages (`/stream`).
+    pub combined: bool,
+    /// Coinbase: products subscribed on the `heartbeat` channel.
+    pub heartbeats: BTreeSet<Pair>,
+    /// Whether the client ever subscribed successfully (starts heartbeats and the stall timer).
+    pub subscribed: bool,
+}
+
+impl Session {
+    /// Subscribes to `pair` and returns its last `snapshot` trades (oldest first): the
+    /// connection then receives only trades newer than those.
+    pub fn subscribe(&mut self, pair: Pair, market: &Market, snapshot: usize) -> Vec<Trade> {
+        let (recent, last_id) = market.subscribe_point(pair, snapshot);
+        // Re-subscribing keeps the position: the client already has everything up to it.
+        let entry = self.subs.entry(pair).or_insert(last_id);
+        *entry = (*entry).max(last_id);
+        self.subscribed = true;
+        market.note_subscriber();
+        recent
+    }
+
+    /// The trades among `trades` that this connection must send: subscribed pairs, newer than
+    /// what it has accounted for. Marks them as accounted for.
+    pub fn take_new(&mut self, trades: &[Trade]) -> Vec<Trade> {
+        let mut out = Vec::new();
+        for t in trades {
+            if let Some(last) = self.subs.get_mut(&t.pair)
+                && t.id > *last
+            {
+                *last = t.id;
+                out.push(*t);
+            }
+        }
+        out
+    }
+
+    /// Whether a replayed line about `pair` goes to this connection.
+    pub fn wants_line(&self, pair: Option<Pair>) -> bool {
+        match pair {
+            Some(p) => self.subs.contains_key(&p),
+            None => self.subscribed,
+        }
+    }
+}
+
+/// A replay-file line, understood.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Parsed {
+    /// The pair the line is about, if it names one.
+    pub pair: Option<Pair>,
+    /// The trades it carries (in the line's order).
+    pub trades: Vec<Trade>,
+}
+
+/// One exchange's protocol.
+pub(crate) trait Venue: Send + Sync + 'static {
+    /// Which exchange.
+    fn exchange(&self) -> Exchange;
+
+    /// A new WebSocket connection to `path` (query without `?`): its initial session, or
+    /// `None` if the path is not this exchange's (answered with 404).
+    fn open(&self, path: &str, query: &str, market: &Market) -> Option<Session>;
+
+    /// Messages sent right after the handshake.
+    fn greeting(&self, _session: &Session) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Answers one text message from the client (acks, snapshots, errors, pongs).
+    fn on_text(&self, text: &str, session: &mut Session, market: &Market) -> Vec<String>;
+
+    /// Encodes new trades (already filtered for this session, oldest first) as messages.
+    fn encode(&self, trades: &[Trade], session: &Session) -> Vec<String>;
+
+    /// The messages of one heartbeat tick.
+    fn heartbeats(&self, _session: &Session, _market: &Market) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Whether the server sends WebSocket ping frames (Binance).
+    fn sends_pings(&self) -> bool {
+        false
+    }
+
+    /// Whether a connection that has not subscribed within the subscribe timeout is closed
+    /// (Coinbase).
+    fn requires_early_subscribe(&self) -> bool {
+        false
+    }
+
+    /// A copy of a trade message that is well-formed JSON with the right shape but an invalid
+    /// price, for the malformed-message fault.
+    fn corrupt(&self, message: &str) -> String;
+
+    /// Answers a REST request.
+    fn rest(&self, request: &Request, market: &Market) -> Response;
+
+    /// Understands one line of a replay file (for routing and ground truth).
+    fn parse_line(&self, line: &str) -> Parsed;
+
+    /// The trade as the wire carries it: time precision and decimal text of this exchange, so
+    /// that ground truth equals what a client parses.
+    fn wire(&self, trade: Trade) -> Trade;
+}
+
+/// The venue for `exchange`.
+pub(crate) fn venue(exchange: Exchange) -> Box<dyn Venue> {
+    match exchange {
+        Exchange::Binance => Box::new(crate::binance::Binance),
+        Exchange::Kraken => Box::new(crate::kraken::Kraken),
+        Exchange::Coinbase => Box::new(crate::coinbase::Coinbase),
+    }
+}
+
+/// RFC 3339 UTC with microseconds: `2023-09-25T07:48:36.925533Z`.
+pub(crate) fn rfc3339_micros(t: Micros) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    );
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.0) * 1_000)
+        .ok()
+        .and_then(|dt| dt.format(&format).ok())
+        .unwrap_or_else(|| "1970-01-01T00:00:00.000000Z".to_string())
+}
+
+/// Parses an RFC 3339 time to microseconds (sub-microsecond digits are truncated).
+pub(crate) fn parse_rfc3339(text: &str) -> Option<Micros> {
+    let dt =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(dt.unix_timestamp_nanos().div_euclid(1_000))
+        .ok()
+        .map(Micros)
+}
+
+/// A deterministic UUID-shaped id (for Coinbase order ids) from some numbers.
+pub(crate) fn pseudo_uuid(parts: &[u64]) -> String {
+    let mut h = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = || {
+        for p in parts {
+            h = splitmix(h ^ p);
+        }
+        h = splitmix(h);
+        h
+    };
+    let (a, b) = (next(), next());
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0x0fff,
+        0x8000 | ((b >> 48) & 0x3fff),
+        b & 0xffff_ffff_ffff
+    )
+}
+
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A JSON string literal (quoted and escaped).
+pub(crate) fn json_str(text: &str) -> String {
+    serde_json::Value::String(text.to_string()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_format_and_parse_with_microseconds() {
+        let t = Micros(1_695_628_116_925_533);
+        assert_eq!(rfc3339_micros(t), "2023-09-25T07:48:36.925533Z");
+        assert_eq!(parse_rfc3339("2023-09-25T07:48:36.925533Z"), Some(t));
+        assert_eq!(
+            parse_rfc3339("2023-02-09T20:19:35.39625135Z"),
+            Some(Micros(1_675_973_975_396_251))
+        );
+        assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+
+    #[test]
+    fn pseudo_uuids_are_stable_and_uuid_shaped() {
+        let a = pseudo_uuid(&[1, 2, 3]);
+        assert_eq!(a, pseudo_uuid(&[1, 2, 3]));
+        assert_ne!(a, pseudo_uuid(&[1, 2, 4]));
+        let lens: Vec<usize> = a.split('-').map(str::len).collect();
+        assert_eq!(lens, [8, 4, 4, 4, 12], "{a}");
+    }
+}
