@@ -18,6 +18,8 @@ pub enum Event {
     Conn(Link, LinkState),
     /// A candle arrived that could not be decoded (counted and skipped); the reason.
     BadData(String),
+    /// The pairs the server has candles for (its `ListMarkets`), to name pairs it does not know.
+    Markets(Vec<Pair>),
     /// The data source failed for good (e.g. the server does not know a pair); the message.
     Fatal(String),
     /// Time passed (drives "stale" and reconnect countdowns).
@@ -148,6 +150,8 @@ pub struct App {
     pub origin: String,
     /// A fatal error to show before quitting.
     pub fatal: Option<String>,
+    /// The pairs the server reported having candles for, once known.
+    pub known: Option<Vec<Pair>>,
 }
 
 impl App {
@@ -168,6 +172,7 @@ impl App {
             last_bad: None,
             origin: origin.into(),
             fatal: None,
+            known: None,
         }
     }
 
@@ -203,6 +208,7 @@ impl App {
                 self.fatal = Some(message);
                 return Action::Quit;
             }
+            Event::Markets(pairs) => self.known = Some(pairs),
             Event::Resize(..) | Event::Tick => {}
         }
         Action::None
@@ -303,6 +309,15 @@ impl App {
             }
             _ => false,
         }
+    }
+}
+
+impl App {
+    /// Whether the server said it has no candles for `pair` (it listed others).
+    pub fn unknown_to_server(&self, pair: Pair) -> bool {
+        self.known
+            .as_ref()
+            .is_some_and(|k| !k.is_empty() && !k.contains(&pair))
     }
 }
 

@@ -9,8 +9,8 @@
 
 use crate::app::{Event, Link, LinkState};
 use candles_core::{Candle, Pair, Source};
-use candles_proto::v1::SubscribeRequest;
 use candles_proto::v1::candle_service_client::CandleServiceClient;
+use candles_proto::v1::{ListMarketsRequest, SubscribeRequest};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -185,6 +185,22 @@ pub async fn run(
     }
 }
 
+/// A request carrying the bearer token, if one is configured.
+fn authorized<T>(cfg: &ClientConfig, message: T) -> Result<tonic::Request<T>, ClientError> {
+    let mut request = tonic::Request::new(message);
+    if let Some(token) = &cfg.token {
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| ClientError::Rejected {
+                server: cfg.server.clone(),
+                code: Code::InvalidArgument,
+                message: "the --token is not valid header text".into(),
+            })?;
+        request.metadata_mut().insert("authorization", value);
+    }
+    Ok(request)
+}
+
 async fn subscribe_once(
     cfg: &ClientConfig,
     ep: &Endpoint,
@@ -196,21 +212,29 @@ async fn subscribe_once(
         Err(e) => return Ok(End::Retry(format!("connect: {e}"))),
     };
     let mut client = CandleServiceClient::new(channel).max_decoding_message_size(4 << 20);
-    let mut request = tonic::Request::new(SubscribeRequest {
-        pairs: cfg.pairs.iter().map(Pair::to_string).collect(),
-        sources: cfg.sources.iter().map(|s| s.as_str().to_string()).collect(),
-        history: cfg.history,
-        live_updates: cfg.live,
-    });
-    if let Some(token) = &cfg.token {
-        let value = format!("Bearer {token}")
-            .parse()
-            .map_err(|_| ClientError::Rejected {
-                server: cfg.server.clone(),
-                code: Code::InvalidArgument,
-                message: "the --token is not valid header text".into(),
-            })?;
-        request.metadata_mut().insert("authorization", value);
+    let request = authorized(
+        cfg,
+        SubscribeRequest {
+            pairs: cfg.pairs.iter().map(Pair::to_string).collect(),
+            sources: cfg.sources.iter().map(|s| s.as_str().to_string()).collect(),
+            history: cfg.history,
+            live_updates: cfg.live,
+        },
+    )?;
+    // Which pairs the server has: lets the client name a pair the server knows nothing about.
+    if let Ok(markets) = client
+        .list_markets(authorized(cfg, ListMarketsRequest {})?)
+        .await
+    {
+        let known = markets
+            .into_inner()
+            .markets
+            .iter()
+            .filter_map(|m| Pair::parse(&m.pair).ok())
+            .collect();
+        if tx.send(Event::Markets(known)).await.is_err() {
+            return Ok(End::Stop);
+        }
     }
     let rejected = |s: tonic::Status| ClientError::Rejected {
         server: cfg.server.clone(),

@@ -130,6 +130,15 @@ pub async fn print(
                 }
             }
             Event::Fatal(message) => return Ok(Outcome::Failed(message)),
+            Event::Markets(known) if !known.is_empty() => {
+                for pair in pairs.iter().filter(|p| !known.contains(p)) {
+                    let names: Vec<String> = known.iter().map(Pair::to_string).collect();
+                    eprintln!(
+                        "candles-tui: the server has no candles for {pair} (it has {}); waiting for them",
+                        names.join(", ")
+                    );
+                }
+            }
             Event::BadData(reason) => {
                 tracing::warn!(%reason, "skipped a candle that failed to decode")
             }

@@ -252,7 +252,17 @@ fn panel(app: &App, index: usize, pair: Pair, area: Rect, buf: &mut Buffer) {
         .map(|s| s.candles.values().collect())
         .unwrap_or_default();
     if candles.is_empty() {
-        let msg = format!("waiting for {pair} {} candles…", app.source);
+        let msg = match &app.known {
+            Some(known) if app.unknown_to_server(pair) => format!(
+                "the server has no candles for {pair}; it has {}",
+                known
+                    .iter()
+                    .map(Pair::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            _ => format!("waiting for {pair} {} candles…", app.source),
+        };
         let y = inner.y + inner.height / 2;
         Paragraph::new(msg)
             .alignment(Alignment::Center)

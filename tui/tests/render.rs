@@ -292,3 +292,23 @@ fn keys_through_the_event_loop_zoom_and_switch_source() {
     terminal.draw(|f| candles_tui::ui::render(&app, f)).unwrap();
     insta::assert_snapshot!("zoomed_small", text(terminal.backend().buffer()));
 }
+
+#[test]
+fn a_pair_the_server_does_not_know_is_named() {
+    let mut app = app_with(
+        &["btcusdt", "xrpusdt"],
+        vec![walk("btcusdt", 97_000.0, 10, 1)],
+    );
+    app.handle(
+        Event::Markets(vec![
+            Pair::parse("BTC-USDT").unwrap(),
+            Pair::parse("ETH-USDT").unwrap(),
+        ]),
+        app.now,
+    );
+    let screen = text(draw(&app, 100, 30).backend().buffer());
+    assert!(
+        screen.contains("the server has no candles for XRP-USDT; it has BTC-USDT, ETH-USDT"),
+        "{screen}"
+    );
+}
