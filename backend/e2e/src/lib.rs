@@ -1,1 +1,22 @@
-//! Harness for the full-stack tests (placeholder).
+//! Full-stack test harness: the real binaries (`exchange-sim`, `candles-connector`,
+//! `candles-service`) with a real Kafka-protocol broker (Tansu) and redis-server, started as
+//! processes on loopback ports, plus the ground truth to check their candles against.
+//!
+//! - [`bins`]: locating (and building) the workspace's binaries.
+//! - [`process`]: child processes killed on drop, with log files.
+//! - [`broker`]: Tansu, in memory or on S3 (a local moto server) so it survives a restart.
+//! - [`stack`]: the whole topology and the faults tests inject.
+//! - [`kafka`]: reading the trades topic back.
+//! - [`truth`]: expected candles from the simulators' trade logs; Kafka vs generated trades.
+//! - [`client`]: gRPC clients that record every candle, reconnecting like a dashboard.
+//! - [`compare`]: received vs expected, with a readable diff.
+#![forbid(unsafe_code)]
+
+pub mod bins;
+pub mod broker;
+pub mod client;
+pub mod compare;
+pub mod kafka;
+pub mod process;
+pub mod stack;
+pub mod truth;

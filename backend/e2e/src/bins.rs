@@ -1,0 +1,79 @@
+//! Where the binaries under test live, and building them when a test needs them.
+//!
+//! The binaries are the workspace's own (`exchange-sim`, `candles-connector`,
+//! `candles-service`), built with the same cargo, profile and target directory as the running
+//! test, so `cargo test -p candles-e2e` works on its own. Set `CANDLES_E2E_NO_BUILD=1` to use
+//! whatever is already built.
+
+use anyhow::{Context as _, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The packages whose binaries the full-stack tests drive.
+pub const PACKAGES: &[&str] = &["exchange-sim", "candles-connector", "candles-service"];
+
+/// The workspace root (two levels above this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The cargo profile directory the running test executable was built into, e.g.
+/// `$CARGO_TARGET_DIR/debug` (the test itself is in its `deps/`).
+pub fn profile_dir() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot locate the running test executable")?;
+    let parent = exe.parent().context("the test executable has no parent directory")?;
+    let dir = if parent.file_name().is_some_and(|n| n == "deps") { parent.parent() } else { Some(parent) };
+    dir.map(Path::to_path_buf)
+        .with_context(|| format!("cannot find the target directory of {}", exe.display()))
+}
+
+/// The path of one of the workspace's binaries, next to the test executable's target dir.
+pub fn bin(name: &str) -> Result<PathBuf> {
+    let path = profile_dir()?.join(name);
+    if !path.is_file() {
+        bail!(
+            "{} does not exist: build it with `cargo build --bins -p {name}` (the tests do this themselves unless CANDLES_E2E_NO_BUILD is set)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// Builds [`PACKAGES`] once per test process (cargo is a no-op when they are fresh).
+pub fn ensure_built() -> Result<()> {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    BUILT.get_or_init(|| build(PACKAGES).map_err(|e| format!("{e:#}"))).clone().map_err(anyhow::Error::msg)
+}
+
+/// `cargo build --bins -p <each package>` into the test's own target directory and profile.
+pub fn build(packages: &[&str]) -> Result<()> {
+    if std::env::var_os("CANDLES_E2E_NO_BUILD").is_some() {
+        return Ok(());
+    }
+    let profile_dir = profile_dir()?;
+    let target_dir = profile_dir.parent().context("the profile directory has no parent")?;
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev".to_string(),
+        Some(other) => other.to_string(),
+    };
+    let cargo = std::env::var_os("CARGO").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO")));
+    let mut cmd = Command::new(&cargo);
+    cmd.current_dir(workspace_root())
+        .args(["build", "--bins", "--profile", &profile])
+        .arg("--target-dir")
+        .arg(target_dir);
+    for p in packages {
+        cmd.args(["-p", p]);
+    }
+    let out = cmd.output().with_context(|| format!("cannot run {}", cargo.display()))?;
+    if !out.status.success() {
+        bail!(
+            "building {} failed ({}):\n{}",
+            packages.join(", "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
