@@ -3,7 +3,10 @@
 //! # Rules (DESIGN.md "Candles")
 //! - A trade at time `t` belongs to the window `[floor(t/I)*I, floor(t/I)*I + I)`
 //!   ([`Interval::window_start`]); placement is by the exchange's trade time, never by arrival.
-//! - Each trade updates two series: its exchange's and the pair's composite.
+//! - Each trade counts in two series: its exchange's and the pair's composite. It is added once,
+//!   to its exchange's window; the composite candle of a window is the merge of the pair's
+//!   exchange windows of the same start, built when it is finalized or snapshotted, which is
+//!   exactly the candle of the union of their trades.
 //! - Open is the price of the earliest trade, close of the latest, ordered by the key
 //!   (trade time, exchange, trade id, arrival): ties in time are broken by the exchange's trade id;
 //!   across exchanges (whose ids are unrelated) by the fixed exchange order of [`Exchange::ALL`],
@@ -18,11 +21,12 @@
 //!   for windows before a series' first trade.
 //! - Finalized candles come out in order of window start, then pair, then source.
 //!
-//! The per-trade path ([`Engine::apply`]) does not allocate once a series exists and its window
-//! buffer has grown to the number of windows open at once (usually one or two).
+//! The per-trade path ([`Engine::apply`], and [`Engine::advance`] into a reused `Vec`) does not
+//! allocate once a series exists and its window buffer has grown to the number of windows open
+//! at once (usually one or two); `tests/no_alloc.rs` checks this with a counting allocator.
 
 use crate::candle::Candle;
-use crate::market::{Exchange, Source};
+use crate::market::{Exchange, Side, Source};
 use crate::pair::Pair;
 use crate::time::{Duration, Interval, Micros};
 use crate::trade::Trade;
@@ -81,8 +85,19 @@ pub enum Outcome {
 /// Total order of trades within a window: (trade time, exchange, trade id, arrival).
 type Key = (Micros, u8, u64, u64);
 
-/// One open window of one series.
-#[derive(Clone, Debug)]
+/// The trade times (and clock readings) the engine works with: ±(`i64::MAX` / 4) µs, about
+/// ±73,000 years around 1970, so that window arithmetic (start, end, end + grace) can never
+/// overflow. A trade outside this range cannot be placed in a window and is rejected like a late
+/// one (counted, not applied); a clock outside it is clamped.
+const TIME_LIMIT: i64 = i64::MAX / 4;
+
+/// Up to this many pairs, a linear scan finds a pair faster than hashing it.
+const LINEAR_LOOKUP: usize = 8;
+
+/// One open window of one exchange's series. The pair's composite window for the same start is
+/// the merge of its exchanges' windows ([`Window::merge`]), built only when a composite candle
+/// is needed, so each trade is added once.
+#[derive(Clone, Copy, Debug)]
 struct Window {
     start: Micros,
     open_key: Key,
@@ -91,19 +106,24 @@ struct Window {
     high: Decimal,
     low: Decimal,
     close: Decimal,
-    volume: Decimal,
     quote_volume: Decimal,
+    /// Σ quantity of trades whose taker bought.
     buy_volume: Decimal,
+    /// Σ quantity of trades whose taker sold.
     sell_volume: Decimal,
+    /// Σ quantity of trades without a taker side. Volume is the sum of the three, computed when
+    /// a candle is built (one addition per trade instead of two).
+    unknown_volume: Decimal,
     trades: u64,
-    /// Changed since the last in-progress snapshot.
+    /// Changed since the last in-progress snapshot of the exchange's candle.
     dirty: bool,
+    /// Changed since the last in-progress snapshot of the composite candle.
+    composite_dirty: bool,
 }
 
 impl Window {
     fn new(start: Micros, key: Key, trade: &Trade, notional: Decimal) -> Window {
-        let (buy, sell) = side_split(trade);
-        Window {
+        let mut w = Window {
             start,
             open_key: key,
             close_key: key,
@@ -111,38 +131,67 @@ impl Window {
             high: trade.price,
             low: trade.price,
             close: trade.price,
-            volume: trade.quantity,
             quote_volume: notional,
-            buy_volume: buy,
-            sell_volume: sell,
+            buy_volume: Decimal::ZERO,
+            sell_volume: Decimal::ZERO,
+            unknown_volume: Decimal::ZERO,
             trades: 1,
             dirty: true,
+            composite_dirty: true,
+        };
+        *w.side_volume(trade.side) = trade.quantity;
+        w
+    }
+
+    #[inline]
+    fn side_volume(&mut self, side: Side) -> &mut Decimal {
+        match side {
+            Side::Buy => &mut self.buy_volume,
+            Side::Sell => &mut self.sell_volume,
+            Side::Unknown => &mut self.unknown_volume,
         }
     }
 
     #[inline]
     fn add(&mut self, key: Key, trade: &Trade, notional: Decimal) {
+        // open_key <= close_key and low <= high, so each pair of tests needs at most one branch.
         if key < self.open_key {
             self.open_key = key;
             self.open = trade.price;
-        }
-        if key > self.close_key {
+        } else if key > self.close_key {
             self.close_key = key;
             self.close = trade.price;
         }
         if trade.price > self.high {
             self.high = trade.price;
-        }
-        if trade.price < self.low {
+        } else if trade.price < self.low {
             self.low = trade.price;
         }
-        self.volume += trade.quantity;
         self.quote_volume += notional;
-        let (buy, sell) = side_split(trade);
-        self.buy_volume += buy;
-        self.sell_volume += sell;
+        *self.side_volume(trade.side) += trade.quantity;
         self.trades += 1;
         self.dirty = true;
+        self.composite_dirty = true;
+    }
+
+    /// Adds another window of the same start (another exchange's) into this one: the result is
+    /// the window that every trade of both would have built.
+    fn merge(&mut self, other: &Window) {
+        if other.open_key < self.open_key {
+            self.open_key = other.open_key;
+            self.open = other.open;
+        }
+        if other.close_key > self.close_key {
+            self.close_key = other.close_key;
+            self.close = other.close;
+        }
+        self.high = self.high.max(other.high);
+        self.low = self.low.min(other.low);
+        self.quote_volume += other.quote_volume;
+        self.buy_volume += other.buy_volume;
+        self.sell_volume += other.sell_volume;
+        self.unknown_volume += other.unknown_volume;
+        self.trades += other.trades;
     }
 
     fn candle(&self, pair: Pair, source: Source, interval: Interval, is_final: bool) -> Candle {
@@ -155,7 +204,7 @@ impl Window {
             high: self.high,
             low: self.low,
             close: self.close,
-            volume: self.volume,
+            volume: self.buy_volume + self.sell_volume + self.unknown_volume,
             quote_volume: self.quote_volume,
             buy_volume: self.buy_volume,
             sell_volume: self.sell_volume,
@@ -165,39 +214,63 @@ impl Window {
     }
 }
 
-#[inline]
-fn side_split(trade: &Trade) -> (Decimal, Decimal) {
-    match trade.side {
-        crate::market::Side::Buy => (trade.quantity, Decimal::ZERO),
-        crate::market::Side::Sell => (Decimal::ZERO, trade.quantity),
-        crate::market::Side::Unknown => (Decimal::ZERO, Decimal::ZERO),
-    }
-}
-
-/// One pair and source: its open windows (sorted by start) and where its series stands.
-#[derive(Clone, Debug, Default)]
-struct Series {
-    open: VecDeque<Window>,
+/// Where one series (a pair and source) stands in its sequence of final candles.
+#[derive(Clone, Copy, Debug, Default)]
+struct Progress {
     /// Close of the last finalized candle: the price of the next flat candle.
     last_close: Option<Decimal>,
     /// Start of the next window to finalize; `None` until the series' first candle is final.
     next_emit: Option<Micros>,
 }
 
-impl Series {
-    /// Adds a trade to its window; `false` if this series already finalized that window.
+impl Progress {
+    /// Whether the window starting at `start` was already finalized (or seeded) in this series.
     #[inline]
-    fn add(&mut self, start: Micros, key: Key, trade: &Trade, notional: Decimal) -> bool {
-        if self.next_emit.is_some_and(|n| start < n) {
-            return false;
-        }
+    fn is_final(&self, start: Micros) -> bool {
+        self.next_emit.is_some_and(|n| start < n)
+    }
+
+    /// The next window to finalize if it starts before `before`: its start.
+    fn next_before(&self, first_open: Option<Micros>, before: Micros) -> Option<Micros> {
+        self.next_emit.or(first_open).filter(|&next| next < before)
+    }
+
+    /// Records `candle` as this series' latest final candle.
+    fn emitted(&mut self, candle: &Candle) {
+        self.last_close = Some(candle.close);
+        self.next_emit = Some(candle.end());
+    }
+
+    /// The candle for the window at `start`: `window`'s, or a flat one at the last close if the
+    /// window had no trade. `None` only before the series' first candle.
+    fn final_candle(&mut self, window: Option<&Window>, pair: Pair, source: Source, interval: Interval, start: Micros) -> Option<Candle> {
+        let candle = match window {
+            Some(w) => w.candle(pair, source, interval, true),
+            None => Candle::flat(pair, source, interval, start, self.last_close?),
+        };
+        self.emitted(&candle);
+        Some(candle)
+    }
+}
+
+/// One exchange's series of one pair: its open windows (sorted by start) and its progress.
+#[derive(Clone, Debug, Default)]
+struct Series {
+    open: VecDeque<Window>,
+    progress: Progress,
+}
+
+impl Series {
+    /// Adds a trade to its window.
+    #[inline]
+    fn add(&mut self, start: Micros, key: Key, trade: &Trade, notional: Decimal) {
         // Most trades land in the newest window: search from the back.
         let mut at = self.open.len();
         while at > 0 {
             let w = &mut self.open[at - 1];
             if w.start == start {
                 w.add(key, trade, notional);
-                return true;
+                return;
             }
             if w.start < start {
                 break;
@@ -205,54 +278,120 @@ impl Series {
             at -= 1;
         }
         self.open.insert(at, Window::new(start, key, trade, notional));
-        true
     }
 
     /// Finalizes every window that starts before `before`, appending candles to `out`.
     fn finalize(&mut self, pair: Pair, source: Source, interval: Interval, before: Micros, out: &mut Vec<Candle>) {
-        loop {
-            let next = match (self.next_emit, self.open.front()) {
-                (Some(n), _) => n,
-                (None, Some(w)) => w.start,
-                (None, None) => return,
-            };
-            if next >= before {
+        // Windows this series already has a final for (seeded) were kept for the composite only.
+        while self.open.front().is_some_and(|w| self.progress.is_final(w.start)) {
+            self.open.pop_front();
+        }
+        while let Some(next) = self.progress.next_before(self.open.front().map(|w| w.start), before) {
+            let window = self.open.front().filter(|w| w.start == next);
+            let Some(candle) = self.progress.final_candle(window, pair, source, interval, next) else {
                 return;
-            }
-            let candle = match self.open.front() {
-                Some(w) if w.start == next => {
-                    let c = w.candle(pair, source, interval, true);
-                    self.open.pop_front();
-                    c
-                }
-                _ => match self.last_close {
-                    Some(price) => Candle::flat(pair, source, interval, next, price),
-                    // Unreachable: next_emit is only set together with last_close.
-                    None => return,
-                },
             };
-            self.last_close = Some(candle.close);
-            self.next_emit = Some(interval.window_end(next));
+            if window.is_some() {
+                self.open.pop_front();
+            }
             out.push(candle);
         }
     }
 }
 
-/// All series of one pair: the composite and one per exchange.
+/// All series of one pair: one per exchange, and the composite's progress (its windows are
+/// merged from the exchanges' when needed).
 #[derive(Clone, Debug)]
 struct PairState {
     pair: Pair,
-    composite: Series,
+    composite: Progress,
     exchanges: [Series; 3],
-    /// Which per-exchange series have ever had a trade (or a seed).
-    active: [bool; 3],
+}
+
+/// A cursor over the windows of a pair's three exchanges, in order of window start.
+#[derive(Default)]
+struct Cursor([usize; 3]);
+
+impl Cursor {
+    /// The earliest window start at or after the cursor in any exchange.
+    fn peek(&self, exchanges: &[Series; 3]) -> Option<Micros> {
+        exchanges.iter().zip(self.0).filter_map(|(s, at)| s.open.get(at).map(|w| w.start)).min()
+    }
+
+    /// Merges the exchanges' windows that start at `start` (skipping earlier ones), moves past
+    /// them, and says whether any had changed since the last composite snapshot.
+    fn merge_at(&mut self, exchanges: &[Series; 3], start: Micros) -> (Option<Window>, bool) {
+        let mut merged: Option<Window> = None;
+        let mut dirty = false;
+        for (series, at) in exchanges.iter().zip(self.0.iter_mut()) {
+            while let Some(w) = series.open.get(*at) {
+                if w.start > start {
+                    break;
+                }
+                *at += 1;
+                if w.start == start {
+                    dirty |= w.composite_dirty;
+                    match &mut merged {
+                        Some(m) => m.merge(w),
+                        None => merged = Some(*w),
+                    }
+                }
+            }
+        }
+        (merged, dirty)
+    }
 }
 
 impl PairState {
-    fn series_mut(&mut self, source: Source) -> &mut Series {
-        match source {
-            Source::Composite => &mut self.composite,
-            Source::Exchange(e) => &mut self.exchanges[exchange_index(e)],
+    fn new(pair: Pair) -> PairState {
+        PairState { pair, composite: Progress::default(), exchanges: Default::default() }
+    }
+
+    /// Finalizes every window of every series of this pair that starts before `before`.
+    fn finalize(&mut self, interval: Interval, before: Micros, out: &mut Vec<Candle>) {
+        let pair = self.pair;
+        // The composite first: it reads the exchanges' windows, which their finalization removes.
+        let mut cursor = Cursor::default();
+        while let Some(next) = self.composite.next_before(cursor.peek(&self.exchanges), before) {
+            let (window, _) = cursor.merge_at(&self.exchanges, next);
+            match self.composite.final_candle(window.as_ref(), pair, Source::Composite, interval, next) {
+                Some(candle) => out.push(candle),
+                None => break,
+            }
+        }
+        for (series, e) in self.exchanges.iter_mut().zip(Exchange::ALL) {
+            series.finalize(pair, Source::Exchange(e), interval, before, out);
+        }
+    }
+
+    /// In-progress candles of every open window, or only of those changed since the last
+    /// [`PairState::mark_unchanged`] if `changed_only`.
+    fn in_progress(&self, interval: Interval, changed_only: bool, out: &mut Vec<Candle>) {
+        let pair = self.pair;
+        let mut cursor = Cursor::default();
+        while let Some(start) = cursor.peek(&self.exchanges) {
+            let (window, dirty) = cursor.merge_at(&self.exchanges, start);
+            if let Some(w) = window
+                && (dirty || !changed_only)
+                && !self.composite.is_final(start)
+            {
+                out.push(w.candle(pair, Source::Composite, interval, false));
+            }
+        }
+        for (series, e) in self.exchanges.iter().zip(Exchange::ALL) {
+            for w in &series.open {
+                if (w.dirty || !changed_only) && !series.progress.is_final(w.start) {
+                    out.push(w.candle(pair, Source::Exchange(e), interval, false));
+                }
+            }
+        }
+    }
+
+    /// Marks every window as reported by a live update.
+    fn mark_unchanged(&mut self) {
+        for w in self.exchanges.iter_mut().flat_map(|s| s.open.iter_mut()) {
+            w.dirty = false;
+            w.composite_dirty = false;
         }
     }
 }
@@ -295,6 +434,10 @@ pub struct Engine {
     config: EngineConfig,
     pairs: Vec<PairState>,
     index: HashMap<Pair, usize, BuildHasherDefault<FxHasher>>,
+    /// The pair of the previous trade (trades often come in runs of one pair).
+    last_pair: usize,
+    /// The window of the previous trade, `[start, end)`, to skip the division for the next one.
+    last_window: (Micros, Micros),
     /// Every window starting before this is finalized.
     finalized_before: Micros,
     /// Latest trade time seen (the event clock).
@@ -310,6 +453,8 @@ impl Engine {
             config,
             pairs: Vec::new(),
             index: HashMap::default(),
+            last_pair: 0,
+            last_window: (Micros(i64::MAX), Micros(i64::MIN)),
             finalized_before: Micros(i64::MIN),
             watermark: None,
             arrivals: 0,
@@ -342,26 +487,34 @@ impl Engine {
     pub fn oldest_open_window(&self) -> Option<Micros> {
         self.pairs
             .iter()
-            .flat_map(|p| std::iter::once(&p.composite).chain(p.exchanges.iter()))
+            .flat_map(|p| p.exchanges.iter())
             .filter_map(|s| s.open.front().map(|w| w.start))
             .min()
     }
 
-    fn pair_state(&mut self, pair: Pair) -> &mut PairState {
-        let at = match self.index.get(&pair) {
-            Some(&at) => at,
+    /// The index of `pair`'s state, created on first sight.
+    #[inline]
+    fn pair_index(&mut self, pair: Pair) -> usize {
+        if let Some(p) = self.pairs.get(self.last_pair)
+            && p.pair == pair
+        {
+            return self.last_pair;
+        }
+        let found = if self.pairs.len() <= LINEAR_LOOKUP {
+            self.pairs.iter().position(|p| p.pair == pair)
+        } else {
+            self.index.get(&pair).copied()
+        };
+        let at = match found {
+            Some(at) => at,
             None => {
-                self.pairs.push(PairState {
-                    pair,
-                    composite: Series::default(),
-                    exchanges: Default::default(),
-                    active: [false; 3],
-                });
+                self.pairs.push(PairState::new(pair));
                 self.index.insert(pair, self.pairs.len() - 1);
                 self.pairs.len() - 1
             }
         };
-        &mut self.pairs[at]
+        self.last_pair = at;
+        at
     }
 
     /// Tells the engine that the candle of `source` for the window starting at `start` was
@@ -369,17 +522,25 @@ impl Engine {
     /// restart), so the series continues from there: flat candles after it, no candle for it or
     /// before it again.
     pub fn seed(&mut self, pair: Pair, source: Source, start: Micros, close: Decimal) {
-        let interval = self.config.interval;
-        let state = self.pair_state(pair);
-        if let Source::Exchange(e) = source {
-            state.active[exchange_index(e)] = true;
+        if !(-TIME_LIMIT..=TIME_LIMIT).contains(&start.0) {
+            return;
         }
-        let series = state.series_mut(source);
+        let interval = self.config.interval;
+        let at = self.pair_index(pair);
+        let state = &mut self.pairs[at];
+        let progress = match source {
+            Source::Composite => &mut state.composite,
+            Source::Exchange(e) => &mut state.exchanges[exchange_index(e)].progress,
+        };
         let next = interval.window_end(interval.window_start(start));
-        if series.next_emit.is_none_or(|n| n < next) {
-            series.next_emit = Some(next);
-            series.last_close = Some(close);
-            while series.open.front().is_some_and(|w| w.start < next) {
+        if progress.next_emit.is_none_or(|n| n < next) {
+            progress.next_emit = Some(next);
+            progress.last_close = Some(close);
+        }
+        // Windows that every series of the pair has finalized can go.
+        let composite = state.composite;
+        for series in &mut state.exchanges {
+            while series.open.front().is_some_and(|w| series.progress.is_final(w.start) && composite.is_final(w.start)) {
                 series.open.pop_front();
             }
         }
@@ -388,28 +549,37 @@ impl Engine {
     /// Adds one trade to its exchange's and its pair's composite candle.
     #[inline]
     pub fn apply(&mut self, trade: &Trade) -> Outcome {
-        let start = self.config.interval.window_start(trade.time);
+        let time = trade.time;
+        let (mut start, end) = self.last_window;
+        if time < start || time >= end {
+            if !(-TIME_LIMIT..=TIME_LIMIT).contains(&time.0) {
+                self.late += 1;
+                return Outcome::Late;
+            }
+            let interval = self.config.interval;
+            start = interval.window_start(time);
+            self.last_window = (start, interval.window_end(start));
+        }
         if start < self.finalized_before {
             self.late += 1;
             return Outcome::Late;
         }
-        if self.watermark.is_none_or(|w| trade.time > w) {
-            self.watermark = Some(trade.time);
+        let at = self.pair_index(trade.pair);
+        let ex = exchange_index(trade.exchange);
+        let state = &mut self.pairs[at];
+        let series = &mut state.exchanges[ex];
+        if series.progress.is_final(start) && state.composite.is_final(start) {
+            // Both of its candles were seeded as already final.
+            self.late += 1;
+            return Outcome::Late;
         }
         self.arrivals += 1;
-        let ex = exchange_index(trade.exchange);
-        let key: Key = (trade.time, ex as u8, trade.id, self.arrivals);
-        let notional = trade.price * trade.quantity;
-        let state = self.pair_state(trade.pair);
-        state.active[ex] = true;
-        let a = state.exchanges[ex].add(start, key, trade, notional);
-        let b = state.composite.add(start, key, trade, notional);
-        if a || b {
-            Outcome::Applied
-        } else {
-            self.late += 1;
-            Outcome::Late
+        let key: Key = (time, ex as u8, trade.id, self.arrivals);
+        series.add(start, key, trade, trade.price * trade.quantity);
+        if self.watermark.is_none_or(|w| time > w) {
+            self.watermark = Some(time);
         }
+        Outcome::Applied
     }
 
     /// The clock the engine finalizes by: `now` for the wall clock, the watermark for event time.
@@ -425,7 +595,8 @@ impl Engine {
     /// window start, pair, source. `now` is the wall-clock time; it is ignored in event mode.
     pub fn advance(&mut self, now: Micros, out: &mut Vec<Candle>) {
         let Some(clock) = self.clock(now) else { return };
-        let before = self.config.interval.window_start(Micros(clock.0.saturating_sub(self.config.grace.0)));
+        let edge = clock.0.saturating_sub(self.config.grace.0).clamp(-TIME_LIMIT, TIME_LIMIT);
+        let before = self.config.interval.window_start(Micros(edge));
         self.finalize_before(before, out);
     }
 
@@ -435,7 +606,7 @@ impl Engine {
         let last = self
             .pairs
             .iter()
-            .flat_map(|p| std::iter::once(&p.composite).chain(p.exchanges.iter()))
+            .flat_map(|p| p.exchanges.iter())
             .filter_map(|s| s.open.back().map(|w| interval.window_end(w.start)))
             .max();
         if let Some(before) = last {
@@ -451,15 +622,10 @@ impl Engine {
         let interval = self.config.interval;
         let first = out.len();
         for state in &mut self.pairs {
-            let pair = state.pair;
-            state.composite.finalize(pair, Source::Composite, interval, before, out);
-            for (i, e) in Exchange::ALL.into_iter().enumerate() {
-                if state.active[i] {
-                    state.exchanges[i].finalize(pair, Source::Exchange(e), interval, before, out);
-                }
-            }
+            state.finalize(interval, before, out);
         }
-        out[first..].sort_by_key(|c| (c.start, c.pair, c.source));
+        // Identities are unique, so an unstable (allocation-free) sort gives one order.
+        out[first..].sort_unstable_by_key(|c| (c.start, c.pair, c.source));
     }
 
     /// In-progress snapshots (`is_final == false`) of every open window that changed since the
@@ -467,16 +633,8 @@ impl Engine {
     pub fn take_updates(&mut self, out: &mut Vec<Candle>) {
         let interval = self.config.interval;
         for state in &mut self.pairs {
-            let pair = state.pair;
-            let sources = std::iter::once((Source::Composite, &mut state.composite)).chain(
-                Exchange::ALL.into_iter().map(Source::Exchange).zip(state.exchanges.iter_mut()),
-            );
-            for (source, series) in sources {
-                for w in series.open.iter_mut().filter(|w| w.dirty) {
-                    w.dirty = false;
-                    out.push(w.candle(pair, source, interval, false));
-                }
-            }
+            state.in_progress(interval, true, out);
+            state.mark_unchanged();
         }
     }
 
@@ -484,11 +642,7 @@ impl Engine {
     pub fn snapshot(&self, out: &mut Vec<Candle>) {
         let interval = self.config.interval;
         for state in &self.pairs {
-            let sources = std::iter::once((Source::Composite, &state.composite))
-                .chain(Exchange::ALL.into_iter().map(Source::Exchange).zip(state.exchanges.iter()));
-            for (source, series) in sources {
-                out.extend(series.open.iter().map(|w| w.candle(state.pair, source, interval, false)));
-            }
+            state.in_progress(interval, false, out);
         }
     }
 }

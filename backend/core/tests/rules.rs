@@ -274,18 +274,35 @@ fn a_late_trade_is_counted_not_applied_and_never_a_crash() {
 }
 
 #[test]
-fn extreme_trade_times_do_not_crash() {
+fn extreme_trade_times_and_clocks_do_not_crash() {
     for clock in [ClockMode::Wall, ClockMode::Event] {
         let mut e = engine(clock);
         let mut out = Vec::new();
-        for time in [i64::MIN, i64::MIN + 1, -1, 0, i64::MAX - 1, i64::MAX] {
-            let t = Trade { time: Micros(time), ..bt(1, "1", 0) };
-            let _ = e.apply(&t);
-            e.advance(Micros(time), &mut out);
-            let _ = e.oldest_open_window();
+        // On an engine with no series, any clock reading is harmless.
+        for now in [i64::MIN, -1, 0, i64::MAX] {
+            e.advance(Micros(now), &mut out);
         }
+        assert!(out.is_empty());
+        let mut e = engine(clock);
+        assert_eq!(e.apply(&bt(1, "10", SEC)), Outcome::Applied);
+        // Times whose windows cannot be computed without overflow are rejected like late trades.
+        for time in [i64::MIN, i64::MIN + 1, i64::MAX - 1, i64::MAX] {
+            let t = Trade { time: Micros(time), ..bt(2, "1", 0) };
+            assert_eq!(e.apply(&t), Outcome::Late, "{time}");
+        }
+        assert_eq!(e.late_trades(), 4);
+        assert_eq!(e.watermark(), Some(Micros(T0 + SEC)), "rejected times do not move the event clock");
+        e.seed(eth(), COMPOSITE, Micros(i64::MAX), dec("1"));
+        e.seed(eth(), COMPOSITE, Micros(i64::MIN), dec("1"));
+        // Times before the epoch are ordinary.
+        let mut before_epoch = engine(clock);
+        assert_eq!(before_epoch.apply(&Trade { time: Micros(-1), ..bt(1, "1", 0) }), Outcome::Applied);
+        before_epoch.flush(&mut out);
+        assert_eq!(out.iter().map(|c| c.start).collect::<Vec<_>>(), vec![Micros(-5 * SEC); 2]);
+        out.clear();
         e.flush(&mut out);
         e.take_updates(&mut out);
+        assert_eq!(out.len(), 2, "{out:?}");
     }
 }
 
