@@ -105,9 +105,12 @@ impl Reader {
     }
 }
 
-/// A trade without the connector's receive stamp, for comparison with the ground truth.
+/// A trade without the connector's receive stamp, for comparison with the ground truth. Prices
+/// and quantities compare as exact decimal values: Kraken's REST writes `0.00008000` where its
+/// WebSocket writes `0.00008`, the same number.
 fn essence(t: &Trade) -> (Exchange, Pair, u64, String, String, candles_core::Side, i64) {
-    (t.exchange, t.pair, t.id, t.price.to_string(), t.quantity.to_string(), t.side, t.time.0)
+    let exact = |d: candles_core::Decimal| d.normalize().to_string();
+    (t.exchange, t.pair, t.id, exact(t.price), exact(t.quantity), t.side, t.time.0)
 }
 
 /// Compares what the connector published with the simulator's ground truth. Per pair, the first
