@@ -66,7 +66,8 @@ impl Reader {
             .unwrap();
         let mut tpl = TopicPartitionList::new();
         for p in 0..PARTITIONS {
-            tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .unwrap();
         }
         consumer.assign(&tpl).unwrap();
         let records = Arc::new(Mutex::new(Vec::new()));
@@ -78,7 +79,8 @@ impl Reader {
                     match consumer.poll(Duration::from_millis(100)) {
                         Some(Ok(m)) => {
                             let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
-                            let wire = candles_proto::v1::Trade::decode(m.payload().unwrap()).unwrap();
+                            let wire =
+                                candles_proto::v1::Trade::decode(m.payload().unwrap()).unwrap();
                             let trade = Trade::try_from(&wire).unwrap();
                             records.lock().unwrap().push(Record { key, trade });
                         }
@@ -89,7 +91,11 @@ impl Reader {
                 std::thread::spawn(move || drop(consumer));
             }
         });
-        Reader { records, stop, thread: Some(thread) }
+        Reader {
+            records,
+            stop,
+            thread: Some(thread),
+        }
     }
 
     fn records(&self) -> Vec<Record> {
@@ -110,7 +116,15 @@ impl Reader {
 /// WebSocket writes `0.00008`, the same number.
 fn essence(t: &Trade) -> (Exchange, Pair, u64, String, String, candles_core::Side, i64) {
     let exact = |d: candles_core::Decimal| d.normalize().to_string();
-    (t.exchange, t.pair, t.id, exact(t.price), exact(t.quantity), t.side, t.time.0)
+    (
+        t.exchange,
+        t.pair,
+        t.id,
+        exact(t.price),
+        exact(t.quantity),
+        t.side,
+        t.time.0,
+    )
 }
 
 /// Compares what the connector published with the simulator's ground truth. Per pair, the first
@@ -128,16 +142,26 @@ fn compare(truth: &[Trade], published: &[Trade]) -> Result<usize, String> {
     let mut compared = 0;
     for (pair, (truth, got)) in by_pair {
         let Some(first) = got.first() else {
-            return Err(format!("{pair}: nothing published ({} trades made)", truth.len()));
+            return Err(format!(
+                "{pair}: nothing published ({} trades made)",
+                truth.len()
+            ));
         };
         let before = truth.iter().take_while(|t| t.id < first.id).count();
         if before > 5 {
-            return Err(format!("{pair}: first published id {} skips {before} trades", first.id));
+            return Err(format!(
+                "{pair}: first published id {} skips {before} trades",
+                first.id
+            ));
         }
         let want: Vec<_> = truth[before..].iter().map(|t| essence(t)).collect();
         let have: Vec<_> = got.iter().map(|t| essence(t)).collect();
         if want != have {
-            let at = want.iter().zip(&have).position(|(a, b)| a != b).unwrap_or(want.len().min(have.len()));
+            let at = want
+                .iter()
+                .zip(&have)
+                .position(|(a, b)| a != b)
+                .unwrap_or(want.len().min(have.len()));
             return Err(format!(
                 "{pair}: {} expected, {} published; first difference at #{at}: expected {:?}, got {:?}",
                 want.len(),
@@ -211,7 +235,11 @@ async fn exactly_once_into_kafka(exchange: Exchange) {
     sim.stop().await;
 
     for r in &records {
-        assert_eq!(r.key, r.trade.pair.to_string(), "record key = canonical pair");
+        assert_eq!(
+            r.key,
+            r.trade.pair.to_string(),
+            "record key = canonical pair"
+        );
         assert_eq!(r.trade.exchange, exchange);
     }
     let published: Vec<Trade> = records.iter().map(|r| r.trade).collect();
@@ -232,11 +260,27 @@ async fn exactly_once_into_kafka(exchange: Exchange) {
         started.elapsed(),
     );
     let compared = compared.unwrap();
-    assert!(compared >= truth.len() - 15, "compared {compared} of {}", truth.len());
-    assert!(figures.reconnects >= 1, "the simulator disconnects every 2 s: {figures:?}");
-    assert!(figures.gaps >= 1 && figures.backfilled >= 1, "5% drops must cause gap fills: {figures:?}");
-    assert!(figures.rejected >= 1, "2% garbage frames must be rejected and skipped: {figures:?}");
-    assert_eq!(figures.unfilled, 0, "the simulator's REST has every trade: {figures:?}");
+    assert!(
+        compared >= truth.len() - 15,
+        "compared {compared} of {}",
+        truth.len()
+    );
+    assert!(
+        figures.reconnects >= 1,
+        "the simulator disconnects every 2 s: {figures:?}"
+    );
+    assert!(
+        figures.gaps >= 1 && figures.backfilled >= 1,
+        "5% drops must cause gap fills: {figures:?}"
+    );
+    assert!(
+        figures.rejected >= 1,
+        "2% garbage frames must be rejected and skipped: {figures:?}"
+    );
+    assert_eq!(
+        figures.unfilled, 0,
+        "the simulator's REST has every trade: {figures:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -303,11 +347,22 @@ async fn stalled_socket_is_replaced(exchange: Exchange) {
     let states = states.await.unwrap();
     let truth = sim.trades();
     sim.stop().await;
-    println!("{exchange} stall: {figures:?}, {} of {} trades in {:?}", got.len(), truth.len(), start.elapsed());
-    assert!(figures.stale >= 1, "the stall was not detected: {figures:?}");
+    println!(
+        "{exchange} stall: {figures:?}, {} of {} trades in {:?}",
+        got.len(),
+        truth.len(),
+        start.elapsed()
+    );
+    assert!(
+        figures.stale >= 1,
+        "the stall was not detected: {figures:?}"
+    );
     assert!(states.contains(&ConnState::Stale), "{states:?}");
     let after_stale = states.iter().position(|s| *s == ConnState::Stale).unwrap();
-    assert!(states[after_stale..].contains(&ConnState::Live), "never live again: {states:?}");
+    assert!(
+        states[after_stale..].contains(&ConnState::Live),
+        "never live again: {states:?}"
+    );
     compare(&truth, &got).unwrap();
 }
 
@@ -329,12 +384,238 @@ async fn coinbase_stalled_socket_is_detected_and_replaced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unlisted_pairs_are_a_clear_error_naming_them() {
     for exchange in Exchange::ALL {
-        let sim = exchange_sim::start(SimConfig { exchange, ..SimConfig::default() }).await.unwrap();
+        let sim = exchange_sim::start(SimConfig {
+            exchange,
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
         let mut config = connector_config(exchange, &sim);
         check_pairs(&config).await.unwrap();
         config.pairs = Pair::parse_list("btcusdt,dogeeur").unwrap();
         let msg = format!("{:#}", check_pairs(&config).await.unwrap_err());
-        assert!(msg.contains("DOGE-EUR") && msg.contains("does not list"), "{exchange}: {msg}");
+        assert!(
+            msg.contains("DOGE-EUR") && msg.contains("does not list"),
+            "{exchange}: {msg}"
+        );
         sim.stop().await;
+    }
+}
+
+/// The TLS path (wss://) is built and fails like any connection error — retried with backoff,
+/// never a panic (e.g. a missing rustls crypto provider).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_wss_endpoint_is_retried_with_backoff() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            drop(socket);
+        }
+    });
+    let mut config = ConnectorConfig::new(Exchange::Binance, Pair::defaults());
+    config.ws_url = Some(format!("wss://{addr}/ws"));
+    config.rest_url = Some(format!("http://{addr}"));
+    config.backoff = BackoffConfig {
+        initial: Duration::from_millis(20),
+        max: Duration::from_millis(100),
+        reset_after: Duration::from_secs(30),
+    };
+    let counters = config.counters.clone();
+    let (tx, _rx) = tokio::sync::mpsc::channel(10);
+    let (status, mut status_rx) = watch::channel(ConnState::Connecting);
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(run(config, ChannelSink(tx), status, shutdown.clone()));
+    let mut attempts = Vec::new();
+    let waited = tokio::time::timeout(Duration::from_secs(10), async {
+        while status_rx.changed().await.is_ok() {
+            if let ConnState::Reconnecting { attempt, .. } = *status_rx.borrow() {
+                attempts.push(attempt);
+                if attempt >= 3 {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "no retries seen: {attempts:?}");
+    assert_eq!(attempts[..3], [1, 2, 3], "attempts count up while failing");
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    assert_eq!(*status_rx.borrow(), ConnState::Stopped);
+    assert!(counters.snapshot().reconnects >= 3);
+}
+
+fn connector_binary() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_candles-connector"))
+}
+
+#[test]
+fn help_lists_every_flag_with_its_environment_variable() {
+    let out = connector_binary().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for (flag, env) in [
+        ("--exchange", "CANDLES_EXCHANGE"),
+        ("--pairs", "CANDLES_PAIRS"),
+        ("--brokers", "CANDLES_BROKERS"),
+        ("--topic", "CANDLES_TOPIC"),
+        ("--ws-url", "CANDLES_WS_URL"),
+        ("--rest-url", "CANDLES_REST_URL"),
+        ("--metrics-addr", "CANDLES_METRICS_ADDR"),
+        ("--log-format", "CANDLES_LOG_FORMAT"),
+        ("--stale-after", "CANDLES_STALE_AFTER"),
+    ] {
+        assert!(
+            help.contains(flag) && help.contains(env),
+            "{flag} / {env} missing:\n{help}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_rejects_bad_input_with_messages_that_name_it() {
+    let out = connector_binary()
+        .args(["--exchange", "ftx"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("ftx") && err.contains("binance"),
+        "{err}"
+    );
+    let out = connector_binary()
+        .args(["--exchange", "kraken", "--pairs", "btc"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("\"btc\"") && err.contains("BTC-USDT"),
+        "{err}"
+    );
+
+    let sim = exchange_sim::start(SimConfig {
+        exchange: Exchange::Kraken,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let out = tokio::task::spawn_blocking({
+        let (ws, rest) = (sim.ws_url(), sim.rest_url());
+        move || {
+            connector_binary()
+                .args([
+                    "--exchange",
+                    "kraken",
+                    "--pairs",
+                    "btcusdt,dogeeur",
+                    "--ws-url",
+                    &ws,
+                ])
+                .args(["--rest-url", &rest, "--brokers", "127.0.0.1:1"])
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    sim.stop().await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("DOGE-EUR") && err.contains("does not list"),
+        "{err}"
+    );
+}
+
+/// The real binary, configured through environment variables and flags: trades from the
+/// simulator reach Kafka exactly once, metrics are served, and SIGTERM stops it cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_streams_to_kafka_serves_metrics_and_stops_on_sigterm() {
+    let tansu = Tansu::start().expect("Tansu is required (scripts/install-test-deps.sh)");
+    let topic = "trades-binary";
+    tansu.create_topic(topic, PARTITIONS as u32).unwrap();
+    let sim = exchange_sim::start(SimConfig {
+        exchange: Exchange::Coinbase,
+        source: TradeSource::Synthetic { rate: 150.0 },
+        drop_ratio: 0.05,
+        max_trades: Some(300),
+        seed: 3,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let reader = Reader::start(&tansu.brokers(), topic);
+    let metrics_port = candles_testkit::free_port();
+    let mut child = connector_binary()
+        .env("CANDLES_EXCHANGE", "coinbase")
+        .env("CANDLES_TOPIC", topic)
+        .args([
+            "--pairs",
+            "btc-usdt,ETH/USDT,sol_usdt",
+            "--brokers",
+            &tansu.brokers(),
+        ])
+        .args(["--ws-url", &sim.ws_url(), "--rest-url", &sim.rest_url()])
+        .args([
+            "--metrics-addr",
+            &format!("127.0.0.1:{metrics_port}"),
+            "--log-format",
+            "json",
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let caught_up = wait_until(deadline, || {
+        let published: Vec<Trade> = reader.records().iter().map(|r| r.trade).collect();
+        sim.done() && compare(&sim.trades(), &published).is_ok()
+    })
+    .await;
+    let metrics = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || {
+        let stop_by = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() > stop_by {
+                let _ = child.kill();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await
+    .unwrap();
+    let records = reader.stop();
+    let truth = sim.trades();
+    sim.stop().await;
+    let published: Vec<Trade> = records.iter().map(|r| r.trade).collect();
+    assert!(caught_up, "{:?}", compare(&truth, &published));
+    compare(&truth, &published).unwrap();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "SIGTERM must stop it cleanly: {status:?}"
+    );
+    for needle in [
+        r#"connector_trades_published_total{exchange="coinbase",pair="BTC-USDT"}"#,
+        r#"connector_trades_received_total{exchange="coinbase",pair="ETH-USDT"}"#,
+        "connector_gaps_total",
+        "connector_trades_backfilled_total",
+    ] {
+        assert!(
+            metrics.contains(needle),
+            "{needle} missing from /metrics:\n{metrics}"
+        );
     }
 }
