@@ -21,7 +21,11 @@ async fn history_then_live_without_gap_or_duplicate() {
     wait_serving(service.addr, Duration::from_secs(15)).await;
     let pairs = pairs();
     let btc = pairs[0];
-    let watcher = Collected::subscribe(&mut service.client().await, request(&pairs, all_sources(), 0, false)).await;
+    let watcher = Collected::subscribe(
+        &mut service.client().await,
+        request(&pairs, all_sources(), 0, false),
+    )
+    .await;
     let producing = tokio::spawn(produce_live(
         deps.tansu.brokers(),
         deps.topic.clone(),
@@ -33,35 +37,78 @@ async fn history_then_live_without_gap_or_duplicate() {
     ));
     // Wait until at least 4 composite BTC finals exist, then join with history = 3.
     let deadline = Instant::now() + Duration::from_secs(25);
-    while watcher.finals().iter().filter(|c| c.pair == "BTC-USDT" && c.source == "composite").count() < 4 {
+    while watcher
+        .finals()
+        .iter()
+        .filter(|c| c.pair == "BTC-USDT" && c.source == "composite")
+        .count()
+        < 4
+    {
         assert!(Instant::now() < deadline, "no candles");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let late = Collected::subscribe(&mut service.client().await, request(&[btc], vec![], 3, true)).await;
+    let late = Collected::subscribe(
+        &mut service.client().await,
+        request(&[btc], vec![], 3, true),
+    )
+    .await;
     let trades = producing.await.unwrap();
-    let expected: Vec<_> = reference(&trades).into_iter().filter(|c| c.pair == btc && c.source == Source::Composite).collect();
+    let expected: Vec<_> = reference(&trades)
+        .into_iter()
+        .filter(|c| c.pair == btc && c.source == Source::Composite)
+        .collect();
     let last_expected = expected.last().unwrap().start.0;
     let deadline = Instant::now() + Duration::from_secs(15);
     while !late.finals().iter().any(|c| start_of(c) >= last_expected) {
-        assert!(Instant::now() < deadline, "the late client never got the last window");
+        assert!(
+            Instant::now() < deadline,
+            "the late client never got the last window"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let got = late.responses();
-    let historical: Vec<_> = got.iter().take_while(|r| r.historical).map(|r| r.candle.clone().unwrap()).collect();
+    let historical: Vec<_> = got
+        .iter()
+        .take_while(|r| r.historical)
+        .map(|r| r.candle.clone().unwrap())
+        .collect();
     assert_eq!(historical.len(), 3, "history = 3 gives 3 candles first");
     assert!(historical.iter().all(|c| c.r#final));
-    assert!(got[3..].iter().all(|r| !r.historical), "history comes first, then only live");
-    let finals: Vec<_> = got.iter().filter_map(|r| r.candle.clone()).filter(|c| c.r#final).collect();
+    assert!(
+        got[3..].iter().all(|r| !r.historical),
+        "history comes first, then only live"
+    );
+    let finals: Vec<_> = got
+        .iter()
+        .filter_map(|r| r.candle.clone())
+        .filter(|c| c.r#final)
+        .collect();
     let starts: Vec<i64> = finals.iter().map(start_of).collect();
     for w in starts.windows(2) {
-        assert_eq!(w[1] - w[0], INTERVAL.micros(), "consecutive finals, no gap and no duplicate: {starts:?}");
+        assert_eq!(
+            w[1] - w[0],
+            INTERVAL.micros(),
+            "consecutive finals, no gap and no duplicate: {starts:?}"
+        );
     }
-    let live_updates = got.iter().filter(|r| r.candle.as_ref().is_some_and(|c| !c.r#final)).count();
+    let live_updates = got
+        .iter()
+        .filter(|r| r.candle.as_ref().is_some_and(|c| !c.r#final))
+        .count();
     assert!(live_updates > 0, "live updates were asked for");
     // Every final in the reference span equals the reference.
-    let span: Vec<_> = expected.iter().filter(|c| c.start.0 >= starts[0]).copied().collect();
+    let span: Vec<_> = expected
+        .iter()
+        .filter(|c| c.start.0 >= starts[0])
+        .copied()
+        .collect();
     check_exact(&finals, &span).unwrap();
-    println!("history {:?} then {} live finals and {live_updates} live updates, exact; {:?}", &starts[..3], finals.len() - 3, t0.elapsed());
+    println!(
+        "history {:?} then {} live finals and {live_updates} live updates, exact; {:?}",
+        &starts[..3],
+        finals.len() - 3,
+        t0.elapsed()
+    );
     service.stop().await;
 }
 
@@ -87,12 +134,32 @@ async fn a_slow_client_is_dropped_and_others_are_not_slowed() {
         .await
         .unwrap()
         .into_inner();
-    let fast = Collected::subscribe(&mut service.client().await, request(&pairs, all_sources(), 0, true)).await;
-    let trades = produce_live(deps.tansu.brokers(), deps.topic.clone(), pairs.clone(), Duration::from_secs(6), Duration::from_millis(5), None, 5).await;
+    let fast = Collected::subscribe(
+        &mut service.client().await,
+        request(&pairs, all_sources(), 0, true),
+    )
+    .await;
+    let trades = produce_live(
+        deps.tansu.brokers(),
+        deps.topic.clone(),
+        pairs.clone(),
+        Duration::from_secs(6),
+        Duration::from_millis(5),
+        None,
+        5,
+    )
+    .await;
     let expected = reference(&trades);
-    assert!(fast.wait_for(&expected, Duration::from_secs(20)).await, "{:?}", check_exact(&fast.finals(), &expected));
+    assert!(
+        fast.wait_for(&expected, Duration::from_secs(20)).await,
+        "{:?}",
+        check_exact(&fast.finals(), &expected)
+    );
     check_exact(&fast.finals(), &expected).unwrap();
-    assert!(fast.ended.lock().unwrap().is_none(), "the fast client is still subscribed");
+    assert!(
+        fast.ended.lock().unwrap().is_none(),
+        "the fast client is still subscribed"
+    );
     // Latency of the fast client: receipt − (window end + grace), over the finals it got.
     let mut lat: Vec<f64> = fast
         .items
@@ -112,14 +179,21 @@ async fn a_slow_client_is_dropped_and_others_are_not_slowed() {
     // The slow client now reads: what was buffered, then RESOURCE_EXHAUSTED.
     let mut read = 0usize;
     let status = loop {
-        match tokio::time::timeout(Duration::from_secs(10), slow.message()).await.expect("the slow stream ends") {
+        match tokio::time::timeout(Duration::from_secs(10), slow.message())
+            .await
+            .expect("the slow stream ends")
+        {
             Ok(Some(_)) => read += 1,
             Ok(None) => panic!("the slow stream ended without a status after {read} messages"),
             Err(s) => break s,
         }
     };
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
-    assert!(status.message().contains("client too slow"), "{}", status.message());
+    assert!(
+        status.message().contains("client too slow"),
+        "{}",
+        status.message()
+    );
     println!(
         "{} trades; fast client exact, final latency p50 {:.0} ms, max {:.0} ms; slow client got {read} buffered messages then {:?}",
         trades.len(),
@@ -139,22 +213,56 @@ async fn malformed_records_go_to_the_dead_letter_topic_and_the_service_carries_o
     let service = InProcess::start(config).await;
     wait_serving(service.addr, Duration::from_secs(15)).await;
     let pairs = pairs();
-    let watcher = Collected::subscribe(&mut service.client().await, request(&pairs, vec![], 0, false)).await;
+    let watcher = Collected::subscribe(
+        &mut service.client().await,
+        request(&pairs, vec![], 0, false),
+    )
+    .await;
     let producer = producer(&deps.tansu.brokers());
     // Garbage bytes, then a well-formed protobuf with an invalid price.
-    let garbage = rdkafka::producer::FutureRecord::to(&deps.topic).key("BTC-USDT").payload(&b"\xff\xff not a protobuf"[..]);
-    producer.send(garbage, Duration::from_secs(5)).await.map_err(|(e, _)| e).unwrap();
-    let mut bad = v1::Trade::from(&TradeGen::new(1).trade(candles_core::Exchange::Kraken, pairs[0], Micros::now()));
-    bad.price = "12,5".into();
-    let bad = prost::Message::encode_to_vec(&bad);
+    let garbage = rdkafka::producer::FutureRecord::to(&deps.topic)
+        .key("BTC-USDT")
+        .payload(&b"\xff\xff not a protobuf"[..]);
     producer
-        .send(rdkafka::producer::FutureRecord::to(&deps.topic).key("BTC-USDT").payload(&bad), Duration::from_secs(5))
+        .send(garbage, Duration::from_secs(5))
         .await
         .map_err(|(e, _)| e)
         .unwrap();
-    let trades = produce_live(deps.tansu.brokers(), deps.topic.clone(), pairs.clone(), Duration::from_secs(3), Duration::from_millis(20), None, 3).await;
-    let expected: Vec<_> = reference(&trades).into_iter().filter(|c| c.source == Source::Composite).collect();
-    assert!(watcher.wait_for(&expected, Duration::from_secs(20)).await, "the service carried on after bad records");
+    let mut bad = v1::Trade::from(&TradeGen::new(1).trade(
+        candles_core::Exchange::Kraken,
+        pairs[0],
+        Micros::now(),
+    ));
+    bad.price = "12,5".into();
+    let bad = prost::Message::encode_to_vec(&bad);
+    producer
+        .send(
+            rdkafka::producer::FutureRecord::to(&deps.topic)
+                .key("BTC-USDT")
+                .payload(&bad),
+            Duration::from_secs(5),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+    let trades = produce_live(
+        deps.tansu.brokers(),
+        deps.topic.clone(),
+        pairs.clone(),
+        Duration::from_secs(3),
+        Duration::from_millis(20),
+        None,
+        3,
+    )
+    .await;
+    let expected: Vec<_> = reference(&trades)
+        .into_iter()
+        .filter(|c| c.source == Source::Composite)
+        .collect();
+    assert!(
+        watcher.wait_for(&expected, Duration::from_secs(20)).await,
+        "the service carried on after bad records"
+    );
     check_exact(&watcher.finals(), &expected).unwrap();
 
     let consumer: StreamConsumer = rdkafka::ClientConfig::new()
@@ -164,21 +272,44 @@ async fn malformed_records_go_to_the_dead_letter_topic_and_the_service_carries_o
         .create()
         .unwrap();
     let mut tpl = rdkafka::TopicPartitionList::new();
-    tpl.add_partition_offset(&dlq, 0, rdkafka::Offset::Beginning).unwrap();
+    tpl.add_partition_offset(&dlq, 0, rdkafka::Offset::Beginning)
+        .unwrap();
     consumer.assign(&tpl).unwrap();
     let mut errors = Vec::new();
     while errors.len() < 2 {
-        let m = tokio::time::timeout(Duration::from_secs(20), consumer.recv()).await.expect("2 records in the DLQ").unwrap();
+        let m = tokio::time::timeout(Duration::from_secs(20), consumer.recv())
+            .await
+            .expect("2 records in the DLQ")
+            .unwrap();
         assert_eq!(m.key(), Some(&b"BTC-USDT"[..]), "the original key");
         let headers = m.headers().unwrap();
-        let error = headers.iter().find(|h| h.key == "error").and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).to_string()).unwrap();
+        let error = headers
+            .iter()
+            .find(|h| h.key == "error")
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).to_string())
+            .unwrap();
         errors.push((m.payload().unwrap().to_vec(), error));
     }
-    assert_eq!(errors[0].0, b"\xff\xff not a protobuf", "the original value");
-    assert!(errors[0].1.contains("not a protobuf candles.v1.Trade"), "{}", errors[0].1);
+    assert_eq!(
+        errors[0].0, b"\xff\xff not a protobuf",
+        "the original value"
+    );
+    assert!(
+        errors[0].1.contains("not a protobuf candles.v1.Trade"),
+        "{}",
+        errors[0].1
+    );
     assert_eq!(errors[1].0, bad);
-    assert!(errors[1].1.contains("price") && errors[1].1.contains("12,5"), "{}", errors[1].1);
-    println!("DLQ reasons: {:?}", errors.iter().map(|e| &e.1).collect::<Vec<_>>());
+    assert!(
+        errors[1].1.contains("price") && errors[1].1.contains("12,5"),
+        "{}",
+        errors[1].1
+    );
+    println!(
+        "DLQ reasons: {:?}",
+        errors.iter().map(|e| &e.1).collect::<Vec<_>>()
+    );
     // Dropping a StreamConsumer can hang (PITFALLS): leave it behind.
     consumer.unsubscribe();
     std::mem::forget(consumer);
@@ -196,23 +327,66 @@ async fn bad_requests_health_reflection_auth_and_a_redis_restart() {
 
     // INVALID_ARGUMENT, naming the bad input.
     let cases: Vec<(SubscribeRequest, &str)> = vec![
-        (SubscribeRequest { pairs: vec![], ..Default::default() }, "pairs is required"),
-        (SubscribeRequest { pairs: vec!["BTC-USDT".into(), "dogecoin".into()], ..Default::default() }, "\"dogecoin\""),
-        (SubscribeRequest { pairs: vec!["btcusdt".into()], sources: vec!["ftx".into()], ..Default::default() }, "\"ftx\""),
-        (SubscribeRequest { pairs: vec!["btcusdt".into()], history: 51, ..Default::default() }, "at most 50"),
+        (
+            SubscribeRequest {
+                pairs: vec![],
+                ..Default::default()
+            },
+            "pairs is required",
+        ),
+        (
+            SubscribeRequest {
+                pairs: vec!["BTC-USDT".into(), "dogecoin".into()],
+                ..Default::default()
+            },
+            "\"dogecoin\"",
+        ),
+        (
+            SubscribeRequest {
+                pairs: vec!["btcusdt".into()],
+                sources: vec!["ftx".into()],
+                ..Default::default()
+            },
+            "\"ftx\"",
+        ),
+        (
+            SubscribeRequest {
+                pairs: vec!["btcusdt".into()],
+                history: 51,
+                ..Default::default()
+            },
+            "at most 50",
+        ),
     ];
     for (req, needle) in cases {
-        let status = client.subscribe(req.clone()).await.err().unwrap_or_else(|| panic!("{req:?} accepted"));
+        let status = client
+            .subscribe(req.clone())
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{req:?} accepted"));
         assert_eq!(status.code(), Code::InvalidArgument, "{req:?}: {status:?}");
-        assert!(status.message().contains(needle), "{req:?}: {:?} lacks {needle:?}", status.message());
+        assert!(
+            status.message().contains(needle),
+            "{req:?}: {:?} lacks {needle:?}",
+            status.message()
+        );
     }
 
     // Reflection, v1 and v1alpha.
     let services_v1 = reflection_v1(service.addr).await;
-    assert!(services_v1.contains(&"candles.v1.CandleService".to_string()), "{services_v1:?}");
-    assert!(services_v1.contains(&"grpc.health.v1.Health".to_string()), "{services_v1:?}");
+    assert!(
+        services_v1.contains(&"candles.v1.CandleService".to_string()),
+        "{services_v1:?}"
+    );
+    assert!(
+        services_v1.contains(&"grpc.health.v1.Health".to_string()),
+        "{services_v1:?}"
+    );
     let services_v1alpha = reflection_v1alpha(service.addr).await;
-    assert!(services_v1alpha.contains(&"candles.v1.CandleService".to_string()), "{services_v1alpha:?}");
+    assert!(
+        services_v1alpha.contains(&"candles.v1.CandleService".to_string()),
+        "{services_v1alpha:?}"
+    );
 
     // Candles flow; then Redis dies: NOT_SERVING; Redis is back: SERVING and candles flow again
     // to the same client stream.
@@ -229,7 +403,10 @@ async fn bad_requests_health_reflection_auth_and_a_redis_restart() {
     ));
     let deadline = Instant::now() + Duration::from_secs(20);
     while watcher.finals().len() < 2 {
-        assert!(Instant::now() < deadline, "no candles before the Redis restart");
+        assert!(
+            Instant::now() < deadline,
+            "no candles before the Redis restart"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     deps.redis.kill();
@@ -245,17 +422,34 @@ async fn bad_requests_health_reflection_auth_and_a_redis_restart() {
     let trades = producing.await.unwrap();
     // Redis lost everything (no persistence); candles after the restart arrive exactly, on the
     // same stream, and finals held while Redis was down are published once it is back.
-    let expected: Vec<_> = reference(&trades).into_iter().filter(|c| c.source == Source::Composite).collect();
-    assert!(watcher.wait_for(&expected, Duration::from_secs(15)).await, "{:?}", check_exact(&watcher.finals(), &expected));
+    let expected: Vec<_> = reference(&trades)
+        .into_iter()
+        .filter(|c| c.source == Source::Composite)
+        .collect();
+    assert!(
+        watcher.wait_for(&expected, Duration::from_secs(15)).await,
+        "{:?}",
+        check_exact(&watcher.finals(), &expected)
+    );
     check_exact(&watcher.finals(), &expected).unwrap();
-    assert!(watcher.ended.lock().unwrap().is_none(), "the client stream survived the Redis restart");
+    assert!(
+        watcher.ended.lock().unwrap().is_none(),
+        "the client stream survived the Redis restart"
+    );
 
-    let markets = client.list_markets(ListMarketsRequest {}).await.unwrap().into_inner();
+    let markets = client
+        .list_markets(ListMarketsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(markets.max_history, 50);
     assert_eq!(markets.interval, Some(candles_proto::duration(INTERVAL)));
     assert_eq!(markets.markets.len(), 1);
     assert_eq!(markets.markets[0].pair, "BTC-USDT");
-    assert_eq!(markets.markets[0].sources, ["composite", "binance", "kraken", "coinbase"]);
+    assert_eq!(
+        markets.markets[0].sources,
+        ["composite", "binance", "kraken", "coinbase"]
+    );
     service.stop().await;
 
     // Bearer token.
@@ -263,10 +457,14 @@ async fn bad_requests_health_reflection_auth_and_a_redis_restart() {
     config.group = unique("auth");
     let secured = InProcess::start(config).await;
     let mut client = secured.client().await;
-    let status = client.list_markets(ListMarketsRequest {}).await.unwrap_err();
+    let status = client
+        .list_markets(ListMarketsRequest {})
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
     let mut req = tonic::Request::new(ListMarketsRequest {});
-    req.metadata_mut().insert("authorization", "Bearer s3cret".parse().unwrap());
+    req.metadata_mut()
+        .insert("authorization", "Bearer s3cret".parse().unwrap());
     client.list_markets(req).await.unwrap();
     secured.stop().await;
 }
@@ -275,11 +473,22 @@ async fn wait_health(addr: std::net::SocketAddr, serving: bool, timeout: Duratio
     use tonic_health::pb::health_client::HealthClient;
     use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
     let mut health = HealthClient::new(channel(addr).await);
-    let want = if serving { ServingStatus::Serving } else { ServingStatus::NotServing } as i32;
+    let want = if serving {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    } as i32;
     let deadline = Instant::now() + timeout;
     loop {
         for service in ["", "candles.v1.CandleService"] {
-            let s = health.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner().status;
+            let s = health
+                .check(HealthCheckRequest {
+                    service: service.into(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .status;
             if s == want && service == "candles.v1.CandleService" {
                 return;
             }
@@ -287,34 +496,65 @@ async fn wait_health(addr: std::net::SocketAddr, serving: bool, timeout: Duratio
                 break;
             }
         }
-        assert!(Instant::now() < deadline, "health did not become {want} within {timeout:?}");
+        assert!(
+            Instant::now() < deadline,
+            "health did not become {want} within {timeout:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 async fn reflection_v1(addr: std::net::SocketAddr) -> Vec<String> {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
     let mut client = ServerReflectionClient::new(channel(addr).await);
-    let req = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
-    let mut stream = client.server_reflection_info(tokio_stream::iter(vec![req])).await.unwrap().into_inner();
-    match stream.message().await.unwrap().unwrap().message_response.unwrap() {
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = client
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
+    match stream
+        .message()
+        .await
+        .unwrap()
+        .unwrap()
+        .message_response
+        .unwrap()
+    {
         MessageResponse::ListServicesResponse(r) => r.service.into_iter().map(|s| s.name).collect(),
         other => panic!("{other:?}"),
     }
 }
 
 async fn reflection_v1alpha(addr: std::net::SocketAddr) -> Vec<String> {
+    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
     use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
     let mut client = ServerReflectionClient::new(channel(addr).await);
-    let req = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
-    let mut stream = client.server_reflection_info(tokio_stream::iter(vec![req])).await.unwrap().into_inner();
-    match stream.message().await.unwrap().unwrap().message_response.unwrap() {
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = client
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
+    match stream
+        .message()
+        .await
+        .unwrap()
+        .unwrap()
+        .message_response
+        .unwrap()
+    {
         MessageResponse::ListServicesResponse(r) => r.service.into_iter().map(|s| s.name).collect(),
         other => panic!("{other:?}"),
     }

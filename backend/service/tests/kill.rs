@@ -30,7 +30,13 @@ async fn kill_9_of_the_owner_mid_window_loses_and_duplicates_nothing() {
     let pairs = pairs();
     let mut clients = Vec::new();
     for c in &children {
-        clients.push(Collected::subscribe(&mut connect(c.addr).await, request(&pairs, all_sources(), 0, false)).await);
+        clients.push(
+            Collected::subscribe(
+                &mut connect(c.addr).await,
+                request(&pairs, all_sources(), 0, false),
+            )
+            .await,
+        );
     }
     let producing = tokio::spawn(produce_live(
         deps.tansu.brokers(),
@@ -46,11 +52,19 @@ async fn kill_9_of_the_owner_mid_window_loses_and_duplicates_nothing() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let victim = loop {
         let owners: Vec<Option<Vec<i32>>> = children.iter().map(|c| c.assigned()).collect();
-        let settled = owners.iter().all(|o| o.as_ref().is_some_and(|p| !p.is_empty()));
+        let settled = owners
+            .iter()
+            .all(|o| o.as_ref().is_some_and(|p| !p.is_empty()));
         if settled && clients.iter().all(|c| !c.finals().is_empty()) {
-            break owners.iter().position(|o| o.as_ref().unwrap().contains(&0)).unwrap();
+            break owners
+                .iter()
+                .position(|o| o.as_ref().unwrap().contains(&0))
+                .unwrap();
         }
-        assert!(Instant::now() < deadline, "group did not settle: {owners:?}");
+        assert!(
+            Instant::now() < deadline,
+            "group did not settle: {owners:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     // Mid-window: 400-600 ms into a 1 s window.
@@ -64,14 +78,23 @@ async fn kill_9_of_the_owner_mid_window_loses_and_duplicates_nothing() {
     let killed_at = Instant::now();
     children[victim].child.kill().unwrap();
     children[victim].child.wait().unwrap();
-    println!("killed instance {victim} (owner of partition 0) at {:?}", t0.elapsed());
+    println!(
+        "killed instance {victim} (owner of partition 0) at {:?}",
+        t0.elapsed()
+    );
     let survivor = 1 - victim;
 
     let trades = producing.await.unwrap();
     let expected = reference(&trades);
     let on_survivor = &clients[survivor];
-    let complete = on_survivor.wait_for(&expected, Duration::from_secs(30)).await;
-    assert!(complete, "survivor's client missing candles: {:?}", check_exact(&on_survivor.finals(), &expected));
+    let complete = on_survivor
+        .wait_for(&expected, Duration::from_secs(30))
+        .await;
+    assert!(
+        complete,
+        "survivor's client missing candles: {:?}",
+        check_exact(&on_survivor.finals(), &expected)
+    );
     check_exact(&on_survivor.finals(), &expected).unwrap();
     println!(
         "{} trades → {} candles, each exactly once on the survivor; recovered {:?} after the kill (total {:?})",
@@ -84,12 +107,21 @@ async fn kill_9_of_the_owner_mid_window_loses_and_duplicates_nothing() {
     // SIGTERM: exit 0 within a few seconds.
     let pid = children[survivor].child.id();
     let term = Instant::now();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap().success());
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
     let status = loop {
         if let Some(s) = children[survivor].child.try_wait().unwrap() {
             break s;
         }
-        assert!(term.elapsed() < Duration::from_secs(8), "no exit within 8s of SIGTERM");
+        assert!(
+            term.elapsed() < Duration::from_secs(8),
+            "no exit within 8s of SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(status.success(), "exit status after SIGTERM: {status}");

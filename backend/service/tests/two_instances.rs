@@ -31,20 +31,44 @@ async fn two_instances_serve_identical_exact_candles() {
     )
     .await;
     let expected = reference(&trades);
-    assert!(expected.len() >= 4 * 12, "{} expected candles", expected.len());
-    assert!(on_a.wait_for(&expected, Duration::from_secs(30)).await, "instance A's client did not get every candle: {:?}", check_exact(&on_a.finals(), &expected));
-    assert!(on_b.wait_for(&expected, Duration::from_secs(5)).await, "instance B's client did not get every candle: {:?}", check_exact(&on_b.finals(), &expected));
+    assert!(
+        expected.len() >= 4 * 12,
+        "{} expected candles",
+        expected.len()
+    );
+    assert!(
+        on_a.wait_for(&expected, Duration::from_secs(30)).await,
+        "instance A's client did not get every candle: {:?}",
+        check_exact(&on_a.finals(), &expected)
+    );
+    assert!(
+        on_b.wait_for(&expected, Duration::from_secs(5)).await,
+        "instance B's client did not get every candle: {:?}",
+        check_exact(&on_b.finals(), &expected)
+    );
     check_exact(&on_a.finals(), &expected).unwrap();
     check_exact(&on_b.finals(), &expected).unwrap();
     let last = expected.iter().map(|c| c.start.0).max().unwrap();
     let upto = |c: &Collected| on_or_before(c.finals(), last);
-    assert_eq!(upto(&on_a), upto(&on_b), "both instances' clients saw the same finals");
-    println!("{} trades → {} candles, checked on both instances after {:?}", trades.len(), expected.len(), t0.elapsed());
+    assert_eq!(
+        upto(&on_a),
+        upto(&on_b),
+        "both instances' clients saw the same finals"
+    );
+    println!(
+        "{} trades → {} candles, checked on both instances after {:?}",
+        trades.len(),
+        expected.len(),
+        t0.elapsed()
+    );
     let (sa, sb) = tokio::join!(a.stop(), b.stop());
     println!("shutdown took {sa:?} and {sb:?}");
 }
 
-fn on_or_before(mut finals: Vec<candles_proto::v1::Candle>, last: i64) -> Vec<candles_proto::v1::Candle> {
+fn on_or_before(
+    mut finals: Vec<candles_proto::v1::Candle>,
+    last: i64,
+) -> Vec<candles_proto::v1::Candle> {
     finals.retain(|c| start_of(c) <= last);
     finals.sort_by_key(id_of);
     finals

@@ -4,7 +4,9 @@
 #![allow(dead_code, clippy::unwrap_used, missing_docs)]
 
 use candles_core::time::Duration as CoreDuration;
-use candles_core::{Candle, ClockMode, Engine, EngineConfig, Exchange, Interval, Micros, Pair, Side, Source, Trade};
+use candles_core::{
+    Candle, ClockMode, Engine, EngineConfig, Exchange, Interval, Micros, Pair, Side, Source, Trade,
+};
 use candles_proto::v1::candle_service_client::CandleServiceClient;
 use candles_proto::v1::{self, SubscribeRequest, SubscribeResponse};
 use candles_service::ServiceConfig;
@@ -24,18 +26,27 @@ pub const INTERVAL: Interval = Interval::seconds(1);
 pub const GRACE_MS: i64 = 400;
 
 pub fn pairs() -> Vec<Pair> {
-    ["BTC-USDT", "ETH-USDT", "SOL-USDT"].iter().map(|p| Pair::parse(p).unwrap()).collect()
+    ["BTC-USDT", "ETH-USDT", "SOL-USDT"]
+        .iter()
+        .map(|p| Pair::parse(p).unwrap())
+        .collect()
 }
 
 /// A unique name per test run (topics, groups).
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
-    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
         .with_test_writer()
         .try_init();
 }
@@ -52,10 +63,16 @@ impl Deps {
     pub fn start(partitions: u32) -> Deps {
         init_tracing();
         let tansu = Tansu::start().expect("Tansu must be installed (scripts/install-test-deps.sh)");
-        let redis = Redis::start().expect("redis-server must be installed (scripts/install-test-deps.sh)");
+        let redis =
+            Redis::start().expect("redis-server must be installed (scripts/install-test-deps.sh)");
         let topic = unique("trades");
         tansu.create_topic(&topic, partitions).unwrap();
-        Deps { tansu, redis, topic, group: unique("candles") }
+        Deps {
+            tansu,
+            redis,
+            topic,
+            group: unique("candles"),
+        }
     }
 
     pub fn config(&self) -> ServiceConfig {
@@ -66,7 +83,11 @@ impl Deps {
             dlq_topic: format!("{}.dlq", self.topic),
             redis_url: self.redis.url(),
             listen: "127.0.0.1:0".parse().unwrap(),
-            engine: EngineConfig { interval: INTERVAL, grace: CoreDuration::from_millis(GRACE_MS), clock: ClockMode::Wall },
+            engine: EngineConfig {
+                interval: INTERVAL,
+                grace: CoreDuration::from_millis(GRACE_MS),
+                clock: ClockMode::Wall,
+            },
             update_interval: Duration::from_millis(100),
             history_max: 100,
             client_queue: 1024,
@@ -91,7 +112,11 @@ impl InProcess {
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(candles_service::serve(config, listener, shutdown.clone()));
-        InProcess { addr, shutdown, task }
+        InProcess {
+            addr,
+            shutdown,
+            task,
+        }
     }
 
     pub async fn client(&self) -> CandleServiceClient<Channel> {
@@ -101,7 +126,11 @@ impl InProcess {
     pub async fn stop(self) -> Duration {
         let t = Instant::now();
         self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(10), self.task).await.expect("service stops within 10s").unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("service stops within 10s")
+            .unwrap()
+            .unwrap();
         t.elapsed()
     }
 }
@@ -109,7 +138,11 @@ impl InProcess {
 pub async fn channel(addr: SocketAddr) -> Channel {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await {
+        match tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+        {
             Ok(c) => return c,
             Err(e) if Instant::now() > deadline => panic!("cannot connect to {addr}: {e}"),
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -128,11 +161,19 @@ pub async fn wait_serving(addr: SocketAddr, timeout: Duration) {
     let mut health = HealthClient::new(channel(addr).await);
     let deadline = Instant::now() + timeout;
     loop {
-        let status = health.check(HealthCheckRequest { service: String::new() }).await.map(|r| r.into_inner().status);
+        let status = health
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .map(|r| r.into_inner().status);
         if matches!(status, Ok(s) if s == ServingStatus::Serving as i32) {
             return;
         }
-        assert!(Instant::now() < deadline, "{addr} not SERVING within {timeout:?}: {status:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{addr} not SERVING within {timeout:?}: {status:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -142,7 +183,12 @@ pub fn all_sources() -> Vec<String> {
 }
 
 pub fn request(pairs: &[Pair], sources: Vec<String>, history: u32, live: bool) -> SubscribeRequest {
-    SubscribeRequest { pairs: pairs.iter().map(|p| p.to_string()).collect(), sources, history, live_updates: live }
+    SubscribeRequest {
+        pairs: pairs.iter().map(|p| p.to_string()).collect(),
+        sources,
+        history,
+        live_updates: live,
+    }
 }
 
 /// What one client stream delivered, filled by a background task.
@@ -153,7 +199,10 @@ pub struct Collected {
 }
 
 impl Collected {
-    pub async fn subscribe(client: &mut CandleServiceClient<Channel>, req: SubscribeRequest) -> Collected {
+    pub async fn subscribe(
+        client: &mut CandleServiceClient<Channel>,
+        req: SubscribeRequest,
+    ) -> Collected {
         let mut stream = client.subscribe(req).await.expect("subscribe").into_inner();
         let c = Collected::default();
         let out = c.clone();
@@ -176,11 +225,20 @@ impl Collected {
     }
 
     pub fn responses(&self) -> Vec<SubscribeResponse> {
-        self.items.lock().unwrap().iter().map(|(_, r)| r.clone()).collect()
+        self.items
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, r)| r.clone())
+            .collect()
     }
 
     pub fn finals(&self) -> Vec<v1::Candle> {
-        self.responses().into_iter().filter_map(|r| r.candle).filter(|c| c.r#final).collect()
+        self.responses()
+            .into_iter()
+            .filter_map(|r| r.candle)
+            .filter(|c| c.r#final)
+            .collect()
     }
 
     /// Waits until every expected identity has arrived (or the timeout passes).
@@ -188,7 +246,10 @@ impl Collected {
         let deadline = Instant::now() + timeout;
         loop {
             let have: std::collections::HashSet<_> = self.finals().iter().map(id_of).collect();
-            if expected.iter().all(|c| have.contains(&(c.pair.to_string(), c.source.to_string(), c.start.0))) {
+            if expected
+                .iter()
+                .all(|c| have.contains(&(c.pair.to_string(), c.source.to_string(), c.start.0)))
+            {
                 return true;
             }
             if Instant::now() > deadline {
@@ -212,12 +273,19 @@ pub fn id_of(c: &v1::Candle) -> (String, String, i64) {
 pub fn check_exact(received: &[v1::Candle], expected: &[Candle]) -> Result<(), String> {
     let mut by_series: BTreeMap<(String, String), Vec<&v1::Candle>> = BTreeMap::new();
     for c in received {
-        by_series.entry((c.pair.clone(), c.source.clone())).or_default().push(c);
+        by_series
+            .entry((c.pair.clone(), c.source.clone()))
+            .or_default()
+            .push(c);
     }
     for (series, candles) in &by_series {
         for w in candles.windows(2) {
             if start_of(w[1]) <= start_of(w[0]) {
-                return Err(format!("{series:?}: final {} after {} (duplicate or out of order)", start_of(w[1]), start_of(w[0])));
+                return Err(format!(
+                    "{series:?}: final {} after {} (duplicate or out of order)",
+                    start_of(w[1]),
+                    start_of(w[0])
+                ));
             }
         }
     }
@@ -257,7 +325,11 @@ pub fn check_exact(received: &[v1::Candle], expected: &[Candle]) -> Result<(), S
 
 /// The reference: a fresh engine in event mode fed the same trades, then flushed.
 pub fn reference(trades: &[Trade]) -> Vec<Candle> {
-    let mut engine = Engine::new(EngineConfig { interval: INTERVAL, grace: CoreDuration::from_millis(GRACE_MS), clock: ClockMode::Event });
+    let mut engine = Engine::new(EngineConfig {
+        interval: INTERVAL,
+        grace: CoreDuration::from_millis(GRACE_MS),
+        clock: ClockMode::Event,
+    });
     let mut out = Vec::new();
     for t in trades {
         engine.apply(t);
@@ -276,7 +348,11 @@ pub struct TradeGen {
 
 impl TradeGen {
     pub fn new(seed: u64) -> TradeGen {
-        TradeGen { state: seed | 1, ids: HashMap::new(), cents: HashMap::new() }
+        TradeGen {
+            state: seed | 1,
+            ids: HashMap::new(),
+            cents: HashMap::new(),
+        }
     }
 
     fn next_u64(&mut self) -> u64 {
@@ -297,7 +373,11 @@ impl TradeGen {
         *cents = (*cents + step * *cents / 100_000).max(100);
         let price = format!("{}.{:02}", *cents / 100, *cents % 100);
         let qty = format!("0.{:03}", 1 + self.next_u64() % 999);
-        let side = if self.next_u64() % 2 == 0 { Side::Buy } else { Side::Sell };
+        let side = if self.next_u64() % 2 == 0 {
+            Side::Buy
+        } else {
+            Side::Sell
+        };
         let id = self.ids.entry((exchange, pair)).or_insert(1000);
         *id += 1;
         let mut t = Trade::new(exchange, pair, *id, &price, &qty, side, time).unwrap();
@@ -323,14 +403,23 @@ pub fn producer(brokers: &str) -> FutureProducer {
 
 /// Produces one trade exactly as connectors do: key = canonical pair, value = prost Trade.
 /// `partition` overrides the key's partition (tests that must know who owns a pair).
-pub async fn produce(producer: &FutureProducer, topic: &str, trade: &Trade, partition: Option<i32>) {
+pub async fn produce(
+    producer: &FutureProducer,
+    topic: &str,
+    trade: &Trade,
+    partition: Option<i32>,
+) {
     let key = trade.pair.to_string();
     let value = v1::Trade::from(trade).encode_to_vec();
     let mut record = FutureRecord::to(topic).key(&key).payload(&value);
     if let Some(p) = partition {
         record = record.partition(p);
     }
-    producer.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e).unwrap();
+    producer
+        .send(record, Duration::from_secs(10))
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
 }
 
 /// Produces live trades (trade time = now) for `duration`, one every `every`, over `pairs` × all
@@ -373,13 +462,36 @@ impl Child {
         let log = dir.join(format!("{name}.log"));
         let file = std::fs::File::create(&log).unwrap();
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_candles-service"))
-            .args(["--brokers", &config.brokers, "--topic", &config.topic, "--group", &config.group])
-            .args(["--dlq-topic", &config.dlq_topic, "--redis", &config.redis_url])
+            .args([
+                "--brokers",
+                &config.brokers,
+                "--topic",
+                &config.topic,
+                "--group",
+                &config.group,
+            ])
+            .args([
+                "--dlq-topic",
+                &config.dlq_topic,
+                "--redis",
+                &config.redis_url,
+            ])
             .args(["--listen", &addr.to_string()])
-            .args(["--interval", &config.engine.interval.to_string(), "--grace", &config.engine.grace.to_string()])
-            .args(["--update-interval", &format!("{}ms", config.update_interval.as_millis())])
+            .args([
+                "--interval",
+                &config.engine.interval.to_string(),
+                "--grace",
+                &config.engine.grace.to_string(),
+            ])
+            .args([
+                "--update-interval",
+                &format!("{}ms", config.update_interval.as_millis()),
+            ])
             .args(["--history-max", &config.history_max.to_string()])
-            .args(["--session-timeout", &format!("{}ms", config.session_timeout.as_millis())])
+            .args([
+                "--session-timeout",
+                &format!("{}ms", config.session_timeout.as_millis()),
+            ])
             .args(["--log-format", "json"])
             .env("RUST_LOG", "info,librdkafka=warn,rdkafka=warn")
             .stdout(std::process::Stdio::null())
@@ -394,12 +506,18 @@ impl Child {
         let text = std::fs::read_to_string(&self.log).ok()?;
         let mut last = None;
         for line in text.lines() {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
             let fields = &v["fields"];
             match fields["message"].as_str() {
                 Some("partitions assigned") => {
                     let list = fields["partitions"].as_str().unwrap_or("[]");
-                    let parts: Vec<i32> = list.trim_matches(|c| c == '[' || c == ']').split(',').filter_map(|s| s.trim().parse().ok()).collect();
+                    let parts: Vec<i32> = list
+                        .trim_matches(|c| c == '[' || c == ']')
+                        .split(',')
+                        .filter_map(|s| s.trim().parse().ok())
+                        .collect();
                     last = Some(parts);
                 }
                 Some("partitions revoked") => last = Some(Vec::new()),
