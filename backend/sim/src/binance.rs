@@ -350,6 +350,7 @@ fn rescaled(mut d: Decimal) -> Decimal {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -431,6 +431,7 @@ fn parse_match(value: &Value) -> Option<Trade> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -29,7 +29,11 @@ const DEFAULT_COUNT: usize = 1000;
 
 /// The order type shown for a trade (Kraken reports the taker's; the sim derives it from the id).
 fn ord_type(trade: &Trade) -> &'static str {
-    if trade.id % 4 == 0 { "market" } else { "limit" }
+    if trade.id.is_multiple_of(4) {
+        "market"
+    } else {
+        "limit"
+    }
 }
 
 fn trade_item(t: &Trade) -> String {
@@ -483,6 +487,7 @@ fn parse_item(item: &Value) -> Option<Trade> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -433,7 +433,7 @@ impl Generator {
             last = now;
             let wall = Micros::now();
             let mut batch = Vec::new();
-            while credit >= 1.0 && !self.max_trades.is_some_and(|max| produced >= max) {
+            while credit >= 1.0 && self.max_trades.is_none_or(|max| produced < max) {
                 let order = walk.next_order();
                 for (price, quantity, side) in order.fills {
                     if self.max_trades.is_some_and(|max| produced >= max) {
@@ -461,6 +461,7 @@ impl Generator {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -170,6 +170,8 @@ async fn websocket(stream: Prefixed, shared: &Shared) -> anyhow::Result<()> {
     // Listen before subscribing (which may happen in the handshake), so no trade falls between.
     let mut rx = market.listen();
     let mut session: Option<Session> = None;
+    // The signature is tungstenite's `Callback`; its error type is what it is.
+    #[allow(clippy::result_large_err)]
     let callback = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
         let uri = request.uri();
         match venue.open(uri.path(), uri.query().unwrap_or(""), market) {

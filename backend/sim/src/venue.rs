@@ -186,6 +186,7 @@ pub(crate) fn json_str(text: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -1,6 +1,8 @@
 //! Faults on demand, seen from a real client: disconnects, stalls, garbage; and the market's
 //! own promises: max_trades, determinism by seed, the trade log.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use candles_core::Exchange;
@@ -13,14 +15,25 @@ const WAIT: Duration = Duration::from_secs(5);
 
 #[tokio::test]
 async fn disconnect_every_closes_each_socket_and_reconnects_work() {
-    let sim = sim(Exchange::Binance, |c| c.disconnect_every = Some(Duration::from_millis(400))).await;
+    let sim = sim(Exchange::Binance, |c| {
+        c.disconnect_every = Some(Duration::from_millis(400))
+    })
+    .await;
     for round in 1..=2 {
         let mut ws = connect(&sim.ws_url()).await;
-        send(&mut ws, r#"{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":1}"#).await;
+        send(
+            &mut ws,
+            r#"{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":1}"#,
+        )
+        .await;
         let started = Instant::now();
         let messages = collect(&mut ws, WAIT, |_| false).await;
         assert!(messages.len() > 2, "trades flow before the disconnect");
-        assert!(started.elapsed() < Duration::from_secs(2), "closed after ~400 ms, not {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "closed after ~400 ms, not {:?}",
+            started.elapsed()
+        );
         assert_eq!(sim.connections(), round);
     }
     sim.stop().await;
@@ -54,12 +67,28 @@ async fn a_stalled_connection_goes_silent_then_resumes() {
             arrivals.push(start.elapsed());
         }
     }
-    let (gap_at, gap) = arrivals.windows(2).map(|w| (w[0], w[1] - w[0])).max_by_key(|(_, g)| *g).unwrap();
-    assert!(gap >= Duration::from_millis(1300), "expected ~1.5 s of silence, longest gap {gap:?}");
-    assert!(gap_at >= Duration::from_millis(200) && gap_at <= Duration::from_millis(800), "the stall starts ~300 ms after subscribing, not {gap_at:?}");
-    assert!(arrivals.last().unwrap() > &(gap_at + gap), "messages resume after the stall");
+    let (gap_at, gap) = arrivals
+        .windows(2)
+        .map(|w| (w[0], w[1] - w[0]))
+        .max_by_key(|(_, g)| *g)
+        .unwrap();
+    assert!(
+        gap >= Duration::from_millis(1300),
+        "expected ~1.5 s of silence, longest gap {gap:?}"
+    );
+    assert!(
+        gap_at >= Duration::from_millis(200) && gap_at <= Duration::from_millis(800),
+        "the stall starts ~300 ms after subscribing, not {gap_at:?}"
+    );
+    assert!(
+        arrivals.last().unwrap() > &(gap_at + gap),
+        "messages resume after the stall"
+    );
     let pong_at = pong_at.expect("the ping is answered after the stall");
-    assert!(pong_at >= gap_at + gap - Duration::from_millis(100), "pong at {pong_at:?} came during the stall");
+    assert!(
+        pong_at >= gap_at + gap - Duration::from_millis(100),
+        "pong at {pong_at:?} came during the stall"
+    );
     sim.stop().await;
 }
 
@@ -67,13 +96,18 @@ async fn a_stalled_connection_goes_silent_then_resumes() {
 async fn malformed_messages_are_interleaved_with_valid_trades() {
     let sim = sim(Exchange::Binance, |c| c.malformed_ratio = 0.3).await;
     let mut ws = connect(&sim.ws_url()).await;
-    send(&mut ws, r#"{"method":"SUBSCRIBE","params":["btcusdt@trade","ethusdt@trade"],"id":1}"#).await;
+    send(
+        &mut ws,
+        r#"{"method":"SUBSCRIBE","params":["btcusdt@trade","ethusdt@trade"],"id":1}"#,
+    )
+    .await;
     next_text(&mut ws, WAIT, "the reply").await;
     let (mut valid, mut garbage) = (0, 0);
     for text in collect(&mut ws, WAIT, |m| m.len() >= 150).await {
         let event: Option<serde_json::Value> = serde_json::from_str(&text).ok();
         let trade = event.as_ref().filter(|e| e["e"] == "trade").and_then(|e| {
-            let price = candles_core::trade::parse_positive_decimal("price", e["p"].as_str()?).ok()?;
+            let price =
+                candles_core::trade::parse_positive_decimal("price", e["p"].as_str()?).ok()?;
             Some((e["s"].as_str()?.to_string(), e["t"].as_u64()?, price))
         });
         match trade {
@@ -84,7 +118,10 @@ async fn malformed_messages_are_interleaved_with_valid_trades() {
             None => garbage += 1,
         }
     }
-    assert!(valid >= 80 && garbage >= 10, "valid {valid}, garbage {garbage}");
+    assert!(
+        valid >= 80 && garbage >= 10,
+        "valid {valid}, garbage {garbage}"
+    );
     sim.stop().await;
 }
 
@@ -110,7 +147,11 @@ async fn max_trades_stops_generation_but_not_the_service() {
     let messages = collect(&mut ws, WAIT, |m| m.iter().any(|t| t.contains("heartbeat"))).await;
     assert!(messages.iter().any(|t| t.contains(r#""type":"snapshot""#)));
     let body = get(&sim, "/0/public/Trades?pair=XBTUSDT").await.json();
-    let btc = sim.trades().iter().filter(|t| t.pair.base.as_str() == "BTC").count();
+    let btc = sim
+        .trades()
+        .iter()
+        .filter(|t| t.pair.base.as_str() == "BTC")
+        .count();
     assert_eq!(body["result"]["XBTUSDT"].as_array().unwrap().len(), btc);
     sim.stop().await;
 }
@@ -137,12 +178,21 @@ async fn the_same_seed_gives_the_same_trades_and_the_log_records_them() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-    let strip = |s: &exchange_sim::SimHandle| -> Vec<_> { s.trades().iter().map(|t| (t.pair, t.id, t.price, t.quantity, t.side)).collect() };
+    let strip = |s: &exchange_sim::SimHandle| -> Vec<_> {
+        s.trades()
+            .iter()
+            .map(|t| (t.pair, t.id, t.price, t.quantity, t.side))
+            .collect()
+    };
     assert_eq!(strip(&a).len(), 300);
     assert_eq!(strip(&a), strip(&b));
     assert_ne!(strip(&a), strip(&c));
 
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log).unwrap().lines().map(json).collect();
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(json)
+        .collect();
     assert_eq!(lines.len(), 300);
     for (line, t) in lines.iter().zip(a.trades()) {
         assert_eq!(line["exchange"], "coinbase");

@@ -1,6 +1,8 @@
 //! Kraken v2 over a real socket: status, per-symbol acks, snapshot, batched updates equal to the
 //! ground truth with exact numbers, heartbeats, ping/pong, unknown pairs, REST Trades/AssetPairs.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use candles_core::{Exchange, Pair, Side};
@@ -17,7 +19,10 @@ fn rows(message: &Value) -> Vec<Row> {
         .unwrap()
         .iter()
         .map(|item| {
-            assert!(item["price"].is_number() && item["qty"].is_number(), "price/qty must be JSON numbers: {item}");
+            assert!(
+                item["price"].is_number() && item["qty"].is_number(),
+                "price/qty must be JSON numbers: {item}"
+            );
             let ord_type = item["ord_type"].as_str().unwrap();
             assert!(ord_type == "limit" || ord_type == "market");
             let side = match item["side"].as_str().unwrap() {
@@ -25,10 +30,20 @@ fn rows(message: &Value) -> Vec<Row> {
                 "sell" => Side::Sell,
                 other => panic!("side {other}"),
             };
-            let time = time::OffsetDateTime::parse(item["timestamp"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap();
-            assert_eq!(item["timestamp"].as_str().unwrap().len(), 27, "RFC 3339 with µs: {item}");
+            let time = time::OffsetDateTime::parse(
+                item["timestamp"].as_str().unwrap(),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .unwrap();
+            assert_eq!(
+                item["timestamp"].as_str().unwrap().len(),
+                27,
+                "RFC 3339 with µs: {item}"
+            );
             (
-                Pair::parse(item["symbol"].as_str().unwrap()).unwrap().to_string(),
+                Pair::parse(item["symbol"].as_str().unwrap())
+                    .unwrap()
+                    .to_string(),
                 item["trade_id"].as_u64().unwrap(),
                 item["price"].to_string(),
                 item["qty"].to_string(),
@@ -39,7 +54,11 @@ fn rows(message: &Value) -> Vec<Row> {
         .collect()
 }
 
-async fn subscribed(sim: &exchange_sim::SimHandle, symbols: &str, snapshot: bool) -> (Ws, Vec<Value>) {
+async fn subscribed(
+    sim: &exchange_sim::SimHandle,
+    symbols: &str,
+    snapshot: bool,
+) -> (Ws, Vec<Value>) {
     let mut ws = connect(&sim.ws_url()).await;
     let status = json(&next_text(&mut ws, WAIT, "the status message").await);
     assert_eq!(status["channel"], "status");
@@ -72,7 +91,12 @@ async fn snapshot_then_updates_equal_the_ground_truth() {
     let mut updates = 0;
     let mut heartbeats = 0;
     let mut last_id = std::collections::BTreeMap::new();
-    for text in collect(&mut ws, WAIT, |m| m.iter().filter(|t| t.contains("\"update\"")).count() >= 20 && m.iter().any(|t| t.contains("heartbeat"))).await {
+    for text in collect(&mut ws, WAIT, |m| {
+        m.iter().filter(|t| t.contains("\"update\"")).count() >= 20
+            && m.iter().any(|t| t.contains("heartbeat"))
+    })
+    .await
+    {
         let v = json(&text);
         if v["channel"] == "heartbeat" {
             assert_eq!(text, r#"{"channel":"heartbeat"}"#);
@@ -83,7 +107,10 @@ async fn snapshot_then_updates_equal_the_ground_truth() {
         match v["type"].as_str().unwrap() {
             "snapshot" => {
                 snapshots += 1;
-                assert!(!v["data"].as_array().unwrap().is_empty() && v["data"].as_array().unwrap().len() <= 50);
+                assert!(
+                    !v["data"].as_array().unwrap().is_empty()
+                        && v["data"].as_array().unwrap().len() <= 50
+                );
             }
             "update" => updates += 1,
             other => panic!("type {other}"),
@@ -101,9 +128,15 @@ async fn snapshot_then_updates_equal_the_ground_truth() {
     assert!(updates >= 20 && heartbeats >= 1);
 
     send(&mut ws, r#"{"method":"ping","req_id":101}"#).await;
-    let pong = collect(&mut ws, WAIT, |m| m.last().is_some_and(|t| t.contains("pong"))).await;
+    let pong = collect(&mut ws, WAIT, |m| {
+        m.last().is_some_and(|t| t.contains("pong"))
+    })
+    .await;
     let pong = json(pong.last().unwrap());
-    assert_eq!((pong["method"].as_str(), pong["req_id"].as_u64()), (Some("pong"), Some(101)));
+    assert_eq!(
+        (pong["method"].as_str(), pong["req_id"].as_u64()),
+        (Some("pong"), Some(101))
+    );
     sim.stop().await;
 }
 
@@ -120,7 +153,12 @@ async fn unknown_pairs_are_rejected_per_symbol() {
     let trades = get(&sim, "/0/public/Trades?pair=DOGEUSDT").await.json();
     assert_eq!(trades, json(r#"{"error":["EQuery:Unknown asset pair"]}"#));
     let pairs = get(&sim, "/0/public/AssetPairs?pair=XBTUSDT").await.json();
-    assert_eq!(pairs, json(r#"{"error":[],"result":{"XBTUSDT":{"altname":"XBTUSDT","wsname":"XBT/USDT","base":"XXBT","quote":"USDT"}}}"#));
+    assert_eq!(
+        pairs,
+        json(
+            r#"{"error":[],"result":{"XBTUSDT":{"altname":"XBTUSDT","wsname":"XBT/USDT","base":"XXBT","quote":"USDT"}}}"#
+        )
+    );
     sim.stop().await;
 }
 
@@ -136,12 +174,18 @@ async fn dropped_updates_leave_gaps_that_rest_trades_fill() {
         }
     }
     let ids: Vec<u64> = received.iter().map(|r| r.1).collect();
-    let missing: Vec<u64> = (ids[0]..=*ids.last().unwrap()).filter(|id| !ids.contains(id)).collect();
+    let missing: Vec<u64> = (ids[0]..=*ids.last().unwrap())
+        .filter(|id| !ids.contains(id))
+        .collect();
     assert!(!missing.is_empty(), "gaps expected in {ids:?}");
     // A connector asks for everything after the last trade it had before the gap.
     let before = truth(&sim, "BTC-USDT", missing[0] - 1);
     let since_ns = before.time.0 as i128 * 1000;
-    let response = get(&sim, &format!("/0/public/Trades?pair=XBTUSDT&since={since_ns}&count=1000")).await;
+    let response = get(
+        &sim,
+        &format!("/0/public/Trades?pair=XBTUSDT&since={since_ns}&count=1000"),
+    )
+    .await;
     assert_eq!(response.status, 200);
     let body = response.json();
     assert_eq!(body["error"], json("[]"));
@@ -153,17 +197,42 @@ async fn dropped_updates_leave_gaps_that_rest_trades_fill() {
         if t.time == before.time {
             continue; // same-microsecond trades sit at the cursor; a connector also uses ids
         }
-        let entry = entries.iter().find(|e| e[6].as_u64() == Some(*id)).unwrap_or_else(|| panic!("trade {id} missing from {body}"));
-        assert_eq!(entry[0].as_str().unwrap().parse::<candles_core::Decimal>().unwrap(), t.price);
-        assert_eq!(entry[1].as_str().unwrap().parse::<candles_core::Decimal>().unwrap(), t.quantity);
+        let entry = entries
+            .iter()
+            .find(|e| e[6].as_u64() == Some(*id))
+            .unwrap_or_else(|| panic!("trade {id} missing from {body}"));
+        assert_eq!(
+            entry[0]
+                .as_str()
+                .unwrap()
+                .parse::<candles_core::Decimal>()
+                .unwrap(),
+            t.price
+        );
+        assert_eq!(
+            entry[1]
+                .as_str()
+                .unwrap()
+                .parse::<candles_core::Decimal>()
+                .unwrap(),
+            t.quantity
+        );
         let secs = entry[2].to_string();
-        assert_eq!(secs, format!("{}.{:06}", t.time.0 / 1_000_000, t.time.0 % 1_000_000));
+        assert_eq!(
+            secs,
+            format!("{}.{:06}", t.time.0 / 1_000_000, t.time.0 % 1_000_000)
+        );
         assert_eq!(entry[3], if t.side == Side::Buy { "b" } else { "s" });
     }
     // Oldest first, all strictly after `since`.
     let times: Vec<f64> = entries.iter().map(|e| e[2].as_f64().unwrap()).collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]));
-    let page = get(&sim, &format!("/0/public/Trades?pair=XBTUSDT&since={since_ns}&count=3")).await.json();
+    let page = get(
+        &sim,
+        &format!("/0/public/Trades?pair=XBTUSDT&since={since_ns}&count=3"),
+    )
+    .await
+    .json();
     assert_eq!(page["result"]["XBTUSDT"].as_array().unwrap().len(), 3);
     sim.stop().await;
 }

@@ -17,20 +17,28 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Starts a simulator of `exchange` with the test's changes to the default config.
 pub async fn sim(exchange: Exchange, change: impl FnOnce(&mut SimConfig)) -> SimHandle {
-    let mut config = SimConfig { exchange, source: exchange_sim::TradeSource::Synthetic { rate: 300.0 }, ..SimConfig::default() };
+    let mut config = SimConfig {
+        exchange,
+        source: exchange_sim::TradeSource::Synthetic { rate: 300.0 },
+        ..SimConfig::default()
+    };
     change(&mut config);
     exchange_sim::start(config).await.expect("simulator starts")
 }
 
 /// Connects a WebSocket client.
 pub async fn connect(url: &str) -> Ws {
-    let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("WebSocket connects");
+    let (ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("WebSocket connects");
     ws
 }
 
 /// Sends a text message.
 pub async fn send(ws: &mut Ws, text: &str) {
-    ws.send(Message::text(text.to_string())).await.expect("send");
+    ws.send(Message::text(text.to_string()))
+        .await
+        .expect("send");
 }
 
 /// What the client saw next.
@@ -77,7 +85,11 @@ pub fn json(text: &str) -> Value {
 }
 
 /// Collects text messages until `enough` says stop or `wait` passes in total.
-pub async fn collect(ws: &mut Ws, wait: Duration, mut enough: impl FnMut(&[String]) -> bool) -> Vec<String> {
+pub async fn collect(
+    ws: &mut Ws,
+    wait: Duration,
+    mut enough: impl FnMut(&[String]) -> bool,
+) -> Vec<String> {
     let deadline = tokio::time::Instant::now() + wait;
     let mut out = Vec::new();
     while !enough(&out) {
@@ -96,13 +108,23 @@ pub type Row = (String, u64, String, String, Side, i64);
 
 /// The comparable form of a ground-truth trade.
 pub fn row(t: &Trade) -> Row {
-    (t.pair.to_string(), t.id, t.price.to_string(), t.quantity.to_string(), t.side, t.time.0)
+    (
+        t.pair.to_string(),
+        t.id,
+        t.price.to_string(),
+        t.quantity.to_string(),
+        t.side,
+        t.time.0,
+    )
 }
 
 /// The ground truth trade with this pair and id.
 pub fn truth(sim: &SimHandle, pair: &str, id: u64) -> Trade {
     let pair = Pair::parse(pair).expect("pair");
-    sim.trades().into_iter().find(|t| t.pair == pair && t.id == id).unwrap_or_else(|| panic!("no trade {pair} #{id} in the ground truth"))
+    sim.trades()
+        .into_iter()
+        .find(|t| t.pair == pair && t.id == id)
+        .unwrap_or_else(|| panic!("no trade {pair} #{id} in the ground truth"))
 }
 
 /// An HTTP response: status, headers (lower-case names), body.
@@ -118,7 +140,10 @@ pub struct Http {
 impl Http {
     /// A header's value.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// The body as JSON.
@@ -130,28 +155,51 @@ impl Http {
 /// `GET path` (with query) from the simulator, with `Connection: close`.
 pub async fn get(sim: &SimHandle, path: &str) -> Http {
     let mut stream = TcpStream::connect(sim.addr()).await.expect("connect");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", sim.addr());
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        sim.addr()
+    );
     stream.write_all(request.as_bytes()).await.expect("write");
     let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut raw)).await.expect("response in time").expect("read");
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut raw))
+        .await
+        .expect("response in time")
+        .expect("read");
     let text = String::from_utf8(raw).expect("UTF-8");
     let (head, body) = text.split_once("\r\n\r\n").expect("a head");
     let mut lines = head.split("\r\n");
-    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).expect("status");
-    let headers = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())).collect();
-    Http { status, headers, body: body.to_string() }
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Http {
+        status,
+        headers,
+        body: body.to_string(),
+    }
 }
 
 /// Waits until the simulator has generated at least `n` trades.
 pub async fn wait_generated(sim: &SimHandle, n: u64) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while sim.generated() < n {
-        assert!(tokio::time::Instant::now() < deadline, "only {} of {n} trades generated", sim.generated());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {n} trades generated",
+            sim.generated()
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
 /// The sample files shared by the project.
 pub fn shared_file(name: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/exchanges").join(name)
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/exchanges")
+        .join(name)
 }
