@@ -41,13 +41,22 @@ fn sequence(trade_id: u64) -> u64 {
     trade_id.saturating_mul(3)
 }
 
+/// A number that identifies a pair (FNV-1a of its name), for deterministic order ids.
+fn pair_key(pair: Pair) -> u64 {
+    pair.to_string()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+}
+
 fn match_message(kind: &str, t: &Trade) -> String {
     format!(
         r#"{{"type":"{kind}","trade_id":{},"sequence":{},"maker_order_id":"{}","taker_order_id":"{}","time":"{}","product_id":"{}","size":"{}","price":"{}","side":"{}"}}"#,
         t.id,
         sequence(t.id),
-        pseudo_uuid(&[t.id, 1, t.pair.base.as_str().len() as u64]),
-        pseudo_uuid(&[t.id, 2, t.pair.quote.as_str().len() as u64]),
+        pseudo_uuid(&[pair_key(t.pair), t.id, 1]),
+        pseudo_uuid(&[pair_key(t.pair), t.id, 2]),
         rfc3339_micros(t.time),
         ws_symbol(Exchange::Coinbase, t.pair),
         t.quantity,

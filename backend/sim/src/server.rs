@@ -209,6 +209,9 @@ async fn websocket(stream: Prefixed, shared: &Shared) -> anyhow::Result<()> {
     let mut heartbeat =
         tokio::time::interval_at(opened + timing.heartbeat_every, timing.heartbeat_every);
     let mut ping = tokio::time::interval_at(opened + timing.ws_ping_every, timing.ws_ping_every);
+    // After a stall, resume the rhythm instead of firing the missed ticks in a burst.
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let subscribe_deadline = opened + timing.subscribe_timeout;
     let mut out: Vec<Message> = venue
         .greeting(&session)
