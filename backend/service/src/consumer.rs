@@ -791,3 +791,65 @@ async fn close_consumer(consumer: Arc<Kafka>) {
         tracing::debug!("the Kafka consumer is still closing; not waiting for it");
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use candles_core::time::Duration as CoreDuration;
+    use candles_core::{EngineConfig, Exchange, Interval, Side};
+
+    fn config() -> ServiceConfig {
+        ServiceConfig {
+            engine: EngineConfig { interval: Interval::seconds(1), grace: CoreDuration::from_millis(0), clock: ClockMode::Wall },
+            ..ServiceConfig::default()
+        }
+    }
+
+    fn apply(state: &mut PartitionState, offset: i64, time_ms: i64) {
+        let pair = Pair::parse("BTC-USDT").unwrap();
+        let t = Trade::new(Exchange::Binance, pair, offset as u64, "1", "1", Side::Buy, Micros(time_ms * 1000)).unwrap();
+        assert_eq!(state.engine.apply(&t), Outcome::Applied);
+        let start = state.engine.config().interval.window_start(t.time);
+        let first = state.open.entry(start).or_insert(offset);
+        *first = (*first).min(offset);
+        state.next_offset = Some(offset + 1);
+    }
+
+    #[test]
+    fn commits_stop_at_the_first_trade_of_a_window_not_yet_published() {
+        let mut s = PartitionState::new(&config(), 1);
+        assert_eq!(s.safe_offset(), None, "nothing read, nothing to commit");
+        apply(&mut s, 10, 1_100); // window 1 s
+        apply(&mut s, 11, 2_100); // window 2 s
+        apply(&mut s, 12, 1_900); // window 1 s, arriving late but within grace
+        assert_eq!(s.safe_offset(), Some(10));
+        let mut finals = Vec::new();
+        s.engine.advance(Micros(2_000_000), &mut finals);
+        s.pending.extend(finals);
+        s.forget_published();
+        assert_eq!(s.safe_offset(), Some(10), "window 1 s is final but not published yet");
+        s.pending.clear(); // published
+        s.forget_published();
+        assert_eq!(s.safe_offset(), Some(11), "only window 2 s is open");
+        let mut finals = Vec::new();
+        s.engine.advance(Micros(3_000_000), &mut finals);
+        assert_eq!(finals.len(), 2, "composite and binance");
+        s.forget_published();
+        assert_eq!(s.safe_offset(), Some(13), "everything published: commit past the last record");
+    }
+
+    #[test]
+    fn decode_errors_say_what_is_wrong() {
+        let msg = |payload: Option<Vec<u8>>| {
+            OwnedMessage::new(payload, Some(b"BTC-USDT".to_vec()), "t".into(), rdkafka::Timestamp::NotAvailable, 0, 0, None)
+        };
+        assert!(decode(&msg(None)).unwrap_err().contains("no value"));
+        assert!(decode(&msg(Some(b"\xff\xff".to_vec()))).unwrap_err().contains("not a protobuf candles.v1.Trade"));
+        let mut wire = v1::Trade::from(&Trade::new(Exchange::Kraken, Pair::parse("ETH-USDT").unwrap(), 1, "2", "3", Side::Sell, Micros(5)).unwrap());
+        assert!(decode(&msg(Some(wire.encode_to_vec()))).is_ok());
+        wire.exchange = "ftx".into();
+        let e = decode(&msg(Some(wire.encode_to_vec()))).unwrap_err();
+        assert!(e.contains("exchange") && e.contains("ftx"), "{e}");
+    }
+}

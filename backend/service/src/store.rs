@@ -252,3 +252,20 @@ impl Store {
         Ok(self.last_final(pair, source).await?.map(|c| c.start))
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_include_the_interval() {
+        let k = Keys::new(Interval::parse("500ms").unwrap());
+        let pair = Pair::parse("btcusdt").unwrap();
+        assert_eq!(k.channel(pair), "candles.v1.500ms.BTC-USDT");
+        assert_eq!(k.pattern(), "candles.v1.500ms.*");
+        assert_eq!(k.history(pair, Source::Composite), "candles.v1.500ms.history.BTC-USDT.composite");
+        assert_eq!(k.markets(), "candles.v1.500ms.markets");
+        assert_ne!(Keys::new(Interval::seconds(5)).channel(pair), k.channel(pair));
+    }
+}

@@ -373,7 +373,7 @@ impl TradeGen {
         *cents = (*cents + step * *cents / 100_000).max(100);
         let price = format!("{}.{:02}", *cents / 100, *cents % 100);
         let qty = format!("0.{:03}", 1 + self.next_u64() % 999);
-        let side = if self.next_u64() % 2 == 0 {
+        let side = if self.next_u64().is_multiple_of(2) {
             Side::Buy
         } else {
             Side::Sell
