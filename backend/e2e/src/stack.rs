@@ -43,7 +43,8 @@ pub struct StackConfig {
 
 impl StackConfig {
     /// Defaults for a test named `name`: 2 instances, 60 trades/s for 900 trades, 1 s candles,
-    /// 500 ms grace, no faults, in-memory broker.
+    /// 2 s grace (500 ms lets trades go late on a loaded 2-core machine: the first produce of a
+    /// new connector alone can take a second), no faults, in-memory broker.
     pub fn new(name: &str) -> StackConfig {
         StackConfig {
             name: name.to_string(),
@@ -52,7 +53,7 @@ impl StackConfig {
             max_trades: 900,
             seed: 7,
             interval: "1s".into(),
-            grace: "500ms".into(),
+            grace: "2s".into(),
             sim_args: Vec::new(),
             connector_args: Vec::new(),
             storage: Storage::Memory,
@@ -336,6 +337,28 @@ impl Stack {
         false
     }
 
+    /// Prometheus counters of the running services and connectors whose names contain one of
+    /// `names`, summed per metric name and label set: `name{labels} value` lines.
+    pub fn counters(&self, names: &[&str]) -> Vec<String> {
+        let ports = self
+            .services
+            .iter()
+            .filter(|s| s.proc.is_some())
+            .map(|s| s.metrics_port)
+            .chain(self.connectors.iter().filter(|c| c.proc.is_some()).map(|c| c.metrics_port));
+        let mut sums: std::collections::BTreeMap<String, f64> = std::collections::BTreeMap::new();
+        for port in ports {
+            for line in scrape(port).lines() {
+                let Some((metric, value)) = line.rsplit_once(' ') else { continue };
+                if line.starts_with('#') || !names.iter().any(|n| metric.contains(n)) {
+                    continue;
+                }
+                *sums.entry(metric.to_string()).or_default() += value.parse::<f64>().unwrap_or(0.0);
+            }
+        }
+        sums.into_iter().map(|(m, v)| format!("{m} {v}")).collect()
+    }
+
     /// Where the logs are.
     pub fn log_dir(&self) -> &Path {
         &self.dir
@@ -345,6 +368,19 @@ impl Stack {
     pub fn pairs() -> Vec<Pair> {
         Pair::defaults()
     }
+}
+
+/// `GET /metrics` on 127.0.0.1:`port` (empty on any error).
+fn scrape(port: u16) -> String {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return String::new() };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if write!(s, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").is_err() {
+        return String::new();
+    }
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body
 }
 
 fn count_lines(path: &Path) -> usize {

@@ -1,0 +1,221 @@
+//! Full-stack fault tests: three `exchange-sim` → three `candles-connector` → Tansu → two
+//! `candles-service` instances → Redis → a gRPC client on each instance, all real processes.
+//!
+//! Each test compares the FINAL candles every client received with candles computed
+//! independently from the simulators' trade logs (the candle engine in event mode, cross-checked
+//! by a naive recomputation): every window from each series' first trade to the last trade's
+//! window must arrive exactly once with exact values; later windows must be flat at the last
+//! close. Kafka's contents are checked against the trade logs too, so a failure says whether
+//! trades were lost before Kafka (connector) or after (service).
+//!
+//! The tests need `tansu` and `redis-server` (scripts/install-test-deps.sh) and fail without
+//! them. The broker-restart test also needs `moto_server` (same script). The tests run one at a
+//! time (each starts ~10 processes); logs are kept under `$TMPDIR/candles-e2e/` when one fails.
+
+use candles_core::{Exchange, Interval};
+use candles_e2e::broker::Storage;
+use candles_e2e::client::{Collector, Subscription};
+use candles_e2e::compare::{Expected, summarize};
+use candles_e2e::stack::{Stack, StackConfig};
+use candles_e2e::truth;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// One stack at a time: each one is ~10 processes on a 2-core machine.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// How long after the simulators finish the clients may take to receive every final candle.
+const DRAIN: Duration = Duration::from_secs(20);
+
+/// What a scenario does to the running stack while the simulators generate trades.
+type Fault = Box<dyn FnOnce(&mut Stack) -> anyhow::Result<()>>;
+
+fn sleep(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+/// Runs one scenario end to end and asserts zero candles lost, duplicated or wrong on every
+/// client. Returns the stack's run directory on success (deleted) — it is kept on failure.
+fn run_scenario(config: StackConfig, fault: Fault) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let started = Instant::now();
+    let name = config.name.clone();
+    let interval = Interval::parse(&config.interval).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut stack = Stack::start(config).unwrap_or_else(|e| panic!("{name}: starting the stack failed: {e:#}"));
+    let dir = stack.log_dir().to_path_buf();
+    eprintln!("{name}: stack up in {:?}; logs in {}", started.elapsed(), dir.display());
+
+    // One client per instance; when its stream ends it moves on to the next instance.
+    let urls = stack.grpc_urls();
+    let clients: Vec<Collector> = (0..urls.len())
+        .map(|i| {
+            let mut order = urls.clone();
+            order.rotate_left(i);
+            Collector::start(rt.handle(), &format!("client-{i} (instance {i})"), order, Subscription::all())
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while clients.iter().any(|c| c.received().streams == 0) {
+        assert!(Instant::now() < deadline, "{name}: clients could not subscribe: {:?}", clients.iter().map(|c| c.received().events).collect::<Vec<_>>());
+        sleep(50);
+    }
+    if !stack.wait_assigned(Duration::from_secs(15)) {
+        eprintln!("{name}: not every instance logged `partitions assigned` within 15 s; going on");
+    }
+
+    stack.start_feeds().unwrap_or_else(|e| panic!("{name}: starting simulators and connectors failed: {e:#}"));
+    let feeds_started = Instant::now();
+    fault(&mut stack).unwrap_or_else(|e| panic!("{name}: injecting the fault failed: {e:#}"));
+    let generation = Duration::from_secs_f64(stack.config.max_trades as f64 / stack.config.rate as f64);
+    stack
+        .wait_sims_done(generation + Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+    eprintln!("{name}: simulators done after {:?}", feeds_started.elapsed());
+
+    // Ground truth.
+    let generated = stack.generated_trades().unwrap();
+    // Give the connectors a moment to publish the last trades (and any backfill).
+    sleep(1_500);
+    let records = stack.kafka_records().unwrap_or_else(|e| panic!("{name}: reading Kafka failed: {e:#}"));
+    let (kafka_report, truth_trades) = truth::check_kafka(&generated, &records);
+    let candles = truth::expected_candles(&truth_trades, interval);
+    assert_eq!(candles, truth::naive_candles(&truth_trades, interval), "the engine and the naive recomputation disagree");
+    let expected = Expected::new(&candles);
+    assert!(!expected.is_empty(), "{name}: no expected candles at all");
+
+    // Wait until every client has every expected candle (or give up after DRAIN).
+    let deadline = Instant::now() + DRAIN;
+    while Instant::now() < deadline && clients.iter().any(|c| expected.missing_in(&c.received().finals) > 0) {
+        sleep(200);
+    }
+    // A little longer, so duplicates sent late are seen too.
+    sleep(2_000);
+    // Late joiners: a fresh client per instance, asking for the whole history, must get the same
+    // series from history alone (Redis), with no gap.
+    let late: Vec<Collector> = urls
+        .iter()
+        .enumerate()
+        .map(|(i, url)| {
+            let sub = Subscription { live_updates: false, ..Subscription::all() };
+            Collector::start(rt.handle(), &format!("late-joiner-{i} (history from instance {i})"), vec![url.clone()], sub)
+        })
+        .collect();
+    sleep(1_500);
+    let running = stack.check_running();
+    let counters = stack.counters(&[
+        "late_trades",
+        "already_published",
+        "candles_published",
+        "trades_consumed",
+        "reconnects",
+        "backfilled",
+        "gap",
+        "duplicate_trades",
+        "kafka_errors",
+    ]);
+    let mut reports: Vec<_> = clients.iter().map(|c| expected.compare(&c.name, &c.received().finals)).collect();
+    for c in &late {
+        let finals: Vec<_> = c.received().finals.into_iter().filter(|g| g.historical).collect();
+        reports.push(expected.compare(&c.name, &finals));
+    }
+    let events: Vec<String> = clients.iter().map(|c| format!("{}: {:?}", c.name, c.received().events)).collect();
+    let clean = reports.iter().all(|r| r.is_clean()) && running.is_ok();
+    let summary = format!(
+        "{name}: {} generated trades, {} from the connectors' reference points; {} expected candles\n{kafka_report}{}{}\ncounters (running processes):\n  {}\nclient streams:\n  {}\nlogs: {}",
+        generated.len(),
+        truth_trades.len(),
+        expected.len(),
+        summarize(&reports),
+        running.err().map(|e| format!("process check: {e:#}\n")).unwrap_or_default(),
+        counters.join("\n  "),
+        events.join("\n  "),
+        dir.display()
+    );
+    eprintln!("{summary}\n{name}: finished in {:?}", started.elapsed());
+    drop(late);
+    drop(clients);
+    drop(stack);
+    if clean {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    assert!(clean, "{summary}");
+}
+
+fn no_fault() -> Fault {
+    Box::new(|_| Ok(()))
+}
+
+/// a. Nothing goes wrong: every client gets every candle exactly once, exact.
+#[test]
+fn baseline_every_client_gets_every_candle_once() {
+    run_scenario(StackConfig::new("baseline"), no_fault());
+}
+
+/// b. `kill -9` of one candles-service instance mid-run: the other takes over its partitions
+/// and re-publishes the open windows; the killed instance's client reconnects to the survivor
+/// with history.
+#[test]
+fn kill9_of_a_service_instance_loses_nothing() {
+    run_scenario(
+        StackConfig::new("kill9-service"),
+        Box::new(|stack| {
+            sleep(5_000);
+            eprintln!("kill -9 of candles-service instance 1");
+            stack.kill_service(1);
+            Ok(())
+        }),
+    );
+}
+
+/// c. Every connector's socket is dropped every 2 s and 5% of trade messages are skipped:
+/// the connectors reconnect and backfill the gaps from REST.
+#[test]
+fn dropped_sockets_and_skipped_trades_are_backfilled() {
+    let mut config = StackConfig::new("disconnects");
+    config.sim_args = ["--disconnect-every", "2s", "--drop-ratio", "0.05"].map(String::from).to_vec();
+    run_scenario(config, no_fault());
+}
+
+/// d. Redis is killed and restarted (empty) mid-run.
+#[test]
+fn redis_restart_loses_nothing() {
+    run_scenario(
+        StackConfig::new("redis-restart"),
+        Box::new(|stack| {
+            sleep(5_000);
+            eprintln!("restarting redis-server (2 s down)");
+            stack.restart_redis(Duration::from_secs(2))
+        }),
+    );
+}
+
+/// e. A connector is killed (`kill -9`) and restarted mid-run.
+#[test]
+fn connector_kill9_and_restart_loses_nothing() {
+    run_scenario(
+        StackConfig::new("kill9-connector"),
+        Box::new(|stack| {
+            sleep(5_000);
+            eprintln!("kill -9 of the binance connector, restart after 2 s");
+            stack.kill_connector(Exchange::Binance);
+            sleep(2_000);
+            stack.start_connector(Exchange::Binance)
+        }),
+    );
+}
+
+/// f. The Kafka broker is killed and restarted mid-run, with persistent (S3) storage.
+#[test]
+fn broker_restart_with_persistent_storage_loses_nothing() {
+    let mut config = StackConfig::new("broker-restart");
+    config.storage = Storage::S3;
+    run_scenario(
+        config,
+        Box::new(|stack| {
+            sleep(5_000);
+            eprintln!("restarting the broker (2 s down)");
+            stack.restart_broker(Duration::from_secs(2))
+        }),
+    );
+}
