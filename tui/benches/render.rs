@@ -13,7 +13,9 @@ fn series(pair: &str, base: f64, n: usize, seed: u64) -> Vec<Candle> {
     let pair = Pair::parse(pair).expect("pair");
     let mut state = seed;
     let mut rnd = move || {
-        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         ((state >> 33) as f64) / f64::from(1u32 << 31)
     };
     let dec = |x: f64| Decimal::from_f64_retain(x).unwrap_or_default().round_dp(2);
@@ -45,7 +47,14 @@ fn series(pair: &str, base: f64, n: usize, seed: u64) -> Vec<Candle> {
 
 fn bench_render(c: &mut Criterion) {
     let pairs = ["BTC-USDT", "ETH-USDT", "SOL-USDT"];
-    let mut app = App::new(pairs.iter().map(|p| Pair::parse(p).expect("pair")).collect(), Source::Composite, "bench");
+    let mut app = App::new(
+        pairs
+            .iter()
+            .map(|p| Pair::parse(p).expect("pair"))
+            .collect(),
+        Source::Composite,
+        "bench",
+    );
     let now = Micros(1_795_675_200_000_000 + 200 * 5_000_000);
     app.handle(Event::Conn(Link::Server, LinkState::Live), now);
     for (i, (p, base)) in pairs.iter().zip([97_000.0, 3_400.0, 240.0]).enumerate() {
@@ -58,7 +67,9 @@ fn bench_render(c: &mut Criterion) {
     let mut terminal = Terminal::new(TestBackend::new(200, 60)).expect("terminal");
     c.bench_function("frame_3_pairs_x_200_candles_200x60", |b| {
         b.iter(|| {
-            terminal.draw(|f| candles_tui::ui::render(black_box(&app), f)).expect("draw");
+            terminal
+                .draw(|f| candles_tui::ui::render(black_box(&app), f))
+                .expect("draw");
         })
     });
 }

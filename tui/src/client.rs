@@ -212,22 +212,23 @@ async fn subscribe_once(
         Err(e) => return Ok(End::Retry(format!("connect: {e}"))),
     };
     let mut client = CandleServiceClient::new(channel).max_decoding_message_size(4 << 20);
-    let request = authorized(
-        cfg,
-        SubscribeRequest {
-            pairs: cfg.pairs.iter().map(Pair::to_string).collect(),
-            sources: cfg.sources.iter().map(|s| s.as_str().to_string()).collect(),
-            history: cfg.history,
-            live_updates: cfg.live,
-        },
-    )?;
-    // Which pairs the server has: lets the client name a pair the server knows nothing about.
+    // Which pairs the server has (to name a pair it knows nothing about) and how much history it
+    // keeps (asking for more is an invalid request).
+    let mut history = cfg.history;
     if let Ok(markets) = client
         .list_markets(authorized(cfg, ListMarketsRequest {})?)
         .await
     {
+        let markets = markets.into_inner();
+        if markets.max_history > 0 && history > markets.max_history {
+            tracing::info!(
+                asked = history,
+                max = markets.max_history,
+                "the server keeps less history; asking for its maximum"
+            );
+            history = markets.max_history;
+        }
         let known = markets
-            .into_inner()
             .markets
             .iter()
             .filter_map(|m| Pair::parse(&m.pair).ok())
@@ -236,6 +237,15 @@ async fn subscribe_once(
             return Ok(End::Stop);
         }
     }
+    let request = authorized(
+        cfg,
+        SubscribeRequest {
+            pairs: cfg.pairs.iter().map(Pair::to_string).collect(),
+            sources: cfg.sources.iter().map(|s| s.as_str().to_string()).collect(),
+            history,
+            live_updates: cfg.live,
+        },
+    )?;
     let rejected = |s: tonic::Status| ClientError::Rejected {
         server: cfg.server.clone(),
         code: s.code(),
