@@ -98,7 +98,8 @@ pub struct SimConfig {
     pub stall: Option<Duration>,
     /// Probability of an extra garbage/invalid message before each message to a client.
     pub malformed_ratio: f64,
-    /// Stop generating after this many trades in total; heartbeats and REST keep working.
+    /// Stop generating (or replaying) after this many trades in total; heartbeats and REST keep
+    /// working.
     pub max_trades: Option<u64>,
     /// Random seed: the same seed gives the same trades (prices, sizes, sides, pairs, ids).
     pub seed: u64,
@@ -325,6 +326,7 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
         tracker.spawn(replay::run(
             recording,
             *speed,
+            config.max_trades,
             market.clone(),
             cancel.clone(),
         ));

@@ -74,10 +74,12 @@ pub(crate) fn pause(prev: Option<Micros>, next: Option<Micros>, speed: Speed) ->
     }
 }
 
-/// Plays `recording` into `market`, then marks the market done.
+/// Plays `recording` into `market` (stopping early once `max_trades` trades were played), then
+/// marks the market done.
 pub(crate) async fn run(
     recording: Recording,
     speed: Speed,
+    max_trades: Option<u64>,
     market: Arc<Market>,
     cancel: CancellationToken,
 ) {
@@ -89,6 +91,10 @@ pub(crate) async fn run(
     let mut prev_time: Option<Micros> = None;
     let mut due = Instant::now();
     for (line, parsed) in recording.lines {
+        if max_trades.is_some_and(|max| market.generated() >= max) {
+            tracing::info!("max trades reached: replay stops");
+            break;
+        }
         let time = parsed.trades.first().map(|t| t.time);
         due += pause(prev_time, time, speed);
         if time.is_some() {

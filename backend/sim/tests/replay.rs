@@ -160,3 +160,27 @@ async fn replay_is_paced_by_trade_times_and_speed() {
     wait_done(&sim).await;
     sim.stop().await;
 }
+
+#[tokio::test]
+async fn max_trades_cuts_a_replay_short() {
+    let sim = sim(Exchange::Coinbase, |c| {
+        c.source = TradeSource::Replay {
+            path: shared_file("coinbase_matches_samples.jsonl"),
+            speed: Speed::Max,
+        };
+        c.max_trades = Some(2);
+    })
+    .await;
+    let mut ws = connect(&sim.ws_url()).await;
+    send(
+        &mut ws,
+        r#"{"type":"subscribe","product_ids":["BTC-USD"],"channels":["matches"]}"#,
+    )
+    .await;
+    wait_done(&sim).await;
+    assert_eq!(
+        sim.trades().iter().map(|t| t.id).collect::<Vec<_>>(),
+        [10, 881613]
+    );
+    sim.stop().await;
+}
