@@ -7,6 +7,7 @@
 //! exactly as the service drives the engine. Interval 5 s, grace 1.5 s.
 //!
 //! Run: `cargo bench -p candles-core --bench engine`.
+#![allow(missing_docs)] // `criterion_group!` generates an undocumented public function.
 
 use candles_core::engine::{ClockMode, Engine, EngineConfig};
 use candles_core::time::Duration;
@@ -33,14 +34,18 @@ impl Rng {
 /// Pre-generated trades in arrival order.
 fn trades(count: usize) -> Vec<Trade> {
     let pairs = [
-        // (pair, price in cents-like units, price scale)
-        (Pair::parse("BTC-USDT").expect("pair"), 43_381_54_i64, 2_u32),
-        (Pair::parse("ETH-USDT").expect("pair"), 2_291_37_i64, 2),
+        // (pair, price mantissa, price scale): 43381.54, 2291.37, 98.765
+        (Pair::parse("BTC-USDT").expect("pair"), 4_338_154_i64, 2_u32),
+        (Pair::parse("ETH-USDT").expect("pair"), 229_137_i64, 2),
         (Pair::parse("SOL-USDT").expect("pair"), 98_765_i64, 3),
     ];
     // Per exchange: quantity scale (Binance 8, Kraken 8, Coinbase 8 with fewer significant digits)
     // and network delay range in microseconds.
-    let exchanges = [(Exchange::Binance, 8_u32, 5_000_u64), (Exchange::Kraken, 8, 40_000), (Exchange::Coinbase, 8, 20_000)];
+    let exchanges = [
+        (Exchange::Binance, 8_u32, 5_000_u64),
+        (Exchange::Kraken, 8, 40_000),
+        (Exchange::Coinbase, 8, 20_000),
+    ];
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut prices: Vec<i64> = pairs.iter().map(|p| p.1).collect();
     let mut ids = [[1_000_000_u64; 3]; 3];
@@ -58,12 +63,29 @@ fn trades(count: usize) -> Vec<Trade> {
         let price = Decimal::new(prices[p], price_scale);
         // Quantities from 0.00000001 to ~5, some round (Coinbase-like), some with all 8 digits.
         let raw = 1 + rng.below(500_000_000);
-        let raw = if e == 2 { raw - raw % 10_000 + 10_000 } else { raw };
+        let raw = if e == 2 {
+            raw - raw % 10_000 + 10_000
+        } else {
+            raw
+        };
         let quantity = Decimal::new(raw as i64, qty_scale);
         ids[p][e] += 1;
-        let side = if rng.below(2) == 0 { Side::Buy } else { Side::Sell };
+        let side = if rng.below(2) == 0 {
+            Side::Buy
+        } else {
+            Side::Sell
+        };
         let received = time + rng.below(max_delay) as i64;
-        out.push(Trade { exchange, pair, id: ids[p][e], price, quantity, side, time: Micros(time), received: Micros(received) });
+        out.push(Trade {
+            exchange,
+            pair,
+            id: ids[p][e],
+            price,
+            quantity,
+            side,
+            time: Micros(time),
+            received: Micros(received),
+        });
     }
     out.sort_by_key(|t| t.received);
     out
@@ -95,8 +117,15 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("engine");
     group.throughput(Throughput::Elements(N as u64));
     group.sample_size(20);
-    for (name, clock) in [("wall_3pairs_3exchanges_5s", ClockMode::Wall), ("event_3pairs_3exchanges_5s", ClockMode::Event)] {
-        let config = EngineConfig { interval: Interval::seconds(5), grace: Duration::from_millis(1_500), clock };
+    for (name, clock) in [
+        ("wall_3pairs_3exchanges_5s", ClockMode::Wall),
+        ("event_3pairs_3exchanges_5s", ClockMode::Event),
+    ] {
+        let config = EngineConfig {
+            interval: Interval::seconds(5),
+            grace: Duration::from_millis(1_500),
+            clock,
+        };
         group.bench_function(name, |b| {
             b.iter_batched_ref(
                 || (Engine::new(config), Vec::with_capacity(64)),

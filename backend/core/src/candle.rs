@@ -55,7 +55,12 @@ pub struct Candle {
 impl Candle {
     /// The identity of this candle.
     pub fn id(&self) -> CandleId {
-        CandleId { pair: self.pair, source: self.source, interval: self.interval, start: self.start }
+        CandleId {
+            pair: self.pair,
+            source: self.source,
+            interval: self.interval,
+            start: self.start,
+        }
     }
 
     /// Window end (exclusive).
@@ -68,12 +73,20 @@ impl Candle {
         if self.volume.is_zero() {
             None
         } else {
-            self.quote_volume.checked_div(self.volume).map(|v| v.normalize())
+            self.quote_volume
+                .checked_div(self.volume)
+                .map(|v| v.normalize())
         }
     }
 
     /// A flat candle for an empty window: open = high = low = close = `price`, volume 0.
-    pub fn flat(pair: Pair, source: Source, interval: Interval, start: Micros, price: Decimal) -> Candle {
+    pub fn flat(
+        pair: Pair,
+        source: Source,
+        interval: Interval,
+        start: Micros,
+        price: Decimal,
+    ) -> Candle {
         Candle {
             pair,
             source,

@@ -51,7 +51,9 @@ impl std::str::FromStr for ClockMode {
         match s.trim().to_ascii_lowercase().as_str() {
             "wall" => Ok(ClockMode::Wall),
             "event" => Ok(ClockMode::Event),
-            _ => Err(format!("invalid clock {s:?}: expected `wall` (live) or `event` (replay by trade time)")),
+            _ => Err(format!(
+                "invalid clock {s:?}: expected `wall` (live) or `event` (replay by trade time)"
+            )),
         }
     }
 }
@@ -69,7 +71,11 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { interval: Interval::seconds(5), grace: Duration::from_millis(1_500), clock: ClockMode::Wall }
+        EngineConfig {
+            interval: Interval::seconds(5),
+            grace: Duration::from_millis(1_500),
+            clock: ClockMode::Wall,
+        }
     }
 }
 
@@ -243,7 +249,14 @@ impl Progress {
 
     /// The candle for the window at `start`: `window`'s, or a flat one at the last close if the
     /// window had no trade. `None` only before the series' first candle.
-    fn final_candle(&mut self, window: Option<&Window>, pair: Pair, source: Source, interval: Interval, start: Micros) -> Option<Candle> {
+    fn final_candle(
+        &mut self,
+        window: Option<&Window>,
+        pair: Pair,
+        source: Source,
+        interval: Interval,
+        start: Micros,
+    ) -> Option<Candle> {
         let candle = match window {
             Some(w) => w.candle(pair, source, interval, true),
             None => Candle::flat(pair, source, interval, start, self.last_close?),
@@ -277,18 +290,36 @@ impl Series {
             }
             at -= 1;
         }
-        self.open.insert(at, Window::new(start, key, trade, notional));
+        self.open
+            .insert(at, Window::new(start, key, trade, notional));
     }
 
     /// Finalizes every window that starts before `before`, appending candles to `out`.
-    fn finalize(&mut self, pair: Pair, source: Source, interval: Interval, before: Micros, out: &mut Vec<Candle>) {
+    fn finalize(
+        &mut self,
+        pair: Pair,
+        source: Source,
+        interval: Interval,
+        before: Micros,
+        out: &mut Vec<Candle>,
+    ) {
         // Windows this series already has a final for (seeded) were kept for the composite only.
-        while self.open.front().is_some_and(|w| self.progress.is_final(w.start)) {
+        while self
+            .open
+            .front()
+            .is_some_and(|w| self.progress.is_final(w.start))
+        {
             self.open.pop_front();
         }
-        while let Some(next) = self.progress.next_before(self.open.front().map(|w| w.start), before) {
+        while let Some(next) = self
+            .progress
+            .next_before(self.open.front().map(|w| w.start), before)
+        {
             let window = self.open.front().filter(|w| w.start == next);
-            let Some(candle) = self.progress.final_candle(window, pair, source, interval, next) else {
+            let Some(candle) = self
+                .progress
+                .final_candle(window, pair, source, interval, next)
+            else {
                 return;
             };
             if window.is_some() {
@@ -315,7 +346,11 @@ struct Cursor([usize; 3]);
 impl Cursor {
     /// The earliest window start at or after the cursor in any exchange.
     fn peek(&self, exchanges: &[Series; 3]) -> Option<Micros> {
-        exchanges.iter().zip(self.0).filter_map(|(s, at)| s.open.get(at).map(|w| w.start)).min()
+        exchanges
+            .iter()
+            .zip(self.0)
+            .filter_map(|(s, at)| s.open.get(at).map(|w| w.start))
+            .min()
     }
 
     /// Merges the exchanges' windows that start at `start` (skipping earlier ones), moves past
@@ -344,7 +379,11 @@ impl Cursor {
 
 impl PairState {
     fn new(pair: Pair) -> PairState {
-        PairState { pair, composite: Progress::default(), exchanges: Default::default() }
+        PairState {
+            pair,
+            composite: Progress::default(),
+            exchanges: Default::default(),
+        }
     }
 
     /// Finalizes every window of every series of this pair that starts before `before`.
@@ -352,9 +391,18 @@ impl PairState {
         let pair = self.pair;
         // The composite first: it reads the exchanges' windows, which their finalization removes.
         let mut cursor = Cursor::default();
-        while let Some(next) = self.composite.next_before(cursor.peek(&self.exchanges), before) {
+        while let Some(next) = self
+            .composite
+            .next_before(cursor.peek(&self.exchanges), before)
+        {
             let (window, _) = cursor.merge_at(&self.exchanges, next);
-            match self.composite.final_candle(window.as_ref(), pair, Source::Composite, interval, next) {
+            match self.composite.final_candle(
+                window.as_ref(),
+                pair,
+                Source::Composite,
+                interval,
+                next,
+            ) {
                 Some(candle) => out.push(candle),
                 None => break,
             }
@@ -540,7 +588,11 @@ impl Engine {
         // Windows that every series of the pair has finalized can go.
         let composite = state.composite;
         for series in &mut state.exchanges {
-            while series.open.front().is_some_and(|w| series.progress.is_final(w.start) && composite.is_final(w.start)) {
+            while series
+                .open
+                .front()
+                .is_some_and(|w| series.progress.is_final(w.start) && composite.is_final(w.start))
+            {
                 series.open.pop_front();
             }
         }
@@ -595,7 +647,10 @@ impl Engine {
     /// window start, pair, source. `now` is the wall-clock time; it is ignored in event mode.
     pub fn advance(&mut self, now: Micros, out: &mut Vec<Candle>) {
         let Some(clock) = self.clock(now) else { return };
-        let edge = clock.0.saturating_sub(self.config.grace.0).clamp(-TIME_LIMIT, TIME_LIMIT);
+        let edge = clock
+            .0
+            .saturating_sub(self.config.grace.0)
+            .clamp(-TIME_LIMIT, TIME_LIMIT);
         let before = self.config.interval.window_start(Micros(edge));
         self.finalize_before(before, out);
     }

@@ -12,6 +12,8 @@
 //! trade in the last kline's, so the engine produces a candle for every kline and no other; the
 //! counts must be exactly 3,560 and 712. The test fails (it does not skip) if the data is missing.
 
+#![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is a test failure with its message.
+
 use candles_core::engine::{ClockMode, Engine, EngineConfig, Outcome};
 use candles_core::time::Duration;
 use candles_core::{Candle, Decimal, Exchange, Interval, Micros, Pair, Side, Source, Trade};
@@ -49,7 +51,9 @@ fn trades() -> Vec<Trade> {
     let mut lines = text.lines();
     assert_eq!(
         lines.next(),
-        Some("agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker,is_best_match")
+        Some(
+            "agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker,is_best_match"
+        )
     );
     let trades: Vec<Trade> = lines
         .map(|line| {
@@ -62,7 +66,16 @@ fn trades() -> Vec<Trade> {
                 other => panic!("is_buyer_maker {other:?} in {line}"),
             };
             let time = Micros::from_millis(f[5].parse().unwrap());
-            Trade::new(Exchange::Binance, xrp_eth(), f[0].parse().unwrap(), f[1], f[2], side, time).unwrap()
+            Trade::new(
+                Exchange::Binance,
+                xrp_eth(),
+                f[0].parse().unwrap(),
+                f[1],
+                f[2],
+                side,
+                time,
+            )
+            .unwrap()
         })
         .collect();
     assert_eq!(trades.len(), 12_477);
@@ -91,20 +104,33 @@ fn klines(name: &str) -> Vec<Kline> {
                 .collect();
             Kline {
                 start: Micros::from_millis(text[0].parse().unwrap()),
-                ohlcv: [exact(&text[1]), exact(&text[2]), exact(&text[3]), exact(&text[4]), exact(&text[5])],
+                ohlcv: [
+                    exact(&text[1]),
+                    exact(&text[2]),
+                    exact(&text[3]),
+                    exact(&text[4]),
+                    exact(&text[5]),
+                ],
             }
         })
         .collect()
 }
 
 fn as_kline(c: &Candle) -> Kline {
-    Kline { start: c.start, ohlcv: [c.open, c.high, c.low, c.close, c.volume] }
+    Kline {
+        start: c.start,
+        ohlcv: [c.open, c.high, c.low, c.close, c.volume],
+    }
 }
 
 /// Replays the trades in trade-id order; the wall clock (if used) reads each trade's time, as
 /// if it arrived the instant it happened. Returns (composite, binance) final candles.
 fn replay(trades: &[Trade], interval: Interval, clock: ClockMode) -> (Vec<Candle>, Vec<Candle>) {
-    let mut engine = Engine::new(EngineConfig { interval, grace: Duration::from_millis(2_000), clock });
+    let mut engine = Engine::new(EngineConfig {
+        interval,
+        grace: Duration::from_millis(2_000),
+        clock,
+    });
     let mut out = Vec::new();
     for t in trades {
         engine.advance(t.time, &mut out);
@@ -112,10 +138,19 @@ fn replay(trades: &[Trade], interval: Interval, clock: ClockMode) -> (Vec<Candle
     }
     engine.flush(&mut out);
     assert_eq!(engine.late_trades(), 0);
-    let of = |s: Source| out.iter().filter(|c| c.source == s).copied().collect::<Vec<_>>();
+    let of = |s: Source| {
+        out.iter()
+            .filter(|c| c.source == s)
+            .copied()
+            .collect::<Vec<_>>()
+    };
     let composite = of(Source::Composite);
     let binance = of(Source::Exchange(Exchange::Binance));
-    assert_eq!(composite.len() + binance.len(), out.len(), "no other source");
+    assert_eq!(
+        composite.len() + binance.len(),
+        out.len(),
+        "no other source"
+    );
     (composite, binance)
 }
 
@@ -123,43 +158,77 @@ fn compare(interval: &str, file: &str, expected_count: usize, expected_empty: Op
     let interval = Interval::parse(interval).unwrap();
     let trades = trades();
     let klines = klines(file);
-    assert_eq!(klines.len(), expected_count, "{file}: Binance's kline count");
+    assert_eq!(
+        klines.len(),
+        expected_count,
+        "{file}: Binance's kline count"
+    );
     // Every kline is in reach: the first trade is in the first kline's window, the last trade in
     // the last kline's, and the klines are consecutive windows.
     assert_eq!(interval.window_start(trades[0].time), klines[0].start);
-    assert_eq!(interval.window_start(trades[trades.len() - 1].time), klines[klines.len() - 1].start);
+    assert_eq!(
+        interval.window_start(trades[trades.len() - 1].time),
+        klines[klines.len() - 1].start
+    );
     for pair in klines.windows(2) {
-        assert_eq!(pair[1].start, interval.window_end(pair[0].start), "{file}: klines are consecutive");
+        assert_eq!(
+            pair[1].start,
+            interval.window_end(pair[0].start),
+            "{file}: klines are consecutive"
+        );
     }
     for clock in [ClockMode::Event, ClockMode::Wall] {
         let (composite, binance) = replay(&trades, interval, clock);
         for (source, candles) in [("composite", &composite), ("binance", &binance)] {
-            assert_eq!(candles.len(), klines.len(), "{clock:?} {source}: one candle per kline");
+            assert_eq!(
+                candles.len(),
+                klines.len(),
+                "{clock:?} {source}: one candle per kline"
+            );
             for (i, (c, k)) in candles.iter().zip(&klines).enumerate() {
                 assert_eq!(&as_kline(c), k, "{clock:?} {source} {interval} candle #{i}");
                 assert!(c.is_final);
                 assert_eq!(c.buy_volume + c.sell_volume, c.volume);
             }
-            assert_eq!(candles.iter().map(|c| c.trades).sum::<u64>(), trades.len() as u64);
+            assert_eq!(
+                candles.iter().map(|c| c.trades).sum::<u64>(),
+                trades.len() as u64
+            );
             let empty = candles.iter().filter(|c| c.trades == 0).count();
-            assert_eq!(empty, klines.iter().filter(|k| k.ohlcv[4].is_zero()).count());
+            assert_eq!(
+                empty,
+                klines.iter().filter(|k| k.ohlcv[4].is_zero()).count()
+            );
             if let Some(n) = expected_empty {
                 assert_eq!(empty, n, "{source}: empty windows (flat candles)");
             }
         }
-        assert!(composite.iter().zip(&binance).all(|(c, b)| Candle { source: b.source, ..*c } == *b));
+        assert!(composite.iter().zip(&binance).all(|(c, b)| Candle {
+            source: b.source,
+            ..*c
+        } == *b));
     }
 }
 
 #[test]
 fn one_minute_candles_equal_binances_3560_klines() {
     // The data's README: 1,091 of the minutes have no trade.
-    compare("1m", "binance_XRPETH_klines_1m_2019-10-11_13.json", 3_560, Some(1_091));
+    compare(
+        "1m",
+        "binance_XRPETH_klines_1m_2019-10-11_13.json",
+        3_560,
+        Some(1_091),
+    );
 }
 
 #[test]
 fn five_minute_candles_equal_binances_712_klines() {
-    compare("5m", "binance_XRPETH_klines_5m_2019-10-11_13.json", 712, None);
+    compare(
+        "5m",
+        "binance_XRPETH_klines_5m_2019-10-11_13.json",
+        712,
+        None,
+    );
 }
 
 #[test]
@@ -169,6 +238,11 @@ fn kline_numbers_are_read_exactly() {
     assert_eq!(k.start, Micros::from_millis(1_570_752_000_000));
     assert_eq!(k.ohlcv[0].to_string(), "0.00141342");
     assert_eq!(k.ohlcv[4].to_string(), "1482.0");
-    let v: serde_json::Value = serde_json::from_str("[0.1000000000000000055511151231257827]").unwrap();
-    assert_eq!(v[0].to_string(), "0.1000000000000000055511151231257827", "arbitrary_precision is on");
+    let v: serde_json::Value =
+        serde_json::from_str("[0.1000000000000000055511151231257827]").unwrap();
+    assert_eq!(
+        v[0].to_string(),
+        "0.1000000000000000055511151231257827",
+        "arbitrary_precision is on"
+    );
 }

@@ -5,6 +5,7 @@
 //! applying trades, advancing the clock (finalizing windows, flat candles included, into a
 //! reused `Vec`) and taking live updates must not allocate at all, in both clock modes.
 #![allow(unsafe_code)] // A `GlobalAlloc` impl is unsafe by definition; this one only counts and forwards.
+#![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is a test failure with its message.
 
 use candles_core::engine::{ClockMode, Engine, EngineConfig, Outcome};
 use candles_core::time::Duration;
@@ -78,7 +79,16 @@ fn trades(count: usize) -> Vec<Trade> {
         let quantity = Decimal::new(1 + next(100_000_000) as i64, next(9) as u32);
         let side = [Side::Buy, Side::Sell, Side::Unknown][next(3) as usize];
         let received = Micros(time + next(1_000_000) as i64);
-        out.push(Trade { exchange: Exchange::ALL[e], pair: pairs[p], id: ids[p * 3 + e], price, quantity, side, time: Micros(time), received });
+        out.push(Trade {
+            exchange: Exchange::ALL[e],
+            pair: pairs[p],
+            id: ids[p * 3 + e],
+            price,
+            quantity,
+            side,
+            time: Micros(time),
+            received,
+        });
     }
     out.sort_by_key(|t| t.received);
     out
@@ -86,7 +96,12 @@ fn trades(count: usize) -> Vec<Trade> {
 
 /// Feeds `trades`, advancing the clock every 100 ms of arrival time and taking live updates every
 /// 250 ms, into reused buffers; returns how many final candles came out.
-fn feed(engine: &mut Engine, trades: &[Trade], finals: &mut Vec<Candle>, updates: &mut Vec<Candle>) -> usize {
+fn feed(
+    engine: &mut Engine,
+    trades: &[Trade],
+    finals: &mut Vec<Candle>,
+    updates: &mut Vec<Candle>,
+) -> usize {
     let mut emitted = 0;
     let (mut next_tick, mut next_update) = (i64::MIN, i64::MIN);
     for t in trades {
@@ -113,7 +128,11 @@ fn applying_and_finalizing_allocates_nothing_after_warm_up() {
     // series and grow every buffer to its working size.
     let (warm, measured) = trades.split_at(10_000);
     for clock in [ClockMode::Wall, ClockMode::Event] {
-        let config = EngineConfig { interval: Interval::seconds(5), grace: Duration::from_millis(1_500), clock };
+        let config = EngineConfig {
+            interval: Interval::seconds(5),
+            grace: Duration::from_millis(1_500),
+            clock,
+        };
         let mut engine = Engine::new(config);
         let mut finals = Vec::with_capacity(1_024);
         let mut updates = Vec::with_capacity(1_024);
@@ -121,8 +140,16 @@ fn applying_and_finalizing_allocates_nothing_after_warm_up() {
         let before = allocations();
         let emitted = feed(&mut engine, measured, &mut finals, &mut updates);
         let allocated = allocations() - before;
-        assert!(emitted >= 12 * 4, "{clock:?}: the measured part finalized windows, flat ones included: {emitted}");
-        assert_eq!(allocated, 0, "{clock:?}: allocations while applying {} trades", measured.len());
+        assert!(
+            emitted >= 12 * 4,
+            "{clock:?}: the measured part finalized windows, flat ones included: {emitted}"
+        );
+        assert_eq!(
+            allocated,
+            0,
+            "{clock:?}: allocations while applying {} trades",
+            measured.len()
+        );
         // Sanity check of the counter itself.
         let before = allocations();
         drop(std::hint::black_box(vec![0_u8; 16]));

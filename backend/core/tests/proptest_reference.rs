@@ -8,9 +8,13 @@
 //! clock driven by the arrival time (wall) or by the trades themselves (event). Every final
 //! candle must equal the reference's, in order, with no late trade and no duplicate.
 
+#![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is a test failure with its message.
+
 use candles_core::engine::{ClockMode, Engine, EngineConfig, Outcome};
 use candles_core::time::Duration;
-use candles_core::{Candle, CandleId, Decimal, Exchange, Interval, Micros, Pair, Side, Source, Trade};
+use candles_core::{
+    Candle, CandleId, Decimal, Exchange, Interval, Micros, Pair, Side, Source, Trade,
+};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 
@@ -28,7 +32,10 @@ fn config(clock: ClockMode) -> EngineConfig {
 }
 
 fn pairs() -> [Pair; 2] {
-    [Pair::parse("BTC-USDT").unwrap(), Pair::parse("ETH-USDT").unwrap()]
+    [
+        Pair::parse("BTC-USDT").unwrap(),
+        Pair::parse("ETH-USDT").unwrap(),
+    ]
 }
 
 /// One generated trade: (pair, exchange, time step of 250 ms, price mantissa, price scale,
@@ -92,10 +99,19 @@ fn reference(trades: &[Trade]) -> Vec<Candle> {
     for t in trades {
         let start = Micros(t.time.0.div_euclid(INTERVAL_US) * INTERVAL_US);
         for source in [Source::Composite, Source::Exchange(t.exchange)] {
-            groups.entry((t.pair, source)).or_default().entry(start).or_default().push(*t);
+            groups
+                .entry((t.pair, source))
+                .or_default()
+                .entry(start)
+                .or_default()
+                .push(*t);
         }
     }
-    let Some(last) = trades.iter().map(|t| Micros(t.time.0.div_euclid(INTERVAL_US) * INTERVAL_US)).max() else {
+    let Some(last) = trades
+        .iter()
+        .map(|t| Micros(t.time.0.div_euclid(INTERVAL_US) * INTERVAL_US))
+        .max()
+    else {
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -108,7 +124,9 @@ fn reference(trades: &[Trade]) -> Vec<Candle> {
                 Some(group) => {
                     let mut group = group.clone();
                     group.sort_by_key(|t| (t.time, exchange_rank(t.exchange), t.id));
-                    let sum = |f: &dyn Fn(&Trade) -> Decimal| group.iter().map(f).fold(Decimal::ZERO, |a, b| a + b);
+                    let sum = |f: &dyn Fn(&Trade) -> Decimal| {
+                        group.iter().map(f).fold(Decimal::ZERO, |a, b| a + b)
+                    };
                     Candle {
                         pair,
                         source,
@@ -120,8 +138,20 @@ fn reference(trades: &[Trade]) -> Vec<Candle> {
                         close: group[group.len() - 1].price,
                         volume: sum(&|t| t.quantity),
                         quote_volume: sum(&|t| t.price * t.quantity),
-                        buy_volume: sum(&|t| if t.side == Side::Buy { t.quantity } else { Decimal::ZERO }),
-                        sell_volume: sum(&|t| if t.side == Side::Sell { t.quantity } else { Decimal::ZERO }),
+                        buy_volume: sum(&|t| {
+                            if t.side == Side::Buy {
+                                t.quantity
+                            } else {
+                                Decimal::ZERO
+                            }
+                        }),
+                        sell_volume: sum(&|t| {
+                            if t.side == Side::Sell {
+                                t.quantity
+                            } else {
+                                Decimal::ZERO
+                            }
+                        }),
                         trades: group.len() as u64,
                         is_final: true,
                     }
@@ -147,7 +177,11 @@ fn run(clock: ClockMode, arrivals: &[(Trade, Micros)]) -> (Vec<Candle>, HashMap<
     for (trade, arrival) in arrivals {
         // The wall clock reads the arrival time; in event mode `now` is ignored.
         engine.advance(*arrival, &mut finals);
-        assert_eq!(engine.apply(trade), Outcome::Applied, "{clock:?}: {trade:?} arriving at {arrival:?}");
+        assert_eq!(
+            engine.apply(trade),
+            Outcome::Applied,
+            "{clock:?}: {trade:?} arriving at {arrival:?}"
+        );
         engine.take_updates(&mut updates);
         for u in updates.drain(..) {
             assert!(!u.is_final);
@@ -165,15 +199,31 @@ fn check(raw: &[Raw], first_ids: [u64; 6]) -> Result<(), TestCaseError> {
     let expected = reference(&trades);
     for clock in [ClockMode::Wall, ClockMode::Event] {
         let (finals, latest) = run(clock, &arrivals);
-        prop_assert_eq!(finals.len(), expected.len(), "{:?}: number of final candles", clock);
+        prop_assert_eq!(
+            finals.len(),
+            expected.len(),
+            "{:?}: number of final candles",
+            clock
+        );
         for (got, want) in finals.iter().zip(&expected) {
             prop_assert_eq!(got, want, "{:?}", clock);
             // The quote volume adds up exactly, so the VWAP is exact too.
-            prop_assert_eq!(got.vwap(), (!want.volume.is_zero()).then(|| (want.quote_volume / want.volume).normalize()));
+            prop_assert_eq!(
+                got.vwap(),
+                (!want.volume.is_zero()).then(|| (want.quote_volume / want.volume).normalize())
+            );
             // The last live update of a window is its final candle but for the flag.
             if got.trades > 0 {
                 let update = latest.get(&got.id()).copied();
-                prop_assert_eq!(update.map(|u| Candle { is_final: true, ..u }), Some(*got), "{:?}", clock);
+                prop_assert_eq!(
+                    update.map(|u| Candle {
+                        is_final: true,
+                        ..u
+                    }),
+                    Some(*got),
+                    "{:?}",
+                    clock
+                );
             }
         }
     }
@@ -201,7 +251,10 @@ proptest! {
 #[test]
 fn the_reference_itself_fills_empty_windows() {
     // A sanity check of the reference: one trade at window 0 and one at window 3 of one series.
-    let raw: Vec<Raw> = vec![(0, 0, 0, 10_000, 2, 1, 0, 0, 0), (0, 0, 60, 10_100, 2, 1, 0, 1, 0)];
+    let raw: Vec<Raw> = vec![
+        (0, 0, 0, 10_000, 2, 1, 0, 0, 0),
+        (0, 0, 60, 10_100, 2, 1, 0, 1, 0),
+    ];
     let (trades, _) = build(&raw, [7; 6]);
     let candles = reference(&trades);
     assert_eq!(candles.len(), 8, "composite and binance x 4 windows");

@@ -2,6 +2,8 @@
 //!
 //! Times are microseconds; `T0` is aligned to every interval used here (5 s and 1 m).
 
+#![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is a test failure with its message.
+
 use candles_core::engine::{ClockMode, Engine, EngineConfig, Outcome};
 use candles_core::time::Duration;
 use candles_core::{Candle, Decimal, Exchange, Interval, Micros, Pair, Side, Source, Trade};
@@ -28,7 +30,15 @@ fn dec(s: &str) -> Decimal {
 }
 
 /// A trade at `T0 + at` microseconds.
-fn trade(exchange: Exchange, pair: Pair, id: u64, price: &str, quantity: &str, side: Side, at: i64) -> Trade {
+fn trade(
+    exchange: Exchange,
+    pair: Pair,
+    id: u64,
+    price: &str,
+    quantity: &str,
+    side: Side,
+    at: i64,
+) -> Trade {
     Trade::new(exchange, pair, id, price, quantity, side, Micros(T0 + at)).unwrap()
 }
 
@@ -38,7 +48,11 @@ fn bt(id: u64, price: &str, at: i64) -> Trade {
 }
 
 fn engine(clock: ClockMode) -> Engine {
-    Engine::new(EngineConfig { interval: Interval::seconds(5), grace: Duration::from_millis(1_500), clock })
+    Engine::new(EngineConfig {
+        interval: Interval::seconds(5),
+        grace: Duration::from_millis(1_500),
+        clock,
+    })
 }
 
 /// Window start `T0 + n * 5 s`.
@@ -59,7 +73,11 @@ fn advance(engine: &mut Engine, at: i64) -> Vec<Candle> {
 }
 
 fn only(candles: &[Candle], pair: Pair, source: Source) -> Vec<Candle> {
-    candles.iter().filter(|c| c.pair == pair && c.source == source).copied().collect()
+    candles
+        .iter()
+        .filter(|c| c.pair == pair && c.source == source)
+        .copied()
+        .collect()
 }
 
 fn ohlc(c: &Candle) -> [Decimal; 4] {
@@ -79,7 +97,15 @@ fn apply_all(engine: &mut Engine, trades: &[Trade]) {
 #[test]
 fn a_trade_exactly_at_a_windows_end_belongs_to_the_next_window() {
     let mut e = engine(ClockMode::Event);
-    apply_all(&mut e, &[bt(1, "10", 0), bt(2, "11", 5 * SEC - 1), bt(3, "12", 5 * SEC), bt(4, "13", 10 * SEC - 1)]);
+    apply_all(
+        &mut e,
+        &[
+            bt(1, "10", 0),
+            bt(2, "11", 5 * SEC - 1),
+            bt(3, "12", 5 * SEC),
+            bt(4, "13", 10 * SEC - 1),
+        ],
+    );
     let out = only(&flush(&mut e), btc(), COMPOSITE);
     assert_eq!(out.len(), 2);
     assert_eq!((out[0].start, out[0].end(), out[0].trades), (w(0), w(1), 2));
@@ -94,13 +120,26 @@ fn out_of_order_trades_within_grace_take_open_and_close_by_trade_time() {
         let mut e = engine(clock);
         let mut finals = Vec::new();
         // Arrival order: 3 s, 1 s, 4.9 s, 2 s, then 0.5 s arriving 1.4 s after the window's end.
-        let arrivals = [(3, "30", 3 * SEC), (1, "10", 3 * SEC + 1), (4, "49", 5 * SEC), (2, "20", 6 * SEC), (0, "5", 6_400_000)];
+        let arrivals = [
+            (3, "30", 3 * SEC),
+            (1, "10", 3 * SEC + 1),
+            (4, "49", 5 * SEC),
+            (2, "20", 6 * SEC),
+            (0, "5", 6_400_000),
+        ];
         let times = [3 * SEC, SEC, 4_900_000, 2 * SEC, 500_000];
         for ((id, price, now), at) in arrivals.into_iter().zip(times) {
             e.advance(Micros(T0 + now), &mut finals);
-            assert_eq!(e.apply(&bt(id, price, at)), Outcome::Applied, "{clock:?} trade {id}");
+            assert_eq!(
+                e.apply(&bt(id, price, at)),
+                Outcome::Applied,
+                "{clock:?} trade {id}"
+            );
         }
-        assert!(finals.is_empty(), "{clock:?}: nothing final before end + grace: {finals:?}");
+        assert!(
+            finals.is_empty(),
+            "{clock:?}: nothing final before end + grace: {finals:?}"
+        );
         finals.extend(flush(&mut e));
         let c = only(&finals, btc(), COMPOSITE);
         assert_eq!(c.len(), 1, "{clock:?}");
@@ -114,7 +153,15 @@ fn out_of_order_trades_within_grace_take_open_and_close_by_trade_time() {
 fn ties_in_time_are_broken_by_trade_id_not_arrival() {
     let mut e = engine(ClockMode::Event);
     // Same time; ids arrive 7, 5, 9, 6.
-    apply_all(&mut e, &[bt(7, "70", SEC), bt(5, "50", SEC), bt(9, "90", SEC), bt(6, "60", SEC)]);
+    apply_all(
+        &mut e,
+        &[
+            bt(7, "70", SEC),
+            bt(5, "50", SEC),
+            bt(9, "90", SEC),
+            bt(6, "60", SEC),
+        ],
+    );
     let c = only(&flush(&mut e), btc(), BINANCE);
     assert_eq!(ohlc(&c[0]), prices("50", "90", "50", "90"));
 }
@@ -122,7 +169,10 @@ fn ties_in_time_are_broken_by_trade_id_not_arrival() {
 #[test]
 fn ties_across_exchanges_follow_the_documented_exchange_order_then_arrival() {
     // The documented order is Exchange::ALL: Binance, Kraken, Coinbase.
-    assert_eq!(Exchange::ALL, [Exchange::Binance, Exchange::Kraken, Exchange::Coinbase]);
+    assert_eq!(
+        Exchange::ALL,
+        [Exchange::Binance, Exchange::Kraken, Exchange::Coinbase]
+    );
     let at = 2 * SEC;
     let cb = trade(Exchange::Coinbase, btc(), 1, "300", "1", Side::Buy, at);
     let kr = trade(Exchange::Kraken, btc(), 999_999, "200", "1", Side::Buy, at);
@@ -146,18 +196,30 @@ fn ties_across_exchanges_follow_the_documented_exchange_order_then_arrival() {
 fn no_candle_for_empty_windows_before_a_series_first_trade() {
     for clock in [ClockMode::Wall, ClockMode::Event] {
         let mut e = engine(clock);
-        assert!(advance(&mut e, 60 * SEC).is_empty(), "{clock:?}: no trade, no candle");
+        assert!(
+            advance(&mut e, 60 * SEC).is_empty(),
+            "{clock:?}: no trade, no candle"
+        );
         // The first trade is in window 20 (wall clock is at window 12 + grace).
         assert_eq!(e.apply(&bt(1, "10", 100 * SEC + 1)), Outcome::Applied);
         // Kraken starts trading two windows later.
         let kr = trade(Exchange::Kraken, btc(), 1, "11", "2", Side::Sell, 110 * SEC);
         assert_eq!(e.apply(&kr), Outcome::Applied);
         let out = flush(&mut e);
-        let starts = |s| only(&out, btc(), s).iter().map(|c| c.start).collect::<Vec<_>>();
+        let starts = |s| {
+            only(&out, btc(), s)
+                .iter()
+                .map(|c| c.start)
+                .collect::<Vec<_>>()
+        };
         assert_eq!(starts(COMPOSITE), vec![w(20), w(21), w(22)], "{clock:?}");
         assert_eq!(starts(BINANCE), vec![w(20), w(21), w(22)], "{clock:?}");
         assert_eq!(starts(KRAKEN), vec![w(22)], "{clock:?}");
-        assert_eq!(starts(COINBASE), vec![], "{clock:?}: an exchange with no trade has no series");
+        assert_eq!(
+            starts(COINBASE),
+            vec![],
+            "{clock:?}: an exchange with no trade has no series"
+        );
     }
 }
 
@@ -168,8 +230,15 @@ fn assert_continuous(candles: &[Candle], from: i64, to: i64) {
     for pair in candles.windows(2) {
         let (prev, c) = (&pair[0], &pair[1]);
         if c.trades == 0 {
-            assert_eq!(ohlc(c), [prev.close; 4], "flat at the previous close: {c:?}");
-            assert_eq!((c.volume, c.quote_volume, c.buy_volume, c.sell_volume), (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO, Decimal::ZERO));
+            assert_eq!(
+                ohlc(c),
+                [prev.close; 4],
+                "flat at the previous close: {c:?}"
+            );
+            assert_eq!(
+                (c.volume, c.quote_volume, c.buy_volume, c.sell_volume),
+                (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO, Decimal::ZERO)
+            );
             assert_eq!(c.vwap(), None);
             assert!(c.is_final);
         }
@@ -198,7 +267,15 @@ fn empty_windows_after_the_first_trade_are_flat_at_the_previous_close_wall_clock
     assert_eq!(c[1].trades, 0);
     assert_eq!((c[4].trades, c[4].close), (1, dec("20")));
     assert_eq!(ohlc(&c[5]), [dec("20"); 4]);
-    assert_eq!(only(&out, btc(), BINANCE), c.iter().map(|c| Candle { source: BINANCE, ..*c }).collect::<Vec<_>>());
+    assert_eq!(
+        only(&out, btc(), BINANCE),
+        c.iter()
+            .map(|c| Candle {
+                source: BINANCE,
+                ..*c
+            })
+            .collect::<Vec<_>>()
+    );
     assert!(only(&out, btc(), KRAKEN).is_empty());
 }
 
@@ -229,14 +306,26 @@ fn empty_windows_after_the_first_trade_are_flat_at_the_previous_close_event_cloc
 fn a_series_keeps_yielding_flat_candles_while_its_exchange_is_quiet() {
     // Binance trades every window, Kraken only once: Kraken's series stays continuous.
     let mut e = engine(ClockMode::Event);
-    e.apply(&trade(Exchange::Kraken, btc(), 1, "99", "1", Side::Sell, SEC));
+    e.apply(&trade(
+        Exchange::Kraken,
+        btc(),
+        1,
+        "99",
+        "1",
+        Side::Sell,
+        SEC,
+    ));
     for n in 0..6 {
         e.apply(&bt(n as u64 + 1, "100", n * 5 * SEC + 2 * SEC));
     }
     let out = flush(&mut e);
     let k = only(&out, btc(), KRAKEN);
     assert_continuous(&k, 0, 5);
-    assert!(k[1..].iter().all(|c| ohlc(c) == [dec("99"); 4] && c.trades == 0));
+    assert!(
+        k[1..]
+            .iter()
+            .all(|c| ohlc(c) == [dec("99"); 4] && c.trades == 0)
+    );
     assert_eq!(only(&out, btc(), COMPOSITE).len(), 6);
 }
 
@@ -246,10 +335,28 @@ fn a_late_trade_is_counted_not_applied_and_never_a_crash() {
     let mut e = engine(ClockMode::Wall);
     e.apply(&bt(1, "10", SEC));
     let finals = advance(&mut e, 6_500_000);
-    assert_eq!(finals.len(), 2, "composite and binance for window 0: {finals:?}");
+    assert_eq!(
+        finals.len(),
+        2,
+        "composite and binance for window 0: {finals:?}"
+    );
     assert_eq!(e.apply(&bt(2, "11", 4 * SEC)), Outcome::Late);
-    assert_eq!(e.apply(&trade(Exchange::Kraken, btc(), 1, "11", "1", Side::Buy, 0)), Outcome::Late);
-    assert_eq!(e.apply(&trade(Exchange::Binance, eth(), 1, "11", "1", Side::Buy, -3600 * SEC)), Outcome::Late);
+    assert_eq!(
+        e.apply(&trade(Exchange::Kraken, btc(), 1, "11", "1", Side::Buy, 0)),
+        Outcome::Late
+    );
+    assert_eq!(
+        e.apply(&trade(
+            Exchange::Binance,
+            eth(),
+            1,
+            "11",
+            "1",
+            Side::Buy,
+            -3600 * SEC
+        )),
+        Outcome::Late
+    );
     assert_eq!(e.late_trades(), 3);
     let mut snap = Vec::new();
     e.snapshot(&mut snap);
@@ -265,8 +372,16 @@ fn a_late_trade_is_counted_not_applied_and_never_a_crash() {
     let first = advance(&mut e, 0);
     assert_eq!(first.len(), 2);
     assert_eq!(e.apply(&bt(3, "1", 4_999_999)), Outcome::Late);
-    assert_eq!(e.watermark(), Some(Micros(T0 + 6_500_000)), "a late trade does not move the watermark");
-    assert_eq!(e.apply(&bt(4, "1", 5 * SEC)), Outcome::Applied, "window 1 is still open");
+    assert_eq!(
+        e.watermark(),
+        Some(Micros(T0 + 6_500_000)),
+        "a late trade does not move the watermark"
+    );
+    assert_eq!(
+        e.apply(&bt(4, "1", 5 * SEC)),
+        Outcome::Applied,
+        "window 1 is still open"
+    );
     assert_eq!(e.late_trades(), 1);
     let rest = flush(&mut e);
     assert_eq!(rest.len(), 2);
@@ -287,18 +402,34 @@ fn extreme_trade_times_and_clocks_do_not_crash() {
         assert_eq!(e.apply(&bt(1, "10", SEC)), Outcome::Applied);
         // Times whose windows cannot be computed without overflow are rejected like late trades.
         for time in [i64::MIN, i64::MIN + 1, i64::MAX - 1, i64::MAX] {
-            let t = Trade { time: Micros(time), ..bt(2, "1", 0) };
+            let t = Trade {
+                time: Micros(time),
+                ..bt(2, "1", 0)
+            };
             assert_eq!(e.apply(&t), Outcome::Late, "{time}");
         }
         assert_eq!(e.late_trades(), 4);
-        assert_eq!(e.watermark(), Some(Micros(T0 + SEC)), "rejected times do not move the event clock");
+        assert_eq!(
+            e.watermark(),
+            Some(Micros(T0 + SEC)),
+            "rejected times do not move the event clock"
+        );
         e.seed(eth(), COMPOSITE, Micros(i64::MAX), dec("1"));
         e.seed(eth(), COMPOSITE, Micros(i64::MIN), dec("1"));
         // Times before the epoch are ordinary.
         let mut before_epoch = engine(clock);
-        assert_eq!(before_epoch.apply(&Trade { time: Micros(-1), ..bt(1, "1", 0) }), Outcome::Applied);
+        assert_eq!(
+            before_epoch.apply(&Trade {
+                time: Micros(-1),
+                ..bt(1, "1", 0)
+            }),
+            Outcome::Applied
+        );
         before_epoch.flush(&mut out);
-        assert_eq!(out.iter().map(|c| c.start).collect::<Vec<_>>(), vec![Micros(-5 * SEC); 2]);
+        assert_eq!(
+            out.iter().map(|c| c.start).collect::<Vec<_>>(),
+            vec![Micros(-5 * SEC); 2]
+        );
         out.clear();
         e.flush(&mut out);
         e.take_updates(&mut out);
@@ -313,18 +444,41 @@ fn the_composite_is_the_union_and_each_exchange_has_its_own_candle() {
         &mut e,
         &[
             trade(Exchange::Binance, btc(), 10, "100.5", "0.5", Side::Buy, SEC),
-            trade(Exchange::Kraken, btc(), 20, "99.5", "1.25", Side::Sell, 500_000),
-            trade(Exchange::Binance, btc(), 11, "102", "0.25", Side::Sell, 3 * SEC),
+            trade(
+                Exchange::Kraken,
+                btc(),
+                20,
+                "99.5",
+                "1.25",
+                Side::Sell,
+                500_000,
+            ),
+            trade(
+                Exchange::Binance,
+                btc(),
+                11,
+                "102",
+                "0.25",
+                Side::Sell,
+                3 * SEC,
+            ),
             trade(Exchange::Kraken, btc(), 21, "101", "2", Side::Buy, 4 * SEC),
             trade(Exchange::Binance, eth(), 1, "2000", "3", Side::Buy, 2 * SEC),
         ],
     );
     let out = flush(&mut e);
-    assert_eq!(out.len(), 5, "btc composite, binance, kraken; eth composite, binance: {out:?}");
+    assert_eq!(
+        out.len(),
+        5,
+        "btc composite, binance, kraken; eth composite, binance: {out:?}"
+    );
     let comp = only(&out, btc(), COMPOSITE)[0];
     assert_eq!(ohlc(&comp), prices("99.5", "102", "99.5", "101"));
     assert_eq!((comp.volume, comp.trades), (dec("4.00"), 4));
-    assert_eq!((comp.buy_volume, comp.sell_volume), (dec("2.5"), dec("1.50")));
+    assert_eq!(
+        (comp.buy_volume, comp.sell_volume),
+        (dec("2.5"), dec("1.50"))
+    );
     let bin = only(&out, btc(), BINANCE)[0];
     assert_eq!(ohlc(&bin), prices("100.5", "102", "100.5", "102"));
     assert_eq!((bin.volume, bin.trades), (dec("0.75"), 2));
@@ -344,14 +498,42 @@ fn quote_volume_buy_sell_volume_and_vwap_are_exact() {
         &mut e,
         &[
             trade(Exchange::Binance, btc(), 1, "100.10", "0.1", Side::Buy, SEC),
-            trade(Exchange::Binance, btc(), 2, "100.30", "0.2", Side::Sell, 2 * SEC),
-            trade(Exchange::Binance, btc(), 3, "100.30", "0.1", Side::Unknown, 3 * SEC),
-            trade(Exchange::Binance, btc(), 4, "100.10", "0.00000001", Side::Buy, 4 * SEC),
+            trade(
+                Exchange::Binance,
+                btc(),
+                2,
+                "100.30",
+                "0.2",
+                Side::Sell,
+                2 * SEC,
+            ),
+            trade(
+                Exchange::Binance,
+                btc(),
+                3,
+                "100.30",
+                "0.1",
+                Side::Unknown,
+                3 * SEC,
+            ),
+            trade(
+                Exchange::Binance,
+                btc(),
+                4,
+                "100.10",
+                "0.00000001",
+                Side::Buy,
+                4 * SEC,
+            ),
         ],
     );
     let c = only(&flush(&mut e), btc(), BINANCE)[0];
     assert_eq!(c.volume, dec("0.40000001"));
-    assert_eq!(c.volume.to_string(), "0.40000001", "0.1 + 0.2 + 0.1 + 1e-8, no float error");
+    assert_eq!(
+        c.volume.to_string(),
+        "0.40000001",
+        "0.1 + 0.2 + 0.1 + 1e-8, no float error"
+    );
     // 10.010 + 20.060 + 10.030 + 0.000001001
     assert_eq!(c.quote_volume, dec("40.100001001"));
     assert_eq!(c.buy_volume, dec("0.10000001"));
@@ -363,7 +545,15 @@ fn quote_volume_buy_sell_volume_and_vwap_are_exact() {
         &mut e,
         &[
             trade(Exchange::Kraken, btc(), 1, "100.10", "0.5", Side::Buy, SEC),
-            trade(Exchange::Kraken, btc(), 2, "100.30", "1.5", Side::Sell, 2 * SEC),
+            trade(
+                Exchange::Kraken,
+                btc(),
+                2,
+                "100.30",
+                "1.5",
+                Side::Sell,
+                2 * SEC,
+            ),
         ],
     );
     let c = only(&flush(&mut e), btc(), KRAKEN)[0];
@@ -385,11 +575,18 @@ fn a_window_is_final_exactly_at_end_plus_grace_not_a_microsecond_before() {
     let mut e = engine(ClockMode::Event);
     e.apply(&bt(1, "10", SEC));
     e.apply(&bt(2, "10", end_plus_grace - 1));
-    assert!(advance(&mut e, 1_000 * SEC).is_empty(), "event mode ignores `now`");
+    assert!(
+        advance(&mut e, 1_000 * SEC).is_empty(),
+        "event mode ignores `now`"
+    );
     e.apply(&bt(3, "10", end_plus_grace));
     assert_eq!(advance(&mut e, 0).len(), 2);
     // Zero grace: final exactly at the window's end.
-    let mut e = Engine::new(EngineConfig { interval: Interval::seconds(5), grace: Duration(0), clock: ClockMode::Wall });
+    let mut e = Engine::new(EngineConfig {
+        interval: Interval::seconds(5),
+        grace: Duration(0),
+        clock: ClockMode::Wall,
+    });
     e.apply(&bt(1, "10", SEC));
     assert!(advance(&mut e, 5 * SEC - 1).is_empty());
     assert_eq!(advance(&mut e, 5 * SEC).len(), 2);
@@ -403,10 +600,26 @@ fn the_event_clock_is_the_watermark_of_trade_times() {
     assert!(advance(&mut e, 1_000 * SEC).is_empty());
     e.apply(&bt(1, "10", 3 * SEC));
     e.apply(&bt(2, "10", 2 * SEC));
-    assert_eq!(e.watermark(), Some(Micros(T0 + 3 * SEC)), "an earlier trade does not lower it");
+    assert_eq!(
+        e.watermark(),
+        Some(Micros(T0 + 3 * SEC)),
+        "an earlier trade does not lower it"
+    );
     assert_eq!(e.clock(Micros(0)), e.watermark());
-    e.apply(&trade(Exchange::Kraken, eth(), 1, "10", "1", Side::Buy, 9 * SEC));
-    assert_eq!(e.watermark(), Some(Micros(T0 + 9 * SEC)), "any pair and exchange moves it");
+    e.apply(&trade(
+        Exchange::Kraken,
+        eth(),
+        1,
+        "10",
+        "1",
+        Side::Buy,
+        9 * SEC,
+    ));
+    assert_eq!(
+        e.watermark(),
+        Some(Micros(T0 + 9 * SEC)),
+        "any pair and exchange moves it"
+    );
     // The wall clock ignores the watermark.
     let mut wall = engine(ClockMode::Wall);
     wall.apply(&bt(1, "10", 3 * SEC));
@@ -426,17 +639,44 @@ fn seed_continues_a_series_from_a_finalized_candle() {
         // A trade for the seeded window is not applied again to the seeded series.
         let _ = e.apply(&bt(1, "1000", 11 * SEC));
         // Kraken was not seeded: it starts at its first trade.
-        e.apply(&trade(Exchange::Kraken, btc(), 1, "43", "1", Side::Buy, 26 * SEC));
+        e.apply(&trade(
+            Exchange::Kraken,
+            btc(),
+            1,
+            "43",
+            "1",
+            Side::Buy,
+            26 * SEC,
+        ));
         let mut out = advance(&mut e, 32 * SEC);
         out.extend(flush(&mut e));
         let c = only(&out, btc(), COMPOSITE);
-        assert_eq!(c.iter().map(|c| c.start).collect::<Vec<_>>(), vec![w(3), w(4), w(5)], "{clock:?}");
+        assert_eq!(
+            c.iter().map(|c| c.start).collect::<Vec<_>>(),
+            vec![w(3), w(4), w(5)],
+            "{clock:?}"
+        );
         assert_eq!(ohlc(&c[0]), [dec("42"); 4]);
         assert_eq!(ohlc(&c[1]), [dec("42"); 4]);
         assert_eq!((c[2].open, c[2].trades), (dec("43"), 1));
         let b = only(&out, btc(), BINANCE);
-        assert_eq!(b.iter().map(|c| (c.start, c.close, c.trades)).collect::<Vec<_>>(), vec![(w(3), dec("41"), 0), (w(4), dec("41"), 0), (w(5), dec("41"), 0)]);
-        assert_eq!(only(&out, btc(), KRAKEN).iter().map(|c| c.start).collect::<Vec<_>>(), vec![w(5)]);
+        assert_eq!(
+            b.iter()
+                .map(|c| (c.start, c.close, c.trades))
+                .collect::<Vec<_>>(),
+            vec![
+                (w(3), dec("41"), 0),
+                (w(4), dec("41"), 0),
+                (w(5), dec("41"), 0)
+            ]
+        );
+        assert_eq!(
+            only(&out, btc(), KRAKEN)
+                .iter()
+                .map(|c| c.start)
+                .collect::<Vec<_>>(),
+            vec![w(5)]
+        );
     }
 }
 
@@ -452,18 +692,32 @@ fn take_updates_gives_in_progress_snapshots_of_changed_windows_only() {
     let mut sources: Vec<Source> = up.iter().map(|c| c.source).collect();
     sources.sort();
     assert_eq!(sources, vec![COMPOSITE, BINANCE]);
-    assert!(up.iter().all(|c| !c.is_final && c.start == w(0) && c.trades == 2 && c.close == dec("11")));
+    assert!(
+        up.iter()
+            .all(|c| !c.is_final && c.start == w(0) && c.trades == 2 && c.close == dec("11"))
+    );
     up.clear();
     e.take_updates(&mut up);
     assert!(up.is_empty(), "nothing changed: {up:?}");
     // A Kraken trade changes the composite and Kraken, not Binance.
-    e.apply(&trade(Exchange::Kraken, btc(), 1, "12", "1", Side::Buy, 3 * SEC));
+    e.apply(&trade(
+        Exchange::Kraken,
+        btc(),
+        1,
+        "12",
+        "1",
+        Side::Buy,
+        3 * SEC,
+    ));
     e.take_updates(&mut up);
     let mut sources: Vec<Source> = up.iter().map(|c| c.source).collect();
     sources.sort();
     assert_eq!(sources, vec![COMPOSITE, KRAKEN]);
     let comp = up.iter().find(|c| c.source == COMPOSITE).unwrap();
-    assert_eq!((comp.trades, comp.close, comp.is_final), (3, dec("12"), false));
+    assert_eq!(
+        (comp.trades, comp.close, comp.is_final),
+        (3, dec("12"), false)
+    );
     up.clear();
     // A trade in the next window while window 0 is still open: only window 1's snapshots.
     e.apply(&bt(3, "13", 6 * SEC));
@@ -485,7 +739,13 @@ fn take_updates_gives_in_progress_snapshots_of_changed_windows_only() {
     e.take_updates(&mut up);
     let last_update = *up.iter().find(|c| c.source == COMPOSITE).unwrap();
     let final_c = only(&flush(&mut e), btc(), COMPOSITE)[0];
-    assert_eq!(Candle { is_final: true, ..last_update }, final_c);
+    assert_eq!(
+        Candle {
+            is_final: true,
+            ..last_update
+        },
+        final_c
+    );
 }
 
 /// The trades of the identity test: 3 exchanges, 2 pairs, many equal times and prices.
@@ -498,7 +758,15 @@ fn identity_trades() -> Vec<Trade> {
         let at = (i as i64 / 5) * 1_300_000; // ties of time within and across exchanges
         let price = format!("{}.{}", 100 + (i * 7) % 5, i % 10);
         let side = [Side::Buy, Side::Sell, Side::Unknown][(i % 3) as usize];
-        trades.push(trade(ex, pair, 1_000 + i, &price, &format!("0.{:03}", i + 1), side, at));
+        trades.push(trade(
+            ex,
+            pair,
+            1_000 + i,
+            &price,
+            &format!("0.{:03}", i + 1),
+            side,
+            at,
+        ));
     }
     trades
 }
@@ -530,7 +798,12 @@ fn reprocessing_the_same_trades_in_any_arrival_order_within_grace_gives_identica
             let mut arrivals: Vec<(Trade, i64)> = trades
                 .iter()
                 .enumerate()
-                .map(|(i, t)| (*t, t.time.0 + ((i as u64 * 7919 + seed * 104_729) % 1_500_001) as i64))
+                .map(|(i, t)| {
+                    (
+                        *t,
+                        t.time.0 + ((i as u64 * 7919 + seed * 104_729) % 1_500_001) as i64,
+                    )
+                })
                 .collect();
             arrivals.sort_by_key(|(_, a)| *a);
             let (again, late) = run(clock, &arrivals);
@@ -565,7 +838,15 @@ fn oldest_open_window_and_finalized_before_track_the_open_windows() {
     let mut e = engine(ClockMode::Wall);
     assert_eq!(e.oldest_open_window(), None);
     e.apply(&bt(1, "10", 7 * SEC));
-    e.apply(&trade(Exchange::Kraken, eth(), 1, "10", "1", Side::Buy, 3 * SEC));
+    e.apply(&trade(
+        Exchange::Kraken,
+        eth(),
+        1,
+        "10",
+        "1",
+        Side::Buy,
+        3 * SEC,
+    ));
     assert_eq!(e.oldest_open_window(), Some(w(0)));
     advance(&mut e, 6_500_000);
     assert_eq!(e.oldest_open_window(), Some(w(1)));
@@ -576,11 +857,21 @@ fn oldest_open_window_and_finalized_before_track_the_open_windows() {
 
 #[test]
 fn one_minute_windows_align_to_the_epoch() {
-    let mut e = Engine::new(EngineConfig { interval: Interval::parse("1m").unwrap(), grace: Duration::from_millis(2_000), clock: ClockMode::Event });
+    let mut e = Engine::new(EngineConfig {
+        interval: Interval::parse("1m").unwrap(),
+        grace: Duration::from_millis(2_000),
+        clock: ClockMode::Event,
+    });
     e.apply(&bt(1, "1", 59 * SEC));
     e.apply(&bt(2, "2", 60 * SEC));
     let out = only(&flush(&mut e), btc(), COMPOSITE);
-    assert_eq!(out.iter().map(|c| (c.start, c.end())).collect::<Vec<_>>(), vec![(Micros(T0), Micros(T0 + 60 * SEC)), (Micros(T0 + 60 * SEC), Micros(T0 + 120 * SEC))]);
+    assert_eq!(
+        out.iter().map(|c| (c.start, c.end())).collect::<Vec<_>>(),
+        vec![
+            (Micros(T0), Micros(T0 + 60 * SEC)),
+            (Micros(T0 + 60 * SEC), Micros(T0 + 120 * SEC))
+        ]
+    );
     assert_eq!(out[0].start.0 % 60_000_000, 0);
 }
 
@@ -593,15 +884,28 @@ fn interval_and_clock_parsing_cases_not_covered_by_unit_tests() {
     assert_eq!(Interval::parse("3600s").unwrap().to_string(), "1h");
     assert_eq!(Interval::parse("1500ms").unwrap().to_string(), "1500ms");
     assert_eq!("2s".parse::<Interval>().unwrap(), Interval::seconds(2));
-    for (input, reason) in [("0ms", "longer than zero"), ("+5s", "number"), ("5s5", "unit"), ("5S", "unit"), ("5 m s", "unit"), ("\t", "empty")] {
+    for (input, reason) in [
+        ("0ms", "longer than zero"),
+        ("+5s", "number"),
+        ("5s5", "unit"),
+        ("5S", "unit"),
+        ("5 m s", "unit"),
+        ("\t", "empty"),
+    ] {
         let msg = Interval::parse(input).unwrap_err().to_string();
-        assert!(msg.contains(reason) && msg.contains(&format!("{input:?}")), "{input}: {msg}");
+        assert!(
+            msg.contains(reason) && msg.contains(&format!("{input:?}")),
+            "{input}: {msg}"
+        );
     }
     assert_eq!(Duration::parse("0s").unwrap(), Duration(0));
     assert_eq!(Duration::parse("2s").unwrap().to_string(), "2s");
     assert_eq!("Event".parse::<ClockMode>().unwrap(), ClockMode::Event);
     assert_eq!(" wall ".parse::<ClockMode>().unwrap(), ClockMode::Wall);
     let msg = "replay".parse::<ClockMode>().unwrap_err();
-    assert!(msg.contains("\"replay\"") && msg.contains("wall") && msg.contains("event"), "{msg}");
+    assert!(
+        msg.contains("\"replay\"") && msg.contains("wall") && msg.contains("event"),
+        "{msg}"
+    );
     assert_eq!(ClockMode::default(), ClockMode::Wall);
 }
