@@ -1,6 +1,8 @@
 //! Rendering cost: one full dashboard frame with 3 pairs × 200 candles into a 200×60 TestBackend.
 //!
 //! Run: `cargo bench -p candles-tui --bench render`.
+// criterion's macros generate undocumented functions.
+#![allow(missing_docs)]
 
 use candles_core::{Candle, Decimal, Interval, Micros, Pair, Source};
 use candles_tui::app::{App, Event, Link, LinkState};

@@ -95,11 +95,14 @@ impl Series {
     /// Inserts or replaces a candle; a forming update never overwrites a final candle.
     /// Returns whether anything changed.
     pub fn upsert(&mut self, candle: Candle) -> bool {
-        if let Some(first) = self.candles.values().next() {
-            if first.interval != candle.interval {
-                // The server now builds another interval (e.g. restarted with other flags).
-                self.candles.clear();
-            }
+        if self
+            .candles
+            .values()
+            .next()
+            .is_some_and(|first| first.interval != candle.interval)
+        {
+            // The server now builds another interval (e.g. restarted with other flags).
+            self.candles.clear();
         }
         match self.candles.get(&candle.start) {
             Some(old) if old.is_final && !candle.is_final => return false,

@@ -89,14 +89,14 @@ pub fn price_to_unit(price: f64, min: f64, max: f64, units: u32) -> u32 {
     }
     let top = units - 1;
     let range = max - min;
-    if !(range > 0.0) || !range.is_finite() {
+    if range.is_nan() || range <= 0.0 || !range.is_finite() {
         return units / 2;
     }
     if price.is_nan() {
         return 0;
     }
     let t = (price - min) / range;
-    if !(t > 0.0) {
+    if t.is_nan() || t <= 0.0 {
         return 0;
     }
     if t >= 1.0 {
@@ -121,7 +121,7 @@ pub fn price_to_row(price: f64, min: f64, max: f64, rows: u16) -> u16 {
 
 /// How many decimals a price label needs so that neighbouring rows (`step` apart) differ.
 pub fn label_decimals(step: f64) -> usize {
-    if !(step > 0.0) || !step.is_finite() {
+    if step.is_nan() || step <= 0.0 || !step.is_finite() {
         return 2;
     }
     let d = (-step.log10()).ceil() + 1.0;

@@ -2,6 +2,7 @@
 //! HTTP/2, with behaviour the real service only shows under failure): a candle that fails to
 //! decode is counted and skipped, a dropped stream is retried with backoff and the history
 //! refill does not duplicate candles, and a rejected request is fatal with the server's message.
+#![allow(clippy::unwrap_used)]
 
 use candles_core::{Candle, Decimal, Interval, Micros, Pair, Source};
 use candles_proto::v1::candle_service_server::{CandleService, CandleServiceServer};
@@ -176,7 +177,7 @@ async fn bad_candles_are_skipped_and_a_reconnect_refills_without_duplicates() {
             }
         })
         .collect();
-    assert!(bad.len() >= 1 && bad[0].contains("open"), "{bad:?}");
+    assert!(!bad.is_empty() && bad[0].contains("open"), "{bad:?}");
     assert!(app.bad_data >= 1);
     // Two connections delivered the same two good candles: the dashboard holds each once.
     let series = app.series_for(Pair::parse("BTC-USDT").unwrap()).unwrap();
@@ -224,13 +225,12 @@ async fn an_unreachable_server_is_retried_with_growing_delays() {
     let task = tokio::spawn(client::run(cfg, tx, shutdown.clone()));
     let mut delays = Vec::new();
     while delays.len() < 4 {
-        match tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        let event = tokio::time::timeout(Duration::from_secs(10), rx.recv())
             .await
             .unwrap()
-            .unwrap()
-        {
-            Event::Conn(_, LinkState::Reconnecting { in_ms, .. }) => delays.push(in_ms),
-            _ => {}
+            .unwrap();
+        if let Event::Conn(_, LinkState::Reconnecting { in_ms, .. }) = event {
+            delays.push(in_ms);
         }
     }
     assert_eq!(delays, [20, 40, 80, 160]);

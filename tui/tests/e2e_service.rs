@@ -1,6 +1,7 @@
 //! End to end against a real candles-service (in this process, on real Tansu + Redis, trades
 //! produced to Kafka as connectors do): the dashboard in a real terminal (tmux), and the
 //! `--json` / `--plain` lines on a pipe.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Render tests: the dashboard drawn into ratatui's `TestBackend`, compared with committed insta
 //! snapshots (characters only), and colours asserted on specific cells.
+#![allow(clippy::unwrap_used)]
 
 use candles_core::{Candle, Decimal, Exchange, Interval, Micros, Pair, Source};
 use candles_tui::app::{App, Event, Link, LinkState};

@@ -129,12 +129,16 @@ pub fn produce(
         while !stop.is_cancelled() {
             for (pair, base) in &pairs {
                 id += 1;
-                let price = if id % 2 == 0 {
+                let price = if id.is_multiple_of(2) {
                     format!("{base}.5")
                 } else {
                     format!("{base}.25")
                 };
-                let side = if id % 3 == 0 { Side::Sell } else { Side::Buy };
+                let side = if id.is_multiple_of(3) {
+                    Side::Sell
+                } else {
+                    Side::Buy
+                };
                 let mut t = Trade::new(
                     Exchange::Binance,
                     *pair,
