@@ -275,7 +275,7 @@ where
         let close = request
             .header("connection")
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        let response = if request.method == "GET" || request.method == "HEAD" {
+        let response = if request.method == "GET" {
             route(&request)
         } else {
             Response::status(405, r#"{"error":"only GET is served by exchange-sim"}"#)

@@ -91,12 +91,15 @@ pub struct SimConfig {
     pub source: TradeSource,
     /// Close every client socket this long after it connected.
     pub disconnect_every: Option<Duration>,
-    /// Probability that a message to a client is silently not sent (creates trade id gaps).
+    /// Probability that a trade message to a client is silently not sent (creates trade id
+    /// gaps; REST still serves the trade). Acks, snapshots and heartbeats are never dropped.
     pub drop_ratio: f64,
     /// Each connection, [`Timing::stall_after`] after subscribing, goes fully silent (no trades,
     /// heartbeats or pongs) for this long, then resumes.
     pub stall: Option<Duration>,
-    /// Probability of an extra garbage/invalid message before each message to a client.
+    /// Probability of an extra garbage/invalid message before each trade message to a client:
+    /// truncated JSON, non-JSON text, JSON of an unknown shape, or the trade's own shape with an
+    /// invalid price (never a different valid trade).
     pub malformed_ratio: f64,
     /// Stop generating (or replaying) after this many trades in total; heartbeats and REST keep
     /// working.
