@@ -66,6 +66,10 @@ pub struct ConnectorConfig {
     pub backfill_budget: Duration,
     /// The most trades one gap fill fetches; larger gaps are partly unfilled (and counted).
     pub backfill_max_trades: u64,
+    /// Trades made (exchange trade time) from this instant on are owed to the sink, even those
+    /// made before a pair's first trade reached us; older ones are history and not fetched.
+    /// `None` = the moment [`run`] starts.
+    pub start: Option<candles_core::Micros>,
     /// Counters shared with whoever wants figures without scraping Prometheus (tests, the TUI).
     pub counters: Arc<Counters>,
 }
@@ -86,6 +90,7 @@ impl ConnectorConfig {
             rest_timeout: Duration::from_secs(10),
             backfill_budget: Duration::from_secs(30),
             backfill_max_trades: 50_000,
+            start: None,
             counters: Arc::default(),
         }
     }

@@ -2,9 +2,12 @@
 //!
 //! Rules (each exchange's trade ids are contiguous per pair):
 //! - the first live trade of a pair after start is published and becomes the reference; history
-//!   before it is not backfilled;
+//!   from before the connector started is not backfilled, but trades of the pair made after
+//!   the start and before that first trade (lost to a drop, a garbled frame or a reconnect) are
+//!   fetched and published first — best effort, by trade time against the start instant, looking
+//!   back at most [`HEAD_LOOKBACK`] ids;
 //! - snapshot trades (Kraken's snapshot, Coinbase's `last_match`) of a pair with no reference
-//!   only set the reference: they happened before we started;
+//!   that were made before the start only set the reference; any made since are owed;
 //! - an id at or below the last published one is a duplicate and dropped (reconnect snapshots,
 //!   `last_match`, REST overlap);
 //! - an id above last + 1 reveals a gap: the missing ids are fetched (a [`GapFiller`]) and
@@ -23,6 +26,20 @@ use crate::exchange::Gap;
 use candles_core::{Micros, Pair, Trade};
 use std::collections::HashMap;
 use std::future::Future;
+
+/// How many ids before a pair's first trade the start-up fill looks at.
+pub const HEAD_LOOKBACK: u64 = 1000;
+
+/// Which rule a fill serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fill {
+    /// A known hole: what cannot be fetched is unfilled.
+    Strict,
+    /// Announced or possible trades: take what exists.
+    BestEffort,
+    /// Before a pair's first trade: only trades made at or after this instant.
+    Since(Micros),
+}
 
 /// Fetches the trades of a gap (from REST in production). May return fewer trades than missing,
 /// trades outside the gap, or trades in any order: the sequencer filters and sorts.
@@ -56,20 +73,36 @@ pub struct Admitted {
 /// The last published trade of each pair.
 #[derive(Debug, Clone, Default)]
 pub struct Sequencer {
+    /// When the connector started: trades from then on are owed to the sink.
+    start: Option<Micros>,
     last: HashMap<Pair, (u64, Micros)>,
     /// The highest heartbeat-announced id already chased, per pair.
     chased: HashMap<Pair, u64>,
 }
 
 impl Sequencer {
-    /// No reference yet for any pair.
+    /// No reference yet for any pair, and no start-up fill.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// No reference yet for any pair; trades made from `start` on are owed (see the module
+    /// docs).
+    pub fn starting_at(start: Micros) -> Self {
+        Sequencer {
+            start: Some(start),
+            ..Self::default()
+        }
     }
 
     /// The last published (or anchored) id of `pair` and its trade time.
     pub fn last(&self, pair: Pair) -> Option<(u64, Micros)> {
         self.last.get(&pair).copied()
+    }
+
+    /// Whether `t` was made before the connector started (always, without a start).
+    fn before_start(&self, t: &Trade) -> bool {
+        self.start.is_none_or(|start| t.time < start)
     }
 
     fn record(&mut self, t: &Trade) {
@@ -80,14 +113,18 @@ impl Sequencer {
         &mut self,
         gap: Gap,
         filler: &mut impl GapFiller,
-        best_effort: bool,
+        mode: Fill,
         out: &mut Admitted,
     ) {
+        let floor = match mode {
+            Fill::Since(start) => start,
+            _ => Micros(i64::MIN),
+        };
         let mut found: Vec<Trade> = filler
             .fill(gap)
             .await
             .into_iter()
-            .filter(|t| t.pair == gap.pair && gap.contains(t.id))
+            .filter(|t| t.pair == gap.pair && gap.contains(t.id) && t.time >= floor)
             .collect();
         found.sort_by_key(|t| t.id);
         found.dedup_by_key(|t| t.id);
@@ -96,7 +133,22 @@ impl Sequencer {
             self.record(&t);
             out.publish.push(t);
         }
-        let unfilled = if best_effort { 0 } else { gap.len() - filled };
+        let unfilled = if mode == Fill::Strict {
+            gap.len() - filled
+        } else {
+            0
+        };
+        if let Fill::Since(_) = mode {
+            // Start-up fill: report what it found, if anything.
+            if filled > 0 {
+                out.gaps.push(GapReport {
+                    gap,
+                    filled,
+                    unfilled,
+                });
+            }
+            return;
+        }
         if gap.until_id == u64::MAX {
             // An open-ended catch-up: report what it found, if anything.
             if let Some(last) = out.publish.last().filter(|_| filled > 0) {
@@ -132,7 +184,7 @@ impl Sequencer {
                 after_time,
                 until_id: u64::MAX,
             };
-            self.fill(gap, filler, true, &mut out).await;
+            self.fill(gap, filler, Fill::BestEffort, &mut out).await;
         }
         out
     }
@@ -145,22 +197,39 @@ impl Sequencer {
         filler: &mut impl GapFiller,
     ) -> Admitted {
         let mut out = Admitted::default();
+        // Replayed history of a pair we have never seen: what happened before the start only
+        // sets the reference (its newest trade); what happened since is owed like any trade.
+        let mut history: HashMap<Pair, Trade> = HashMap::new();
         if snapshot {
-            // History of a pair we have never seen: only the newest trade matters, as reference.
-            let mut fresh: HashMap<Pair, Trade> = HashMap::new();
-            for t in trades.iter().filter(|t| !self.last.contains_key(&t.pair)) {
-                let e = fresh.entry(t.pair).or_insert(*t);
+            for t in trades
+                .iter()
+                .filter(|t| !self.last.contains_key(&t.pair) && self.before_start(t))
+            {
+                let e = history.entry(t.pair).or_insert(*t);
                 if t.id > e.id {
                     *e = *t;
                 }
             }
-            for t in fresh.values() {
+            for t in history.values() {
                 self.record(t);
             }
         }
         for t in trades {
+            if history.contains_key(&t.pair) && self.before_start(&t) {
+                continue;
+            }
             match self.last.get(&t.pair).copied() {
-                None => {}
+                None => {
+                    if let Some(start) = self.start.filter(|_| t.id > 1) {
+                        let gap = Gap {
+                            pair: t.pair,
+                            after_id: t.id.saturating_sub(HEAD_LOOKBACK + 1),
+                            after_time: start,
+                            until_id: t.id - 1,
+                        };
+                        self.fill(gap, filler, Fill::Since(start), &mut out).await;
+                    }
+                }
                 Some((last, _)) if t.id <= last => {
                     out.duplicates += 1;
                     continue;
@@ -172,7 +241,7 @@ impl Sequencer {
                         after_time,
                         until_id: t.id - 1,
                     };
-                    self.fill(gap, filler, false, &mut out).await;
+                    self.fill(gap, filler, Fill::Strict, &mut out).await;
                 }
                 Some(_) => {}
             }
@@ -203,7 +272,7 @@ impl Sequencer {
                 after_time,
                 until_id: id,
             };
-            self.fill(gap, filler, true, &mut out).await;
+            self.fill(gap, filler, Fill::BestEffort, &mut out).await;
         }
         out
     }
@@ -357,6 +426,28 @@ mod tests {
         // Nothing new: no report.
         rest.known.clear();
         assert!(s.catch_up(&mut rest).await.gaps.is_empty());
+    }
+
+    #[tokio::test]
+    async fn trades_made_after_start_but_before_the_first_seen_one_are_fetched() {
+        let mut s = Sequencer::starting_at(Micros(40));
+        let mut rest = Rest {
+            known: (1..=60).map(|i| t("BTC-USDT", i)).collect(),
+            ..Default::default()
+        };
+        // The first live trade is 45; 40..=44 were made after start (time = id here): owed.
+        let a = admit(&mut s, &mut rest, &[45, 46], false).await;
+        assert_eq!(ids(&a), [40, 41, 42, 43, 44, 45, 46]);
+        assert_eq!(rest.asked[0].until_id, 44);
+        assert_eq!(rest.asked[0].after_time, Micros(40));
+        assert_eq!((a.gaps[0].filled, a.gaps[0].unfilled), (5, 0));
+        // A snapshot's trades from before the start only anchor; those made since are owed.
+        let eth = |id| t("ETH-USDT", id);
+        let a = s
+            .admit(vec![eth(38), eth(39), eth(40), eth(41)], true, &mut rest)
+            .await;
+        assert_eq!(ids(&a), [40, 41]);
+        assert_eq!(rest.asked.len(), 1, "anchored: no start-up fill needed");
     }
 
     #[tokio::test]

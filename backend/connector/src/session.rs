@@ -66,6 +66,11 @@ impl End {
 /// from `config.exchange`, publishes every trade once and in order per pair into `sink`, and
 /// reports the connection's state on `status` (ending with [`ConnState::Stopped`]).
 ///
+/// Reading and publishing overlap: the session hands ordered batches to a publisher (one
+/// bounded queue), which merges whatever is waiting into one sink call, so a sink that waits for
+/// acknowledgements (Kafka) costs one round trip per batch, not per trade. When the sink falls
+/// behind, the queue fills and reading pauses.
+///
 /// Returns an error only for what reconnecting cannot fix: an unusable sink or configuration.
 pub async fn run(
     config: ConnectorConfig,
@@ -73,11 +78,71 @@ pub async fn run(
     status: watch::Sender<ConnState>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let result = Session::new(config, sink, &status)?
-        .run_loop(&shutdown)
-        .await;
+    let (tx, rx) = tokio::sync::mpsc::channel(QUEUE_BATCHES);
+    let publisher = publish_loop(
+        sink,
+        rx,
+        config.counters.clone(),
+        config.exchange.as_str(),
+        &shutdown,
+    );
+    let result = match Session::new(config, tx, &status) {
+        Ok(session) => {
+            let shutdown = &shutdown;
+            let reader = async move {
+                let mut session = session;
+                // The session owns the queue's sender: ending it lets the publisher drain and end.
+                session.run_loop(shutdown).await
+            };
+            tokio::try_join!(reader, publisher).map(|_| ())
+        }
+        Err(e) => Err(e),
+    };
     status.send_replace(ConnState::Stopped);
     result
+}
+
+/// Batches in flight between the session and the publisher.
+const QUEUE_BATCHES: usize = 1024;
+/// The most trades merged into one sink call.
+const MAX_BATCH: usize = 10_000;
+/// How long the publisher may keep trying to hand over queued trades after a stop request.
+const DRAIN_AFTER_STOP: Duration = Duration::from_secs(10);
+
+/// Takes batches off the queue, merges what is waiting, publishes, counts.
+async fn publish_loop(
+    mut sink: impl TradeSink,
+    mut rx: tokio::sync::mpsc::Receiver<Vec<Trade>>,
+    counters: Arc<Counters>,
+    exchange: &'static str,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let give_up = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(DRAIN_AFTER_STOP).await;
+    };
+    tokio::pin!(give_up);
+    while let Some(mut batch) = rx.recv().await {
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(more) => batch.extend(more),
+                Err(_) => break,
+            }
+        }
+        tokio::select! {
+            r = sink.publish(&batch) => r?,
+            _ = &mut give_up => {
+                tracing::warn!(exchange, unpublished = batch.len() + rx.len(), "stopping with trades the sink did not take");
+                return Ok(());
+            }
+        }
+        Counters::add(&counters.published, batch.len() as u64);
+        for (pair, n) in per_pair(&batch) {
+            metrics::counter!(telemetry::TRADES_PUBLISHED, "exchange" => exchange, "pair" => pair.to_string())
+                .increment(n);
+        }
+    }
+    Ok(())
 }
 
 /// Logs rejected frames without flooding: at most [`RejectLog::PER_WINDOW`] lines per window.
@@ -117,11 +182,11 @@ impl RejectLog {
     }
 }
 
-struct Session<'a, S> {
+struct Session<'a> {
     config: ConnectorConfig,
     venue: &'static dyn Venue,
     exchange: &'static str,
-    sink: S,
+    queue: tokio::sync::mpsc::Sender<Vec<Trade>>,
     status: &'a watch::Sender<ConnState>,
     sequencer: Sequencer,
     filler: RestFiller,
@@ -142,25 +207,26 @@ fn per_pair(trades: &[Trade]) -> Vec<(Pair, u64)> {
     out
 }
 
-impl<'a, S: TradeSink> Session<'a, S> {
+impl<'a> Session<'a> {
     fn new(
         config: ConnectorConfig,
-        sink: S,
+        queue: tokio::sync::mpsc::Sender<Vec<Trade>>,
         status: &'a watch::Sender<ConnState>,
     ) -> anyhow::Result<Self> {
         if config.pairs.is_empty() {
             anyhow::bail!("no pairs to stream: give at least one pair (e.g. --pairs btcusdt)");
         }
         let venue = venue(config.exchange);
+        let start = config.start.unwrap_or_else(Micros::now);
         Ok(Session {
             filler: RestFiller::new(&config)?,
             exchange: config.exchange.as_str(),
             counters: config.counters.clone(),
             config,
             venue,
-            sink,
+            queue,
             status,
-            sequencer: Sequencer::new(),
+            sequencer: Sequencer::starting_at(start),
             rejects: RejectLog {
                 window_start: Instant::now(),
                 logged: 0,
@@ -215,7 +281,7 @@ impl<'a, S: TradeSink> Session<'a, S> {
         Ok(())
     }
 
-    /// One connection, from connect to its end. `Err` only when the sink failed.
+    /// One connection, from connect to its end. `Err` only when the publisher is gone.
     async fn connection(
         &mut self,
         url: &str,
@@ -419,12 +485,10 @@ impl<'a, S: TradeSink> Session<'a, S> {
         if admitted.publish.is_empty() {
             return Ok(());
         }
-        self.sink.publish(&admitted.publish).await?;
-        Counters::add(&self.counters.published, admitted.publish.len() as u64);
-        for (pair, n) in per_pair(&admitted.publish) {
-            metrics::counter!(telemetry::TRADES_PUBLISHED, "exchange" => ex, "pair" => pair.to_string())
-                .increment(n);
-        }
+        self.queue
+            .send(admitted.publish)
+            .await
+            .map_err(|_| anyhow::anyhow!("the publisher stopped"))?;
         Ok(())
     }
 }

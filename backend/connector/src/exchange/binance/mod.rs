@@ -154,9 +154,11 @@ impl Venue for Binance {
             t.received = received;
             trades.push(t);
         }
-        // Ascending from `fromId`: go on after the highest id until the gap is covered.
+        // Ascending from `fromId`: go on after the highest id until the gap is covered; a short
+        // page means there is nothing newer.
+        let full = trades.len() as u64 >= gap.len().clamp(1, PAGE_LIMIT);
         let next = match trades.iter().map(|t| t.id).max() {
-            Some(max) if max < gap.until_id => Some((max + 1).to_string()),
+            Some(max) if max < gap.until_id && full => Some((max + 1).to_string()),
             _ => None,
         };
         Ok(Page { trades, next })
@@ -335,10 +337,24 @@ mod tests {
         assert_eq!(page.trades[0].side, Side::Sell);
         assert_eq!(page.trades[0].price.to_string(), "4.00000100");
         assert_eq!(page.trades[1].side, Side::Buy);
-        assert_eq!(page.next.as_deref(), Some("103"));
+        assert_eq!(page.next, None, "a short page: nothing newer exists");
+        // A full page of a long gap goes on after its highest id.
+        let long = Gap {
+            until_id: 5000,
+            ..gap
+        };
+        let rows: Vec<String> = (101..1101)
+            .map(|id| {
+                format!(r#"{{"id":{id},"price":"1","qty":"1","time":1,"isBuyerMaker":true}}"#)
+            })
+            .collect();
+        let full = Binance
+            .parse_backfill(&format!("[{}]", rows.join(",")), &long, Micros(5))
+            .unwrap();
+        assert_eq!(full.next.as_deref(), Some("1101"));
         assert_eq!(
-            Binance.backfill_url("http://h:1", &gap, page.next.as_deref()),
-            "http://h:1/api/v3/historicalTrades?symbol=BTCUSDT&fromId=103&limit=4"
+            Binance.backfill_url("http://h:1", &long, full.next.as_deref()),
+            "http://h:1/api/v3/historicalTrades?symbol=BTCUSDT&fromId=1101&limit=1000"
         );
         let last = Binance
             .parse_backfill(

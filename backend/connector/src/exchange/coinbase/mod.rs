@@ -166,8 +166,11 @@ impl Venue for Coinbase {
             t.received = received;
             trades.push(t);
         }
+        // Newest first: go on below the lowest id until the gap is covered; a short page means
+        // there is nothing older.
+        let full = trades.len() as u64 >= gap.len().clamp(1, PAGE_LIMIT);
         let next = match trades.iter().map(|t| t.id).min() {
-            Some(min) if min > gap.after_id + 1 => Some(min.to_string()),
+            Some(min) if min > gap.after_id + 1 && full => Some(min.to_string()),
             _ => None,
         };
         Ok(Page { trades, next })
@@ -356,7 +359,24 @@ mod tests {
         assert_eq!(page.trades[0].side, Side::Sell);
         assert_eq!(page.trades[1].side, Side::Buy);
         assert_eq!(page.trades[0].price.to_string(), "10.00000000");
-        assert_eq!(page.next.as_deref(), Some("73"));
+        assert_eq!(page.next, None, "a short page: nothing older exists");
+        let long = Gap {
+            after_id: 0,
+            until_id: 5000,
+            ..gap
+        };
+        let rows: Vec<String> = (4001..=5000)
+            .rev()
+            .map(|id| format!(r#"{{"time":"2014-11-07T22:19:28Z","trade_id":{id},"price":"1","size":"1","side":"buy"}}"#))
+            .collect();
+        let full = Coinbase
+            .parse_backfill(&format!("[{}]", rows.join(",")), &long, Micros(0))
+            .unwrap();
+        assert_eq!(full.next.as_deref(), Some("4001"));
+        assert_eq!(
+            Coinbase.backfill_url("http://h", &long, full.next.as_deref()),
+            "http://h/products/BTC-USDT/trades?after=4001&limit=1000"
+        );
         let done = r#"[{"time":"2014-11-07T22:19:28Z","trade_id":71,"price":"1","size":"1","side":"buy"}]"#;
         assert_eq!(
             Coinbase.parse_backfill(done, &gap, Micros(0)).unwrap().next,

@@ -18,6 +18,8 @@ use messages::{AssetPair, Envelope, RestResponse, RestTrade, TradeData};
 
 const WHAT: &str = "kraken frame";
 const WHAT_REST: &str = "kraken Trades";
+/// Rows of a full `Trades` page (Kraken's default and maximum `count`).
+const PAGE_ROWS: usize = 1000;
 
 /// The Kraken Spot (WebSocket v2) protocol.
 #[derive(Debug, Clone, Copy, Default)]
@@ -226,8 +228,10 @@ impl Venue for Kraken {
                 trades.push(t);
             }
         }
+        // Oldest first, at most PAGE_ROWS a page: a short page means there is nothing newer.
+        let full = trades.len() >= PAGE_ROWS;
         let next = match trades.iter().map(|t| t.id).max() {
-            Some(max) if max < gap.until_id => last,
+            Some(max) if max < gap.until_id && full => last,
             _ => None,
         };
         Ok(Page { trades, next })
@@ -405,10 +409,23 @@ mod tests {
         assert_eq!(page.trades[0].price.to_string(), "30243.40000");
         assert_eq!(page.trades[0].side, Side::Buy);
         assert_eq!(page.trades[1].side, Side::Sell);
-        assert_eq!(page.next.as_deref(), Some("1688671969993150842"));
+        assert_eq!(page.next, None, "a short page: nothing newer exists");
+        let long = Gap {
+            until_id: gap.after_id + 5000,
+            ..gap
+        };
+        let rows: Vec<String> = (1..=1000)
+            .map(|i| format!(r#"["1","1",1688669597.1,"b","m","",{}]"#, gap.after_id + i))
+            .collect();
+        let body = format!(
+            r#"{{"error":[],"result":{{"XBTUSDT":[{}],"last":"1688671969993150842"}}}}"#,
+            rows.join(",")
+        );
+        let full = Kraken.parse_backfill(&body, &long, Micros(1)).unwrap();
+        assert_eq!(full.next.as_deref(), Some("1688671969993150842"));
         assert!(
             Kraken
-                .backfill_url("http://h", &gap, page.next.as_deref())
+                .backfill_url("http://h", &long, full.next.as_deref())
                 .ends_with("since=1688671969993150842")
         );
         let refused = r#"{"error":["EGeneral:Too many requests"]}"#;
