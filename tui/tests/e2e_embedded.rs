@@ -1,0 +1,217 @@
+//! End to end `--embedded`: the real binary runs the real connectors against three exchange
+//! simulators (Binance, Kraken, Coinbase protocols, synthetic trades) with no Kafka, Redis or
+//! gRPC, in `--json` mode on a pipe and as the dashboard in a terminal (tmux).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use candles_core::{Decimal, Exchange, Pair};
+use common::{BIN, Tmux};
+use exchange_sim::{SimConfig, SimHandle, TradeSource};
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+async fn sims() -> Vec<SimHandle> {
+    let mut out = Vec::new();
+    for (i, exchange) in Exchange::ALL.into_iter().enumerate() {
+        let config = SimConfig {
+            exchange,
+            pairs: Pair::parse_list("BTC-USDT,ETH-USDT").unwrap(),
+            source: TradeSource::Synthetic { rate: 40.0 },
+            seed: 10 + i as u64,
+            ..SimConfig::default()
+        };
+        out.push(exchange_sim::start(config).await.unwrap());
+    }
+    out
+}
+
+/// `--embedded` flags pointing each connector at its simulator.
+fn url_flags(sims: &[SimHandle]) -> Vec<String> {
+    let mut args = vec!["--embedded".to_string()];
+    for (sim, exchange) in sims.iter().zip(Exchange::ALL) {
+        args.push(format!("--{exchange}-ws-url"));
+        args.push(sim.ws_url());
+        args.push(format!("--{exchange}-rest-url"));
+        args.push(sim.rest_url());
+    }
+    args
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_json_from_three_simulated_exchanges() {
+    let sims = sims().await;
+    let logs = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(url_flags(&sims))
+        .args([
+            "--json",
+            "--pairs",
+            "btcusdt,ethusdt",
+            "--source",
+            "composite,kraken",
+            "--interval",
+            "1s",
+            "--grace",
+            "300ms",
+        ])
+        .arg("--log-file")
+        .arg(logs.path().join("tui.log"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut seen = HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.len() < 4 {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("only {seen:?} within 30 s"));
+        assert!(!line.contains('\x1b'));
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["interval"], "1s");
+        assert_eq!(v["final"], true);
+        let volume = Decimal::from_str_exact(v["volume"].as_str().unwrap()).unwrap();
+        let buy = Decimal::from_str_exact(v["buy_volume"].as_str().unwrap()).unwrap();
+        let sell = Decimal::from_str_exact(v["sell_volume"].as_str().unwrap()).unwrap();
+        assert!(buy + sell <= volume, "{line}");
+        let source = v["source"].as_str().unwrap().to_string();
+        assert!(source == "composite" || source == "kraken", "{line}");
+        seen.insert((v["pair"].as_str().unwrap().to_string(), source));
+    }
+    drop(rx);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no exit after the pipe closed");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    for sim in sims {
+        sim.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_rejects_a_pair_the_exchange_does_not_list() {
+    let sims = sims().await;
+    let out = tokio::task::spawn_blocking({
+        let args = url_flags(&sims);
+        move || {
+            Command::new(BIN)
+                .args(args)
+                .args([
+                    "--plain",
+                    "--pairs",
+                    "btcusdt,dogeusdt",
+                    "--exchanges",
+                    "binance",
+                    "--log-file",
+                    "/dev/null/none.log",
+                ])
+                .output()
+                .unwrap()
+        }
+    });
+    let out = tokio::time::timeout(Duration::from_secs(20), out)
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The log directory is unusable on purpose: the error says which one.
+    assert!(!out.status.success());
+    assert!(stderr.contains("/dev/null"), "{stderr}");
+
+    let logs = tempfile::tempdir().unwrap();
+    let args = url_flags(&sims);
+    let log = logs.path().join("tui.log");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(args)
+            .args([
+                "--plain",
+                "--pairs",
+                "btcusdt,dogeusdt",
+                "--exchanges",
+                "binance",
+                "--log-file",
+            ])
+            .arg(log)
+            .output()
+            .unwrap()
+    });
+    let out = tokio::time::timeout(Duration::from_secs(20), out)
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        stderr.contains("DOGE-USDT") && stderr.contains("binance"),
+        "{stderr}"
+    );
+    for sim in sims {
+        sim.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_dashboard_in_a_terminal() {
+    let sims = sims().await;
+    let logs = tempfile::tempdir().unwrap();
+    let mut args = url_flags(&sims);
+    args.extend(
+        [
+            "--pairs",
+            "btcusdt,ethusdt",
+            "--interval",
+            "1s",
+            "--grace",
+            "300ms",
+        ]
+        .map(String::from),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let tmux = Tmux::start(&args, 120, 40, logs.path());
+    let screen = tmux
+        .wait_for(
+            "every exchange live and both charts",
+            Duration::from_secs(30),
+            |s| {
+                s.contains("binance ● live")
+                    && s.contains("kraken ● live")
+                    && s.contains("coinbase ● live")
+                    && s.contains("BTC-USDT · composite · 1s")
+                    && s.contains("ETH-USDT · composite · 1s")
+                    && s.contains("forming")
+            },
+        )
+        .await;
+    assert!(screen.contains("embedded"), "{screen}");
+    tmux.keys("C-c");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while tmux.alive() {
+        assert!(Instant::now() < deadline, "Ctrl-C did not quit");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for sim in sims {
+        sim.stop().await;
+    }
+}
