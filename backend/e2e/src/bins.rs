@@ -22,8 +22,14 @@ pub fn workspace_root() -> PathBuf {
 /// `$CARGO_TARGET_DIR/debug` (the test itself is in its `deps/`).
 pub fn profile_dir() -> Result<PathBuf> {
     let exe = std::env::current_exe().context("cannot locate the running test executable")?;
-    let parent = exe.parent().context("the test executable has no parent directory")?;
-    let dir = if parent.file_name().is_some_and(|n| n == "deps") { parent.parent() } else { Some(parent) };
+    let parent = exe
+        .parent()
+        .context("the test executable has no parent directory")?;
+    let dir = if parent.file_name().is_some_and(|n| n == "deps") {
+        parent.parent()
+    } else {
+        Some(parent)
+    };
     dir.map(Path::to_path_buf)
         .with_context(|| format!("cannot find the target directory of {}", exe.display()))
 }
@@ -43,7 +49,10 @@ pub fn bin(name: &str) -> Result<PathBuf> {
 /// Builds [`PACKAGES`] once per test process (cargo is a no-op when they are fresh).
 pub fn ensure_built() -> Result<()> {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    BUILT.get_or_init(|| build(PACKAGES).map_err(|e| format!("{e:#}"))).clone().map_err(anyhow::Error::msg)
+    BUILT
+        .get_or_init(|| build(PACKAGES).map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
 }
 
 /// `cargo build --bins -p <each package>` into the test's own target directory and profile.
@@ -52,12 +61,16 @@ pub fn build(packages: &[&str]) -> Result<()> {
         return Ok(());
     }
     let profile_dir = profile_dir()?;
-    let target_dir = profile_dir.parent().context("the profile directory has no parent")?;
+    let target_dir = profile_dir
+        .parent()
+        .context("the profile directory has no parent")?;
     let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
         Some("debug") | None => "dev".to_string(),
         Some(other) => other.to_string(),
     };
-    let cargo = std::env::var_os("CARGO").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO")));
+    let cargo = std::env::var_os("CARGO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO")));
     let mut cmd = Command::new(&cargo);
     cmd.current_dir(workspace_root())
         .args(["build", "--bins", "--profile", &profile])
@@ -66,7 +79,9 @@ pub fn build(packages: &[&str]) -> Result<()> {
     for p in packages {
         cmd.args(["-p", p]);
     }
-    let out = cmd.output().with_context(|| format!("cannot run {}", cargo.display()))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {}", cargo.display()))?;
     if !out.status.success() {
         bail!(
             "building {} failed ({}):\n{}",

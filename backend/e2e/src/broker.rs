@@ -33,7 +33,10 @@ pub fn find_binary(name: &str, env: &str, dirs: &[PathBuf]) -> Result<PathBuf> {
     }
     bail!(
         "`{name}` was not found (looked at ${env}, {}, and PATH); run scripts/install-test-deps.sh to install it",
-        dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+        dirs.iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     )
 }
 
@@ -50,7 +53,14 @@ pub struct Broker {
 impl Broker {
     /// Starts the broker (and, for [`Storage::S3`], a moto S3 server with a `tansu` bucket).
     pub fn start(storage: Storage, dir: &Path) -> Result<Broker> {
-        let mut b = Broker { tansu: None, moto: None, moto_port: 0, port: free_port(), storage, dir: dir.to_path_buf() };
+        let mut b = Broker {
+            tansu: None,
+            moto: None,
+            moto_port: 0,
+            port: free_port(),
+            storage,
+            dir: dir.to_path_buf(),
+        };
         if storage == Storage::S3 {
             b.start_moto()?;
         }
@@ -65,14 +75,25 @@ impl Broker {
         let mut cmd = Command::new(bin);
         cmd.args(["-H", "127.0.0.1", "-p", &self.moto_port.to_string()]);
         self.moto = Some(Proc::spawn("moto_server", cmd, &self.dir.join("moto.log"))?);
-        wait_for_port(([127, 0, 0, 1], self.moto_port).into(), Duration::from_secs(20)).context("moto_server did not start")?;
+        wait_for_port(
+            ([127, 0, 0, 1], self.moto_port).into(),
+            Duration::from_secs(20),
+        )
+        .context("moto_server did not start")?;
         // Create the bucket: a bare S3 `PUT /tansu` (moto accepts unsigned requests).
         let mut s = TcpStream::connect(("127.0.0.1", self.moto_port))?;
-        write!(s, "PUT /tansu HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", self.moto_port)?;
+        write!(
+            s,
+            "PUT /tansu HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.moto_port
+        )?;
         let mut answer = String::new();
         s.read_to_string(&mut answer)?;
         if !answer.starts_with("HTTP/1.1 200") {
-            bail!("creating the S3 bucket on moto failed: {}", answer.lines().next().unwrap_or(""));
+            bail!(
+                "creating the S3 bucket on moto failed: {}",
+                answer.lines().next().unwrap_or("")
+            );
         }
         Ok(())
     }
@@ -96,7 +117,14 @@ impl Broker {
         self.tansu = None;
         let url = format!("tcp://127.0.0.1:{}", self.port);
         let mut cmd = Command::new(Self::tansu_bin()?);
-        cmd.args(["broker", "--listener-url", &url, "--advertised-listener-url", &url]).env("RUST_LOG", "warn");
+        cmd.args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .env("RUST_LOG", "warn");
         match self.storage {
             Storage::Memory => {
                 cmd.args(["--storage-engine", "memory://tansu/"]);
@@ -106,18 +134,27 @@ impl Broker {
                     .env("AWS_ACCESS_KEY_ID", "e2e")
                     .env("AWS_SECRET_ACCESS_KEY", "e2e")
                     .env("AWS_DEFAULT_REGION", "us-east-1")
-                    .env("AWS_ENDPOINT", format!("http://127.0.0.1:{}", self.moto_port))
+                    .env(
+                        "AWS_ENDPOINT",
+                        format!("http://127.0.0.1:{}", self.moto_port),
+                    )
                     .env("AWS_ALLOW_HTTP", "true");
             }
         }
         self.tansu = Some(Proc::spawn("tansu", cmd, &self.dir.join("tansu.log"))?);
-        wait_for_port(([127, 0, 0, 1], self.port).into(), Duration::from_secs(10)).context("tansu did not start")
+        wait_for_port(([127, 0, 0, 1], self.port).into(), Duration::from_secs(10))
+            .context("tansu did not start")
     }
 
     /// Creates a topic with Tansu's own CLI.
     pub fn create_topic(&self, name: &str, partitions: u32) -> Result<()> {
         let status = Command::new(Self::tansu_bin()?)
-            .args(["topic", "create", "--broker", &format!("tcp://127.0.0.1:{}", self.port)])
+            .args([
+                "topic",
+                "create",
+                "--broker",
+                &format!("tcp://127.0.0.1:{}", self.port),
+            ])
             .args(["--partitions", &partitions.to_string(), name])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -58,7 +58,9 @@ impl Subscription {
     pub fn all() -> Subscription {
         Subscription {
             pairs: ["btcusdt", "ethusdt", "solusdt"].map(String::from).to_vec(),
-            sources: ["composite", "binance", "kraken", "coinbase"].map(String::from).to_vec(),
+            sources: ["composite", "binance", "kraken", "coinbase"]
+                .map(String::from)
+                .to_vec(),
             history: 1000,
             live_updates: true,
         }
@@ -68,10 +70,19 @@ impl Subscription {
 impl Collector {
     /// Starts on `rt`: subscribes to `urls[0]`; when a stream ends, subscribes again to the next
     /// URL of the list (cyclically), asking for history to fill the gap.
-    pub fn start(rt: &tokio::runtime::Handle, name: &str, urls: Vec<String>, sub: Subscription) -> Collector {
+    pub fn start(
+        rt: &tokio::runtime::Handle,
+        name: &str,
+        urls: Vec<String>,
+        sub: Subscription,
+    ) -> Collector {
         let state = Arc::new(Mutex::new(Received::default()));
         let task = rt.spawn(run(urls, sub, state.clone()));
-        Collector { name: name.to_string(), state, task }
+        Collector {
+            name: name.to_string(),
+            state,
+            task,
+        }
     }
 
     /// A copy of what it has received so far.
@@ -87,7 +98,11 @@ impl Drop for Collector {
 }
 
 fn note(state: &Mutex<Received>, event: String) {
-    state.lock().unwrap_or_else(|e| e.into_inner()).events.push(event);
+    state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .events
+        .push(event);
 }
 
 async fn run(urls: Vec<String>, sub: Subscription, state: Arc<Mutex<Received>>) {
@@ -115,7 +130,11 @@ async fn run(urls: Vec<String>, sub: Subscription, state: Arc<Mutex<Received>>) 
                             let Some(candle) = msg.candle else { continue };
                             let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
                             if candle.r#final {
-                                s.finals.push(Got { candle, historical: msg.historical, stream: stream_no });
+                                s.finals.push(Got {
+                                    candle,
+                                    historical: msg.historical,
+                                    stream: stream_no,
+                                });
                             } else {
                                 s.live_updates += 1;
                             }
@@ -131,7 +150,10 @@ async fn run(urls: Vec<String>, sub: Subscription, state: Arc<Mutex<Received>>) 
     }
 }
 
-async fn subscribe(url: &str, sub: &Subscription) -> anyhow::Result<tonic::Streaming<v1::SubscribeResponse>> {
+async fn subscribe(
+    url: &str,
+    sub: &Subscription,
+) -> anyhow::Result<tonic::Streaming<v1::SubscribeResponse>> {
     let channel = tonic::transport::Endpoint::from_shared(url.to_string())?
         .connect_timeout(Duration::from_secs(2))
         .connect()

@@ -11,14 +11,25 @@ use std::fmt::Write as _;
 pub type Key = (String, String, i64);
 
 fn key(c: &v1::Candle) -> Key {
-    let start = c.start.as_ref().map(|t| t.seconds * 1_000_000 + i64::from(t.nanos) / 1_000).unwrap_or(i64::MIN);
+    let start = c
+        .start
+        .as_ref()
+        .map(|t| t.seconds * 1_000_000 + i64::from(t.nanos) / 1_000)
+        .unwrap_or(i64::MIN);
     (c.pair.clone(), c.source.clone(), start)
 }
 
 fn show_key(k: &Key) -> String {
     let secs = k.2.div_euclid(1_000_000);
     let t = time_of_day(secs);
-    format!("{} {} {} ({}.{:06})", k.0, k.1, t, secs, k.2.rem_euclid(1_000_000))
+    format!(
+        "{} {} {} ({}.{:06})",
+        k.0,
+        k.1,
+        t,
+        secs,
+        k.2.rem_euclid(1_000_000)
+    )
 }
 
 fn time_of_day(secs: i64) -> String {
@@ -34,18 +45,34 @@ pub fn field_diff(want: &v1::Candle, got: &v1::Candle) -> Vec<String> {
             out.push(format!("{name}: want {a}, got {b}"));
         }
     };
-    cmp("interval", format!("{:?}", want.interval), format!("{:?}", got.interval));
+    cmp(
+        "interval",
+        format!("{:?}", want.interval),
+        format!("{:?}", got.interval),
+    );
     cmp("end", format!("{:?}", want.end), format!("{:?}", got.end));
     cmp("open", want.open.clone(), got.open.clone());
     cmp("high", want.high.clone(), got.high.clone());
     cmp("low", want.low.clone(), got.low.clone());
     cmp("close", want.close.clone(), got.close.clone());
     cmp("volume", want.volume.clone(), got.volume.clone());
-    cmp("quote_volume", want.quote_volume.clone(), got.quote_volume.clone());
+    cmp(
+        "quote_volume",
+        want.quote_volume.clone(),
+        got.quote_volume.clone(),
+    );
     cmp("trades", want.trades.to_string(), got.trades.to_string());
     cmp("vwap", want.vwap.clone(), got.vwap.clone());
-    cmp("buy_volume", want.buy_volume.clone(), got.buy_volume.clone());
-    cmp("sell_volume", want.sell_volume.clone(), got.sell_volume.clone());
+    cmp(
+        "buy_volume",
+        want.buy_volume.clone(),
+        got.buy_volume.clone(),
+    );
+    cmp(
+        "sell_volume",
+        want.sell_volume.clone(),
+        got.sell_volume.clone(),
+    );
     cmp("final", want.r#final.to_string(), got.r#final.to_string());
     out
 }
@@ -75,7 +102,10 @@ pub struct Report {
 impl Report {
     /// No difference at all.
     pub fn is_clean(&self) -> bool {
-        self.missing.is_empty() && self.wrong.is_empty() && self.duplicates.is_empty() && self.unexpected.is_empty()
+        self.missing.is_empty()
+            && self.wrong.is_empty()
+            && self.duplicates.is_empty()
+            && self.unexpected.is_empty()
     }
 }
 
@@ -96,11 +126,24 @@ impl std::fmt::Display for Report {
         if !self.missing.is_empty() {
             let mut by_series: BTreeMap<(String, String), Vec<i64>> = BTreeMap::new();
             for k in &self.missing {
-                by_series.entry((k.0.clone(), k.1.clone())).or_default().push(k.2);
+                by_series
+                    .entry((k.0.clone(), k.1.clone()))
+                    .or_default()
+                    .push(k.2);
             }
             for ((p, s), starts) in by_series {
-                let shown: Vec<String> = starts.iter().take(8).map(|t| time_of_day(t.div_euclid(1_000_000))).collect();
-                writeln!(f, "  missing {p} {s}: {} windows starting {}{}", starts.len(), shown.join(" "), if starts.len() > 8 { " …" } else { "" })?;
+                let shown: Vec<String> = starts
+                    .iter()
+                    .take(8)
+                    .map(|t| time_of_day(t.div_euclid(1_000_000)))
+                    .collect();
+                writeln!(
+                    f,
+                    "  missing {p} {s}: {} windows starting {}{}",
+                    starts.len(),
+                    shown.join(" "),
+                    if starts.len() > 8 { " …" } else { "" }
+                )?;
             }
         }
         for (k, diffs) in self.wrong.iter().take(12) {
@@ -113,7 +156,17 @@ impl std::fmt::Display for Report {
             writeln!(f, "  duplicate {}: received {n} times", show_key(k))?;
         }
         for (k, c) in self.unexpected.iter().take(12) {
-            writeln!(f, "  unexpected {}: o={} h={} l={} c={} v={} n={}", show_key(k), c.open, c.high, c.low, c.close, c.volume, c.trades)?;
+            writeln!(
+                f,
+                "  unexpected {}: o={} h={} l={} c={} v={} n={}",
+                show_key(k),
+                c.open,
+                c.high,
+                c.low,
+                c.close,
+                c.volume,
+                c.trades
+            )?;
         }
         Ok(())
     }
@@ -144,7 +197,11 @@ impl Expected {
                 last_close.insert((k.0.clone(), k.1.clone()), c.close.clone());
             }
         }
-        Expected { by_key, last_close, last_start }
+        Expected {
+            by_key,
+            last_close,
+            last_start,
+        }
     }
 
     /// How many expected candles.
@@ -165,7 +222,11 @@ impl Expected {
 
     /// Compares what a client received with the expected candles.
     pub fn compare(&self, client: &str, got: &[Got]) -> Report {
-        let mut report = Report { client: client.to_string(), expected: self.by_key.len(), ..Report::default() };
+        let mut report = Report {
+            client: client.to_string(),
+            expected: self.by_key.len(),
+            ..Report::default()
+        };
         // key -> (first value, live receipts, streams it arrived on, total receipts)
         let mut seen: BTreeMap<Key, (v1::Candle, usize)> = BTreeMap::new();
         let mut dup_count: BTreeMap<Key, usize> = BTreeMap::new();
@@ -179,12 +240,19 @@ impl Expected {
                 }
                 Some((first, _)) => {
                     // History re-sent on a new stream after a reconnect is fine when identical.
-                    let refill = g.historical && !earlier_streams.contains(&g.stream) && *first == g.candle;
+                    let refill =
+                        g.historical && !earlier_streams.contains(&g.stream) && *first == g.candle;
                     if !refill {
                         *dup_count.entry(k.clone()).or_insert(1) += 1;
                     }
                     if *first != g.candle {
-                        report.wrong.push((k.clone(), field_diff(first, &g.candle).into_iter().map(|d| format!("two different finals: {d}")).collect()));
+                        report.wrong.push((
+                            k.clone(),
+                            field_diff(first, &g.candle)
+                                .into_iter()
+                                .map(|d| format!("two different finals: {d}"))
+                                .collect(),
+                        ));
                     }
                 }
             }
@@ -200,14 +268,21 @@ impl Expected {
                         report.wrong.push((k.clone(), diffs));
                     }
                 }
-                None if k.2 > self.last_start => match self.last_close.get(&(k.0.clone(), k.1.clone())) {
-                    Some(close) if is_flat_at(c, close) => report.after_end += 1,
-                    _ => report.unexpected.push((k.clone(), c.clone())),
-                },
+                None if k.2 > self.last_start => {
+                    match self.last_close.get(&(k.0.clone(), k.1.clone())) {
+                        Some(close) if is_flat_at(c, close) => report.after_end += 1,
+                        _ => report.unexpected.push((k.clone(), c.clone())),
+                    }
+                }
                 None => report.unexpected.push((k.clone(), c.clone())),
             }
         }
-        report.missing = self.by_key.keys().filter(|k| !seen.contains_key(*k)).cloned().collect();
+        report.missing = self
+            .by_key
+            .keys()
+            .filter(|k| !seen.contains_key(*k))
+            .cloned()
+            .collect();
         report
     }
 }

@@ -1,7 +1,7 @@
 //! Reads every trade the connectors published, straight from the broker: the evidence that
 //! tells a connector's loss from the service's.
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use candles_core::Trade;
 use candles_proto::v1;
 use prost::Message as _;
@@ -25,8 +25,25 @@ pub struct Record {
     pub trade: Result<Trade, String>,
 }
 
-/// Reads `topic` from the beginning to its current end, on all `partitions`.
-pub fn read_topic(brokers: &str, topic: &str, partitions: i32, timeout: Duration) -> Result<Vec<Record>> {
+/// What [`read_topic`] read.
+#[derive(Clone, Debug, Default)]
+pub struct Read {
+    /// The records, in read order.
+    pub records: Vec<Record>,
+    /// Whether every partition was read to the end it had when reading started (false when the
+    /// time budget ran out or `enough` said stop).
+    pub complete: bool,
+}
+
+/// Reads `topic` from the beginning towards its current end, on all `partitions`, for at most
+/// `budget`, stopping early when `enough(records so far)` says so.
+pub fn read_topic(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    budget: Duration,
+    enough: &dyn Fn(&[Record]) -> bool,
+) -> Result<Read> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("e2e-reader-{}", std::process::id()))
@@ -34,14 +51,20 @@ pub fn read_topic(brokers: &str, topic: &str, partitions: i32, timeout: Duration
         .set("auto.offset.reset", "earliest")
         .create()
         .context("cannot create a Kafka consumer")?;
-    let result = read_with(&consumer, topic, partitions, timeout);
+    let result = read_with(&consumer, topic, partitions, budget, enough);
     // Dropping an rdkafka consumer can hang (PITFALLS.md): drop it on a thread nobody joins.
     std::thread::spawn(move || drop(consumer));
     result
 }
 
-fn read_with(consumer: &BaseConsumer, topic: &str, partitions: i32, timeout: Duration) -> Result<Vec<Record>> {
-    let deadline = Instant::now() + timeout;
+fn read_with(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partitions: i32,
+    budget: Duration,
+    enough: &dyn Fn(&[Record]) -> bool,
+) -> Result<Read> {
+    let deadline = Instant::now() + budget;
     let mut high = HashMap::new();
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
@@ -54,11 +77,19 @@ fn read_with(consumer: &BaseConsumer, topic: &str, partitions: i32, timeout: Dur
     consumer.assign(&tpl)?;
     let mut next: HashMap<i32, i64> = HashMap::new();
     let mut out = Vec::new();
-    while high.iter().any(|(p, h)| next.get(p).copied().unwrap_or(0) < *h) {
-        if Instant::now() > deadline {
-            bail!("reading {topic} did not reach the end within {timeout:?} (read {} records; ends {high:?}, at {next:?})", out.len());
+    while high
+        .iter()
+        .any(|(p, h)| next.get(p).copied().unwrap_or(0) < *h)
+    {
+        if Instant::now() > deadline || enough(&out) {
+            return Ok(Read {
+                records: out,
+                complete: false,
+            });
         }
-        let Some(msg) = consumer.poll(Duration::from_millis(200)) else { continue };
+        let Some(msg) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
         let msg = msg.context("Kafka read error")?;
         next.insert(msg.partition(), msg.offset() + 1);
         let trade = match msg.payload() {
@@ -70,9 +101,15 @@ fn read_with(consumer: &BaseConsumer, topic: &str, partitions: i32, timeout: Dur
         out.push(Record {
             partition: msg.partition(),
             offset: msg.offset(),
-            key: msg.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default(),
+            key: msg
+                .key()
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .unwrap_or_default(),
             trade,
         });
     }
-    Ok(out)
+    Ok(Read {
+        records: out,
+        complete: true,
+    })
 }

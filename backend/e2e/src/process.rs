@@ -19,7 +19,11 @@ pub struct Proc {
 }
 
 fn open_log(log: &Path) -> Result<File> {
-    OpenOptions::new().create(true).append(true).open(log).with_context(|| format!("cannot open log file {}", log.display()))
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("cannot open log file {}", log.display()))
 }
 
 impl Proc {
@@ -33,12 +37,22 @@ impl Proc {
             .stderr(file)
             .spawn()
             .with_context(|| format!("cannot start {name} ({:?})", cmd.get_program()))?;
-        Ok(Proc { name: name.to_string(), child, log: log.to_path_buf(), exited: None })
+        Ok(Proc {
+            name: name.to_string(),
+            child,
+            log: log.to_path_buf(),
+            exited: None,
+        })
     }
 
     /// Starts `cmd` and waits (up to `timeout`) for the first line it prints on stdout, which is
     /// returned; the rest of stdout and all of stderr go to `log`.
-    pub fn spawn_read_first_line(name: &str, mut cmd: Command, log: &Path, timeout: Duration) -> Result<(Proc, String)> {
+    pub fn spawn_read_first_line(
+        name: &str,
+        mut cmd: Command,
+        log: &Path,
+        timeout: Duration,
+    ) -> Result<(Proc, String)> {
         let mut file = open_log(log)?;
         writeln!(file, "==== e2e: starting {name}: {cmd:?}")?;
         let mut child = cmd
@@ -66,12 +80,20 @@ impl Proc {
                 rest.clear();
             }
         });
-        let mut proc = Proc { name: name.to_string(), child, log: log.to_path_buf(), exited: None };
+        let mut proc = Proc {
+            name: name.to_string(),
+            child,
+            log: log.to_path_buf(),
+            exited: None,
+        };
         match rx.recv_timeout(timeout) {
             Ok(line) if !line.trim().is_empty() => Ok((proc, line.trim().to_string())),
             _ => {
                 proc.kill();
-                bail!("{name} printed no first line on stdout within {timeout:?}; its log:\n{}", proc.log_tail(30))
+                bail!(
+                    "{name} printed no first line on stdout within {timeout:?}; its log:\n{}",
+                    proc.log_tail(30)
+                )
             }
         }
     }
@@ -103,7 +125,12 @@ impl Proc {
     pub fn check_running(&mut self) -> Result<()> {
         match self.exit_status() {
             None => Ok(()),
-            Some(status) => bail!("{} exited unexpectedly ({status}); end of {}:\n{}", self.name, self.log.display(), self.log_tail(40)),
+            Some(status) => bail!(
+                "{} exited unexpectedly ({status}); end of {}:\n{}",
+                self.name,
+                self.log.display(),
+                self.log_tail(40)
+            ),
         }
     }
 
@@ -118,7 +145,9 @@ impl Proc {
     /// SIGTERM, then SIGKILL if it has not exited within `timeout`. Returns the exit status.
     pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
         if self.exit_status().is_none() {
-            let _ = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.pid().to_string()])
+                .status();
             let deadline = Instant::now() + timeout;
             while Instant::now() < deadline && self.exit_status().is_none() {
                 std::thread::sleep(Duration::from_millis(20));
@@ -142,7 +171,9 @@ impl Drop for Proc {
 
 /// The last `lines` lines of a file (at most its last 64 KiB are read).
 pub fn log_tail(path: &Path, lines: usize) -> String {
-    let Ok(mut f) = File::open(path) else { return format!("(cannot read {})", path.display()) };
+    let Ok(mut f) = File::open(path) else {
+        return format!("(cannot read {})", path.display());
+    };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
     let _ = f.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
     let mut bytes = Vec::new();

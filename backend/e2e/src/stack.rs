@@ -123,7 +123,11 @@ fn wait_healthy(proc: &mut Proc, addr: SocketAddr, timeout: Duration) -> Result<
             return Ok(());
         }
         if Instant::now() > deadline {
-            bail!("{} did not listen on {addr} within {timeout:?}; its log:\n{}", proc.name(), proc.log_tail(30));
+            bail!(
+                "{} did not listen on {addr} within {timeout:?}; its log:\n{}",
+                proc.name(),
+                proc.log_tail(30)
+            );
         }
     }
 }
@@ -134,9 +138,15 @@ impl Stack {
     /// and connectors start with [`Stack::start_feeds`], so clients can subscribe first.
     pub fn start(config: StackConfig) -> Result<Stack> {
         bins::ensure_built()?;
-        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
-        let dir = std::env::temp_dir().join("candles-e2e").join(format!("{}-{stamp}", config.name));
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        let dir = std::env::temp_dir()
+            .join("candles-e2e")
+            .join(format!("{}-{stamp}", config.name));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
         let broker = Broker::start(config.storage, &dir)?;
         broker.create_topic(TOPIC, config.partitions)?;
         broker.create_topic(&format!("{TOPIC}.dlq"), 1)?;
@@ -152,7 +162,11 @@ impl Stack {
             broker,
         };
         for _ in 0..stack.config.instances {
-            stack.services.push(Service { proc: None, grpc_port: free_port(), metrics_port: free_port() });
+            stack.services.push(Service {
+                proc: None,
+                grpc_port: free_port(),
+                metrics_port: free_port(),
+            });
         }
         for i in 0..stack.config.instances {
             stack.start_service(i)?;
@@ -162,7 +176,10 @@ impl Stack {
 
     /// `http://127.0.0.1:PORT` of every service instance, in instance order.
     pub fn grpc_urls(&self) -> Vec<String> {
-        self.services.iter().map(|s| format!("http://127.0.0.1:{}", s.grpc_port)).collect()
+        self.services
+            .iter()
+            .map(|s| format!("http://127.0.0.1:{}", s.grpc_port))
+            .collect()
     }
 
     /// The broker's address.
@@ -178,13 +195,42 @@ impl Stack {
         let s = &mut self.services[i];
         s.proc = None;
         let mut cmd = Command::new(bins::bin("candles-service")?);
-        cmd.args(["--brokers", &brokers, "--topic", TOPIC, "--group", &self.group, "--redis", &redis])
-            .args(["--listen", &format!("127.0.0.1:{}", s.grpc_port)])
-            .args(["--interval", &c.interval, "--grace", &c.grace, "--clock", "wall", "--update-interval", "250ms"])
-            .args(["--metrics-addr", &format!("127.0.0.1:{}", s.metrics_port)])
-            .env("RUST_LOG", std::env::var("CANDLES_E2E_LOG").unwrap_or_else(|_| "info".into()));
-        let mut proc = Proc::spawn(&format!("candles-service-{i}"), cmd, &self.dir.join(format!("service-{i}.log")))?;
-        wait_healthy(&mut proc, ([127, 0, 0, 1], s.grpc_port).into(), Duration::from_secs(20))?;
+        cmd.args([
+            "--brokers",
+            &brokers,
+            "--topic",
+            TOPIC,
+            "--group",
+            &self.group,
+            "--redis",
+            &redis,
+        ])
+        .args(["--listen", &format!("127.0.0.1:{}", s.grpc_port)])
+        .args([
+            "--interval",
+            &c.interval,
+            "--grace",
+            &c.grace,
+            "--clock",
+            "wall",
+            "--update-interval",
+            "250ms",
+        ])
+        .args(["--metrics-addr", &format!("127.0.0.1:{}", s.metrics_port)])
+        .env(
+            "RUST_LOG",
+            std::env::var("CANDLES_E2E_LOG").unwrap_or_else(|_| "info".into()),
+        );
+        let mut proc = Proc::spawn(
+            &format!("candles-service-{i}"),
+            cmd,
+            &self.dir.join(format!("service-{i}.log")),
+        )?;
+        wait_healthy(
+            &mut proc,
+            ([127, 0, 0, 1], s.grpc_port).into(),
+            Duration::from_secs(20),
+        )?;
         s.proc = Some(proc);
         Ok(())
     }
@@ -203,14 +249,25 @@ impl Stack {
             let c = &self.config;
             let trade_log = self.dir.join(format!("trades-{exchange}.jsonl"));
             let mut cmd = Command::new(bins::bin("exchange-sim")?);
-            cmd.args(["--exchange", exchange.as_str(), "--listen", "127.0.0.1:0", "--synthetic"])
-                .args(["--pairs", PAIRS])
-                .args(["--rate", &c.rate.to_string(), "--max-trades", &c.max_trades.to_string()])
-                .args(["--seed", &(c.seed + k as u64).to_string()])
-                .arg("--trade-log")
-                .arg(&trade_log)
-                .args(&c.sim_args)
-                .env("RUST_LOG", "info");
+            cmd.args([
+                "--exchange",
+                exchange.as_str(),
+                "--listen",
+                "127.0.0.1:0",
+                "--synthetic",
+            ])
+            .args(["--pairs", PAIRS])
+            .args([
+                "--rate",
+                &c.rate.to_string(),
+                "--max-trades",
+                &c.max_trades.to_string(),
+            ])
+            .args(["--seed", &(c.seed + k as u64).to_string()])
+            .arg("--trade-log")
+            .arg(&trade_log)
+            .args(&c.sim_args)
+            .env("RUST_LOG", "info");
             let (proc, line) = Proc::spawn_read_first_line(
                 &format!("exchange-sim-{exchange}"),
                 cmd,
@@ -224,15 +281,28 @@ impl Stack {
                     .with_context(|| format!("exchange-sim's first line has no `{name}`: {line:?}"))
             };
             let (ws_url, rest_url) = (field("ws=")?, field("rest=")?);
-            self.sims.push(Sim { exchange, proc, ws_url, rest_url, trade_log });
-            self.connectors.push(Connector { exchange, proc: None, metrics_port: free_port() });
+            self.sims.push(Sim {
+                exchange,
+                proc,
+                ws_url,
+                rest_url,
+                trade_log,
+            });
+            self.connectors.push(Connector {
+                exchange,
+                proc: None,
+                metrics_port: free_port(),
+            });
             self.start_connector(exchange)?;
         }
         Ok(())
     }
 
     fn sim(&self, exchange: Exchange) -> Result<&Sim> {
-        self.sims.iter().find(|s| s.exchange == exchange).with_context(|| format!("no simulator for {exchange}"))
+        self.sims
+            .iter()
+            .find(|s| s.exchange == exchange)
+            .with_context(|| format!("no simulator for {exchange}"))
     }
 
     /// (Re)starts the connector of `exchange` and waits until it serves metrics.
@@ -242,16 +312,37 @@ impl Stack {
         let brokers = self.broker.brokers();
         let dir = self.dir.clone();
         let extra = self.config.connector_args.clone();
-        let c = self.connectors.iter_mut().find(|c| c.exchange == exchange).context("no such connector")?;
+        let c = self
+            .connectors
+            .iter_mut()
+            .find(|c| c.exchange == exchange)
+            .context("no such connector")?;
         c.proc = None;
         let mut cmd = Command::new(bins::bin("candles-connector")?);
-        cmd.args(["--exchange", exchange.as_str(), "--pairs", PAIRS, "--brokers", &brokers, "--topic", TOPIC])
-            .args(["--ws-url", &ws, "--rest-url", &rest])
-            .args(["--metrics-addr", &format!("127.0.0.1:{}", c.metrics_port)])
-            .args(&extra)
-            .env("RUST_LOG", "info");
-        let mut proc = Proc::spawn(&format!("candles-connector-{exchange}"), cmd, &dir.join(format!("connector-{exchange}.log")))?;
-        wait_healthy(&mut proc, ([127, 0, 0, 1], c.metrics_port).into(), Duration::from_secs(20))?;
+        cmd.args([
+            "--exchange",
+            exchange.as_str(),
+            "--pairs",
+            PAIRS,
+            "--brokers",
+            &brokers,
+            "--topic",
+            TOPIC,
+        ])
+        .args(["--ws-url", &ws, "--rest-url", &rest])
+        .args(["--metrics-addr", &format!("127.0.0.1:{}", c.metrics_port)])
+        .args(&extra)
+        .env("RUST_LOG", "info");
+        let mut proc = Proc::spawn(
+            &format!("candles-connector-{exchange}"),
+            cmd,
+            &dir.join(format!("connector-{exchange}.log")),
+        )?;
+        wait_healthy(
+            &mut proc,
+            ([127, 0, 0, 1], c.metrics_port).into(),
+            Duration::from_secs(20),
+        )?;
         c.proc = Some(proc);
         Ok(())
     }
@@ -297,12 +388,19 @@ impl Stack {
         let deadline = Instant::now() + timeout;
         loop {
             self.check_running()?;
-            let counts: Vec<usize> = self.sims.iter().map(|s| count_lines(&s.trade_log)).collect();
+            let counts: Vec<usize> = self
+                .sims
+                .iter()
+                .map(|s| count_lines(&s.trade_log))
+                .collect();
             if counts.iter().all(|&n| n as u64 >= self.config.max_trades) {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("the simulators did not generate {} trades each within {timeout:?}: {counts:?}", self.config.max_trades);
+                bail!(
+                    "the simulators did not generate {} trades each within {timeout:?}: {counts:?}",
+                    self.config.max_trades
+                );
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -317,18 +415,43 @@ impl Stack {
         Ok(all)
     }
 
-    /// Every record in the trades topic.
-    pub fn kafka_records(&self) -> Result<Vec<crate::kafka::Record>> {
-        crate::kafka::read_topic(&self.broker.brokers(), TOPIC, self.config.partitions as i32, Duration::from_secs(20))
+    /// The records of the trades topic: all of them within `budget`, or fewer when `enough`
+    /// says so.
+    pub fn kafka_records(
+        &self,
+        budget: Duration,
+        enough: &dyn Fn(&[crate::kafka::Record]) -> bool,
+    ) -> Result<crate::kafka::Read> {
+        crate::kafka::read_topic(
+            &self.broker.brokers(),
+            TOPIC,
+            self.config.partitions as i32,
+            budget,
+            enough,
+        )
+    }
+
+    /// `http://127.0.0.1:PORT` of the instances that are running.
+    pub fn running_grpc_urls(&self) -> Vec<String> {
+        self.services
+            .iter()
+            .filter(|s| s.proc.is_some())
+            .map(|s| format!("http://127.0.0.1:{}", s.grpc_port))
+            .collect()
     }
 
     /// Waits (up to `timeout`) until every service instance's log says it got partitions.
     pub fn wait_assigned(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            let all = self.services.iter().filter_map(|s| s.proc.as_ref()).all(|p| {
-                std::fs::read_to_string(p.log_path()).is_ok_and(|t| t.contains("partitions assigned"))
-            });
+            let all = self
+                .services
+                .iter()
+                .filter_map(|s| s.proc.as_ref())
+                .all(|p| {
+                    std::fs::read_to_string(p.log_path())
+                        .is_ok_and(|t| t.contains("partitions assigned"))
+                });
             if all {
                 return true;
             }
@@ -345,11 +468,18 @@ impl Stack {
             .iter()
             .filter(|s| s.proc.is_some())
             .map(|s| s.metrics_port)
-            .chain(self.connectors.iter().filter(|c| c.proc.is_some()).map(|c| c.metrics_port));
+            .chain(
+                self.connectors
+                    .iter()
+                    .filter(|c| c.proc.is_some())
+                    .map(|c| c.metrics_port),
+            );
         let mut sums: std::collections::BTreeMap<String, f64> = std::collections::BTreeMap::new();
         for port in ports {
             for line in scrape(port).lines() {
-                let Some((metric, value)) = line.rsplit_once(' ') else { continue };
+                let Some((metric, value)) = line.rsplit_once(' ') else {
+                    continue;
+                };
                 if line.starts_with('#') || !names.iter().any(|n| metric.contains(n)) {
                     continue;
                 }
@@ -373,9 +503,16 @@ impl Stack {
 /// `GET /metrics` on 127.0.0.1:`port` (empty on any error).
 fn scrape(port: u16) -> String {
     use std::io::{Read as _, Write as _};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return String::new() };
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if write!(s, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").is_err() {
+    if write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .is_err()
+    {
         return String::new();
     }
     let mut body = String::new();
@@ -384,5 +521,7 @@ fn scrape(port: u16) -> String {
 }
 
 fn count_lines(path: &Path) -> usize {
-    std::fs::read(path).map(|b| b.iter().filter(|&&c| c == b'\n').count()).unwrap_or(0)
+    std::fs::read(path)
+        .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+        .unwrap_or(0)
 }

@@ -11,6 +11,7 @@
 //! The tests need `tansu` and `redis-server` (scripts/install-test-deps.sh) and fail without
 //! them. The broker-restart test also needs `moto_server` (same script). The tests run one at a
 //! time (each starts ~10 processes); logs are kept under `$TMPDIR/candles-e2e/` when one fails.
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 use candles_core::{Exchange, Interval};
 use candles_e2e::broker::Storage;
@@ -36,15 +37,22 @@ fn sleep(ms: u64) {
 
 /// Runs one scenario end to end and asserts zero candles lost, duplicated or wrong on every
 /// client. Returns the stack's run directory on success (deleted) — it is kept on failure.
-fn run_scenario(config: StackConfig, fault: Fault) {
+/// `late_joiners`: also check that a client subscribing at the end gets every candle from
+/// history (off where history is expected to be lost, e.g. Redis restarted without persistence).
+fn run_scenario(config: StackConfig, fault: Fault, late_joiners: bool) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let started = Instant::now();
     let name = config.name.clone();
     let interval = Interval::parse(&config.interval).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let mut stack = Stack::start(config).unwrap_or_else(|e| panic!("{name}: starting the stack failed: {e:#}"));
+    let mut stack =
+        Stack::start(config).unwrap_or_else(|e| panic!("{name}: starting the stack failed: {e:#}"));
     let dir = stack.log_dir().to_path_buf();
-    eprintln!("{name}: stack up in {:?}; logs in {}", started.elapsed(), dir.display());
+    eprintln!(
+        "{name}: stack up in {:?}; logs in {}",
+        started.elapsed(),
+        dir.display()
+    );
 
     // One client per instance; when its stream ends it moves on to the next instance.
     let urls = stack.grpc_urls();
@@ -52,56 +60,116 @@ fn run_scenario(config: StackConfig, fault: Fault) {
         .map(|i| {
             let mut order = urls.clone();
             order.rotate_left(i);
-            Collector::start(rt.handle(), &format!("client-{i} (instance {i})"), order, Subscription::all())
+            Collector::start(
+                rt.handle(),
+                &format!("client-{i} (instance {i})"),
+                order,
+                Subscription::all(),
+            )
         })
         .collect();
     let deadline = Instant::now() + Duration::from_secs(10);
     while clients.iter().any(|c| c.received().streams == 0) {
-        assert!(Instant::now() < deadline, "{name}: clients could not subscribe: {:?}", clients.iter().map(|c| c.received().events).collect::<Vec<_>>());
+        assert!(
+            Instant::now() < deadline,
+            "{name}: clients could not subscribe: {:?}",
+            clients
+                .iter()
+                .map(|c| c.received().events)
+                .collect::<Vec<_>>()
+        );
         sleep(50);
     }
     if !stack.wait_assigned(Duration::from_secs(15)) {
         eprintln!("{name}: not every instance logged `partitions assigned` within 15 s; going on");
     }
 
-    stack.start_feeds().unwrap_or_else(|e| panic!("{name}: starting simulators and connectors failed: {e:#}"));
+    stack
+        .start_feeds()
+        .unwrap_or_else(|e| panic!("{name}: starting simulators and connectors failed: {e:#}"));
     let feeds_started = Instant::now();
     fault(&mut stack).unwrap_or_else(|e| panic!("{name}: injecting the fault failed: {e:#}"));
-    let generation = Duration::from_secs_f64(stack.config.max_trades as f64 / stack.config.rate as f64);
+    let generation =
+        Duration::from_secs_f64(stack.config.max_trades as f64 / stack.config.rate as f64);
     stack
         .wait_sims_done(generation + Duration::from_secs(30))
         .unwrap_or_else(|e| panic!("{name}: {e:#}"));
-    eprintln!("{name}: simulators done after {:?}", feeds_started.elapsed());
+    eprintln!(
+        "{name}: simulators done after {:?}",
+        feeds_started.elapsed()
+    );
 
-    // Ground truth.
+    // Ground truth: the generated trades from each connector's reference point (its first trade
+    // in Kafka) on. Reading stops as soon as every exchange/pair has been seen.
     let generated = stack.generated_trades().unwrap();
-    // Give the connectors a moment to publish the last trades (and any backfill).
     sleep(1_500);
-    let records = stack.kafka_records().unwrap_or_else(|e| panic!("{name}: reading Kafka failed: {e:#}"));
-    let (kafka_report, truth_trades) = truth::check_kafka(&generated, &records);
+    let streams = generated
+        .iter()
+        .map(|t| (t.exchange, t.pair))
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    let all_seen = move |records: &[candles_e2e::kafka::Record]| {
+        records
+            .iter()
+            .filter_map(|r| r.trade.as_ref().ok())
+            .map(|t| (t.exchange, t.pair))
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+            >= streams
+    };
+    let first = stack
+        .kafka_records(Duration::from_secs(20), &all_seen)
+        .unwrap_or_else(|e| panic!("{name}: reading Kafka failed: {e:#}"));
+    let (_, truth_trades) = truth::check_kafka(&generated, &first.records, first.complete);
     let candles = truth::expected_candles(&truth_trades, interval);
-    assert_eq!(candles, truth::naive_candles(&truth_trades, interval), "the engine and the naive recomputation disagree");
+    assert_eq!(
+        candles,
+        truth::naive_candles(&truth_trades, interval),
+        "the engine and the naive recomputation disagree"
+    );
     let expected = Expected::new(&candles);
     assert!(!expected.is_empty(), "{name}: no expected candles at all");
 
     // Wait until every client has every expected candle (or give up after DRAIN).
     let deadline = Instant::now() + DRAIN;
-    while Instant::now() < deadline && clients.iter().any(|c| expected.missing_in(&c.received().finals) > 0) {
+    while Instant::now() < deadline
+        && clients
+            .iter()
+            .any(|c| expected.missing_in(&c.received().finals) > 0)
+    {
         sleep(200);
     }
     // A little longer, so duplicates sent late are seen too.
     sleep(2_000);
     // Late joiners: a fresh client per instance, asking for the whole history, must get the same
     // series from history alone (Redis), with no gap.
-    let late: Vec<Collector> = urls
-        .iter()
-        .enumerate()
-        .map(|(i, url)| {
-            let sub = Subscription { live_updates: false, ..Subscription::all() };
-            Collector::start(rt.handle(), &format!("late-joiner-{i} (history from instance {i})"), vec![url.clone()], sub)
-        })
-        .collect();
+    let late: Vec<Collector> = if !late_joiners {
+        Vec::new()
+    } else {
+        stack
+            .running_grpc_urls()
+            .iter()
+            .enumerate()
+            .map(|(i, url)| {
+                let sub = Subscription {
+                    live_updates: false,
+                    ..Subscription::all()
+                };
+                Collector::start(
+                    rt.handle(),
+                    &format!("late-joiner-{i} (history from {url})"),
+                    vec![url.clone()],
+                    sub,
+                )
+            })
+            .collect()
+    };
     sleep(1_500);
+    // What reached Kafka in the end (after any backfill), for the diagnosis.
+    let kafka_report = match stack.kafka_records(Duration::from_secs(15), &|_| false) {
+        Ok(read) => truth::check_kafka(&generated, &read.records, read.complete).0,
+        Err(e) => panic!("{name}: reading Kafka failed: {e:#}"),
+    };
     let running = stack.check_running();
     let counters = stack.counters(&[
         "late_trades",
@@ -114,12 +182,23 @@ fn run_scenario(config: StackConfig, fault: Fault) {
         "duplicate_trades",
         "kafka_errors",
     ]);
-    let mut reports: Vec<_> = clients.iter().map(|c| expected.compare(&c.name, &c.received().finals)).collect();
+    let mut reports: Vec<_> = clients
+        .iter()
+        .map(|c| expected.compare(&c.name, &c.received().finals))
+        .collect();
     for c in &late {
-        let finals: Vec<_> = c.received().finals.into_iter().filter(|g| g.historical).collect();
+        let finals: Vec<_> = c
+            .received()
+            .finals
+            .into_iter()
+            .filter(|g| g.historical)
+            .collect();
         reports.push(expected.compare(&c.name, &finals));
     }
-    let events: Vec<String> = clients.iter().map(|c| format!("{}: {:?}", c.name, c.received().events)).collect();
+    let events: Vec<String> = clients
+        .iter()
+        .map(|c| format!("{}: {:?}", c.name, c.received().events))
+        .collect();
     let clean = reports.iter().all(|r| r.is_clean()) && running.is_ok();
     let summary = format!(
         "{name}: {} generated trades, {} from the connectors' reference points; {} expected candles\n{kafka_report}{}{}\ncounters (running processes):\n  {}\nclient streams:\n  {}\nlogs: {}",
@@ -127,7 +206,10 @@ fn run_scenario(config: StackConfig, fault: Fault) {
         truth_trades.len(),
         expected.len(),
         summarize(&reports),
-        running.err().map(|e| format!("process check: {e:#}\n")).unwrap_or_default(),
+        running
+            .err()
+            .map(|e| format!("process check: {e:#}\n"))
+            .unwrap_or_default(),
         counters.join("\n  "),
         events.join("\n  "),
         dir.display()
@@ -149,7 +231,7 @@ fn no_fault() -> Fault {
 /// a. Nothing goes wrong: every client gets every candle exactly once, exact.
 #[test]
 fn baseline_every_client_gets_every_candle_once() {
-    run_scenario(StackConfig::new("baseline"), no_fault());
+    run_scenario(StackConfig::new("baseline"), no_fault(), true);
 }
 
 /// b. `kill -9` of one candles-service instance mid-run: the other takes over its partitions
@@ -165,6 +247,7 @@ fn kill9_of_a_service_instance_loses_nothing() {
             stack.kill_service(1);
             Ok(())
         }),
+        true,
     );
 }
 
@@ -173,8 +256,10 @@ fn kill9_of_a_service_instance_loses_nothing() {
 #[test]
 fn dropped_sockets_and_skipped_trades_are_backfilled() {
     let mut config = StackConfig::new("disconnects");
-    config.sim_args = ["--disconnect-every", "2s", "--drop-ratio", "0.05"].map(String::from).to_vec();
-    run_scenario(config, no_fault());
+    config.sim_args = ["--disconnect-every", "2s", "--drop-ratio", "0.05"]
+        .map(String::from)
+        .to_vec();
+    run_scenario(config, no_fault(), true);
 }
 
 /// d. Redis is killed and restarted (empty) mid-run.
@@ -187,6 +272,9 @@ fn redis_restart_loses_nothing() {
             eprintln!("restarting redis-server (2 s down)");
             stack.restart_redis(Duration::from_secs(2))
         }),
+        // Redis runs without persistence (as in docker-compose.yml): history from before the
+        // restart is gone by design.
+        false,
     );
 }
 
@@ -202,6 +290,7 @@ fn connector_kill9_and_restart_loses_nothing() {
             sleep(2_000);
             stack.start_connector(Exchange::Binance)
         }),
+        true,
     );
 }
 
@@ -217,5 +306,6 @@ fn broker_restart_with_persistent_storage_loses_nothing() {
             eprintln!("restarting the broker (2 s down)");
             stack.restart_broker(Duration::from_secs(2))
         }),
+        true,
     );
 }
