@@ -16,10 +16,15 @@
 //! engine; the first trade of each pair seeds the engine from the pair's last final candles in
 //! Redis ([`Engine::seed`]), so flat candles continue and published windows are not rebuilt.
 //!
-//! # Catching up
-//! With the wall clock, a partition's engine is not advanced until the consumer has read up to
-//! the high watermark the partition had when it was assigned; otherwise re-read trades of an old
-//! window could be finalized half-read. The event clock needs no such guard.
+//! # The wall clock only runs as far as the consumer has read
+//! With the wall clock, a window may only be finalized once every trade produced before its end
+//! plus grace has been read, whatever the consumer was doing meanwhile (catching up after an
+//! assignment, starved of CPU, or cut off from a broker). So every ~50 ms the pipeline asks the
+//! broker for each assigned partition's high watermark; once the consumer has read up to the
+//! watermark a query returned, everything produced before that query started has been read, and
+//! the partition's clock may move to that instant (never beyond the wall clock). When Kafka is
+//! unreachable the clock stops instead of closing windows as empty, and resumes with the right
+//! trades when Kafka is back. The event clock needs no such guard.
 //!
 //! # Dead letters
 //! A record that is not a valid `candles.v1.Trade` goes to the dead-letter topic with its key and
@@ -150,10 +155,14 @@ struct PartitionState {
     pending: VecDeque<Candle>,
     /// Pairs already seeded from Redis → the composite's last published window start.
     seeded: HashMap<Pair, Option<Micros>>,
-    /// High watermark at assignment; the engine is advanced only once it is read.
-    target: Option<i64>,
-    caught_up: bool,
-    /// Distinguishes this assignment's watermark answer from a stale one.
+    /// Everything produced to the partition before this instant has been read: the partition's
+    /// wall clock may not run past it. `None` until first confirmed.
+    confirmed_at: Option<Micros>,
+    /// A watermark query's (start, high watermark) awaiting `next_offset >= high`.
+    confirming: Option<(Micros, i64)>,
+    /// The event clock needs no confirmation.
+    event_clock: bool,
+    /// Distinguishes this assignment's watermark answers from stale ones.
     generation: u64,
 }
 
@@ -166,10 +175,50 @@ impl PartitionState {
             committed: None,
             pending: VecDeque::new(),
             seeded: HashMap::new(),
-            target: None,
+            confirmed_at: None,
+            confirming: None,
             // The event clock finalizes by trade time: replaying old trades is what it is for.
-            caught_up: config.engine.clock == ClockMode::Event,
+            event_clock: config.engine.clock == ClockMode::Event,
             generation,
+        }
+    }
+
+    /// Whether the engine may finalize at all (it has read everything up to some recent instant).
+    fn caught_up(&self) -> bool {
+        self.event_clock || self.confirmed_at.is_some()
+    }
+
+    /// The clock to finalize by: the wall clock, held back to what has been read.
+    fn clock(&self, now: Micros) -> Option<Micros> {
+        if self.event_clock {
+            return Some(now);
+        }
+        self.confirmed_at.map(|c| c.min(now))
+    }
+
+    /// Records a watermark answer `(asked_at, high)` given the consumer's `position`.
+    fn on_watermark(&mut self, asked_at: Micros, high: i64, position: Option<i64>) {
+        if high <= 0 || position.is_some_and(|p| p >= high) {
+            self.confirm(asked_at);
+        } else if self.confirming.is_none() {
+            // Keep the older pending answer: it is satisfied first, then a newer one is taken.
+            self.confirming = Some((asked_at, high));
+        }
+    }
+
+    /// The consumer reached `position`: confirms a pending watermark answer it satisfies.
+    fn on_position(&mut self, position: i64) {
+        if let Some((asked_at, high)) = self.confirming
+            && position >= high
+        {
+            self.confirming = None;
+            self.confirm(asked_at);
+        }
+    }
+
+    fn confirm(&mut self, asked_at: Micros) {
+        if self.confirmed_at.is_none_or(|c| asked_at > c) {
+            self.confirmed_at = Some(asked_at);
         }
     }
 
@@ -189,11 +238,10 @@ impl PartitionState {
     }
 }
 
-/// An answer to a watermark query made at assignment.
-struct Watermark {
-    partition: i32,
-    generation: u64,
-    high: Option<i64>,
+/// Answers to one round of high-watermark queries: (partition, generation, high watermark).
+struct Watermarks {
+    asked_at: Micros,
+    answers: Vec<(i32, u64, Option<i64>)>,
 }
 
 /// The consume loop's state.
@@ -204,7 +252,9 @@ struct Pipeline {
     producer: FutureProducer,
     parts: HashMap<i32, PartitionState>,
     generation: u64,
-    watermarks: mpsc::UnboundedSender<Watermark>,
+    watermarks: mpsc::UnboundedSender<Watermarks>,
+    /// A watermark query round is under way.
+    querying: bool,
     last_live: Instant,
     /// When Redis last failed a publish (publishing pauses briefly after a failure).
     redis_failed: Option<Instant>,
@@ -280,6 +330,7 @@ pub async fn run(
         parts: HashMap::new(),
         generation: 0,
         watermarks: wm_tx,
+        querying: false,
         last_live: Instant::now(),
         redis_failed: None,
         shutdown: shutdown.clone(),
@@ -297,7 +348,7 @@ pub async fn run(
                 p.apply_rebalances();
                 p.on_tick().await;
             }
-            Some(wm) = wm_rx.recv() => p.on_watermark(wm),
+            Some(wm) = wm_rx.recv() => p.on_watermarks(wm),
             r = consumer.recv() => match r {
                 Ok(msg) => {
                     let msg = msg.detach();
@@ -355,70 +406,49 @@ impl Pipeline {
             partition,
             PartitionState::new(&self.config, self.generation),
         );
-        self.query_watermark(partition, self.generation);
     }
 
-    fn query_watermark(&self, partition: i32, generation: u64) {
+    /// Asks the broker for every assigned partition's high watermark (one round at a time).
+    fn query_watermarks(&mut self) {
+        if self.querying || self.parts.is_empty() || self.parts.values().all(|s| s.event_clock) {
+            return;
+        }
+        self.querying = true;
+        let partitions: Vec<(i32, u64)> =
+            self.parts.iter().map(|(&p, s)| (p, s.generation)).collect();
         let producer = self.producer.clone();
         let topic = self.config.topic.clone();
         let tx = self.watermarks.clone();
         tokio::task::spawn_blocking(move || {
-            let high =
-                match producer
-                    .client()
-                    .fetch_watermarks(&topic, partition, Duration::from_secs(2))
-                {
-                    Ok((_, high)) => Some(high),
-                    Err(e) => {
-                        tracing::debug!(partition, error = %e, "watermark query failed; retrying");
-                        None
+            let asked_at = Micros::now();
+            let answers = partitions
+                .into_iter()
+                .map(|(partition, generation)| {
+                    let high = producer.client().fetch_watermarks(&topic, partition, Duration::from_secs(1));
+                    if let Err(e) = &high {
+                        tracing::debug!(partition, error = %e, "high watermark query failed; the partition's clock waits");
                     }
-                };
-            let _ = tx.send(Watermark {
-                partition,
-                generation,
-                high,
-            });
+                    (partition, generation, high.ok().map(|(_, high)| high))
+                })
+                .collect();
+            let _ = tx.send(Watermarks { asked_at, answers });
         });
     }
 
-    fn on_watermark(&mut self, wm: Watermark) {
-        let Some(state) = self.parts.get_mut(&wm.partition) else {
-            return;
-        };
-        if state.generation != wm.generation {
-            return;
-        }
-        match wm.high {
-            Some(high) => {
-                state.target = Some(high);
-                tracing::debug!(
-                    partition = wm.partition,
-                    high,
-                    "catching up to the high watermark"
-                );
-            }
-            None => {
-                let (partition, generation) = (wm.partition, wm.generation);
-                let this = self.watermarks.clone();
-                let producer = self.producer.clone();
-                let topic = self.config.topic.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    let _ = tokio::task::spawn_blocking(move || {
-                        let high = producer
-                            .client()
-                            .fetch_watermarks(&topic, partition, Duration::from_secs(2))
-                            .ok()
-                            .map(|(_, h)| h);
-                        let _ = this.send(Watermark {
-                            partition,
-                            generation,
-                            high,
-                        });
-                    })
-                    .await;
-                });
+    fn on_watermarks(&mut self, wm: Watermarks) {
+        self.querying = false;
+        for (partition, generation, high) in wm.answers {
+            let Some(high) = high else { continue };
+            let position = match self.parts.get(&partition) {
+                Some(state) if state.generation == generation => self.position(partition, state),
+                _ => continue,
+            };
+            if let Some(state) = self.parts.get_mut(&partition) {
+                let was = state.caught_up();
+                state.on_watermark(wm.asked_at, high, position);
+                if !was && state.caught_up() {
+                    tracing::info!(partition, "caught up; finalizing by the wall clock");
+                }
             }
         }
     }
@@ -453,6 +483,7 @@ impl Pipeline {
                     && let Some(state) = self.parts.get_mut(&partition)
                 {
                     state.next_offset = Some(offset + 1);
+                    state.on_position(offset + 1);
                 }
                 return;
             }
@@ -505,6 +536,7 @@ impl Pipeline {
             }
         }
         state.next_offset = Some(offset + 1);
+        state.on_position(offset + 1);
     }
 
     /// The last final candle of every source of `pair`, retrying while Redis is down; `None` on
@@ -588,28 +620,30 @@ impl Pipeline {
     }
 
     async fn on_tick(&mut self) {
+        self.query_watermarks();
         let now = Micros::now();
         let partitions: Vec<i32> = self.parts.keys().copied().collect();
         for partition in partitions {
-            let caught_up = match self.parts.get(&partition) {
-                Some(s) if s.caught_up => true,
-                Some(s) => match (s.target, self.position(partition, s)) {
-                    (Some(target), _) if target <= 0 => true,
-                    (Some(target), Some(pos)) => pos >= target,
-                    _ => false,
-                },
-                None => continue,
+            // A partition that received nothing yet: its position comes from the consumer.
+            let position = match self.parts.get(&partition) {
+                Some(s) if s.confirming.is_some() && s.next_offset.is_none() => {
+                    self.position(partition, s)
+                }
+                _ => None,
             };
             let Some(state) = self.parts.get_mut(&partition) else {
                 continue;
             };
-            if caught_up && !state.caught_up {
-                tracing::info!(partition, "caught up; finalizing by the wall clock");
-                state.caught_up = true;
+            if let Some(position) = position {
+                let was = state.caught_up();
+                state.on_position(position);
+                if !was && state.caught_up() {
+                    tracing::info!(partition, "caught up; finalizing by the wall clock");
+                }
             }
-            if state.caught_up {
+            if let Some(clock) = state.clock(now) {
                 let mut finals = Vec::new();
-                state.engine.advance(now, &mut finals);
+                state.engine.advance(clock, &mut finals);
                 state.pending.extend(finals);
             }
         }
@@ -657,7 +691,7 @@ impl Pipeline {
             return;
         }
         let mut updates = Vec::new();
-        for state in self.parts.values_mut().filter(|s| s.caught_up) {
+        for state in self.parts.values_mut().filter(|s| s.caught_up()) {
             state.engine.take_updates(&mut updates);
         }
         for candle in &updates {
@@ -801,14 +835,27 @@ mod tests {
 
     fn config() -> ServiceConfig {
         ServiceConfig {
-            engine: EngineConfig { interval: Interval::seconds(1), grace: CoreDuration::from_millis(0), clock: ClockMode::Wall },
+            engine: EngineConfig {
+                interval: Interval::seconds(1),
+                grace: CoreDuration::from_millis(0),
+                clock: ClockMode::Wall,
+            },
             ..ServiceConfig::default()
         }
     }
 
     fn apply(state: &mut PartitionState, offset: i64, time_ms: i64) {
         let pair = Pair::parse("BTC-USDT").unwrap();
-        let t = Trade::new(Exchange::Binance, pair, offset as u64, "1", "1", Side::Buy, Micros(time_ms * 1000)).unwrap();
+        let t = Trade::new(
+            Exchange::Binance,
+            pair,
+            offset as u64,
+            "1",
+            "1",
+            Side::Buy,
+            Micros(time_ms * 1000),
+        )
+        .unwrap();
         assert_eq!(state.engine.apply(&t), Outcome::Applied);
         let start = state.engine.config().interval.window_start(t.time);
         let first = state.open.entry(start).or_insert(offset);
@@ -828,7 +875,11 @@ mod tests {
         s.engine.advance(Micros(2_000_000), &mut finals);
         s.pending.extend(finals);
         s.forget_published();
-        assert_eq!(s.safe_offset(), Some(10), "window 1 s is final but not published yet");
+        assert_eq!(
+            s.safe_offset(),
+            Some(10),
+            "window 1 s is final but not published yet"
+        );
         s.pending.clear(); // published
         s.forget_published();
         assert_eq!(s.safe_offset(), Some(11), "only window 2 s is open");
@@ -836,17 +887,73 @@ mod tests {
         s.engine.advance(Micros(3_000_000), &mut finals);
         assert_eq!(finals.len(), 2, "composite and binance");
         s.forget_published();
-        assert_eq!(s.safe_offset(), Some(13), "everything published: commit past the last record");
+        assert_eq!(
+            s.safe_offset(),
+            Some(13),
+            "everything published: commit past the last record"
+        );
+    }
+
+    #[test]
+    fn the_wall_clock_runs_only_as_far_as_the_consumer_has_read() {
+        let mut s = PartitionState::new(&config(), 1);
+        let now = Micros(10_000_000);
+        assert_eq!(s.clock(now), None, "nothing confirmed: no finalization");
+        s.on_watermark(Micros(5_000_000), 100, Some(40));
+        assert_eq!(s.clock(now), None, "behind the watermark");
+        s.on_watermark(Micros(6_000_000), 120, Some(40));
+        s.on_position(100);
+        assert_eq!(
+            s.clock(now),
+            Some(Micros(5_000_000)),
+            "read up to what existed at 5 s"
+        );
+        s.on_watermark(Micros(7_000_000), 120, Some(120));
+        assert_eq!(s.clock(now), Some(Micros(7_000_000)));
+        assert_eq!(
+            s.clock(Micros(6_500_000)),
+            Some(Micros(6_500_000)),
+            "never beyond the wall clock"
+        );
+        s.on_watermark(Micros(8_000_000), 0, None);
+        assert_eq!(
+            s.clock(now),
+            Some(Micros(8_000_000)),
+            "an empty partition is read"
+        );
     }
 
     #[test]
     fn decode_errors_say_what_is_wrong() {
         let msg = |payload: Option<Vec<u8>>| {
-            OwnedMessage::new(payload, Some(b"BTC-USDT".to_vec()), "t".into(), rdkafka::Timestamp::NotAvailable, 0, 0, None)
+            OwnedMessage::new(
+                payload,
+                Some(b"BTC-USDT".to_vec()),
+                "t".into(),
+                rdkafka::Timestamp::NotAvailable,
+                0,
+                0,
+                None,
+            )
         };
         assert!(decode(&msg(None)).unwrap_err().contains("no value"));
-        assert!(decode(&msg(Some(b"\xff\xff".to_vec()))).unwrap_err().contains("not a protobuf candles.v1.Trade"));
-        let mut wire = v1::Trade::from(&Trade::new(Exchange::Kraken, Pair::parse("ETH-USDT").unwrap(), 1, "2", "3", Side::Sell, Micros(5)).unwrap());
+        assert!(
+            decode(&msg(Some(b"\xff\xff".to_vec())))
+                .unwrap_err()
+                .contains("not a protobuf candles.v1.Trade")
+        );
+        let mut wire = v1::Trade::from(
+            &Trade::new(
+                Exchange::Kraken,
+                Pair::parse("ETH-USDT").unwrap(),
+                1,
+                "2",
+                "3",
+                Side::Sell,
+                Micros(5),
+            )
+            .unwrap(),
+        );
         assert!(decode(&msg(Some(wire.encode_to_vec()))).is_ok());
         wire.exchange = "ftx".into();
         let e = decode(&msg(Some(wire.encode_to_vec()))).unwrap_err();

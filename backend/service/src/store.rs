@@ -264,8 +264,14 @@ mod tests {
         let pair = Pair::parse("btcusdt").unwrap();
         assert_eq!(k.channel(pair), "candles.v1.500ms.BTC-USDT");
         assert_eq!(k.pattern(), "candles.v1.500ms.*");
-        assert_eq!(k.history(pair, Source::Composite), "candles.v1.500ms.history.BTC-USDT.composite");
+        assert_eq!(
+            k.history(pair, Source::Composite),
+            "candles.v1.500ms.history.BTC-USDT.composite"
+        );
         assert_eq!(k.markets(), "candles.v1.500ms.markets");
-        assert_ne!(Keys::new(Interval::seconds(5)).channel(pair), k.channel(pair));
+        assert_ne!(
+            Keys::new(Interval::seconds(5)).channel(pair),
+            k.channel(pair)
+        );
     }
 }

@@ -561,16 +561,79 @@ async fn reflection_v1alpha(addr: std::net::SocketAddr) -> Vec<String> {
 }
 
 /// A CA and a leaf certificate for `localhost`/127.0.0.1, made with the openssl CLI.
-fn make_certs(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+fn make_certs(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
     let run = |args: &[&str]| {
-        let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("openssl is needed for the TLS test");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl is needed for the TLS test");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
-    run(&["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=candles test CA"]);
-    run(&["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=localhost"]);
-    std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
-    run(&["x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "leaf.pem", "-days", "1", "-extfile", "ext.cnf"]);
-    (dir.join("ca.pem"), dir.join("leaf.pem"), dir.join("leaf.key"))
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=candles test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "leaf.key",
+        "-out",
+        "leaf.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "leaf.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("leaf.pem"),
+        dir.join("leaf.key"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -583,7 +646,9 @@ async fn tls_with_a_bearer_token() {
     config.auth_token = Some("t0ken".into());
     let service = InProcess::start(config).await;
     let tls = tonic::transport::ClientTlsConfig::new()
-        .ca_certificate(tonic::transport::Certificate::from_pem(std::fs::read(ca).unwrap()))
+        .ca_certificate(tonic::transport::Certificate::from_pem(
+            std::fs::read(ca).unwrap(),
+        ))
         .domain_name("localhost");
     let channel = tonic::transport::Endpoint::from_shared(format!("https://{}", service.addr))
         .unwrap()
@@ -593,16 +658,165 @@ async fn tls_with_a_bearer_token() {
         .await
         .unwrap();
     let mut client = v1::candle_service_client::CandleServiceClient::new(channel);
-    assert_eq!(client.list_markets(ListMarketsRequest {}).await.unwrap_err().code(), Code::Unauthenticated);
+    assert_eq!(
+        client
+            .list_markets(ListMarketsRequest {})
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unauthenticated
+    );
     let mut req = tonic::Request::new(ListMarketsRequest {});
-    req.metadata_mut().insert("authorization", "Bearer t0ken".parse().unwrap());
+    req.metadata_mut()
+        .insert("authorization", "Bearer t0ken".parse().unwrap());
     let markets = client.list_markets(req).await.unwrap().into_inner();
     assert_eq!(markets.interval, Some(candles_proto::duration(INTERVAL)));
     // Plaintext is refused on a TLS port.
-    let plain = tonic::transport::Endpoint::from_shared(format!("http://{}", service.addr)).unwrap().connect().await;
+    let plain = tonic::transport::Endpoint::from_shared(format!("http://{}", service.addr))
+        .unwrap()
+        .connect()
+        .await;
     if let Ok(plain) = plain {
-        let r = v1::candle_service_client::CandleServiceClient::new(plain).list_markets(ListMarketsRequest {}).await;
+        let r = v1::candle_service_client::CandleServiceClient::new(plain)
+            .list_markets(ListMarketsRequest {})
+            .await;
         assert!(r.is_err(), "plaintext call succeeded on a TLS port");
     }
     service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unresponsive_broker_holds_the_clock_and_loses_nothing() {
+    // The broker freezes (SIGSTOP) for 3 s while trades keep being produced (buffered by the
+    // producer): the service reports NOT_SERVING, does not close windows it cannot have read,
+    // and once the broker answers again every candle is exact. (Tansu keeps its log in memory
+    // only, so a kill + restart would empty it; and librdkafka 2.12 has crashed on fetch
+    // metadata from a restarted Tansu whose topics were re-created.)
+    let deps = Deps::start(2);
+    let service = InProcess::start(deps.config()).await;
+    wait_serving(service.addr, Duration::from_secs(15)).await;
+    let pairs = pairs();
+    let watcher = Collected::subscribe(
+        &mut service.client().await,
+        request(&pairs, vec![], 0, false),
+    )
+    .await;
+    let warmup = produce_live(
+        deps.tansu.brokers(),
+        deps.topic.clone(),
+        pairs.clone(),
+        Duration::from_secs(1),
+        Duration::from_millis(20),
+        None,
+        20,
+    )
+    .await;
+    let warm: Vec<_> = reference(&warmup)
+        .into_iter()
+        .filter(|c| c.source == Source::Composite)
+        .collect();
+    assert!(
+        watcher.wait_for(&warm, Duration::from_secs(20)).await,
+        "{:?}",
+        check_exact(&watcher.finals(), &warm)
+    );
+
+    let port = deps.tansu.brokers().rsplit(':').next().unwrap().to_string();
+    let pid = String::from_utf8(
+        std::process::Command::new("pgrep")
+            .args(["-f", &format!("listener-url tcp://127.0.0.1:{port} ")])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+    assert!(
+        !pid.is_empty() && !pid.contains('\n'),
+        "one Tansu process: {pid:?}"
+    );
+    let producer = producer(&deps.tansu.brokers());
+    let mut gen_ = TradeGen::new(21);
+    let mut trades = warmup;
+    let mut deliveries = Vec::new();
+    let started = Instant::now();
+    let mut frozen_at = None;
+    let mut thawed = false;
+    while started.elapsed() < Duration::from_secs(6) {
+        if frozen_at.is_none() && started.elapsed() > Duration::from_millis(1500) {
+            assert!(
+                std::process::Command::new("kill")
+                    .args(["-STOP", &pid])
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+            frozen_at = Some(Instant::now());
+        }
+        if let Some(at) = frozen_at
+            && !thawed
+            && at.elapsed() > Duration::from_secs(3)
+        {
+            assert!(
+                std::process::Command::new("kill")
+                    .args(["-CONT", &pid])
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+            thawed = true;
+        }
+        if frozen_at.is_some_and(|at| at.elapsed() > Duration::from_millis(2500)) && !thawed {
+            let health = wait_health_once(service.addr).await;
+            assert_eq!(
+                health,
+                Some(false),
+                "NOT_SERVING while the broker is frozen"
+            );
+        }
+        let t = gen_.random_trade(&pairs, Micros::now());
+        let key = t.pair.to_string();
+        let value = prost::Message::encode_to_vec(&v1::Trade::from(&t));
+        let record = rdkafka::producer::FutureRecord::to(&deps.topic)
+            .key(&key)
+            .payload(&value);
+        deliveries.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+        trades.push(t);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for d in deliveries {
+        d.await.unwrap().map_err(|(e, _)| e).unwrap();
+    }
+    wait_health(service.addr, true, Duration::from_secs(10)).await;
+    let expected: Vec<_> = reference(&trades)
+        .into_iter()
+        .filter(|c| c.source == Source::Composite)
+        .collect();
+    let ok = watcher.wait_for(&expected, Duration::from_secs(20)).await;
+    assert!(ok, "{:?}", check_exact(&watcher.finals(), &expected));
+    check_exact(&watcher.finals(), &expected).unwrap();
+    println!(
+        "{} trades across a 3 s broker freeze → {} composite candles, exact",
+        trades.len(),
+        expected.len()
+    );
+    service.stop().await;
+}
+
+/// One health check with a short deadline: `Some(serving)`, or `None` if it did not answer.
+async fn wait_health_once(addr: std::net::SocketAddr) -> Option<bool> {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+    let mut health = HealthClient::new(channel(addr).await);
+    let r = tokio::time::timeout(
+        Duration::from_secs(1),
+        health.check(HealthCheckRequest {
+            service: String::new(),
+        }),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    Some(r.into_inner().status == ServingStatus::Serving as i32)
 }
