@@ -31,6 +31,7 @@ use crate::pair::Pair;
 use crate::time::{Duration, Interval, Micros};
 use crate::trade::Trade;
 use rust_decimal::Decimal;
+use std::cmp::Ordering;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -168,13 +169,13 @@ impl Window {
             self.close_key = key;
             self.close = trade.price;
         }
-        if trade.price > self.high {
+        if cmp(&trade.price, &self.high).is_gt() {
             self.high = trade.price;
-        } else if trade.price < self.low {
+        } else if cmp(&trade.price, &self.low).is_lt() {
             self.low = trade.price;
         }
-        self.quote_volume += notional;
-        *self.side_volume(trade.side) += trade.quantity;
+        add(&mut self.quote_volume, notional);
+        add(self.side_volume(trade.side), trade.quantity);
         self.trades += 1;
         self.dirty = true;
         self.composite_dirty = true;
@@ -193,10 +194,10 @@ impl Window {
         }
         self.high = self.high.max(other.high);
         self.low = self.low.min(other.low);
-        self.quote_volume += other.quote_volume;
-        self.buy_volume += other.buy_volume;
-        self.sell_volume += other.sell_volume;
-        self.unknown_volume += other.unknown_volume;
+        add(&mut self.quote_volume, other.quote_volume);
+        add(&mut self.buy_volume, other.buy_volume);
+        add(&mut self.sell_volume, other.sell_volume);
+        add(&mut self.unknown_volume, other.unknown_volume);
         self.trades += other.trades;
     }
 
@@ -210,7 +211,12 @@ impl Window {
             high: self.high,
             low: self.low,
             close: self.close,
-            volume: self.buy_volume + self.sell_volume + self.unknown_volume,
+            volume: {
+                let mut volume = self.buy_volume;
+                add(&mut volume, self.sell_volume);
+                add(&mut volume, self.unknown_volume);
+                volume
+            },
             quote_volume: self.quote_volume,
             buy_volume: self.buy_volume,
             sell_volume: self.sell_volume,
@@ -444,6 +450,32 @@ impl PairState {
     }
 }
 
+/// `sum += x`; sums of one series nearly always share the scale of their terms, and then adding
+/// the mantissas is exact and much cheaper than the general addition (which this falls back to).
+#[inline]
+fn add(sum: &mut Decimal, x: Decimal) {
+    if sum.scale() == x.scale()
+        && let Ok(total) =
+            Decimal::try_from_i128_with_scale(sum.mantissa() + x.mantissa(), x.scale())
+    {
+        *sum = total;
+    } else {
+        // Beyond Decimal's range (~7.9e28), which no real market reaches: saturate, never panic.
+        *sum = sum.checked_add(x).unwrap_or(Decimal::MAX);
+    }
+}
+
+/// Compares two decimals; prices of one series nearly always share a scale, and then comparing
+/// the (signed) mantissas is exact and much cheaper than the general comparison.
+#[inline]
+fn cmp(a: &Decimal, b: &Decimal) -> Ordering {
+    if a.scale() == b.scale() {
+        a.mantissa().cmp(&b.mantissa())
+    } else {
+        a.cmp(b)
+    }
+}
+
 fn exchange_index(e: Exchange) -> usize {
     match e {
         Exchange::Binance => 0,
@@ -625,9 +657,14 @@ impl Engine {
             self.late += 1;
             return Outcome::Late;
         }
+        let Some(notional) = trade.price.checked_mul(trade.quantity) else {
+            // Price x quantity beyond Decimal's range: not a real trade; rejected, never a panic.
+            self.late += 1;
+            return Outcome::Late;
+        };
         self.arrivals += 1;
         let key: Key = (time, ex as u8, trade.id, self.arrivals);
-        series.add(start, key, trade, trade.price * trade.quantity);
+        series.add(start, key, trade, notional);
         if self.watermark.is_none_or(|w| time > w) {
             self.watermark = Some(time);
         }

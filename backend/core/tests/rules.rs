@@ -431,9 +431,31 @@ fn extreme_trade_times_and_clocks_do_not_crash() {
             vec![Micros(-5 * SEC); 2]
         );
         out.clear();
+        // Amounts beyond Decimal's range (~7.9e28) do not panic either: a trade whose notional
+        // cannot be represented is rejected; sums that would overflow saturate.
+        let huge = |id, q: &str| {
+            trade(
+                Exchange::Kraken,
+                btc(),
+                id,
+                "79228162514264337593543950335",
+                q,
+                Side::Buy,
+                SEC,
+            )
+        };
+        assert_eq!(e.apply(&huge(1, "2")), Outcome::Late);
+        assert_eq!(e.late_trades(), 5);
+        assert_eq!(e.apply(&huge(2, "1")), Outcome::Applied);
+        assert_eq!(e.apply(&huge(3, "1")), Outcome::Applied);
         e.flush(&mut out);
         e.take_updates(&mut out);
-        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out.len(), 3, "{out:?}");
+        let kraken = only(&out, btc(), KRAKEN)[0];
+        assert_eq!(
+            (kraken.volume, kraken.quote_volume),
+            (dec("2"), Decimal::MAX)
+        );
     }
 }
 
