@@ -54,6 +54,19 @@ impl CandleService for Scripted {
                 "unknown pair \"XRP-USDT\": this server has BTC-USDT",
             ));
         }
+        if req.pairs.iter().any(|p| p == "ETH-USDT") {
+            // A finite stream: one candle, then a normal end.
+            let c = v1::Candle {
+                pair: "ETH-USDT".into(),
+                ..candle(0, 100)
+            };
+            return Ok(Response::new(Box::pin(tokio_stream::iter(vec![Ok(
+                SubscribeResponse {
+                    candle: Some(c),
+                    historical: true,
+                },
+            )]))));
+        }
         assert_eq!(req.history, 7);
         let n = self.connections.fetch_add(1, Ordering::SeqCst);
         let mut bad = candle(1, 0);
@@ -236,4 +249,31 @@ async fn an_unreachable_server_is_retried_with_growing_delays() {
     assert_eq!(delays, [20, 40, 80, 160]);
     shutdown.cancel();
     task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn with_exit_on_eof_a_normal_end_of_stream_ends_the_client() {
+    let (url, _, stop) = serve().await;
+    let mut cfg = ClientConfig::new(url, vec![Pair::parse("ethusdt").unwrap()]);
+    cfg.exit_on_eof = true;
+    let (tx, mut rx) = mpsc::channel(64);
+    let result = tokio::time::timeout(
+        Duration::from_secs(10),
+        client::run(cfg, tx, CancellationToken::new()),
+    )
+    .await
+    .unwrap();
+    assert!(result.is_ok());
+    let mut candles = 0;
+    let mut last = None;
+    while let Ok(e) = rx.try_recv() {
+        match e {
+            Event::Candle(_) => candles += 1,
+            Event::Conn(_, s) => last = Some(s),
+            _ => {}
+        }
+    }
+    assert_eq!(candles, 1);
+    assert_eq!(last, Some(LinkState::Stopped));
+    stop.cancel();
 }
