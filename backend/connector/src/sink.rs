@@ -12,6 +12,8 @@ use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// Receives published trades, in order per pair.
@@ -46,13 +48,21 @@ impl TradeSink for ChannelSink {
 /// own retries. `publish` enqueues the whole batch in order, then awaits every acknowledgement.
 /// A delivery that still fails (after librdkafka's retries, `message.timeout.ms`) is counted
 /// (`connector_kafka_errors_total`) and sent again until it succeeds; in that rare case the
-/// re-sent trade may land after later trades of the same batch. Partitioning is
+/// re-sent trade may land after later trades of the same batch. A producer that delivers
+/// nothing for several retry rounds in a row, or reports a fatal error, is replaced. Partitioning is
 /// `murmur2_random`, the Java client's, so any Kafka client agrees on a pair's partition.
 #[derive(Clone)]
 pub struct KafkaSink {
-    producer: FutureProducer,
+    /// The producer in use; replaced when it stops delivering (see [`KafkaSink::publish`]).
+    producer: Arc<RwLock<FutureProducer>>,
+    /// Its settings, to build a replacement.
+    config: ClientConfig,
     topic: String,
+    errors: Arc<AtomicU64>,
 }
+
+/// Retry rounds in a row without a single delivery after which the producer is replaced.
+const STUCK_ROUNDS: u32 = 3;
 
 impl std::fmt::Debug for KafkaSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -86,8 +96,10 @@ impl KafkaSink {
             .create()
             .with_context(|| format!("creating a Kafka producer for brokers {brokers:?}"))?;
         Ok(KafkaSink {
-            producer,
+            producer: Arc::new(RwLock::new(producer)),
+            config: cfg,
             topic: topic.to_string(),
+            errors: Arc::default(),
         })
     }
 
@@ -96,18 +108,49 @@ impl KafkaSink {
         &self.topic
     }
 
+    fn producer(&self) -> FutureProducer {
+        match self.producer.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
     /// Waits until every enqueued record is delivered (or `timeout` passes).
     pub async fn flush(&self, timeout: Duration) -> anyhow::Result<()> {
-        let producer = self.producer.clone();
+        let producer = self.producer();
         tokio::task::spawn_blocking(move || producer.flush(timeout))
             .await
             .context("the flush task failed")?
             .with_context(|| format!("flushing the Kafka producer within {timeout:?}"))
     }
 
-    fn count_error(&self, error: &KafkaError) {
-        metrics::counter!(telemetry::KAFKA_ERRORS, "topic" => self.topic.clone()).increment(1);
-        tracing::warn!(topic = %self.topic, %error, "Kafka delivery failed; will retry");
+    /// Delivery errors so far (each was retried).
+    pub fn delivery_errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+
+    /// A producer that cannot deliver any more (a fatal idempotence error, or a broker that lost
+    /// the producer's state and times every record out) is replaced by a fresh one. The old one
+    /// is dropped on a blocking thread: librdkafka's teardown may wait.
+    fn replace_producer(&self, why: &str) -> anyhow::Result<()> {
+        tracing::warn!(topic = %self.topic, why, "replacing the Kafka producer");
+        let fresh: FutureProducer = self
+            .config
+            .create()
+            .context("creating a replacement Kafka producer")?;
+        let old = match self.producer.write() {
+            Ok(mut p) => std::mem::replace(&mut *p, fresh),
+            Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), fresh),
+        };
+        std::thread::spawn(move || drop(old));
+        Ok(())
+    }
+
+    fn count_errors(&self, failed: usize, error: &KafkaError) {
+        self.errors.fetch_add(failed as u64, Ordering::Relaxed);
+        metrics::counter!(telemetry::KAFKA_ERRORS, "topic" => self.topic.clone())
+            .increment(failed as u64);
+        tracing::warn!(topic = %self.topic, failed, %error, "Kafka deliveries failed; will retry");
     }
 }
 
@@ -115,7 +158,9 @@ impl TradeSink for KafkaSink {
     async fn publish(&mut self, trades: &[Trade]) -> anyhow::Result<()> {
         let mut pending: Vec<Trade> = trades.to_vec();
         let mut wait = Duration::from_millis(100);
+        let mut stuck = 0;
         while !pending.is_empty() {
+            let producer = self.producer();
             let mut deliveries = Vec::with_capacity(pending.len());
             for t in &pending {
                 let key = t.pair.to_string();
@@ -125,7 +170,7 @@ impl TradeSink for KafkaSink {
                     .payload(&value)
                     .timestamp(t.time.as_millis());
                 let delivery = loop {
-                    match self.producer.send_result(record) {
+                    match producer.send_result(record) {
                         Ok(delivery) => break delivery,
                         Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                             record = r;
@@ -140,20 +185,34 @@ impl TradeSink for KafkaSink {
                 deliveries.push((*t, delivery));
             }
             let mut failed = Vec::new();
+            let mut last_error = None;
             for (t, delivery) in deliveries {
                 match delivery.await {
                     Ok(Ok(_)) => {}
                     Ok(Err((e, _))) => {
-                        self.count_error(&e);
+                        last_error = Some(e);
                         failed.push(t);
                     }
                     Err(_) => {
-                        self.count_error(&KafkaError::Canceled);
+                        last_error = Some(KafkaError::Canceled);
                         failed.push(t);
                     }
                 }
             }
-            if !failed.is_empty() {
+            if let Some(error) = last_error {
+                self.count_errors(failed.len(), &error);
+                stuck = if failed.len() == pending.len() {
+                    stuck + 1
+                } else {
+                    0
+                };
+                if let Some((code, reason)) = producer.client().fatal_error() {
+                    self.replace_producer(&format!("fatal error {code:?}: {reason}"))?;
+                    stuck = 0;
+                } else if stuck >= STUCK_ROUNDS {
+                    self.replace_producer(&format!("{stuck} retry rounds without a delivery"))?;
+                    stuck = 0;
+                }
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(5));
             }
