@@ -15,7 +15,10 @@
 //!   [`ClockMode::Wall`] (the `now` the caller passes to [`Engine::advance`]) or
 //!   [`ClockMode::Event`] (the watermark: the latest trade time seen).
 //! - A trade whose window is already finalized is late: counted ([`Engine::late_trades`]),
-//!   not applied.
+//!   not applied. So is a trade whose window was seeded as final ([`Engine::seed`]) for both its
+//!   exchange's series and the composite, and a trade that cannot be placed at all (a time
+//!   beyond ±73,000 years of 1970, or a price x quantity beyond `Decimal`'s ~7.9e28): the
+//!   engine never panics on a trade.
 //! - Once a series has had a trade, every later window yields a candle; an empty window gives a
 //!   flat candle at the previous close with volume 0 and trade count 0. No candle is produced
 //!   for windows before a series' first trade.

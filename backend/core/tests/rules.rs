@@ -703,6 +703,56 @@ fn seed_continues_a_series_from_a_finalized_candle() {
 }
 
 #[test]
+fn a_seed_of_one_series_leaves_the_others_open() {
+    let mut e = engine(ClockMode::Event);
+    // Binance's candle for window 1 is already final, the composite's is not: the composite
+    // still takes a Binance trade of window 1.
+    e.seed(btc(), BINANCE, w(1), dec("50"));
+    assert_eq!(e.apply(&bt(1, "51", 6 * SEC)), Outcome::Applied);
+    // Now the composite's candles up to window 2 are final too.
+    e.seed(btc(), COMPOSITE, w(2), dec("60"));
+    assert_eq!(
+        e.oldest_open_window(),
+        None,
+        "window 1 is final everywhere: dropped"
+    );
+    assert_eq!(
+        e.apply(&bt(2, "52", 7 * SEC)),
+        Outcome::Late,
+        "final for Binance and composite"
+    );
+    assert_eq!(e.late_trades(), 1);
+    // Window 2 is final for the composite only: Binance and Kraken still take trades.
+    assert_eq!(e.apply(&bt(3, "53", 11 * SEC)), Outcome::Applied);
+    let kr = trade(Exchange::Kraken, btc(), 1, "61", "1", Side::Buy, 12 * SEC);
+    assert_eq!(e.apply(&kr), Outcome::Applied);
+    let mut updates = Vec::new();
+    e.take_updates(&mut updates);
+    let mut sources: Vec<Source> = updates.iter().map(|u| u.source).collect();
+    sources.sort();
+    assert_eq!(
+        sources,
+        vec![BINANCE, KRAKEN],
+        "no update of a final candle: {updates:?}"
+    );
+    let out = flush(&mut e);
+    let summary = |s| {
+        only(&out, btc(), s)
+            .iter()
+            .map(|c| (c.start, c.close, c.trades))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        summary(COMPOSITE),
+        vec![],
+        "the composite continues after window 2"
+    );
+    assert_eq!(summary(BINANCE), vec![(w(2), dec("53"), 1)]);
+    assert_eq!(summary(KRAKEN), vec![(w(2), dec("61"), 1)]);
+    assert_eq!(e.oldest_open_window(), None);
+}
+
+#[test]
 fn take_updates_gives_in_progress_snapshots_of_changed_windows_only() {
     let mut e = engine(ClockMode::Wall);
     let mut up = Vec::new();
