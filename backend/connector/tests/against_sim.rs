@@ -718,3 +718,97 @@ async fn a_broker_outage_delays_trades_but_loses_none() {
         );
     }
 }
+
+/// A bare WebSocket server that records when each connection subscribed; `script` decides what
+/// each connection (numbered from 0) is sent after subscribing.
+async fn scripted_server(
+    script: fn(usize) -> Vec<String>,
+) -> (std::net::SocketAddr, Arc<Mutex<Vec<Instant>>>) {
+    use futures::{SinkExt, StreamExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let subscribed = Arc::new(Mutex::new(Vec::new()));
+    let log = subscribed.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(socket).await else {
+                    return;
+                };
+                let Some(Ok(_subscribe)) = ws.next().await else {
+                    return;
+                };
+                let n = {
+                    let mut log = log.lock().unwrap();
+                    log.push(Instant::now());
+                    log.len() - 1
+                };
+                for text in script(n) {
+                    if ws
+                        .send(tokio_tungstenite::tungstenite::Message::text(text))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                while let Some(Ok(_)) = ws.next().await {}
+            });
+        }
+    });
+    (addr, subscribed)
+}
+
+/// Binance's `serverShutdown` means "reconnect now": no backoff wait, whatever the backoff says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_shutdown_and_session_age_reconnect_at_once() {
+    fn shutdown_first(n: usize) -> Vec<String> {
+        if n == 0 {
+            vec![r#"{"e":"serverShutdown","E":1770123456789}"#.to_string()]
+        } else {
+            vec![]
+        }
+    }
+    for (label, script, max_session) in [
+        (
+            "serverShutdown",
+            shutdown_first as fn(usize) -> Vec<String>,
+            Duration::from_secs(3600),
+        ),
+        (
+            "max session age",
+            (|_| Vec::new()) as fn(usize) -> Vec<String>,
+            Duration::from_millis(300),
+        ),
+    ] {
+        let (addr, subscribed) = scripted_server(script).await;
+        let mut config = ConnectorConfig::new(Exchange::Binance, Pair::defaults());
+        config.ws_url = Some(format!("ws://{addr}/ws"));
+        config.rest_url = Some(format!("http://{addr}"));
+        // A backoff this long would fail the test if it were applied.
+        config.backoff = BackoffConfig {
+            initial: Duration::from_secs(20),
+            max: Duration::from_secs(20),
+            reset_after: Duration::from_secs(30),
+        };
+        config.max_session = max_session;
+        let (tx, _rx) = tokio::sync::mpsc::channel(10);
+        let (status, _status_rx) = watch::channel(ConnState::Connecting);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run(config, ChannelSink(tx), status, shutdown.clone()));
+        let two = wait_until(Instant::now() + Duration::from_secs(5), || {
+            subscribed.lock().unwrap().len() >= 2
+        })
+        .await;
+        shutdown.cancel();
+        task.await.unwrap().unwrap();
+        let times = subscribed.lock().unwrap().clone();
+        assert!(two, "{label}: no second connection: {times:?}");
+        let gap = times[1] - times[0];
+        assert!(
+            gap < Duration::from_secs(2),
+            "{label}: reconnected after {gap:?}"
+        );
+    }
+}
