@@ -6,7 +6,9 @@
 //! close. The engine sees the same trades for 2 pairs x 3 exchanges in a random arrival order:
 //! each trade arrives up to the grace period after its trade time (so none is late), with the
 //! clock driven by the arrival time (wall) or by the trades themselves (event). Every final
-//! candle must equal the reference's, in order, with no late trade and no duplicate.
+//! candle must equal the reference's, in order, with no late trade and no duplicate. A third
+//! property lets trades arrive up to 3 x grace late and checks that exactly the trades a naive
+//! rule calls late (window end + grace reached by the clock on arrival) are counted and left out.
 
 #![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is a test failure with its message.
 
@@ -92,8 +94,13 @@ fn exchange_rank(e: Exchange) -> usize {
     Exchange::ALL.iter().position(|x| *x == e).unwrap()
 }
 
-/// The naive reference: every final candle, ordered by (start, pair, source).
-fn reference(trades: &[Trade]) -> Vec<Candle> {
+fn window_start(t: i64) -> i64 {
+    t.div_euclid(INTERVAL_US) * INTERVAL_US
+}
+
+/// The naive reference: every final candle of windows starting before `until` (by default, up
+/// to the last trade's window), ordered by (start, pair, source).
+fn reference(trades: &[Trade], until: Option<Micros>) -> Vec<Candle> {
     let interval = Interval::from_micros(INTERVAL_US).unwrap();
     let mut groups: BTreeMap<(Pair, Source), BTreeMap<Micros, Vec<Trade>>> = BTreeMap::new();
     for t in trades {
@@ -107,13 +114,10 @@ fn reference(trades: &[Trade]) -> Vec<Candle> {
                 .push(*t);
         }
     }
-    let Some(last) = trades
-        .iter()
-        .map(|t| Micros(t.time.0.div_euclid(INTERVAL_US) * INTERVAL_US))
-        .max()
-    else {
+    let Some(last) = trades.iter().map(|t| window_start(t.time.0)).max() else {
         return Vec::new();
     };
+    let last = Micros(until.map_or(last, |u| u.0 - INTERVAL_US));
     let mut out = Vec::new();
     for ((pair, source), windows) in groups {
         let first = *windows.keys().next().unwrap();
@@ -169,19 +173,18 @@ fn reference(trades: &[Trade]) -> Vec<Candle> {
 
 /// Runs the engine over the arrivals; returns its final candles in emission order and the last
 /// in-progress update of every identity.
-fn run(clock: ClockMode, arrivals: &[(Trade, Micros)]) -> (Vec<Candle>, HashMap<CandleId, Candle>) {
+fn run(clock: ClockMode, arrivals: &[(Trade, Micros)]) -> Run {
     let mut engine = Engine::new(config(clock));
     let mut finals = Vec::new();
     let mut updates = Vec::new();
     let mut latest = HashMap::new();
+    let mut late = Vec::new();
     for (trade, arrival) in arrivals {
         // The wall clock reads the arrival time; in event mode `now` is ignored.
         engine.advance(*arrival, &mut finals);
-        assert_eq!(
-            engine.apply(trade),
-            Outcome::Applied,
-            "{clock:?}: {trade:?} arriving at {arrival:?}"
-        );
+        if engine.apply(trade) == Outcome::Late {
+            late.push(trade.id);
+        }
         engine.take_updates(&mut updates);
         for u in updates.drain(..) {
             assert!(!u.is_final);
@@ -189,43 +192,116 @@ fn run(clock: ClockMode, arrivals: &[(Trade, Micros)]) -> (Vec<Candle>, HashMap<
         }
     }
     engine.flush(&mut finals);
-    assert_eq!(engine.late_trades(), 0);
+    assert_eq!(engine.late_trades(), late.len() as u64);
     assert_eq!(engine.oldest_open_window(), None);
-    (finals, latest)
+    Run {
+        finals,
+        latest,
+        late,
+        finalized_before: engine.finalized_before(),
+    }
 }
 
+/// What one engine run gave.
+struct Run {
+    /// Final candles in emission order.
+    finals: Vec<Candle>,
+    /// The last in-progress update of every identity.
+    latest: HashMap<CandleId, Candle>,
+    /// Ids of the trades it called late, in arrival order.
+    late: Vec<u64>,
+    /// Its `finalized_before` after the flush.
+    finalized_before: Micros,
+}
+
+/// The naive rule for late trades: a trade is late if, when it arrives, the clock (the arrival
+/// time, or the latest trade time accepted so far) has reached its window's end plus grace.
+/// Returns the accepted trades, the late ones' ids, and where finalization ends (the later of
+/// the clock's last edge and the end of the last accepted window).
+fn naive_late(clock: ClockMode, arrivals: &[(Trade, Micros)]) -> (Vec<Trade>, Vec<u64>, Micros) {
+    let (mut accepted, mut late) = (Vec::new(), Vec::new());
+    let mut finalized_before = i64::MIN;
+    let mut watermark: Option<i64> = None;
+    for (t, arrival) in arrivals {
+        let now = match clock {
+            ClockMode::Wall => Some(arrival.0),
+            ClockMode::Event => watermark,
+        };
+        if let Some(now) = now {
+            finalized_before = finalized_before.max(window_start(now - GRACE_US));
+        }
+        if window_start(t.time.0) + INTERVAL_US + GRACE_US <= now.unwrap_or(i64::MIN) {
+            late.push(t.id);
+        } else {
+            accepted.push(*t);
+            watermark = watermark.max(Some(t.time.0));
+        }
+    }
+    let last_end = accepted
+        .iter()
+        .map(|t| window_start(t.time.0) + INTERVAL_US)
+        .max();
+    (
+        accepted,
+        late,
+        Micros(finalized_before.max(last_end.unwrap_or(i64::MIN))),
+    )
+}
+
+/// Every final candle equal to the reference's, in order; VWAP exact; the last live update of a
+/// window equal to its final candle.
+fn compare(clock: ClockMode, run: &Run, expected: &[Candle]) -> Result<(), TestCaseError> {
+    prop_assert_eq!(
+        run.finals.len(),
+        expected.len(),
+        "{:?}: number of final candles",
+        clock
+    );
+    for (got, want) in run.finals.iter().zip(expected) {
+        prop_assert_eq!(got, want, "{:?}", clock);
+        // The quote volume adds up exactly, so the VWAP is exact too.
+        prop_assert_eq!(
+            got.vwap(),
+            (!want.volume.is_zero()).then(|| (want.quote_volume / want.volume).normalize())
+        );
+        if got.trades > 0 {
+            let update = run.latest.get(&got.id()).copied();
+            prop_assert_eq!(
+                update.map(|u| Candle {
+                    is_final: true,
+                    ..u
+                }),
+                Some(*got),
+                "{:?}",
+                clock
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Arrivals within the grace: nothing is late, and the candles equal the reference's.
 fn check(raw: &[Raw], first_ids: [u64; 6]) -> Result<(), TestCaseError> {
     let (trades, arrivals) = build(raw, first_ids);
-    let expected = reference(&trades);
+    let expected = reference(&trades, None);
     for clock in [ClockMode::Wall, ClockMode::Event] {
-        let (finals, latest) = run(clock, &arrivals);
-        prop_assert_eq!(
-            finals.len(),
-            expected.len(),
-            "{:?}: number of final candles",
-            clock
-        );
-        for (got, want) in finals.iter().zip(&expected) {
-            prop_assert_eq!(got, want, "{:?}", clock);
-            // The quote volume adds up exactly, so the VWAP is exact too.
-            prop_assert_eq!(
-                got.vwap(),
-                (!want.volume.is_zero()).then(|| (want.quote_volume / want.volume).normalize())
-            );
-            // The last live update of a window is its final candle but for the flag.
-            if got.trades > 0 {
-                let update = latest.get(&got.id()).copied();
-                prop_assert_eq!(
-                    update.map(|u| Candle {
-                        is_final: true,
-                        ..u
-                    }),
-                    Some(*got),
-                    "{:?}",
-                    clock
-                );
-            }
-        }
+        let run = run(clock, &arrivals);
+        prop_assert_eq!(&run.late, &Vec::<u64>::new(), "{:?}", clock);
+        compare(clock, &run, &expected)?;
+    }
+    Ok(())
+}
+
+/// Arrivals up to 3 x grace late: exactly the trades the naive rule calls late are counted and
+/// left out, and the candles equal the reference's over the others.
+fn check_late(raw: &[Raw], first_ids: [u64; 6]) -> Result<(), TestCaseError> {
+    let (_, arrivals) = build(raw, first_ids);
+    for clock in [ClockMode::Wall, ClockMode::Event] {
+        let (accepted, late, until) = naive_late(clock, &arrivals);
+        let run = run(clock, &arrivals);
+        prop_assert_eq!(&run.late, &late, "{:?}: late trades", clock);
+        prop_assert_eq!(run.finalized_before, until, "{:?}", clock);
+        compare(clock, &run, &reference(&accepted, Some(until)))?;
     }
     Ok(())
 }
@@ -246,6 +322,15 @@ proptest! {
     ) {
         check(&raw, ids)?;
     }
+
+    /// Delays up to 3 x grace: some trades are late.
+    #[test]
+    fn late_trades_are_exactly_those_past_end_plus_grace(
+        raw in prop::collection::vec(raw_trade().prop_map(|mut r| { r.8 *= 3; r }), 1..160),
+        ids in prop::array::uniform6(0..200u64),
+    ) {
+        check_late(&raw, ids)?;
+    }
 }
 
 #[test]
@@ -256,8 +341,23 @@ fn the_reference_itself_fills_empty_windows() {
         (0, 0, 60, 10_100, 2, 1, 0, 1, 0),
     ];
     let (trades, _) = build(&raw, [7; 6]);
-    let candles = reference(&trades);
+    let candles = reference(&trades, None);
     assert_eq!(candles.len(), 8, "composite and binance x 4 windows");
     assert_eq!(candles.iter().filter(|c| c.trades == 0).count(), 4);
     check(&raw, [7; 6]).unwrap();
+}
+
+#[test]
+fn the_late_rule_sees_late_trades() {
+    // A trade at 2.5 s arriving at 7 s (window 0 ends at 5 s, + 1.5 s grace): late on the wall
+    // clock; on the event clock only a trade at 0 s was seen by then, so it is not.
+    let raw: Vec<Raw> = vec![
+        (0, 0, 0, 10_000, 2, 1, 0, 0, 0),
+        (0, 1, 10, 10_100, 2, 1, 0, 1, 3 * GRACE_US),
+        (0, 0, 40, 10_200, 2, 1, 0, 1, 0),
+    ];
+    let (_, arrivals) = build(&raw, [7; 6]);
+    assert_eq!(naive_late(ClockMode::Wall, &arrivals).1, vec![8]);
+    assert_eq!(naive_late(ClockMode::Event, &arrivals).1, Vec::<u64>::new());
+    check_late(&raw, [7; 6]).unwrap();
 }
