@@ -981,3 +981,36 @@ fn interval_and_clock_parsing_cases_not_covered_by_unit_tests() {
     );
     assert_eq!(ClockMode::default(), ClockMode::Wall);
 }
+
+#[test]
+fn many_pairs_keep_their_own_candles() {
+    // More pairs than the engine scans linearly (it switches to a hash map): each pair's trades
+    // stay in its own candles, whatever the interleaving.
+    let pairs: Vec<Pair> = (0..40)
+        .map(|i| Pair::parse(&format!("P{i}-USDT")).unwrap())
+        .collect();
+    let mut e = engine(ClockMode::Event);
+    for round in 0..5_i64 {
+        for (i, pair) in pairs.iter().enumerate().rev() {
+            let price = format!("{}.{}", i + 1, round);
+            let t = trade(
+                Exchange::Coinbase,
+                *pair,
+                round as u64,
+                &price,
+                "1",
+                Side::Buy,
+                round * SEC,
+            );
+            assert_eq!(e.apply(&t), Outcome::Applied);
+        }
+    }
+    let out = flush(&mut e);
+    assert_eq!(out.len(), 80, "composite and coinbase for each of 40 pairs");
+    for (i, pair) in pairs.iter().enumerate() {
+        let c = only(&out, *pair, COMPOSITE)[0];
+        let p = |r: u32| dec(&format!("{}.{r}", i + 1));
+        assert_eq!(ohlc(&c), [p(0), p(4), p(0), p(4)], "{pair}");
+        assert_eq!((c.trades, c.volume), (5, dec("5")));
+    }
+}
