@@ -113,6 +113,16 @@ async fn signalled() {
     let _ = ctrl_c.await;
 }
 
+/// How long the start-up pair check keeps retrying an unreachable REST API (1 + 2 + … s).
+const PAIR_CHECK_PATIENCE: Duration = Duration::from_secs(16);
+
+fn is_unreachable(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<ListingError>(),
+        Some(ListingError::Unreachable { .. })
+    )
+}
+
 async fn main_inner(args: Args) -> anyhow::Result<()> {
     if let Some(addr) = args.metrics_addr {
         metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -137,11 +147,25 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
     });
 
     if !args.skip_pair_check {
-        let check = tokio::select! {
-            r = check_pairs(&config) => r,
-            _ = shutdown.cancelled() => return Ok(()),
-        };
-        check?;
+        // An unlisted pair is final; an unreachable REST API is worth a few more tries.
+        let mut wait = Duration::from_secs(1);
+        loop {
+            let check = tokio::select! {
+                r = check_pairs(&config) => r,
+                _ = shutdown.cancelled() => return Ok(()),
+            };
+            match check {
+                Err(e) if wait <= PAIR_CHECK_PATIENCE && is_unreachable(&e) => {
+                    tracing::warn!(error = %format!("{e:#}"), retry_in = ?wait, "pair check failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = shutdown.cancelled() => return Ok(()),
+                    }
+                    wait *= 2;
+                }
+                other => break other?,
+            }
+        }
     }
 
     let sink = KafkaSink::new(&args.brokers, &args.topic)?;

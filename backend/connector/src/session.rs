@@ -107,7 +107,7 @@ const QUEUE_BATCHES: usize = 1024;
 /// The most trades merged into one sink call.
 const MAX_BATCH: usize = 10_000;
 /// How long the publisher may keep trying to hand over queued trades after a stop request.
-const DRAIN_AFTER_STOP: Duration = Duration::from_secs(10);
+const DRAIN_AFTER_STOP: Duration = Duration::from_secs(5);
 
 /// Takes batches off the queue, merges what is waiting, publishes, counts.
 async fn publish_loop(
