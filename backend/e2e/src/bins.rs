@@ -3,7 +3,7 @@
 //! The binaries are the workspace's own (`exchange-sim`, `candles-connector`,
 //! `candles-service`), built with the same cargo, profile and target directory as the running
 //! test, so `cargo test -p candles-e2e` works on its own. Set `CANDLES_E2E_NO_BUILD=1` to use
-//! whatever is already built.
+//! whatever is already built, or `CANDLES_E2E_BIN_DIR=DIR` to use the binaries in DIR (no build).
 
 use anyhow::{Context as _, Result, bail};
 use std::path::{Path, PathBuf};
@@ -36,7 +36,11 @@ pub fn profile_dir() -> Result<PathBuf> {
 
 /// The path of one of the workspace's binaries, next to the test executable's target dir.
 pub fn bin(name: &str) -> Result<PathBuf> {
-    let path = profile_dir()?.join(name);
+    let dir = match std::env::var_os("CANDLES_E2E_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => profile_dir()?,
+    };
+    let path = dir.join(name);
     if !path.is_file() {
         bail!(
             "{} does not exist: build it with `cargo build --bins -p {name}` (the tests do this themselves unless CANDLES_E2E_NO_BUILD is set)",
@@ -57,7 +61,9 @@ pub fn ensure_built() -> Result<()> {
 
 /// `cargo build --bins -p <each package>` into the test's own target directory and profile.
 pub fn build(packages: &[&str]) -> Result<()> {
-    if std::env::var_os("CANDLES_E2E_NO_BUILD").is_some() {
+    if std::env::var_os("CANDLES_E2E_NO_BUILD").is_some()
+        || std::env::var_os("CANDLES_E2E_BIN_DIR").is_some()
+    {
         return Ok(());
     }
     let profile_dir = profile_dir()?;
