@@ -144,6 +144,7 @@ type Kafka = StreamConsumer<RebalanceContext>;
 
 /// One assigned partition: its engine and the bookkeeping that decides its committed offset.
 struct PartitionState {
+    partition: i32,
     engine: Engine,
     /// Window start → first offset of a trade applied to it, for windows not yet published.
     open: BTreeMap<Micros, i64>,
@@ -167,8 +168,9 @@ struct PartitionState {
 }
 
 impl PartitionState {
-    fn new(config: &ServiceConfig, generation: u64) -> PartitionState {
+    fn new(config: &ServiceConfig, partition: i32, generation: u64) -> PartitionState {
         PartitionState {
+            partition,
             engine: Engine::new(config.engine),
             open: BTreeMap::new(),
             next_offset: None,
@@ -217,6 +219,12 @@ impl PartitionState {
     }
 
     fn confirm(&mut self, asked_at: Micros) {
+        if self.confirmed_at.is_none() {
+            tracing::info!(
+                partition = self.partition,
+                "caught up; finalizing by the wall clock"
+            );
+        }
         if self.confirmed_at.is_none_or(|c| asked_at > c) {
             self.confirmed_at = Some(asked_at);
         }
@@ -404,7 +412,7 @@ impl Pipeline {
         self.generation += 1;
         self.parts.insert(
             partition,
-            PartitionState::new(&self.config, self.generation),
+            PartitionState::new(&self.config, partition, self.generation),
         );
     }
 
@@ -438,17 +446,14 @@ impl Pipeline {
     fn on_watermarks(&mut self, wm: Watermarks) {
         self.querying = false;
         for (partition, generation, high) in wm.answers {
+            tracing::trace!(partition, ?high, "high watermark");
             let Some(high) = high else { continue };
             let position = match self.parts.get(&partition) {
                 Some(state) if state.generation == generation => self.position(partition, state),
                 _ => continue,
             };
             if let Some(state) = self.parts.get_mut(&partition) {
-                let was = state.caught_up();
                 state.on_watermark(wm.asked_at, high, position);
-                if !was && state.caught_up() {
-                    tracing::info!(partition, "caught up; finalizing by the wall clock");
-                }
             }
         }
     }
@@ -635,11 +640,7 @@ impl Pipeline {
                 continue;
             };
             if let Some(position) = position {
-                let was = state.caught_up();
                 state.on_position(position);
-                if !was && state.caught_up() {
-                    tracing::info!(partition, "caught up; finalizing by the wall clock");
-                }
             }
             if let Some(clock) = state.clock(now) {
                 let mut finals = Vec::new();
@@ -865,7 +866,7 @@ mod tests {
 
     #[test]
     fn commits_stop_at_the_first_trade_of_a_window_not_yet_published() {
-        let mut s = PartitionState::new(&config(), 1);
+        let mut s = PartitionState::new(&config(), 0, 1);
         assert_eq!(s.safe_offset(), None, "nothing read, nothing to commit");
         apply(&mut s, 10, 1_100); // window 1 s
         apply(&mut s, 11, 2_100); // window 2 s
@@ -896,7 +897,7 @@ mod tests {
 
     #[test]
     fn the_wall_clock_runs_only_as_far_as_the_consumer_has_read() {
-        let mut s = PartitionState::new(&config(), 1);
+        let mut s = PartitionState::new(&config(), 0, 1);
         let now = Micros(10_000_000);
         assert_eq!(s.clock(now), None, "nothing confirmed: no finalization");
         s.on_watermark(Micros(5_000_000), 100, Some(40));
