@@ -58,7 +58,7 @@ BIN="$CARGO_TARGET_DIR/$PROFILE"
 # --- what it needs, and nothing installed silently ---------------------------------------------
 find_bin() { # name env-var: prints the path or nothing
   local name="$1" env="$2"
-  if [ -n "${!env:-}" ]; then [ -x "${!env}" ] && echo "${!env}"; return; fi
+  if [ -n "${!env:-}" ]; then if [ -x "${!env}" ]; then echo "${!env}"; fi; return 0; fi
   if [ -x "${CANDLES_BIN_DIR:-$HOME/.cache/candles/bin}/$name" ]; then echo "${CANDLES_BIN_DIR:-$HOME/.cache/candles/bin}/$name"; return; fi
   command -v "$name" || true
 }
