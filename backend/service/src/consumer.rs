@@ -52,7 +52,6 @@ use rdkafka::consumer::{
 use rdkafka::error::KafkaResult;
 use rdkafka::message::{Header, Message as _, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
-use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -97,20 +96,7 @@ impl RebalanceContext {
     }
 }
 
-impl ClientContext for RebalanceContext {
-    /// librdkafka's statistics (every second): the consumer lag per partition.
-    fn stats(&self, statistics: Statistics) {
-        let Some(topic) = statistics.topics.get(&self.topic) else {
-            return;
-        };
-        for (partition, p) in &topic.partitions {
-            if *partition >= 0 && p.consumer_lag >= 0 {
-                metrics::gauge!(m::CONSUMER_LAG, "partition" => partition.to_string())
-                    .set(p.consumer_lag as f64);
-            }
-        }
-    }
-}
+impl ClientContext for RebalanceContext {}
 
 impl ConsumerContext for RebalanceContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -299,7 +285,6 @@ pub async fn run(
         )
         .set("fetch.wait.max.ms", "50")
         .set("topic.metadata.refresh.interval.ms", "5000")
-        .set("statistics.interval.ms", "1000")
         .create_with_context(context)
         .with_context(|| {
             format!(
@@ -452,6 +437,10 @@ impl Pipeline {
                 Some(state) if state.generation == generation => self.position(partition, state),
                 _ => continue,
             };
+            if let Some(pos) = position {
+                metrics::gauge!(m::CONSUMER_LAG, "partition" => partition.to_string())
+                    .set((high - pos).max(0) as f64);
+            }
             if let Some(state) = self.parts.get_mut(&partition) {
                 state.on_watermark(wm.asked_at, high, position);
             }
