@@ -324,6 +324,17 @@ mod tests {
     }
 
     #[test]
+    fn advanced_trade_samples_are_never_mistaken_for_exchange_trades() {
+        for (n, line) in samples::lines("coinbase_market_trades_samples.jsonl") {
+            let frame = Coinbase.parse_frame(&line, Micros(0));
+            assert!(
+                !matches!(frame, Ok(Frame::Trades(_) | Frame::Snapshot(_))),
+                "line {n}: {frame:?}"
+            );
+        }
+    }
+
+    #[test]
     fn subscribe_names_matches_and_heartbeat() {
         let v: serde_json::Value =
             serde_json::from_str(&Coinbase.subscribe_messages(&Pair::defaults())[0]).unwrap();

@@ -335,6 +335,17 @@ mod tests {
     }
 
     #[test]
+    fn v1_samples_are_never_mistaken_for_v2_trades() {
+        for (n, line) in samples::lines("kraken_v1_trade_samples.jsonl") {
+            let frame = Kraken.parse_frame(&line, Micros(0));
+            assert!(
+                !matches!(frame, Ok(Frame::Trades(_) | Frame::Snapshot(_))),
+                "line {n}: {frame:?}"
+            );
+        }
+    }
+
+    #[test]
     fn our_requests_match_the_documented_shapes() {
         let lines = samples::lines("kraken_v2_trade_samples.jsonl");
         let doc_sub: serde_json::Value = serde_json::from_str(&lines[0].1).unwrap();
