@@ -84,6 +84,8 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     config.validate()?;
+    // Our own token: a fatal error inside stops everything without cancelling the caller's.
+    let shutdown = shutdown.child_token();
     let addr = listener
         .local_addr()
         .context("reading the gRPC listener's address")?;
@@ -131,7 +133,14 @@ pub async fn serve(
         let store = store.clone();
         let status = status.clone();
         let shutdown = shutdown.clone();
-        tokio::spawn(async move { consumer::run(config, store, status, shutdown).await })
+        tokio::spawn(async move {
+            let result = consumer::run(config, store, status, shutdown.clone()).await;
+            if let Err(e) = &result {
+                tracing::error!(error = %format!("{e:#}"), "the Kafka consumer failed; shutting down");
+                shutdown.cancel();
+            }
+            result
+        })
     };
 
     tracker.spawn(health::monitor(

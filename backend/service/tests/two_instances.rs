@@ -73,3 +73,63 @@ fn on_or_before(
     finals.sort_by_key(id_of);
     finals
 }
+
+/// A second instance joins mid-stream: the first loses partitions (with open windows) in the
+/// rebalance; a client on the first instance still gets every candle exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_out_mid_window_loses_and_duplicates_nothing() {
+    let t0 = Instant::now();
+    let deps = Deps::start(6);
+    let a = InProcess::start(deps.config()).await;
+    wait_serving(a.addr, Duration::from_secs(15)).await;
+    let pairs = pairs();
+    let on_a = Collected::subscribe(
+        &mut a.client().await,
+        request(&pairs, all_sources(), 0, false),
+    )
+    .await;
+    let producing = tokio::spawn(produce_live(
+        deps.tansu.brokers(),
+        deps.topic.clone(),
+        pairs.clone(),
+        Duration::from_secs(9),
+        Duration::from_millis(15),
+        None,
+        77,
+    ));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while on_a.finals().len() < 24 {
+        assert!(Instant::now() < deadline, "A published nothing");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let b = InProcess::start(deps.config()).await;
+    let joined = t0.elapsed();
+    let on_b = Collected::subscribe(
+        &mut b.client().await,
+        request(&pairs, all_sources(), 0, false),
+    )
+    .await;
+    let trades = producing.await.unwrap();
+    let expected = reference(&trades);
+    assert!(
+        on_a.wait_for(&expected, Duration::from_secs(25)).await,
+        "{:?}",
+        check_exact(&on_a.finals(), &expected)
+    );
+    check_exact(&on_a.finals(), &expected).unwrap();
+    // B's client joined late: what it got is exact too.
+    let last = expected.iter().map(|c| c.start.0).max().unwrap();
+    let b_span: Vec<_> = expected
+        .iter()
+        .filter(|c| on_b.finals().iter().any(|f| start_of(f) <= c.start.0))
+        .copied()
+        .collect();
+    check_exact(&on_or_before(on_b.finals(), last), &b_span).unwrap();
+    println!(
+        "B joined at {joined:?}; {} trades → {} candles exact on A ({:?})",
+        trades.len(),
+        expected.len(),
+        t0.elapsed()
+    );
+    let _ = tokio::join!(a.stop(), b.stop());
+}
