@@ -812,3 +812,72 @@ async fn server_shutdown_and_session_age_reconnect_at_once() {
         );
     }
 }
+
+/// An outage longer than one REST page (1000 trades) is filled across pages, in order, once.
+async fn long_outages_span_rest_pages(exchange: Exchange) {
+    logs();
+    let btc = vec![Pair::parse("BTC-USDT").unwrap()];
+    let sim = exchange_sim::start(SimConfig {
+        exchange,
+        pairs: btc.clone(),
+        source: TradeSource::Synthetic { rate: 1500.0 },
+        stall: Some(Duration::from_secs(30)),
+        max_trades: Some(4500),
+        seed: 13,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let mut config = connector_config(exchange, &sim);
+    config.pairs = btc;
+    config.stale_after = Duration::from_secs(1);
+    let start = config.start.unwrap();
+    let counters = config.counters.clone();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(100_000);
+    let (status, _status_rx) = watch::channel(ConnState::Connecting);
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(run(config, ChannelSink(tx), status, shutdown.clone()));
+    let mut got: Vec<Trade> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while Instant::now() < deadline && !(sim.done() && compare(&sim.trades(), &got, start).is_ok())
+    {
+        if let Ok(Some(t)) = tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {
+            got.push(t);
+            while let Ok(t) = rx.try_recv() {
+                got.push(t);
+            }
+        }
+    }
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    let figures = counters.snapshot();
+    let truth = sim.trades();
+    sim.stop().await;
+    println!(
+        "{exchange} long outage: {figures:?}; {} of {} trades",
+        got.len(),
+        truth.len()
+    );
+    compare(&truth, &got, start).unwrap();
+    assert!(figures.stale >= 1, "{figures:?}");
+    assert!(
+        figures.backfilled > 1000,
+        "the outage must need more than one page: {figures:?}"
+    );
+    assert_eq!(figures.unfilled, 0, "{figures:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binance_long_outages_span_rest_pages() {
+    long_outages_span_rest_pages(Exchange::Binance).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kraken_long_outages_span_rest_pages() {
+    long_outages_span_rest_pages(Exchange::Kraken).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coinbase_long_outages_span_rest_pages() {
+    long_outages_span_rest_pages(Exchange::Coinbase).await;
+}

@@ -202,21 +202,10 @@ impl Venue for Kraken {
     fn parse_backfill(&self, body: &str, gap: &Gap, received: Micros) -> Result<Page, ParseError> {
         let result = rest_result(WHAT_REST, body)?;
         let mut trades = Vec::new();
-        let mut last = None;
         for (key, value) in &result {
             if key == "last" {
-                last = match value {
-                    serde_json::Value::String(s) => Some(s.clone()),
-                    serde_json::Value::Number(n) => Some(n.to_string()),
-                    _ => {
-                        return Err(ParseError::field(
-                            WHAT_REST,
-                            "last",
-                            value,
-                            "expected a cursor",
-                        ));
-                    }
-                };
+                // Kraken's cursor is the newest row's time in ns; pages continue from the rows'
+                // own times instead (below), so trades sharing the boundary time are not skipped.
                 continue;
             }
             // The one pair asked for, under Kraken's own key (e.g. `XXBTZUSD`).
@@ -229,9 +218,14 @@ impl Venue for Kraken {
             }
         }
         // Oldest first, at most PAGE_ROWS a page: a short page means there is nothing newer.
+        // `since` is exclusive, and several trades can share a time: the next page starts just
+        // before the newest row's time (repeated rows are dropped by id).
         let full = trades.len() >= PAGE_ROWS;
-        let next = match trades.iter().map(|t| t.id).max() {
-            Some(max) if max < gap.until_id && full => last,
+        let newest = trades.iter().map(|t| t.time).max();
+        let next = match (trades.iter().map(|t| t.id).max(), newest) {
+            (Some(max), Some(time)) if max < gap.until_id && full => {
+                Some((i128::from(time.0) * 1_000 - 1).to_string())
+            }
             _ => None,
         };
         Ok(Page { trades, next })
@@ -433,11 +427,11 @@ mod tests {
             rows.join(",")
         );
         let full = Kraken.parse_backfill(&body, &long, Micros(1)).unwrap();
-        assert_eq!(full.next.as_deref(), Some("1688671969993150842"));
+        assert_eq!(full.next.as_deref(), Some("1688669597099999999"));
         assert!(
             Kraken
                 .backfill_url("http://h", &long, full.next.as_deref())
-                .ends_with("since=1688671969993150842")
+                .ends_with("since=1688669597099999999")
         );
         let refused = r#"{"error":["EGeneral:Too many requests"]}"#;
         assert!(Kraken.parse_backfill(refused, &gap, Micros(1)).is_err());
