@@ -13,7 +13,8 @@ pub mod v1 {
     tonic::include_proto!("candles.v1");
 
     /// The encoded file descriptor set, for gRPC server reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("candles_descriptor");
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("candles_descriptor");
 }
 
 /// Why a wire message could not become a domain value. The message names the field and value.
@@ -29,7 +30,11 @@ pub struct DecodeError {
 }
 
 fn bad(field: &'static str, value: impl ToString, reason: impl ToString) -> DecodeError {
-    DecodeError { field, value: value.to_string(), reason: reason.to_string() }
+    DecodeError {
+        field,
+        value: value.to_string(),
+        reason: reason.to_string(),
+    }
 }
 
 /// A domain timestamp as a protobuf one.
@@ -39,7 +44,10 @@ pub fn timestamp(t: Micros) -> prost_types::Timestamp {
 }
 
 /// A protobuf timestamp as microseconds (sub-microsecond digits are dropped).
-pub fn micros(field: &'static str, t: Option<&prost_types::Timestamp>) -> Result<Micros, DecodeError> {
+pub fn micros(
+    field: &'static str,
+    t: Option<&prost_types::Timestamp>,
+) -> Result<Micros, DecodeError> {
     let t = t.ok_or_else(|| bad(field, "", "missing"))?;
     if !(0..1_000_000_000).contains(&t.nanos) {
         return Err(bad(field, format!("{t:?}"), "nanos out of range"));
@@ -54,12 +62,18 @@ pub fn micros(field: &'static str, t: Option<&prost_types::Timestamp>) -> Result
 /// A domain interval as a protobuf duration.
 pub fn duration(i: Interval) -> prost_types::Duration {
     let us = i.micros();
-    prost_types::Duration { seconds: us / 1_000_000, nanos: ((us % 1_000_000) * 1_000) as i32 }
+    prost_types::Duration {
+        seconds: us / 1_000_000,
+        nanos: ((us % 1_000_000) * 1_000) as i32,
+    }
 }
 
 fn interval_from(d: Option<&prost_types::Duration>) -> Result<Interval, DecodeError> {
     let d = d.ok_or_else(|| bad("interval", "", "missing"))?;
-    let us = d.seconds.saturating_mul(1_000_000).saturating_add(i64::from(d.nanos / 1_000));
+    let us = d
+        .seconds
+        .saturating_mul(1_000_000)
+        .saturating_add(i64::from(d.nanos / 1_000));
     Interval::from_micros(us).ok_or_else(|| bad("interval", format!("{d:?}"), "must be positive"))
 }
 
@@ -98,7 +112,8 @@ impl TryFrom<&v1::Trade> for Trade {
             return Err(bad("quantity", &t.quantity, "must be greater than zero"));
         }
         Ok(Trade {
-            exchange: Exchange::from_str(&t.exchange).map_err(|e| bad("exchange", &t.exchange, e))?,
+            exchange: Exchange::from_str(&t.exchange)
+                .map_err(|e| bad("exchange", &t.exchange, e))?,
             pair: Pair::parse(&t.pair).map_err(|e| bad("pair", &t.pair, e))?,
             id: t.trade_id,
             price,
@@ -168,7 +183,16 @@ mod tests {
     #[test]
     fn trade_round_trips_exactly_through_protobuf_bytes() {
         let pair = Pair::parse("btcusdt").unwrap();
-        let mut t = Trade::new(Exchange::Kraken, pair, 42, "43381.54000000", "0.10820000", Side::Sell, Micros(1_706_602_794_681_123)).unwrap();
+        let mut t = Trade::new(
+            Exchange::Kraken,
+            pair,
+            42,
+            "43381.54000000",
+            "0.10820000",
+            Side::Sell,
+            Micros(1_706_602_794_681_123),
+        )
+        .unwrap();
         t.received = Micros(1_706_602_794_700_000);
         let bytes = v1::Trade::from(&t).encode_to_vec();
         let back = Trade::try_from(&v1::Trade::decode(bytes.as_slice()).unwrap()).unwrap();
@@ -178,21 +202,53 @@ mod tests {
 
     #[test]
     fn bad_trades_name_the_field() {
-        let mut wire = v1::Trade::from(&Trade::new(Exchange::Binance, Pair::parse("ETH-USDT").unwrap(), 1, "1", "1", Side::Buy, Micros(0)).unwrap());
+        let mut wire = v1::Trade::from(
+            &Trade::new(
+                Exchange::Binance,
+                Pair::parse("ETH-USDT").unwrap(),
+                1,
+                "1",
+                "1",
+                Side::Buy,
+                Micros(0),
+            )
+            .unwrap(),
+        );
         wire.price = "1.0e".into();
-        assert!(Trade::try_from(&wire).unwrap_err().to_string().contains("price"));
+        assert!(
+            Trade::try_from(&wire)
+                .unwrap_err()
+                .to_string()
+                .contains("price")
+        );
         wire.price = "1".into();
         wire.pair = "nonsense".into();
-        assert!(Trade::try_from(&wire).unwrap_err().to_string().contains("pair"));
+        assert!(
+            Trade::try_from(&wire)
+                .unwrap_err()
+                .to_string()
+                .contains("pair")
+        );
         wire.pair = "ETH-USDT".into();
         wire.trade_time = None;
-        assert!(Trade::try_from(&wire).unwrap_err().to_string().contains("trade_time"));
+        assert!(
+            Trade::try_from(&wire)
+                .unwrap_err()
+                .to_string()
+                .contains("trade_time")
+        );
     }
 
     #[test]
     fn candle_round_trips() {
         let pair = Pair::parse("SOL-USDT").unwrap();
-        let mut c = Candle::flat(pair, Source::Exchange(Exchange::Coinbase), Interval::seconds(5), Micros(10_000_000), Decimal::from_str("101.5").unwrap());
+        let mut c = Candle::flat(
+            pair,
+            Source::Exchange(Exchange::Coinbase),
+            Interval::seconds(5),
+            Micros(10_000_000),
+            Decimal::from_str("101.5").unwrap(),
+        );
         c.volume = Decimal::from_str("2").unwrap();
         c.quote_volume = Decimal::from_str("203").unwrap();
         let wire = v1::Candle::from(&c);

@@ -14,6 +14,8 @@
 //! - A window is finalized once the clock reaches its end plus the grace period. The clock is
 //!   [`ClockMode::Wall`] (the `now` the caller passes to [`Engine::advance`]) or
 //!   [`ClockMode::Event`] (the watermark: the latest trade time seen).
+//! - With the wall clock, a trade stamped more than [`MAX_AHEAD_OF_WALL_CLOCK`] after the last
+//!   `now` is impossible and rejected like a late trade.
 //! - A trade whose window is already finalized is late: counted ([`Engine::late_trades`]),
 //!   not applied. So is a trade whose window was seeded as final ([`Engine::seed`]) for both its
 //!   exchange's series and the composite, and a trade that cannot be placed at all (a time
@@ -100,6 +102,12 @@ type Key = (Micros, u8, u64, u64);
 /// overflow. A trade outside this range cannot be placed in a window and is rejected like a late
 /// one (counted, not applied); a clock outside it is clamped.
 const TIME_LIMIT: i64 = i64::MAX / 4;
+
+/// With the wall clock, how far ahead of the last `now` a trade's time may be. A trade stamped
+/// further in the future cannot be real (exchanges stamp trades when they happen); accepting it
+/// would keep its window open for that long and hold back the consumer's committed offset.
+/// Such a trade is rejected and counted like a late one.
+pub const MAX_AHEAD_OF_WALL_CLOCK: Duration = Duration(3_600_000_000);
 
 /// Up to this many pairs, a linear scan finds a pair faster than hashing it.
 const LINEAR_LOOKUP: usize = 8;
@@ -521,6 +529,8 @@ pub struct Engine {
     last_pair: usize,
     /// The window of the previous trade, `[start, end)`, to skip the division for the next one.
     last_window: (Micros, Micros),
+    /// Trades at or after this time are rejected (wall clock only: last `now` + [`MAX_AHEAD_OF_WALL_CLOCK`]).
+    accept_before: Micros,
     /// Every window starting before this is finalized.
     finalized_before: Micros,
     /// Latest trade time seen (the event clock).
@@ -538,6 +548,7 @@ impl Engine {
             index: HashMap::default(),
             last_pair: 0,
             last_window: (Micros(i64::MAX), Micros(i64::MIN)),
+            accept_before: Micros(i64::MAX),
             finalized_before: Micros(i64::MIN),
             watermark: None,
             arrivals: 0,
@@ -639,7 +650,7 @@ impl Engine {
         let time = trade.time;
         let (mut start, end) = self.last_window;
         if time < start || time >= end {
-            if !(-TIME_LIMIT..=TIME_LIMIT).contains(&time.0) {
+            if !(-TIME_LIMIT..=TIME_LIMIT).contains(&time.0) || time >= self.accept_before {
                 self.late += 1;
                 return Outcome::Late;
             }
@@ -686,6 +697,12 @@ impl Engine {
     /// and appends those candles (and flat candles for empty windows) to `out`, ordered by
     /// window start, pair, source. `now` is the wall-clock time; it is ignored in event mode.
     pub fn advance(&mut self, now: Micros, out: &mut Vec<Candle>) {
+        if self.config.clock == ClockMode::Wall {
+            self.accept_before = now.plus(MAX_AHEAD_OF_WALL_CLOCK);
+            if self.last_window.1 > self.accept_before {
+                self.last_window = (Micros(i64::MAX), Micros(i64::MIN));
+            }
+        }
         let Some(clock) = self.clock(now) else { return };
         let edge = clock
             .0

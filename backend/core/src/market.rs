@@ -4,7 +4,9 @@ use std::fmt;
 use std::str::FromStr;
 
 /// An exchange the system has a connector for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Exchange {
     /// Binance spot.
@@ -48,7 +50,11 @@ impl FromStr for Exchange {
             "binance" => Ok(Exchange::Binance),
             "kraken" => Ok(Exchange::Kraken),
             "coinbase" => Ok(Exchange::Coinbase),
-            _ => Err(NameError { what: "exchange", input: s.to_string(), expected: "binance, kraken, coinbase" }),
+            _ => Err(NameError {
+                what: "exchange",
+                input: s.to_string(),
+                expected: "binance, kraken, coinbase",
+            }),
         }
     }
 }
@@ -92,11 +98,13 @@ impl FromStr for Source {
         if s.trim().eq_ignore_ascii_case("composite") {
             return Ok(Source::Composite);
         }
-        s.parse::<Exchange>().map(Source::Exchange).map_err(|_| NameError {
-            what: "source",
-            input: s.to_string(),
-            expected: "composite, binance, kraken, coinbase",
-        })
+        s.parse::<Exchange>()
+            .map(Source::Exchange)
+            .map_err(|_| NameError {
+                what: "source",
+                input: s.to_string(),
+                expected: "composite, binance, kraken, coinbase",
+            })
     }
 }
 
@@ -140,6 +148,9 @@ mod tests {
         }
         assert_eq!("KRAKEN".parse::<Exchange>().unwrap(), Exchange::Kraken);
         let err = "ftx".parse::<Source>().unwrap_err().to_string();
-        assert!(err.contains("\"ftx\"") && err.contains("composite, binance"), "{err}");
+        assert!(
+            err.contains("\"ftx\"") && err.contains("composite, binance"),
+            "{err}"
+        );
     }
 }

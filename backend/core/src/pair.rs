@@ -38,7 +38,10 @@ impl Asset {
         for (slot, b) in bytes.iter_mut().zip(text.bytes()) {
             *slot = b.to_ascii_uppercase();
         }
-        Some(Asset { bytes, len: len as u8 })
+        Some(Asset {
+            bytes,
+            len: len as u8,
+        })
     }
 
     /// The symbol as text, e.g. `"BTC"`.
@@ -90,7 +93,10 @@ impl Pair {
 
     /// Parses any accepted spelling: `btcusdt`, `BTC-USDT`, `btc/usdt`, `BTC_USDT`.
     pub fn parse(input: &str) -> Result<Pair, PairError> {
-        let err = |reason| PairError { input: input.to_string(), reason };
+        let err = |reason| PairError {
+            input: input.to_string(),
+            reason,
+        };
         let text = input.trim();
         if text.is_empty() {
             return Err(err("it is empty"));
@@ -106,16 +112,19 @@ impl Pair {
                 let quote = KNOWN_QUOTES
                     .iter()
                     .find(|q| upper.len() > q.len() && upper.ends_with(*q))
-                    .ok_or_else(|| err("it has no separator and does not end in a known quote asset"))?;
+                    .ok_or_else(|| {
+                        err("it has no separator and does not end in a known quote asset")
+                    })?;
                 let split = text.len() - quote.len();
                 (&text[..split], &text[split..])
             }
             [i] => (&text[..*i], &text[*i + 1..]),
             _ => return Err(err("it has more than one separator")),
         };
-        let base = Asset::parse(base).ok_or_else(|| err("the base asset is not 1-10 letters or digits"))?;
-        let quote =
-            Asset::parse(quote).ok_or_else(|| err("the quote asset is not 1-10 letters or digits"))?;
+        let base = Asset::parse(base)
+            .ok_or_else(|| err("the base asset is not 1-10 letters or digits"))?;
+        let quote = Asset::parse(quote)
+            .ok_or_else(|| err("the quote asset is not 1-10 letters or digits"))?;
         if base == quote {
             return Err(err("base and quote are the same asset"));
         }
@@ -132,7 +141,10 @@ impl Pair {
             }
         }
         if pairs.is_empty() {
-            return Err(PairError { input: input.to_string(), reason: "it names no pair" });
+            return Err(PairError {
+                input: input.to_string(),
+                reason: "it names no pair",
+            });
         }
         Ok(pairs)
     }
@@ -186,8 +198,20 @@ mod tests {
 
     #[test]
     fn every_accepted_spelling_gives_the_canonical_pair() {
-        for input in ["btcusdt", "BTCUSDT", "BTC-USDT", "btc-usdt", "btc/usdt", "BTC_USDT", " BtC_uSdT "] {
-            assert_eq!(Pair::parse(input).unwrap().to_string(), "BTC-USDT", "{input}");
+        for input in [
+            "btcusdt",
+            "BTCUSDT",
+            "BTC-USDT",
+            "btc-usdt",
+            "btc/usdt",
+            "BTC_USDT",
+            " BtC_uSdT ",
+        ] {
+            assert_eq!(
+                Pair::parse(input).unwrap().to_string(),
+                "BTC-USDT",
+                "{input}"
+            );
         }
         assert_eq!(Pair::parse("xrpeth").unwrap().to_string(), "XRP-ETH");
         assert_eq!(Pair::parse("ethusd").unwrap().to_string(), "ETH-USD");
@@ -196,7 +220,18 @@ mod tests {
 
     #[test]
     fn malformed_pairs_are_errors_that_name_the_input_and_the_forms() {
-        for input in ["", "btc", "usdt", "btc--usdt", "btc-", "-usdt", "btc-usd-t", "b@c-usdt", "usdt-usdt", "averyveryverylongcoin-usdt"] {
+        for input in [
+            "",
+            "btc",
+            "usdt",
+            "btc--usdt",
+            "btc-",
+            "-usdt",
+            "btc-usd-t",
+            "b@c-usdt",
+            "usdt-usdt",
+            "averyveryverylongcoin-usdt",
+        ] {
             let err = Pair::parse(input).unwrap_err();
             let msg = err.to_string();
             assert!(msg.contains(&format!("{input:?}")), "{msg}");
@@ -207,7 +242,10 @@ mod tests {
     #[test]
     fn lists_parse_and_deduplicate() {
         let pairs = Pair::parse_list("btcusdt, ETH-USDT,btc/usdt").unwrap();
-        assert_eq!(pairs.iter().map(Pair::to_string).collect::<Vec<_>>(), ["BTC-USDT", "ETH-USDT"]);
+        assert_eq!(
+            pairs.iter().map(Pair::to_string).collect::<Vec<_>>(),
+            ["BTC-USDT", "ETH-USDT"]
+        );
         assert!(Pair::parse_list(" , ").is_err());
         assert_eq!(Pair::defaults().len(), 3);
     }

@@ -28,8 +28,16 @@ pub fn rest_symbol(exchange: Exchange, pair: Pair) -> String {
     match exchange {
         Exchange::Binance => pair.join(""),
         Exchange::Kraken => {
-            let base = if pair.base.as_str() == "BTC" { "XBT" } else { pair.base.as_str() };
-            let quote = if pair.quote.as_str() == "BTC" { "XBT" } else { pair.quote.as_str() };
+            let base = if pair.base.as_str() == "BTC" {
+                "XBT"
+            } else {
+                pair.base.as_str()
+            };
+            let quote = if pair.quote.as_str() == "BTC" {
+                "XBT"
+            } else {
+                pair.quote.as_str()
+            };
             format!("{base}{quote}")
         }
         Exchange::Coinbase => pair.join("-"),

@@ -31,7 +31,10 @@ impl Micros {
 
     /// Seconds and nanoseconds, as protobuf's `Timestamp` wants them.
     pub const fn to_secs_nanos(self) -> (i64, i32) {
-        (self.0.div_euclid(1_000_000), (self.0.rem_euclid(1_000_000) * 1_000) as i32)
+        (
+            self.0.div_euclid(1_000_000),
+            (self.0.rem_euclid(1_000_000) * 1_000) as i32,
+        )
     }
 
     /// `self + d`, saturating.
@@ -58,7 +61,9 @@ impl Duration {
 
 /// Why a duration or interval could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {what} {input:?}: {reason}; write a whole number followed by a unit: us, ms, s, m, h or d (e.g. 500ms, 5s, 1m, 1h)")]
+#[error(
+    "invalid {what} {input:?}: {reason}; write a whole number followed by a unit: us, ms, s, m, h or d (e.g. 500ms, 5s, 1m, 1h)"
+)]
 pub struct DurationError {
     /// "interval" or "duration".
     pub what: &'static str,
@@ -69,7 +74,11 @@ pub struct DurationError {
 }
 
 fn parse_micros(what: &'static str, input: &str) -> Result<i64, DurationError> {
-    let err = |reason| DurationError { what, input: input.to_string(), reason };
+    let err = |reason| DurationError {
+        what,
+        input: input.to_string(),
+        reason,
+    };
     let text = input.trim();
     if text.is_empty() {
         return Err(err("it is empty"));
@@ -77,7 +86,9 @@ fn parse_micros(what: &'static str, input: &str) -> Result<i64, DurationError> {
     if text.starts_with('-') {
         return Err(err("it is negative"));
     }
-    let digits_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let digits_end = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(digits_end);
     if number.is_empty() {
         return Err(err("it does not start with a number"));
@@ -93,7 +104,9 @@ fn parse_micros(what: &'static str, input: &str) -> Result<i64, DurationError> {
         "" => return Err(err("it has no unit")),
         _ => return Err(err("the unit is not one of us, ms, s, m, h, d")),
     };
-    number.checked_mul(scale).ok_or_else(|| err("it is too long"))
+    number
+        .checked_mul(scale)
+        .ok_or_else(|| err("it is too long"))
 }
 
 impl Duration {
@@ -120,7 +133,13 @@ impl fmt::Display for Duration {
 }
 
 fn fmt_micros(us: i64, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    for (scale, unit) in [(86_400_000_000, "d"), (3_600_000_000, "h"), (60_000_000, "m"), (1_000_000, "s"), (1_000, "ms")] {
+    for (scale, unit) in [
+        (86_400_000_000, "d"),
+        (3_600_000_000, "h"),
+        (60_000_000, "m"),
+        (1_000_000, "s"),
+        (1_000, "ms"),
+    ] {
         if us != 0 && us % scale == 0 {
             return write!(f, "{}{unit}", us / scale);
         }

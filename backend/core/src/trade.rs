@@ -43,7 +43,11 @@ pub struct DecimalError {
 /// Parses an exchange's decimal text exactly (no floating point), e.g. `"43381.54000000"` or
 /// `"1.5e-3"`; the value must be positive.
 pub fn parse_positive_decimal(field: &'static str, text: &str) -> Result<Decimal, DecimalError> {
-    let err = |reason| DecimalError { field, input: text.to_string(), reason };
+    let err = |reason| DecimalError {
+        field,
+        input: text.to_string(),
+        reason,
+    };
     let value = Decimal::from_str_exact(text)
         .or_else(|_| Decimal::from_scientific(text))
         .map_err(|_| err("not an exact decimal number"))?;
@@ -55,7 +59,15 @@ pub fn parse_positive_decimal(field: &'static str, text: &str) -> Result<Decimal
 
 impl Trade {
     /// A trade with `received == time`, for tests and replays.
-    pub fn new(exchange: Exchange, pair: Pair, id: u64, price: &str, quantity: &str, side: Side, time: Micros) -> Result<Trade, DecimalError> {
+    pub fn new(
+        exchange: Exchange,
+        pair: Pair,
+        id: u64,
+        price: &str,
+        quantity: &str,
+        side: Side,
+        time: Micros,
+    ) -> Result<Trade, DecimalError> {
         Ok(Trade {
             exchange,
             pair,
@@ -80,13 +92,29 @@ mod tests {
 
     #[test]
     fn decimals_are_exact_and_positive() {
-        assert_eq!(parse_positive_decimal("price", "43381.54000000").unwrap().to_string(), "43381.54000000");
-        assert_eq!(parse_positive_decimal("price", "1.5e-3").unwrap().to_string(), "0.0015");
-        let sum = parse_positive_decimal("q", "0.1").unwrap() + parse_positive_decimal("q", "0.2").unwrap();
+        assert_eq!(
+            parse_positive_decimal("price", "43381.54000000")
+                .unwrap()
+                .to_string(),
+            "43381.54000000"
+        );
+        assert_eq!(
+            parse_positive_decimal("price", "1.5e-3")
+                .unwrap()
+                .to_string(),
+            "0.0015"
+        );
+        let sum = parse_positive_decimal("q", "0.1").unwrap()
+            + parse_positive_decimal("q", "0.2").unwrap();
         assert_eq!(sum.to_string(), "0.3");
         for bad in ["", "abc", "0", "-1", "1.2.3", "NaN"] {
-            let msg = parse_positive_decimal("price", bad).unwrap_err().to_string();
-            assert!(msg.contains("price") && msg.contains(&format!("{bad:?}")), "{msg}");
+            let msg = parse_positive_decimal("price", bad)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                msg.contains("price") && msg.contains(&format!("{bad:?}")),
+                "{msg}"
+            );
         }
     }
 }

@@ -1014,3 +1014,20 @@ fn many_pairs_keep_their_own_candles() {
         assert_eq!((c.trades, c.volume), (5, dec("5")));
     }
 }
+
+#[test]
+fn wall_clock_rejects_trades_stamped_impossibly_far_in_the_future() {
+    let mut e = engine(ClockMode::Wall);
+    assert!(advance(&mut e, 0).is_empty());
+    let hour = 3_600 * SEC;
+    // Within the bound: accepted (an exchange clock a little ahead of ours).
+    assert_eq!(e.apply(&bt(1, "100", 10 * SEC)), Outcome::Applied);
+    // An hour or more ahead of the wall clock: rejected and counted, its window never opened.
+    assert_eq!(e.apply(&bt(2, "200", hour)), Outcome::Late);
+    assert_eq!(e.apply(&bt(3, "300", 1_000 * hour)), Outcome::Late);
+    assert_eq!(e.late_trades(), 2);
+    assert_eq!(e.oldest_open_window(), Some(w(2)));
+    // Once the clock has moved on, the same time is fine.
+    advance(&mut e, hour - 10 * SEC);
+    assert_eq!(e.apply(&bt(4, "400", hour)), Outcome::Applied);
+}

@@ -37,7 +37,9 @@ pub fn wait_for_port(addr: SocketAddr, timeout: Duration) -> Result<()> {
 pub fn bin_dir() -> PathBuf {
     std::env::var_os("CANDLES_BIN_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/candles/bin"))
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/candles/bin")
+        })
 }
 
 fn find_binary(name: &str, env: &str) -> Result<PathBuf> {
@@ -100,7 +102,13 @@ impl Tansu {
         let bin = find_binary("tansu", "TANSU_BIN")?;
         let url = format!("tcp://127.0.0.1:{}", self.port);
         let child = Command::new(&bin)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
             .args(["--storage-engine", "memory://tansu/"])
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -116,7 +124,12 @@ impl Tansu {
     pub fn create_topic(&self, name: &str, partitions: u32) -> Result<()> {
         let bin = find_binary("tansu", "TANSU_BIN")?;
         let status = Command::new(bin)
-            .args(["topic", "create", "--broker", &format!("tcp://127.0.0.1:{}", self.port)])
+            .args([
+                "topic",
+                "create",
+                "--broker",
+                &format!("tcp://127.0.0.1:{}", self.port),
+            ])
             .args(["--partitions", &partitions.to_string(), name])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -138,7 +151,11 @@ pub struct Redis {
 impl Redis {
     /// Starts redis-server and waits until it accepts connections.
     pub fn start() -> Result<Redis> {
-        let mut r = Redis { proc: None, port: free_port(), _dir: tempfile::tempdir()? };
+        let mut r = Redis {
+            proc: None,
+            port: free_port(),
+            _dir: tempfile::tempdir()?,
+        };
         r.restart()?;
         Ok(r)
     }
@@ -163,7 +180,16 @@ impl Redis {
         self.proc = None;
         let bin = find_binary("redis-server", "REDIS_SERVER_BIN")?;
         let child = Command::new(&bin)
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .arg("--dir")
             .arg(self._dir.path())
             .stdin(Stdio::null())
