@@ -14,8 +14,9 @@
 //! Guarantee: within one [`run`], every trade id of a pair is published at most once and in
 //! increasing order; a gap (an id above last + 1, in-stream or after a reconnect) is filled from
 //! the exchange's REST trades before the trade that revealed it. Unfillable gaps are logged and
-//! counted (`connector_gap_unfilled_total`), never waited on forever. The first trade of a pair
-//! after start is the reference: history before it is not backfilled.
+//! counted (`connector_gap_unfilled_total`), never waited on forever. Trades made from the start
+//! of the run on are owed ([`ConnectorConfig::start`]); history from before it is never
+//! backfilled — snapshots of it only set each pair's reference id.
 #![forbid(unsafe_code)]
 
 pub mod backoff;
