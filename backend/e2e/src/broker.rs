@@ -112,6 +112,13 @@ impl Broker {
         self.tansu = None;
     }
 
+    /// Stops the broker with SIGTERM (SIGKILL after 10 s).
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.tansu.take() {
+            p.terminate(Duration::from_secs(10));
+        }
+    }
+
     /// (Re)starts the broker on the same port and waits until it accepts connections.
     pub fn restart(&mut self) -> Result<()> {
         self.tansu = None;

@@ -361,9 +361,14 @@ impl Stack {
         self.redis.restart()
     }
 
-    /// Kills the broker, waits `down`, starts it again on the same port.
-    pub fn restart_broker(&mut self, down: Duration) -> Result<()> {
-        self.broker.kill();
+    /// Stops the broker (`kill -9`, or SIGTERM when `graceful`), waits `down`, starts it again
+    /// on the same port.
+    pub fn restart_broker(&mut self, down: Duration, graceful: bool) -> Result<()> {
+        if graceful {
+            self.broker.stop();
+        } else {
+            self.broker.kill();
+        }
         std::thread::sleep(down);
         self.broker.restart()
     }

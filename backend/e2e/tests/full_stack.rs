@@ -297,9 +297,10 @@ fn connector_kill9_and_restart_loses_nothing() {
     );
 }
 
-/// f. The Kafka broker is killed and restarted mid-run, with persistent (S3) storage.
+/// f. The Kafka broker is stopped (SIGTERM) and restarted mid-run, with persistent storage:
+/// Tansu on `s3://` against a local moto S3 server (the in-memory engine would lose the topic).
 #[test]
-#[ignore = "known bug (reported): after a restart of Tansu on s3:// storage the partitions holding data never reach the high watermark read at assignment, and candles-service's catch-up guard then waits forever: no final candle after the restart"]
+#[ignore = "cannot pass with this broker (reported): Tansu 0.6.0's s3:// engine (on moto) drops records acknowledged to the idempotent producer (it logs DuplicateSequenceNumber; ~2-3% of the trades, even with no restart), loses more on kill -9, and reads ~150-200 records/s; after the restart candles-service's catch-up guard also never completed for the partitions holding data"]
 fn broker_restart_with_persistent_storage_loses_nothing() {
     let mut config = StackConfig::new("broker-restart");
     config.storage = Storage::S3;
@@ -307,8 +308,8 @@ fn broker_restart_with_persistent_storage_loses_nothing() {
         config,
         Box::new(|stack| {
             sleep(5_000);
-            eprintln!("restarting the broker (2 s down)");
-            stack.restart_broker(Duration::from_secs(2))
+            eprintln!("stopping the broker (SIGTERM), restarting it after 2 s");
+            stack.restart_broker(Duration::from_secs(2), true)
         }),
         true,
     );
