@@ -64,7 +64,8 @@ pub struct Cli {
     /// No server: run the exchange connectors and the candle engine inside this process.
     #[arg(long, env = "CANDLES_EMBEDDED")]
     pub embedded: bool,
-    /// --embedded: exchanges to connect to.
+    /// --embedded: exchanges to connect to. (--embedded starts with no history: the chart fills
+    /// as trades arrive.)
     #[arg(
         long,
         env = "CANDLES_EXCHANGES",
@@ -191,6 +192,28 @@ fn start_source(
     Ok(())
 }
 
+/// Resolves when the process is asked to stop (SIGTERM, SIGHUP), so the terminal is restored.
+async fn terminated() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) {
+            (Ok(mut term), Ok(mut hup)) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = hup.recv() => "SIGHUP",
+            },
+            _ => std::future::pending().await,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        std::future::pending().await
+    }
+}
+
 /// Runs the program; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let shutdown = CancellationToken::new();
@@ -243,7 +266,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 origin,
             );
             let mut terminal = ratatui::init();
-            let result = crate::event::run(&mut terminal, &mut app, &mut rx, Micros::now).await;
+            let result = tokio::select! {
+                result = crate::event::run(&mut terminal, &mut app, &mut rx, Micros::now) => result,
+                signal = terminated() => {
+                    tracing::info!(signal, "terminated by a signal");
+                    Ok(())
+                }
+            };
             ratatui::restore();
             result?;
             match app.fatal {

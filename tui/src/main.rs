@@ -27,8 +27,21 @@ fn init_logging(cli: &Cli) -> anyhow::Result<tracing_appender::non_blocking::Wor
         ),
         None => (default_log_dir(), "candles-tui.log".to_string()),
     };
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("creating the log directory {}", dir.display()))?;
+    let dir = match std::fs::create_dir_all(&dir) {
+        Ok(()) => dir,
+        // The default place is unusable (e.g. a read-only home): fall back to the temp dir.
+        Err(_) if cli.log_file.is_none() => {
+            let tmp = std::env::temp_dir().join("candles-logs");
+            std::fs::create_dir_all(&tmp)
+                .with_context(|| format!("creating the log directory {}", tmp.display()))?;
+            tmp
+        }
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!("creating the log directory {} (--log-file)", dir.display())
+            });
+        }
+    };
     let appender = tracing_appender::rolling::Builder::new()
         .rotation(tracing_appender::rolling::Rotation::DAILY)
         .filename_prefix(prefix)

@@ -106,6 +106,7 @@ pub async fn print(
     out: &mut impl Write,
 ) -> io::Result<Outcome> {
     let mut printed: HashMap<(Pair, Source), CandleId> = HashMap::new();
+    let mut warned: Vec<Pair> = Vec::new();
     while let Some(event) = events.recv().await {
         match event {
             Event::Candle(c)
@@ -131,8 +132,14 @@ pub async fn print(
             }
             Event::Fatal(message) => return Ok(Outcome::Failed(message)),
             Event::Markets(known) if !known.is_empty() => {
-                for pair in pairs.iter().filter(|p| !known.contains(p)) {
-                    let names: Vec<String> = known.iter().map(Pair::to_string).collect();
+                let missing: Vec<Pair> = pairs
+                    .iter()
+                    .filter(|p| !known.contains(p) && !warned.contains(p))
+                    .copied()
+                    .collect();
+                let names: Vec<String> = known.iter().map(Pair::to_string).collect();
+                for pair in missing {
+                    warned.push(pair);
                     eprintln!(
                         "candles-tui: the server has no candles for {pair} (it has {}); waiting for them",
                         names.join(", ")
