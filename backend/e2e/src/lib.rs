@@ -10,6 +10,13 @@
 //! - [`truth`]: expected candles from the simulators' trade logs; Kafka vs generated trades.
 //! - [`client`]: gRPC clients that record every candle, reconnecting like a dashboard.
 //! - [`compare`]: received vs expected, with a readable diff.
+//!
+//! Run: `cargo test -p candles-e2e` (builds the binaries it drives first; needs `tansu`,
+//! `redis-server`, `docker-compose` and, for the broker-restart scenario, `moto_server`: see
+//! scripts/install-test-deps.sh). `-- --ignored` runs the scenarios that fail on known bugs.
+//! `CANDLES_E2E_BIN_DIR=DIR` tests the binaries in DIR instead; `CANDLES_E2E_LOG=debug` raises
+//! the services' log level. Each run's logs and trade logs are under `$TMPDIR/candles-e2e/`
+//! (deleted when the scenario passes).
 #![forbid(unsafe_code)]
 
 pub mod bins;
