@@ -61,11 +61,11 @@ pub struct Cli {
     /// One JSON object per finalized candle per line on stdout, instead of the dashboard.
     #[arg(long, env = "CANDLES_JSON")]
     pub json: bool,
-    /// No server: run the exchange connectors and the candle engine inside this process.
+    /// No server: run the exchange connectors and the candle engine inside this process (no
+    /// history: the chart fills as trades arrive).
     #[arg(long, env = "CANDLES_EMBEDDED")]
     pub embedded: bool,
-    /// --embedded: exchanges to connect to. (--embedded starts with no history: the chart fills
-    /// as trades arrive.)
+    /// --embedded: exchanges to connect to.
     #[arg(
         long,
         env = "CANDLES_EXCHANGES",

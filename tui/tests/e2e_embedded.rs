@@ -40,12 +40,27 @@ fn url_flags(sims: &[SimHandle]) -> Vec<String> {
     args
 }
 
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).unwrap();
+    body
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_json_from_three_simulated_exchanges() {
     let sims = sims().await;
     let logs = tempfile::tempdir().unwrap();
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut child = Command::new(BIN)
         .args(url_flags(&sims))
+        .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
         .args([
             "--json",
             "--pairs",
@@ -90,6 +105,9 @@ async fn embedded_json_from_three_simulated_exchanges() {
         assert!(source == "composite" || source == "kraken", "{line}");
         seen.insert((v["pair"].as_str().unwrap().to_string(), source));
     }
+    // Prometheus metrics while it runs: candles-tui's and the connectors'.
+    let metrics = http_get(metrics_port, "/metrics");
+    assert!(metrics.contains("connector_"), "{metrics}");
     drop(rx);
     let deadline = Instant::now() + Duration::from_secs(15);
     let status = loop {
