@@ -23,6 +23,7 @@ pub mod backoff;
 pub mod error;
 pub mod exchange;
 pub mod rest;
+pub mod resume;
 pub mod sequencer;
 pub mod session;
 pub mod sink;
@@ -73,6 +74,10 @@ pub struct ConnectorConfig {
     pub start: Option<candles_core::Micros>,
     /// Counters shared with whoever wants figures without scraping Prometheus (tests, the TUI).
     pub counters: Arc<Counters>,
+    /// The last trade already published per pair (id, trade time), e.g. read back from Kafka by
+    /// [`resume::last_published`] after a restart: the sequencer continues from these ids, so
+    /// what was missed while down is fetched from REST and nothing is published twice.
+    pub resume: std::collections::HashMap<Pair, (u64, candles_core::Micros)>,
 }
 
 impl ConnectorConfig {
@@ -93,6 +98,7 @@ impl ConnectorConfig {
             backfill_max_trades: 50_000,
             start: None,
             counters: Arc::default(),
+            resume: Default::default(),
         }
     }
 

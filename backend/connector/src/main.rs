@@ -6,7 +6,9 @@
 
 use anyhow::Context;
 use candles_connector::rest::ListingError;
-use candles_connector::{ConnState, ConnectorConfig, KafkaSink, check_pairs, run, telemetry};
+use candles_connector::{
+    ConnState, ConnectorConfig, KafkaSink, check_pairs, resume, run, telemetry,
+};
 use candles_core::{Exchange, Pair};
 use clap::{Parser, ValueEnum};
 use std::net::SocketAddr;
@@ -168,6 +170,30 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
         }
     }
 
+    // Continue exactly where an earlier run of this connector stopped (see `resume`).
+    let resume = {
+        let (brokers, topic, pairs) = (
+            args.brokers.clone(),
+            args.topic.clone(),
+            config.pairs.clone(),
+        );
+        let exchange = config.exchange;
+        tokio::task::spawn_blocking(move || {
+            resume::last_published(&brokers, &topic, exchange, &pairs, Duration::from_secs(30))
+        })
+        .await?
+    };
+    match resume {
+        Ok(last) => {
+            for (pair, (id, _)) in &last {
+                tracing::info!(%pair, id, "resuming after the last published trade");
+            }
+            config.resume = last;
+        }
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "could not read back the last published trades; starting fresh")
+        }
+    }
     let sink = KafkaSink::new(&args.brokers, &args.topic)?;
     let (status_tx, mut status_rx) = tokio::sync::watch::channel(ConnState::Connecting);
     tokio::spawn(async move {

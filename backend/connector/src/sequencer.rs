@@ -95,6 +95,13 @@ impl Sequencer {
         }
     }
 
+    /// Continues from trades already published before a restart (id and trade time per pair):
+    /// the next trade of such a pair is checked for a gap against them.
+    pub fn resuming(mut self, last: &HashMap<Pair, (u64, Micros)>) -> Self {
+        self.last.extend(last.iter().map(|(&p, &l)| (p, l)));
+        self
+    }
+
     /// The last published (or anchored) id of `pair` and its trade time.
     pub fn last(&self, pair: Pair) -> Option<(u64, Micros)> {
         self.last.get(&pair).copied()

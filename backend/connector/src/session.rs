@@ -218,6 +218,7 @@ impl<'a> Session<'a> {
         }
         let venue = venue(config.exchange);
         let start = config.start.unwrap_or_else(Micros::now);
+        let sequencer = Sequencer::starting_at(start).resuming(&config.resume);
         Ok(Session {
             filler: RestFiller::new(&config)?,
             exchange: config.exchange.as_str(),
@@ -226,7 +227,7 @@ impl<'a> Session<'a> {
             venue,
             queue,
             status,
-            sequencer: Sequencer::starting_at(start),
+            sequencer,
             rejects: RejectLog {
                 window_start: Instant::now(),
                 logged: 0,

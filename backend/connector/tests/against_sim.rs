@@ -881,3 +881,79 @@ async fn kraken_long_outages_span_rest_pages() {
 async fn coinbase_long_outages_span_rest_pages() {
     long_outages_span_rest_pages(Exchange::Coinbase).await;
 }
+
+/// `kill -9` of the connector and a restart: the new process reads back the last trade it
+/// published per pair from Kafka, fetches what was made while it was down from REST, and every
+/// trade reaches Kafka exactly once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_and_restarted_connector_loses_and_repeats_nothing() {
+    let tansu = Tansu::start().expect("Tansu is required (scripts/install-test-deps.sh)");
+    let topic = "trades-restart";
+    tansu.create_topic(topic, PARTITIONS as u32).unwrap();
+    let sim = exchange_sim::start(SimConfig {
+        exchange: Exchange::Binance,
+        source: TradeSource::Synthetic { rate: 150.0 },
+        max_trades: Some(900),
+        seed: 11,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let reader = Reader::start(&tansu.brokers(), topic);
+    let spawn = || {
+        connector_binary()
+            .args([
+                "--exchange",
+                "binance",
+                "--brokers",
+                &tansu.brokers(),
+                "--topic",
+                topic,
+            ])
+            .args(["--ws-url", &sim.ws_url(), "--rest-url", &sim.rest_url()])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = spawn();
+    // Let it publish for a while, then kill it without warning, mid-stream.
+    assert!(
+        wait_until(Instant::now() + Duration::from_secs(20), || reader
+            .records()
+            .len()
+            >= 200)
+        .await,
+        "the first connector published nothing"
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let at_kill = reader.records().len();
+    // Trades go on while it is down.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut second = spawn();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let caught_up = wait_until(deadline, || {
+        let published: Vec<Trade> = reader.records().iter().map(|r| r.trade).collect();
+        sim.done() && compare(&sim.trades(), &published, ANY_START).is_ok()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    second.kill().unwrap();
+    second.wait().unwrap();
+    let records = reader.stop();
+    let truth = sim.trades();
+    sim.stop().await;
+    let published: Vec<Trade> = records.iter().map(|r| r.trade).collect();
+    println!(
+        "restart: {} trades made, {} in Kafka ({at_kill} before the kill)",
+        truth.len(),
+        published.len()
+    );
+    assert!(caught_up, "{:?}", compare(&truth, &published, ANY_START));
+    let compared = compare(&truth, &published, ANY_START).unwrap();
+    assert!(
+        compared >= truth.len() - 15,
+        "compared {compared} of {}",
+        truth.len()
+    );
+}
