@@ -7,8 +7,9 @@ use candles_core::Micros;
 use futures::StreamExt;
 use ratatui::Terminal;
 use ratatui::backend::Backend;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// At most this many queued events are applied before the screen is redrawn.
@@ -63,7 +64,7 @@ pub async fn run<B: Backend>(
         let next_frame = last_draw + MIN_FRAME;
         if !urgent && Instant::now() < next_frame {
             // Let data accumulate until the next frame is due, then apply it all.
-            tokio::time::sleep_until(next_frame.into()).await;
+            tokio::time::sleep_until(next_frame).await;
             if drain(app, events, &now).0 {
                 break;
             }
@@ -111,5 +112,93 @@ pub async fn tick(tx: mpsc::Sender<Event>, every: Duration, shutdown: Cancellati
         if tx.send(Event::Tick).await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candles_core::{Candle, Decimal, Interval, Pair, Source};
+    use crossterm::event::{KeyCode, KeyEvent};
+    use ratatui::backend::{ClearType, TestBackend, WindowSize};
+    use ratatui::buffer::Cell;
+    use ratatui::layout::{Position, Size};
+
+    /// A TestBackend that counts frames.
+    struct Counting(TestBackend, usize);
+
+    impl Backend for Counting {
+        fn draw<'a, I: Iterator<Item = (u16, u16, &'a Cell)>>(
+            &mut self,
+            content: I,
+        ) -> std::io::Result<()> {
+            self.0.draw(content)
+        }
+        fn hide_cursor(&mut self) -> std::io::Result<()> {
+            self.0.hide_cursor()
+        }
+        fn show_cursor(&mut self) -> std::io::Result<()> {
+            self.0.show_cursor()
+        }
+        fn get_cursor_position(&mut self) -> std::io::Result<Position> {
+            self.0.get_cursor_position()
+        }
+        fn set_cursor_position<P: Into<Position>>(&mut self, position: P) -> std::io::Result<()> {
+            self.0.set_cursor_position(position)
+        }
+        fn clear(&mut self) -> std::io::Result<()> {
+            self.0.clear()
+        }
+        fn clear_region(&mut self, clear_type: ClearType) -> std::io::Result<()> {
+            self.0.clear_region(clear_type)
+        }
+        fn size(&self) -> std::io::Result<Size> {
+            self.0.size()
+        }
+        fn window_size(&mut self) -> std::io::Result<WindowSize> {
+            self.0.window_size()
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.1 += 1;
+            self.0.flush()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_candles_is_drawn_at_most_every_frame_but_keys_at_once() {
+        let pair = Pair::defaults()[0];
+        let mut app = App::new(vec![pair], Source::Composite, "test");
+        let mut terminal = Terminal::new(Counting(TestBackend::new(80, 24), 0)).unwrap();
+        let (tx, mut rx) = mpsc::channel(4_096);
+        let producer = tokio::spawn(async move {
+            // 200 forming updates, one every millisecond: 200 ms of data.
+            for i in 0..200 {
+                let mut c = Candle::flat(
+                    pair,
+                    Source::Composite,
+                    Interval::seconds(5),
+                    Micros(0),
+                    Decimal::from(100 + i),
+                );
+                c.is_final = false;
+                tx.send(Event::Candle(c)).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            tx.send(Event::Key(KeyEvent::from(KeyCode::Char('?'))))
+                .await
+                .unwrap();
+        });
+        run(&mut terminal, &mut app, &mut rx, || Micros(0))
+            .await
+            .unwrap();
+        producer.await.unwrap();
+        let frames = terminal.backend().1;
+        // The first frame, about one per 50 ms of data, and the key's: far fewer than 200.
+        assert!((3..=8).contains(&frames), "{frames} frames");
+        assert!(app.help);
+        assert_eq!(
+            app.series_for(pair).unwrap().candles[&Micros(0)].close,
+            Decimal::from(299)
+        );
     }
 }
