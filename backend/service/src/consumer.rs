@@ -353,6 +353,8 @@ pub async fn run(
                         tracing::warn!(error = %e, brokers = %p.config.brokers, "Kafka consumer error; retrying");
                         last_error_log = Some(Instant::now());
                     }
+                    // Errors come in bursts while a broker is away: do not spin on them.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             }
         }
