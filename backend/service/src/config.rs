@@ -40,6 +40,9 @@ pub struct ServiceConfig {
     pub tls: Option<TlsFiles>,
     /// When set, every `CandleService` call must carry `authorization: Bearer <token>`.
     pub auth_token: Option<String>,
+    /// The pairs this server serves. A subscription naming another pair is `INVALID_ARGUMENT`
+    /// (naming the pair and this list), never a silent empty stream.
+    pub pairs: Vec<candles_core::Pair>,
 }
 
 impl Default for ServiceConfig {
@@ -59,6 +62,7 @@ impl Default for ServiceConfig {
             session_timeout: Duration::from_secs(6),
             tls: None,
             auth_token: None,
+            pairs: candles_core::Pair::defaults(),
         }
     }
 }

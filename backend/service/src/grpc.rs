@@ -40,6 +40,7 @@ pub struct Candles {
     grace: Duration,
     history_max: usize,
     client_queue: usize,
+    pairs: Vec<Pair>,
 }
 
 impl Candles {
@@ -52,6 +53,7 @@ impl Candles {
             grace: config.engine.grace,
             history_max: config.history_max,
             client_queue: config.client_queue,
+            pairs: config.pairs.clone(),
         }
     }
 }
@@ -70,7 +72,11 @@ pub struct Subscription {
 }
 
 /// Checks a request; the error names the bad input and what is accepted.
-pub fn validate(req: &SubscribeRequest, history_max: usize) -> Result<Subscription, Status> {
+pub fn validate(
+    req: &SubscribeRequest,
+    history_max: usize,
+    served: &[Pair],
+) -> Result<Subscription, Status> {
     if req.pairs.iter().all(|p| p.trim().is_empty()) {
         return Err(Status::invalid_argument(
             "pairs is required: name at least one pair, e.g. BTC-USDT",
@@ -85,6 +91,13 @@ pub fn validate(req: &SubscribeRequest, history_max: usize) -> Result<Subscripti
     let mut pairs = Vec::new();
     for p in req.pairs.iter().filter(|p| !p.trim().is_empty()) {
         let pair = Pair::parse(p).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if !served.contains(&pair) {
+            let list: Vec<String> = served.iter().map(Pair::to_string).collect();
+            return Err(Status::invalid_argument(format!(
+                "unknown pair {p:?} ({pair}): this server serves {}; ask for one of those (or start the server with --pairs)",
+                list.join(", ")
+            )));
+        }
         if !pairs.contains(&pair) {
             pairs.push(pair);
         }
@@ -219,7 +232,7 @@ impl CandleService for Candles {
         &self,
         request: Request<SubscribeRequest>,
     ) -> Result<Response<ClientStream>, Status> {
-        let sub = validate(request.get_ref(), self.history_max)?;
+        let sub = validate(request.get_ref(), self.history_max, &self.pairs)?;
         // Subscribe first: whatever is published while history is read is buffered here.
         let mut live = self.hub.subscribe();
         let mut history = Vec::new();
@@ -360,6 +373,10 @@ impl HubCandle {
 mod tests {
     use super::*;
 
+    fn served() -> Vec<Pair> {
+        Pair::defaults()
+    }
+
     fn req(pairs: &[&str], sources: &[&str], history: u32) -> SubscribeRequest {
         SubscribeRequest {
             pairs: pairs.iter().map(|s| s.to_string()).collect(),
@@ -371,21 +388,34 @@ mod tests {
 
     #[test]
     fn validation_names_the_bad_input() {
-        let ok = validate(&req(&["btcusdt", "BTC-USDT", "eth/usdt"], &[], 5), 10).unwrap();
+        let ok = validate(
+            &req(&["btcusdt", "BTC-USDT", "eth/usdt"], &[], 5),
+            10,
+            &served(),
+        )
+        .unwrap();
         assert_eq!(ok.pairs.len(), 2);
         assert_eq!(ok.sources, vec![Source::Composite]);
-        let e = validate(&req(&[], &[], 0), 10).unwrap_err();
+        let e = validate(&req(&[], &[], 0), 10, &served()).unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument);
         assert!(e.message().contains("pairs"), "{}", e.message());
-        let e = validate(&req(&["nonsense!"], &[], 0), 10).unwrap_err();
+        let e = validate(&req(&["dogeusdt"], &[], 0), 10, &served()).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(
+            e.message().contains("\"dogeusdt\"")
+                && e.message().contains("BTC-USDT, ETH-USDT, SOL-USDT"),
+            "{}",
+            e.message()
+        );
+        let e = validate(&req(&["nonsense!"], &[], 0), 10, &served()).unwrap_err();
         assert!(e.message().contains("\"nonsense!\""), "{}", e.message());
-        let e = validate(&req(&["btcusdt"], &["ftx"], 0), 10).unwrap_err();
+        let e = validate(&req(&["btcusdt"], &["ftx"], 0), 10, &served()).unwrap_err();
         assert!(
             e.message().contains("\"ftx\"") && e.message().contains("composite"),
             "{}",
             e.message()
         );
-        let e = validate(&req(&["btcusdt"], &[], 11), 10).unwrap_err();
+        let e = validate(&req(&["btcusdt"], &[], 11), 10, &served()).unwrap_err();
         assert!(
             e.message().contains("11") && e.message().contains("10"),
             "{}",

@@ -67,6 +67,9 @@ struct Cli {
     /// TLS private key (PEM).
     #[arg(long, env = "CANDLES_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Pairs this server serves, comma-separated, any spelling; subscriptions to others are refused.
+    #[arg(long, env = "CANDLES_PAIRS", default_value = "btcusdt,ethusdt,solusdt", value_parser = parse_pairs)]
+    pairs: Pairs,
     /// Require `authorization: Bearer <TOKEN>` on every CandleService call.
     #[arg(long, env = "CANDLES_AUTH_TOKEN", hide_env_values = true)]
     auth_token: Option<String>,
@@ -96,6 +99,7 @@ impl Cli {
                 _ => None,
             },
             auth_token: self.auth_token,
+            pairs: self.pairs.0,
         }
     }
 }
@@ -157,4 +161,14 @@ async fn main() -> anyhow::Result<()> {
         tracing::error!(error = %format!("{e:#}"), "candles-service failed");
     }
     result
+}
+
+/// A parsed `--pairs` list (a newtype, so clap treats it as one value).
+#[derive(Debug, Clone)]
+struct Pairs(Vec<candles_core::Pair>);
+
+fn parse_pairs(text: &str) -> Result<Pairs, String> {
+    candles_core::Pair::parse_list(text)
+        .map(Pairs)
+        .map_err(|e| e.to_string())
 }

@@ -343,6 +343,13 @@ async fn bad_requests_health_reflection_auth_and_a_redis_restart() {
         ),
         (
             SubscribeRequest {
+                pairs: vec!["xrp_usdt".into()],
+                ..Default::default()
+            },
+            "unknown pair \"xrp_usdt\" (XRP-USDT): this server serves BTC-USDT, ETH-USDT, SOL-USDT",
+        ),
+        (
+            SubscribeRequest {
                 pairs: vec!["btcusdt".into()],
                 sources: vec!["ftx".into()],
                 ..Default::default()

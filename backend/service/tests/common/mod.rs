@@ -95,6 +95,7 @@ impl Deps {
             session_timeout: Duration::from_secs(6),
             tls: None,
             auth_token: None,
+            pairs: candles_core::Pair::defaults(),
         }
     }
 }
