@@ -1,0 +1,322 @@
+//! `candles-loadgen fanout`: one candles-service instance (a child process, so its memory is
+//! its own) fed by simulators and connectors, and N concurrent gRPC subscribers.
+//!
+//! Subscribers share `--streams-per-connection` streams per HTTP/2 connection (N / that many
+//! connections; the default 100 stays under hyper's default of 200 concurrent streams per
+//! connection, and 100 connections stay far below the file-descriptor limit, so RLIMIT_NOFILE is
+//! not touched). Each subscribes to the composite finals of every pair (no live updates, no
+//! history).
+//!
+//! Memory per client = (service VmRSS after every subscriber is connected and has been served
+//! for `--settle`) − (VmRSS just before the first one connects), divided by N.
+//!
+//! Completeness: every (pair, window) lying wholly inside the measured interval must reach every
+//! subscriber as a final (the design promises a continuous series per pair once it has traded),
+//! with the same trade count at every subscriber. Latency = receive time − (window end + grace),
+//! over every subscriber and final.
+
+use crate::client::{self, Progress, Recording};
+use crate::procstat;
+use crate::stack::{Binaries, Stack, StackOptions};
+use crate::stats::{self, Summary};
+use anyhow::{Context as _, Result, bail};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// Settings of a fanout run.
+#[derive(Clone, Debug)]
+pub struct FanoutSettings {
+    /// Subscriber counts, one run each.
+    pub clients: Vec<usize>,
+    /// Streams per HTTP/2 connection.
+    pub streams_per_connection: usize,
+    /// Total trades/s fed to the service.
+    pub rate: f64,
+    /// Measured interval.
+    pub duration: Duration,
+    /// Wait after the last subscriber connected before reading memory.
+    pub settle: Duration,
+    /// Exchanges to simulate.
+    pub exchanges: Vec<String>,
+    /// Pairs.
+    pub pairs: Vec<String>,
+    /// Candle interval (text and µs).
+    pub interval: (String, i64),
+    /// Grace (text and µs).
+    pub grace: (String, i64),
+    /// Output directory.
+    pub out: PathBuf,
+}
+
+/// Result of one subscriber count.
+#[derive(Clone, Debug, Serialize)]
+pub struct FanoutResult {
+    /// Subscribers.
+    pub clients: usize,
+    /// HTTP/2 connections used.
+    pub connections: usize,
+    /// Seconds until every subscription was open.
+    pub connect_seconds: f64,
+    /// Service VmRSS before the first subscriber, MiB.
+    pub rss_before_mib: f64,
+    /// Service VmRSS with every subscriber connected, MiB.
+    pub rss_after_mib: f64,
+    /// (after − before) / clients, KiB.
+    pub kib_per_client: f64,
+    /// Service peak RSS (VmHWM) at the end, MiB.
+    pub peak_rss_mib: f64,
+    /// Service CPU over the measured interval, % of one core.
+    pub service_cpu_percent: f64,
+    /// loadgen CPU over the measured interval, % of one core.
+    pub loadgen_cpu_percent: f64,
+    /// (pair, window)s judged.
+    pub windows: usize,
+    /// (subscriber, pair, window)s with no final.
+    pub missing: u64,
+    /// (subscriber, pair, window)s whose trade count differs from the other subscribers'.
+    pub mismatched: u64,
+    /// Subscribers whose stream ended early.
+    pub failed_streams: usize,
+    /// First few stream errors.
+    pub errors: Vec<String>,
+    /// Final latency after window end + grace, ms, over all subscribers.
+    pub latency_ms: Summary,
+}
+
+/// Runs every subscriber count and writes `fanout.json` to `settings.out`.
+pub fn run(
+    rt: &tokio::runtime::Runtime,
+    settings: &FanoutSettings,
+    bins: &Binaries,
+) -> Result<Vec<FanoutResult>> {
+    std::fs::create_dir_all(&settings.out)
+        .with_context(|| format!("cannot create {}", settings.out.display()))?;
+    let mut results = Vec::new();
+    for &n in &settings.clients {
+        println!(
+            "== fanout: {n} subscribers, {} per connection, {} trades/s fed",
+            settings.streams_per_connection, settings.rate
+        );
+        let r = run_one(rt, settings, bins, n)?;
+        println!(
+            "   connected in {:.1} s over {} connections; service RSS {:.1} → {:.1} MiB = {:.1} KiB/client (peak {:.1} MiB)",
+            r.connect_seconds,
+            r.connections,
+            r.rss_before_mib,
+            r.rss_after_mib,
+            r.kib_per_client,
+            r.peak_rss_mib
+        );
+        println!(
+            "   {} windows × {n}: missing {} mismatched {} failed streams {}; latency ms p50 {:?} p99 {:?} p999 {:?} max {:?} (n={}); cpu service {:.0}% loadgen {:.0}%",
+            r.windows,
+            r.missing,
+            r.mismatched,
+            r.failed_streams,
+            r.latency_ms.p50,
+            r.latency_ms.p99,
+            r.latency_ms.p999,
+            r.latency_ms.max,
+            r.latency_ms.count,
+            r.service_cpu_percent,
+            r.loadgen_cpu_percent
+        );
+        results.push(r);
+        let path = settings.out.join("fanout.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&results)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        println!("   results: {}", path.display());
+    }
+    Ok(results)
+}
+
+fn run_one(
+    rt: &tokio::runtime::Runtime,
+    s: &FanoutSettings,
+    bins: &Binaries,
+    n: usize,
+) -> Result<FanoutResult> {
+    let run_dir = s.out.join(format!("fanout-{n}"));
+    let _ = std::fs::remove_dir_all(&run_dir);
+    let options = StackOptions {
+        exchanges: s.exchanges.clone(),
+        rate_per_sim: s.rate / s.exchanges.len() as f64,
+        pairs: s.pairs.join(","),
+        instances: 1,
+        interval: s.interval.0.clone(),
+        grace: s.grace.0.clone(),
+        update_interval: "250ms".into(),
+        partitions: 6,
+        trade_logs: false,
+        run_dir: run_dir.clone(),
+    };
+    let mut stack = Stack::start(options, bins.clone())?;
+    let pid = stack.service_pid(0).context("no service")?;
+    let url = format!("http://127.0.0.1:{}", stack.grpc_ports[0]);
+    stack.start_feeds()?;
+
+    // A probe subscriber tells when finals flow (the consumer group has joined).
+    let probe_progress = Arc::new(Progress::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let probe = rt.block_on(async {
+        let mut c = client::connect(&url).await?;
+        client::subscribe(&mut c, &s.pairs, false).await
+    })?;
+    let probe = rt.spawn(client::record(
+        probe,
+        stop_rx.clone(),
+        probe_progress.clone(),
+    ));
+    println!("   stack up; waiting for the first final candle");
+    let waited = Instant::now();
+    while probe_progress.finals.load(Ordering::Relaxed) == 0 {
+        stack.check_running()?;
+        if waited.elapsed() > Duration::from_secs(60) {
+            bail!("no final candle within 60 s; logs in {}", run_dir.display());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let before = procstat::sample(pid).context("cannot read the service's /proc entry")?;
+
+    let progress = Arc::new(Progress::default());
+    let per = s.streams_per_connection.max(1);
+    let connections = n.div_ceil(per);
+    let connect_start = Instant::now();
+    let mut tasks = Vec::with_capacity(n);
+    rt.block_on(async {
+        let mut opening = Vec::with_capacity(n);
+        for c in 0..connections {
+            let client = client::connect(&url).await?;
+            for _ in 0..per.min(n - c * per) {
+                let mut client = client.clone();
+                let pairs = s.pairs.clone();
+                opening.push(tokio::spawn(async move {
+                    client::subscribe(&mut client, &pairs, false).await
+                }));
+            }
+        }
+        for (i, o) in opening.into_iter().enumerate() {
+            let stream = o.await.context("subscribe task")??;
+            tasks.push(tokio::spawn(client::record(
+                stream,
+                stop_rx.clone(),
+                progress.clone(),
+            )));
+            if (i + 1) % 1000 == 0 {
+                println!("   {} subscriptions open", i + 1);
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    let connect_seconds = connect_start.elapsed().as_secs_f64();
+    println!("   all {n} subscribed in {connect_seconds:.1} s; settling");
+    std::thread::sleep(s.settle);
+    let after = procstat::sample(pid).context("cannot read the service's /proc entry")?;
+
+    let ticks = procstat::clock_ticks_per_second();
+    let mut watches = [
+        procstat::Watch::new("candles-service", pid),
+        procstat::Watch::new("candles-loadgen", std::process::id()),
+    ];
+    for w in &mut watches {
+        w.begin();
+    }
+    let t0 = candles_core::Micros::now().0;
+    let started = Instant::now();
+    while started.elapsed() < s.duration {
+        std::thread::sleep(Duration::from_secs(1).min(s.duration - started.elapsed()));
+        stack.check_running()?;
+        println!(
+            "   {:>4.0}s  finals received {:>8}  streams open {}",
+            started.elapsed().as_secs_f64(),
+            progress.finals.load(Ordering::Relaxed),
+            progress.open.load(Ordering::Relaxed)
+        );
+    }
+    let t1 = candles_core::Micros::now().0;
+    let usage: Vec<_> = watches.iter().map(|w| w.end(ticks)).collect();
+    std::thread::sleep(
+        Duration::from_micros((s.grace.1 + s.interval.1) as u64) + Duration::from_secs(2),
+    );
+    let end = procstat::sample(pid);
+    let _ = stop_tx.send(true);
+    let recordings: Vec<Recording> = tasks
+        .into_iter()
+        .map(|t| rt.block_on(t).unwrap_or_default())
+        .collect();
+    let _ = rt.block_on(probe);
+    drop(stack);
+
+    // Judge.
+    let iv = s.interval.1;
+    let from = (t0 + iv - 1).div_euclid(iv) * iv;
+    let to = t1.div_euclid(iv) * iv;
+    let mut windows = Vec::new();
+    for pair in &s.pairs {
+        let pair = candles_core::Pair::parse(pair)
+            .map(|p| p.to_string())
+            .unwrap_or_else(|_| pair.clone());
+        let mut w = from;
+        while w + iv <= to {
+            windows.push((pair.clone(), w));
+            w += iv;
+        }
+    }
+    let mut counts: BTreeMap<(String, i64), BTreeMap<u64, u64>> = BTreeMap::new();
+    let mut latency = Vec::new();
+    let mut missing = 0u64;
+    let mut errors = Vec::new();
+    let mut failed = 0;
+    for rec in &recordings {
+        if let Some(e) = &rec.error {
+            failed += 1;
+            if errors.len() < 5 {
+                errors.push(e.clone());
+            }
+        }
+        let mut got = BTreeMap::new();
+        for c in rec.candles.iter().filter(|c| c.is_final) {
+            if stats::in_measured_range(c.start_us, iv, from, to) {
+                latency.push((c.recv_us - (c.end_us + s.grace.1)) as f64 / 1000.0);
+                got.insert((c.pair.clone(), c.start_us), c.trades);
+            }
+        }
+        for key in &windows {
+            match got.get(key) {
+                None => missing += 1,
+                Some(&t) => *counts.entry(key.clone()).or_default().entry(t).or_default() += 1,
+            }
+        }
+    }
+    // The majority trade count per window is the reference; others are mismatches.
+    let mismatched: u64 = counts
+        .values()
+        .map(|by_count| {
+            let total: u64 = by_count.values().sum();
+            total - by_count.values().max().copied().unwrap_or(0)
+        })
+        .sum();
+    let kib = |k: u64| k as f64 / 1024.0;
+    Ok(FanoutResult {
+        clients: n,
+        connections,
+        connect_seconds,
+        rss_before_mib: kib(before.rss_kib),
+        rss_after_mib: kib(after.rss_kib),
+        kib_per_client: (after.rss_kib as f64 - before.rss_kib as f64) / n as f64,
+        peak_rss_mib: kib(end.map_or(after.hwm_kib, |e| e.hwm_kib)),
+        service_cpu_percent: usage[0].cpu_percent,
+        loadgen_cpu_percent: usage[1].cpu_percent,
+        windows: windows.len(),
+        missing,
+        mismatched,
+        failed_streams: failed,
+        errors,
+        latency_ms: Summary::of(latency),
+    })
+}

@@ -1,0 +1,219 @@
+//! `candles-loadgen`: runs the native candles stack under load and measures it from the
+//! clients' side. See `candles-loadgen --help` and BENCHMARKS.md.
+
+use anyhow::{Context as _, Result, bail};
+use candles_loadgen::{fanout, pipeline, stack::Binaries};
+use clap::{Args as ClapArgs, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Load generator and measurement harness for the candles stack (loopback only; every run stops
+/// by itself).
+#[derive(Debug, Parser)]
+#[command(name = "candles-loadgen", version)]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, ClapArgs)]
+struct Common {
+    /// Directory with release builds of exchange-sim, candles-connector and candles-service
+    /// (default: $CARGO_TARGET_DIR/release, else ./target/release).
+    #[arg(long, global = true, env = "LOADGEN_BIN_DIR")]
+    bin_dir: Option<PathBuf>,
+
+    /// The tansu broker binary (default: ~/.cache/candles/bin/tansu or PATH).
+    #[arg(long, global = true, env = "TANSU_BIN")]
+    tansu_bin: Option<PathBuf>,
+
+    /// The redis-server binary (default: ~/.cache/candles/bin or PATH).
+    #[arg(long, global = true, env = "REDIS_SERVER_BIN")]
+    redis_server_bin: Option<PathBuf>,
+
+    /// Results (JSON/CSV) and per-run logs go here.
+    #[arg(long, global = true, env = "LOADGEN_OUT", default_value = "loadgen-results")]
+    out: PathBuf,
+
+    /// Serve the loadgen's own Prometheus metrics on this address (e.g. 127.0.0.1:9300).
+    #[arg(long, global = true, env = "LOADGEN_METRICS_ADDR")]
+    metrics_addr: Option<SocketAddr>,
+
+    /// Exchanges to simulate (one exchange-sim and one connector each).
+    #[arg(long, global = true, env = "LOADGEN_EXCHANGES", default_value = "binance,kraken,coinbase", value_delimiter = ',')]
+    exchanges: Vec<String>,
+
+    /// Pairs.
+    #[arg(long, global = true, env = "LOADGEN_PAIRS", default_value = "btcusdt,ethusdt,solusdt", value_delimiter = ',')]
+    pairs: Vec<String>,
+
+    /// Candle interval of the service.
+    #[arg(long, global = true, env = "LOADGEN_INTERVAL", default_value = "1s")]
+    interval: String,
+
+    /// Finalization grace of the service.
+    #[arg(long, global = true, env = "LOADGEN_GRACE", default_value = "1500ms")]
+    grace: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The whole stack (Tansu, Redis, simulators, connectors, services) at rising trade rates:
+    /// loss, finalized and live latency, CPU and peak RSS per process.
+    Pipeline(PipelineArgs),
+    /// One candles-service and N concurrent gRPC subscribers: memory per client, every final at
+    /// every subscriber, latency across subscribers.
+    Fanout(FanoutArgs),
+}
+
+#[derive(Debug, ClapArgs)]
+struct PipelineArgs {
+    /// Total trades per second over all simulators; one fresh stack per rate.
+    #[arg(long, env = "LOADGEN_RATES", default_value = "1000,5000,20000,50000,100000", value_delimiter = ',')]
+    rates: Vec<f64>,
+
+    /// Measured interval per rate (e.g. 20s).
+    #[arg(long, env = "LOADGEN_DURATION", default_value = "20s")]
+    duration: String,
+
+    /// Wait after the first live update before measuring.
+    #[arg(long, env = "LOADGEN_WARMUP", default_value = "3s")]
+    warmup: String,
+
+    /// candles-service instances (one consumer group).
+    #[arg(long, env = "LOADGEN_INSTANCES", default_value_t = 2)]
+    instances: usize,
+
+    /// The services' --update-interval (live update throttle).
+    #[arg(long, env = "LOADGEN_UPDATE_INTERVAL", default_value = "250ms")]
+    update_interval: String,
+
+    /// Partitions of the trades topic.
+    #[arg(long, env = "LOADGEN_PARTITIONS", default_value_t = 6)]
+    partitions: u32,
+
+    /// Keep the simulators' trade logs (large: ~170 bytes per trade).
+    #[arg(long, env = "LOADGEN_KEEP_TRADE_LOGS")]
+    keep_trade_logs: bool,
+}
+
+#[derive(Debug, ClapArgs)]
+struct FanoutArgs {
+    /// Subscriber counts; one fresh stack per count.
+    #[arg(long, env = "LOADGEN_CLIENTS", default_value = "1000,10000", value_delimiter = ',')]
+    clients: Vec<usize>,
+
+    /// gRPC streams per HTTP/2 connection.
+    #[arg(long, env = "LOADGEN_STREAMS_PER_CONNECTION", default_value_t = 100)]
+    streams_per_connection: usize,
+
+    /// Total trades per second fed to the service.
+    #[arg(long, env = "LOADGEN_RATE", default_value_t = 1000.0)]
+    rate: f64,
+
+    /// Measured interval (e.g. 15s).
+    #[arg(long, env = "LOADGEN_DURATION", default_value = "15s")]
+    duration: String,
+
+    /// Wait after the last subscriber connected before reading the service's memory.
+    #[arg(long, env = "LOADGEN_SETTLE", default_value = "3s")]
+    settle: String,
+}
+
+fn duration(text: &str, flag: &str) -> Result<Duration> {
+    candles_core::time::Duration::parse(text)
+        .map(|d| d.to_std())
+        .with_context(|| format!("invalid {flag} {text:?}: write e.g. 500ms, 20s, 1m"))
+}
+
+fn micros(text: &str, flag: &str) -> Result<(String, i64)> {
+    let d = duration(text, flag)?;
+    let us = i64::try_from(d.as_micros()).context("duration too large")?;
+    if us <= 0 {
+        bail!("{flag} must be positive, got {text:?}");
+    }
+    Ok((text.to_string(), us))
+}
+
+fn default_bin_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target"))
+        .join("release")
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    let c = &cli.common;
+    if let Some(addr) = c.metrics_addr {
+        let _guard = rt.enter();
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .with_context(|| format!("cannot serve metrics on {addr} (--metrics-addr)"))?;
+    }
+    if c.exchanges.is_empty() || c.pairs.is_empty() {
+        bail!("--exchanges and --pairs must not be empty");
+    }
+    let bins = Binaries::locate(
+        &c.bin_dir.clone().unwrap_or_else(default_bin_dir),
+        c.tansu_bin.clone(),
+        c.redis_server_bin.clone(),
+    )?;
+    let interval = micros(&c.interval, "--interval")?;
+    let grace = micros(&c.grace, "--grace")?;
+    match cli.command {
+        Command::Pipeline(a) => {
+            if a.rates.iter().any(|r| !(*r > 0.0 && r.is_finite())) {
+                bail!("--rates must be positive numbers, got {:?}", a.rates);
+            }
+            let settings = pipeline::PipelineSettings {
+                rates: a.rates,
+                duration: duration(&a.duration, "--duration")?,
+                warmup: duration(&a.warmup, "--warmup")?,
+                exchanges: c.exchanges.clone(),
+                pairs: c.pairs.clone(),
+                instances: a.instances.max(1),
+                interval,
+                grace,
+                update_interval: a.update_interval,
+                partitions: a.partitions,
+                out: c.out.clone(),
+                keep_trade_logs: a.keep_trade_logs,
+            };
+            pipeline::run(&rt, &settings, &bins)?;
+        }
+        Command::Fanout(a) => {
+            let settings = fanout::FanoutSettings {
+                clients: a.clients,
+                streams_per_connection: a.streams_per_connection,
+                rate: a.rate,
+                duration: duration(&a.duration, "--duration")?,
+                settle: duration(&a.settle, "--settle")?,
+                exchanges: c.exchanges.clone(),
+                pairs: c.pairs.clone(),
+                interval,
+                grace,
+                out: c.out.clone(),
+            };
+            fanout::run(&rt, &settings, &bins)?;
+        }
+    }
+    rt.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
+}

@@ -1,0 +1,367 @@
+//! `candles-loadgen pipeline`: the whole stack at rising trade rates, measured from the clients.
+//!
+//! For each rate a fresh stack is started (broker, Redis, service instances, then one simulator
+//! and one connector per exchange, each simulator at `rate / exchanges` trades/s). One client per
+//! service instance subscribes (composite candles of every pair, live updates on) before the
+//! feeds start. When the first live update has arrived plus `--warmup`, the measured interval
+//! `[T0, T1]` of `--duration` begins; CPU is read from `/proc` at T0 and T1. After T1 the stack
+//! runs for grace + interval + 2 s more so the last measured windows are finalized, then stops.
+//!
+//! **Loss.** Judged windows are the (pair, window) series windows lying wholly inside
+//! `[T0, T1]`. Expected trades per window = the trades in the simulators' trade logs whose
+//! `time_us` falls in the window. Received = the `trades` field of the final composite candle a
+//! client got for the window. Lost = Σ max(0, expected − received) (a missing final loses all its
+//! trades); excess = Σ max(0, received − expected). A rate is sustained when every client shows
+//! lost = excess = 0.
+//!
+//! **Finalized latency** = receive time of a final candle − (window end + grace).
+//!
+//! **Live latency** = receive time of a live update counting n trades − the `time_us` of the
+//! window's n-th trade in send order across all simulators. The simulators stamp `time_us` from
+//! the wall clock when they generate a batch (every 5 ms), right before it is written to the
+//! WebSockets, so this is the latency of the newest trade the update includes, from leaving the
+//! simulator to arriving at the client. It includes the service's `--update-interval` throttle
+//! only when a trade waited for it. All processes share one machine and one clock, so no clock
+//! offset enters; the 5 ms batching adds ≤ 5 ms of send-side skew.
+
+use crate::client::{self, Progress, Recording};
+use crate::procstat::{self, ProcUsage};
+use crate::stack::{Binaries, Stack, StackOptions};
+use crate::stats::{self, LossReport, Summary, WindowKey};
+use crate::truth;
+use anyhow::{Context as _, Result, bail};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// Settings of a pipeline run.
+#[derive(Clone, Debug)]
+pub struct PipelineSettings {
+    /// Total trades/s over all simulators, one run each.
+    pub rates: Vec<f64>,
+    /// Measured interval per rate.
+    pub duration: Duration,
+    /// Time after the first live update before measuring.
+    pub warmup: Duration,
+    /// Exchanges to simulate.
+    pub exchanges: Vec<String>,
+    /// Pairs.
+    pub pairs: Vec<String>,
+    /// Service instances.
+    pub instances: usize,
+    /// Candle interval (text and µs).
+    pub interval: (String, i64),
+    /// Grace (text and µs).
+    pub grace: (String, i64),
+    /// Live update throttle.
+    pub update_interval: String,
+    /// Topic partitions.
+    pub partitions: u32,
+    /// Output directory (results and run logs).
+    pub out: PathBuf,
+    /// Keep trade logs after analysis.
+    pub keep_trade_logs: bool,
+}
+
+/// Result of one rate.
+#[derive(Clone, Debug, Serialize)]
+pub struct RateResult {
+    /// Requested total trades/s.
+    pub target_rate: f64,
+    /// Trades/s the simulators generated in the judged windows.
+    pub generated_rate: f64,
+    /// Trades/s counted in final candles at the worst client.
+    pub delivered_rate: f64,
+    /// Seconds covered by the judged windows.
+    pub judged_seconds: f64,
+    /// Loss at the worst client.
+    pub loss: LossReport,
+    /// Whether every client got every trade and nothing else.
+    pub lossless: bool,
+    /// Final candle latency after window end + grace, ms (all clients).
+    pub final_latency_ms: Summary,
+    /// Live update latency after the newest included trade left its simulator, ms (all clients).
+    pub live_latency_ms: Summary,
+    /// CPU and memory per process over the measured interval.
+    pub processes: Vec<ProcUsage>,
+    /// Errors of the client streams, if any.
+    pub client_errors: Vec<String>,
+    /// Where the logs are.
+    pub run_dir: String,
+    /// `/proc/loadavg` when the measured interval began (the machine may be shared).
+    pub loadavg_at_start: String,
+}
+
+/// Runs every rate and writes `pipeline.json` and `pipeline.csv` to `settings.out`.
+pub fn run(
+    rt: &tokio::runtime::Runtime,
+    settings: &PipelineSettings,
+    bins: &Binaries,
+) -> Result<Vec<RateResult>> {
+    std::fs::create_dir_all(&settings.out)
+        .with_context(|| format!("cannot create {}", settings.out.display()))?;
+    let mut results = Vec::new();
+    for &rate in &settings.rates {
+        println!(
+            "== pipeline: {rate} trades/s total ({} exchanges × {:.0}/s), {} instance(s), {:?} measured",
+            settings.exchanges.len(),
+            rate / settings.exchanges.len() as f64,
+            settings.instances,
+            settings.duration
+        );
+        let result = run_rate(rt, settings, bins, rate)?;
+        print_result(&result);
+        results.push(result);
+        write_results(settings, &results)?;
+    }
+    Ok(results)
+}
+
+fn run_rate(
+    rt: &tokio::runtime::Runtime,
+    s: &PipelineSettings,
+    bins: &Binaries,
+    rate: f64,
+) -> Result<RateResult> {
+    let run_dir = s.out.join(format!("run-{rate}"));
+    let _ = std::fs::remove_dir_all(&run_dir);
+    let options = StackOptions {
+        exchanges: s.exchanges.clone(),
+        rate_per_sim: rate / s.exchanges.len() as f64,
+        pairs: s.pairs.join(","),
+        instances: s.instances,
+        interval: s.interval.0.clone(),
+        grace: s.grace.0.clone(),
+        update_interval: s.update_interval.clone(),
+        partitions: s.partitions,
+        trade_logs: true,
+        run_dir: run_dir.clone(),
+    };
+    let mut stack = Stack::start(options, bins.clone())?;
+    println!("   stack up (logs in {})", run_dir.display());
+
+    let progress = Arc::new(Progress::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    for &port in &stack.grpc_ports {
+        let url = format!("http://127.0.0.1:{port}");
+        let pairs = s.pairs.clone();
+        let stream = rt.block_on(async {
+            let mut c = client::connect(&url).await?;
+            client::subscribe(&mut c, &pairs, true).await
+        })?;
+        tasks.push(rt.spawn(client::record(stream, stop_rx.clone(), progress.clone())));
+    }
+    stack.start_feeds()?;
+    println!("   feeds up; waiting for the first live update");
+    let waited = Instant::now();
+    while progress.live.load(Ordering::Relaxed) == 0 {
+        stack.check_running()?;
+        if waited.elapsed() > Duration::from_secs(60) {
+            bail!(
+                "no live candle within 60 s of starting the feeds; logs in {}",
+                run_dir.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(s.warmup);
+
+    let ticks = procstat::clock_ticks_per_second();
+    let mut watches = stack.watches();
+    watches.push(procstat::Watch::new("candles-loadgen", std::process::id()));
+    for w in &mut watches {
+        w.begin();
+    }
+    let t0 = candles_core::Micros::now().0;
+    let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("   measuring; load average {}", loadavg.trim());
+    let started = Instant::now();
+    while started.elapsed() < s.duration {
+        std::thread::sleep(Duration::from_secs(1).min(s.duration - started.elapsed()));
+        stack.check_running()?;
+        println!(
+            "   {:>4.0}s  live updates {:>8}  finals {:>6}",
+            started.elapsed().as_secs_f64(),
+            progress.live.load(Ordering::Relaxed),
+            progress.finals.load(Ordering::Relaxed)
+        );
+    }
+    let t1 = candles_core::Micros::now().0;
+    let processes: Vec<ProcUsage> = watches.iter().map(|w| w.end(ticks)).collect();
+    let drain = Duration::from_micros((s.grace.1 + s.interval.1) as u64) + Duration::from_secs(2);
+    println!("   measured; draining {drain:?} for the last finals");
+    std::thread::sleep(drain);
+    let _ = stop_tx.send(true);
+    let recordings: Vec<Recording> = tasks
+        .into_iter()
+        .map(|t| rt.block_on(t).unwrap_or_default())
+        .collect();
+    stack.stop_sims();
+    let logs = stack.trade_logs.clone();
+    drop(stack);
+
+    println!("   reading trade logs");
+    let mut times = truth::SendTimes::new();
+    for log in &logs {
+        truth::read_trade_log(&log.path, s.interval.1, &mut times)?;
+        if !s.keep_trade_logs {
+            let _ = std::fs::remove_file(&log.path);
+        }
+    }
+    truth::finish(&mut times);
+    let mut r = analyze(s, rate, t0, t1, &times, &recordings, processes, run_dir);
+    r.loadavg_at_start = loadavg.trim().to_string();
+    Ok(r)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn analyze(
+    s: &PipelineSettings,
+    rate: f64,
+    t0: i64,
+    t1: i64,
+    times: &truth::SendTimes,
+    recordings: &[Recording],
+    processes: Vec<ProcUsage>,
+    run_dir: PathBuf,
+) -> RateResult {
+    let iv = s.interval.1;
+    let from = (t0 + iv - 1).div_euclid(iv) * iv;
+    let to = t1.div_euclid(iv) * iv;
+    let judged = |k: &WindowKey| stats::in_measured_range(k.1, iv, from, to);
+    let expected: BTreeMap<WindowKey, u64> = times
+        .iter()
+        .map(|(k, v)| (k.clone(), v.len() as u64))
+        .collect();
+    let mut worst: Option<LossReport> = None;
+    let mut finals_ms = Vec::new();
+    let mut live_ms = Vec::new();
+    let mut errors = Vec::new();
+    for rec in recordings {
+        let mut received = BTreeMap::new();
+        for c in &rec.candles {
+            let key = (c.pair.clone(), c.start_us);
+            if !judged(&key) {
+                continue;
+            }
+            if c.is_final {
+                received.insert(key, c.trades);
+                finals_ms.push((c.recv_us - (c.end_us + s.grace.1)) as f64 / 1000.0);
+            } else if let Some(sent) = times.get(&key)
+                && let Some(us) = stats::live_latency_us(sent, c.trades, c.recv_us)
+            {
+                live_ms.push(us as f64 / 1000.0);
+            }
+        }
+        let loss = stats::account(&expected, &received, judged);
+        if worst
+            .as_ref()
+            .is_none_or(|w| loss.lost + loss.excess > w.lost + w.excess)
+        {
+            worst = Some(loss);
+        }
+        errors.extend(rec.error.clone());
+    }
+    let loss = worst.unwrap_or_default();
+    let secs = ((to - from).max(0) as f64) / 1e6;
+    let per_s = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+    RateResult {
+        target_rate: rate,
+        generated_rate: per_s(loss.expected),
+        delivered_rate: per_s(loss.received.min(loss.expected)),
+        judged_seconds: secs,
+        lossless: loss.is_lossless() && !recordings.is_empty(),
+        loss,
+        final_latency_ms: Summary::of(finals_ms),
+        live_latency_ms: Summary::of(live_ms),
+        processes,
+        client_errors: errors,
+        run_dir: run_dir.display().to_string(),
+        loadavg_at_start: String::new(),
+    }
+}
+
+fn fmt(x: Option<f64>) -> String {
+    x.map_or("-".into(), |v| format!("{v:.1}"))
+}
+
+fn print_result(r: &RateResult) {
+    println!(
+        "   generated {:.0}/s, delivered {:.0}/s over {:.0} s: expected {} received {} lost {} excess {} missing finals {} → {}",
+        r.generated_rate,
+        r.delivered_rate,
+        r.judged_seconds,
+        r.loss.expected,
+        r.loss.received,
+        r.loss.lost,
+        r.loss.excess,
+        r.loss.missing_finals,
+        if r.lossless { "LOSSLESS" } else { "LOSS" }
+    );
+    println!(
+        "   final latency ms p50 {} p99 {} p999 {} max {} (n={}); live latency ms p50 {} p99 {} max {} (n={})",
+        fmt(r.final_latency_ms.p50),
+        fmt(r.final_latency_ms.p99),
+        fmt(r.final_latency_ms.p999),
+        fmt(r.final_latency_ms.max),
+        r.final_latency_ms.count,
+        fmt(r.live_latency_ms.p50),
+        fmt(r.live_latency_ms.p99),
+        fmt(r.live_latency_ms.max),
+        r.live_latency_ms.count
+    );
+    for p in &r.processes {
+        println!(
+            "   {:<28} cpu {:>6.1}%  rss {:>7.1} MiB  peak {:>7.1} MiB",
+            p.name, p.cpu_percent, p.rss_mib, p.peak_rss_mib
+        );
+    }
+    for e in &r.client_errors {
+        println!("   client error: {e}");
+    }
+}
+
+fn write_results(s: &PipelineSettings, results: &[RateResult]) -> Result<()> {
+    let json = s.out.join("pipeline.json");
+    std::fs::write(&json, serde_json::to_string_pretty(results)?)
+        .with_context(|| format!("cannot write {}", json.display()))?;
+    let mut csv = String::from(
+        "target_rate,generated_rate,delivered_rate,expected,received,lost,excess,missing_finals,lossless,final_p50_ms,final_p99_ms,final_p999_ms,final_max_ms,live_p50_ms,live_p99_ms,live_max_ms,cpu_total_percent\n",
+    );
+    let o = |x: Option<f64>| x.map_or(String::new(), |v| format!("{v:.3}"));
+    for r in results {
+        let cpu: f64 = r.processes.iter().map(|p| p.cpu_percent).sum();
+        csv.push_str(&format!(
+            "{},{:.1},{:.1},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.1}\n",
+            r.target_rate,
+            r.generated_rate,
+            r.delivered_rate,
+            r.loss.expected,
+            r.loss.received,
+            r.loss.lost,
+            r.loss.excess,
+            r.loss.missing_finals,
+            r.lossless,
+            o(r.final_latency_ms.p50),
+            o(r.final_latency_ms.p99),
+            o(r.final_latency_ms.p999),
+            o(r.final_latency_ms.max),
+            o(r.live_latency_ms.p50),
+            o(r.live_latency_ms.p99),
+            o(r.live_latency_ms.max),
+            cpu
+        ));
+    }
+    let path = s.out.join("pipeline.csv");
+    std::fs::write(&path, csv).with_context(|| format!("cannot write {}", path.display()))?;
+    println!(
+        "   results: {} and {}",
+        json.display(),
+        s.out.join("pipeline.csv").display()
+    );
+    Ok(())
+}
