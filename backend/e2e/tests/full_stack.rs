@@ -280,17 +280,22 @@ fn redis_restart_loses_nothing() {
     );
 }
 
-/// e. A connector is killed (`kill -9`) and restarted mid-run.
+/// e. A connector is killed (`kill -9`) and restarted mid-run: it resumes after the last trade
+/// it published (read back from Kafka) and backfills the rest from REST. The outage plus the
+/// recovery (3-7 s measured here: the restarted connector needs 1.7-6 s to read its resume point
+/// from Kafka) must fit in the grace, or the recovered trades are late by design (a finalized
+/// candle is never amended): this scenario runs with a 10 s grace.
 #[test]
-#[ignore = "known product gap (reported): a restarted candles-connector does not resume from its last published trade id, so trades made while it was down never reach Kafka"]
 fn connector_kill9_and_restart_loses_nothing() {
+    let mut config = StackConfig::new("kill9-connector");
+    config.grace = "10s".into();
     run_scenario(
-        StackConfig::new("kill9-connector"),
+        config,
         Box::new(|stack| {
             sleep(5_000);
-            eprintln!("kill -9 of the binance connector, restart after 2 s");
+            eprintln!("kill -9 of the binance connector, restart after 1 s");
             stack.kill_connector(Exchange::Binance);
-            sleep(2_000);
+            sleep(1_000);
             stack.start_connector(Exchange::Binance)
         }),
         true,
