@@ -35,7 +35,12 @@ struct Common {
     redis_server_bin: Option<PathBuf>,
 
     /// Results (JSON/CSV) and per-run logs go here.
-    #[arg(long, global = true, env = "LOADGEN_OUT", default_value = "loadgen-results")]
+    #[arg(
+        long,
+        global = true,
+        env = "LOADGEN_OUT",
+        default_value = "loadgen-results"
+    )]
     out: PathBuf,
 
     /// Serve the loadgen's own Prometheus metrics on this address (e.g. 127.0.0.1:9300).
@@ -43,11 +48,23 @@ struct Common {
     metrics_addr: Option<SocketAddr>,
 
     /// Exchanges to simulate (one exchange-sim and one connector each).
-    #[arg(long, global = true, env = "LOADGEN_EXCHANGES", default_value = "binance,kraken,coinbase", value_delimiter = ',')]
+    #[arg(
+        long,
+        global = true,
+        env = "LOADGEN_EXCHANGES",
+        default_value = "binance,kraken,coinbase",
+        value_delimiter = ','
+    )]
     exchanges: Vec<String>,
 
     /// Pairs.
-    #[arg(long, global = true, env = "LOADGEN_PAIRS", default_value = "btcusdt,ethusdt,solusdt", value_delimiter = ',')]
+    #[arg(
+        long,
+        global = true,
+        env = "LOADGEN_PAIRS",
+        default_value = "btcusdt,ethusdt,solusdt",
+        value_delimiter = ','
+    )]
     pairs: Vec<String>,
 
     /// Candle interval of the service.
@@ -72,7 +89,12 @@ enum Command {
 #[derive(Debug, ClapArgs)]
 struct PipelineArgs {
     /// Total trades per second over all simulators; one fresh stack per rate.
-    #[arg(long, env = "LOADGEN_RATES", default_value = "1000,5000,20000,50000,100000", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "LOADGEN_RATES",
+        default_value = "1000,5000,20000,50000,100000",
+        value_delimiter = ','
+    )]
     rates: Vec<f64>,
 
     /// Measured interval per rate (e.g. 20s).
@@ -103,7 +125,12 @@ struct PipelineArgs {
 #[derive(Debug, ClapArgs)]
 struct FanoutArgs {
     /// Subscriber counts; one fresh stack per count.
-    #[arg(long, env = "LOADGEN_CLIENTS", default_value = "1000,10000", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "LOADGEN_CLIENTS",
+        default_value = "1000,10000",
+        value_delimiter = ','
+    )]
     clients: Vec<usize>,
 
     /// gRPC streams per HTTP/2 connection.

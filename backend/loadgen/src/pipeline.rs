@@ -93,6 +93,10 @@ pub struct RateResult {
     pub run_dir: String,
     /// `/proc/loadavg` when the measured interval began (the machine may be shared).
     pub loadavg_at_start: String,
+    /// Fault counters of every process at the end (late trades, gaps, lag, drops, ...).
+    pub counters: BTreeMap<String, f64>,
+    /// The first judged windows whose final count differs: `pair start_us expected received`.
+    pub wrong_windows: Vec<String>,
 }
 
 /// Runs every rate and writes `pipeline.json` and `pipeline.csv` to `settings.out`.
@@ -195,6 +199,7 @@ fn run_rate(
     let drain = Duration::from_micros((s.grace.1 + s.interval.1) as u64) + Duration::from_secs(2);
     println!("   measured; draining {drain:?} for the last finals");
     std::thread::sleep(drain);
+    let counters = stack.counters(COUNTERS);
     let _ = stop_tx.send(true);
     let recordings: Vec<Recording> = tasks
         .into_iter()
@@ -215,6 +220,7 @@ fn run_rate(
     truth::finish(&mut times);
     let mut r = analyze(s, rate, t0, t1, &times, &recordings, processes, run_dir);
     r.loadavg_at_start = loadavg.trim().to_string();
+    r.counters = counters;
     Ok(r)
 }
 
@@ -241,6 +247,7 @@ fn analyze(
     let mut finals_ms = Vec::new();
     let mut live_ms = Vec::new();
     let mut errors = Vec::new();
+    let mut wrong_windows = Vec::new();
     for rec in recordings {
         let mut received = BTreeMap::new();
         for c in &rec.candles {
@@ -255,6 +262,15 @@ fn analyze(
                 && let Some(us) = stats::live_latency_us(sent, c.trades, c.recv_us)
             {
                 live_ms.push(us as f64 / 1000.0);
+            }
+        }
+        for (key, want) in expected.iter().filter(|(k, _)| judged(k)) {
+            let got = received.get(key);
+            if got != Some(want) && wrong_windows.len() < 20 {
+                wrong_windows.push(format!(
+                    "{} {} expected {want} received {got:?}",
+                    key.0, key.1
+                ));
             }
         }
         let loss = stats::account(&expected, &received, judged);
@@ -282,8 +298,26 @@ fn analyze(
         client_errors: errors,
         run_dir: run_dir.display().to_string(),
         loadavg_at_start: String::new(),
+        counters: BTreeMap::new(),
+        wrong_windows,
     }
 }
+
+/// Metric name fragments worth reporting after a run.
+const COUNTERS: &[&str] = &[
+    "late",
+    "gap",
+    "backfill",
+    "reconnect",
+    "lagged",
+    "dropped",
+    "dlq",
+    "trades_consumed",
+    "trades_generated",
+    "trades_published",
+    "consumer_lag",
+    "already_published",
+];
 
 fn fmt(x: Option<f64>) -> String {
     x.map_or("-".into(), |v| format!("{v:.1}"))
@@ -319,6 +353,12 @@ fn print_result(r: &RateResult) {
             "   {:<28} cpu {:>6.1}%  rss {:>7.1} MiB  peak {:>7.1} MiB",
             p.name, p.cpu_percent, p.rss_mib, p.peak_rss_mib
         );
+    }
+    for w in &r.wrong_windows {
+        println!("   wrong window: {w}");
+    }
+    for (k, v) in r.counters.iter().filter(|(_, v)| **v != 0.0) {
+        println!("   {k} = {v}");
     }
     for e in &r.client_errors {
         println!("   client error: {e}");

@@ -214,6 +214,8 @@ pub struct Stack {
     pub trade_logs: Vec<TradeLog>,
     bins: Binaries,
     brokers: String,
+    /// (process name, Prometheus port) of every process that serves metrics.
+    metrics: Vec<(String, u16)>,
     // Drop order = field order: feeds, then services, then Redis and the broker.
     connectors: Vec<Proc>,
     sims: Vec<Proc>,
@@ -233,10 +235,15 @@ impl Stack {
         let brokers = format!("127.0.0.1:{kafka_port}");
         let url = format!("tcp://{brokers}");
         let mut cmd = Command::new(&bins.tansu);
-        cmd.args(["broker", "--listener-url", &url, "--advertised-listener-url"])
-            .arg(&url)
-            .args(["--storage-engine", "memory://tansu/"])
-            .env("RUST_LOG", "warn");
+        cmd.args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+        ])
+        .arg(&url)
+        .args(["--storage-engine", "memory://tansu/"])
+        .env("RUST_LOG", "warn");
         let mut tansu = Proc::spawn("tansu", cmd, &dir.join("tansu.log"), false)?;
         wait_listening(
             &mut tansu,
@@ -270,8 +277,11 @@ impl Stack {
         let redis_url = format!("redis://127.0.0.1:{redis_port}/");
         let mut services = Vec::new();
         let mut grpc_ports = Vec::new();
+        let mut metrics = Vec::new();
         for i in 0..options.instances {
             let port = free_port();
+            let metrics_port = free_port();
+            metrics.push((format!("candles-service-{i}"), metrics_port));
             let mut cmd = Command::new(&bins.service);
             cmd.args(["--brokers", &brokers, "--topic", "trades"])
                 .args(["--group", "candles-loadgen", "--redis", &redis_url])
@@ -279,6 +289,7 @@ impl Stack {
                 .args(["--interval", &options.interval, "--grace", &options.grace])
                 .args(["--update-interval", &options.update_interval])
                 .args(["--clock", "wall"])
+                .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
                 .env("RUST_LOG", "warn");
             let p = Proc::spawn(
                 &format!("candles-service-{i}"),
@@ -298,6 +309,7 @@ impl Stack {
             trade_logs: Vec::new(),
             bins,
             brokers,
+            metrics,
             connectors: Vec::new(),
             sims: Vec::new(),
             services,
@@ -313,8 +325,12 @@ impl Stack {
         for (k, exchange) in o.exchanges.iter().enumerate() {
             let log = o.run_dir.join(format!("sim-{exchange}.log"));
             let trade_log = o.run_dir.join(format!("trades-{exchange}.jsonl"));
+            let sim_metrics = free_port();
+            self.metrics
+                .push((format!("exchange-sim-{exchange}"), sim_metrics));
             let mut cmd = Command::new(&self.bins.sim);
             cmd.args(["--exchange", exchange, "--listen", "127.0.0.1:0"])
+                .args(["--metrics-addr", &format!("127.0.0.1:{sim_metrics}")])
                 .args(["--synthetic", "--rate", &o.rate_per_sim.to_string()])
                 .args(["--pairs", &o.pairs, "--seed", &(k + 1).to_string()])
                 .env("RUST_LOG", "warn");
@@ -338,6 +354,8 @@ impl Stack {
                 });
             }
             let metrics_port = free_port();
+            self.metrics
+                .push((format!("candles-connector-{exchange}"), metrics_port));
             let mut cmd = Command::new(&self.bins.connector);
             cmd.args(["--exchange", exchange, "--pairs", &o.pairs])
                 .args(["--brokers", &self.brokers, "--topic", "trades"])
@@ -393,6 +411,29 @@ impl Stack {
             .collect()
     }
 
+    /// Counters and gauges of every process whose metric name contains one of `names`:
+    /// `process metric{labels}` → value.
+    pub fn counters(&self, names: &[&str]) -> std::collections::BTreeMap<String, f64> {
+        let mut out = std::collections::BTreeMap::new();
+        for (proc, port) in &self.metrics {
+            for line in scrape(*port).lines() {
+                if line.starts_with('#') {
+                    continue;
+                }
+                let Some((metric, value)) = line.rsplit_once(' ') else {
+                    continue;
+                };
+                if names.iter().any(|n| metric.contains(n)) {
+                    out.insert(
+                        format!("{proc} {metric}"),
+                        value.parse().unwrap_or(f64::NAN),
+                    );
+                }
+            }
+        }
+        out
+    }
+
     /// Process id of service instance `i`.
     pub fn service_pid(&self, i: usize) -> Option<u32> {
         self.services.get(i).map(Proc::pid)
@@ -425,4 +466,23 @@ fn first_line(proc: &mut Proc, log: &Path, timeout: Duration) -> Result<String> 
             tail(log, 30)
         ),
     }
+}
+
+/// `GET /metrics` on 127.0.0.1:`port` (empty on any error).
+fn scrape(port: u16) -> String {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .is_err()
+    {
+        return String::new();
+    }
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body
 }

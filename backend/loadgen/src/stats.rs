@@ -190,7 +190,7 @@ mod tests {
         assert_eq!(r.lost, 9);
         assert_eq!(r.excess, 1);
         assert_eq!(r.missing_finals, 1);
-        assert_eq!(r.wrong_windows, 3);
+        assert_eq!(r.wrong_windows, 2);
         assert!(!r.is_lossless());
 
         let clean = account(&expected, &expected, |_| true);
