@@ -2,8 +2,10 @@
 //! Jitter"): attempt n waits a uniformly random time in `[0, min(max, initial × 2ⁿ⁻¹)]`, so a
 //! fleet of connectors cut off together does not reconnect together.
 //!
-//! The attempt count resets only after a connection stayed up for `reset_after`: a socket that
-//! the server accepts and then drops at once still backs off.
+//! The attempt count resets only after a healthy connection: one that stayed up for `reset_after`
+//! and delivered at least one trade. A socket that the server accepts and then drops at once, or
+//! that never carries data, still backs off; one that streamed trades is reconnected at once (within
+//! the first retry's jitter), because every second away is trades that arrive late via REST.
 
 use rand::Rng;
 use std::time::Duration;
@@ -15,7 +17,7 @@ pub struct BackoffConfig {
     pub initial: Duration,
     /// The largest ceiling.
     pub max: Duration,
-    /// A connection that stayed up this long resets the attempt count.
+    /// A connection that stayed up this long and delivered trades resets the attempt count.
     pub reset_after: Duration,
 }
 
@@ -24,7 +26,7 @@ impl Default for BackoffConfig {
         BackoffConfig {
             initial: Duration::from_millis(500),
             max: Duration::from_secs(30),
-            reset_after: Duration::from_secs(30),
+            reset_after: Duration::from_secs(1),
         }
     }
 }
@@ -64,10 +66,10 @@ impl Backoff {
         Duration::from_micros(rng.random_range(0..=micros))
     }
 
-    /// Records that a connection ended after being up for `uptime`; resets the count if that was
-    /// long enough to call the connection healthy.
-    pub fn connection_ended(&mut self, uptime: Duration) {
-        if uptime >= self.config.reset_after {
+    /// Records that a connection ended after being up for `uptime`, having delivered trades or
+    /// not; resets the count if that makes it a healthy connection.
+    pub fn connection_ended(&mut self, uptime: Duration, delivered_trades: bool) {
+        if delivered_trades && uptime >= self.config.reset_after {
             self.attempt = 0;
         }
     }
@@ -120,9 +122,11 @@ mod tests {
         let mut b = Backoff::new(config());
         b.next_delay(&mut rng);
         b.next_delay(&mut rng);
-        b.connection_ended(Duration::from_secs(1));
-        assert_eq!(b.attempt(), 2);
-        b.connection_ended(Duration::from_secs(30));
+        b.connection_ended(Duration::from_secs(1), true);
+        assert_eq!(b.attempt(), 2, "up too briefly");
+        b.connection_ended(Duration::from_secs(60), false);
+        assert_eq!(b.attempt(), 2, "up, but no trade ever came");
+        b.connection_ended(Duration::from_secs(30), true);
         assert_eq!(b.attempt(), 0);
     }
 }

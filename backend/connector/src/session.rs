@@ -9,7 +9,7 @@
 //! - it has lived `max_session` (Binance drops connections at 24 h): reconnect at once.
 //!
 //! Other reconnects wait an exponential backoff with full jitter ([`crate::backoff`]), reset
-//! only once a connection stayed up long enough. Keep-alives (WebSocket pings, Kraken's
+//! only after a healthy connection (up long enough, and trades came). Keep-alives (WebSocket pings, Kraken's
 //! application ping) go out every `keepalive_every` (at most a third of `stale_after`), so a
 //! quiet but healthy connection is never mistaken for a dead one.
 
@@ -244,7 +244,16 @@ impl<'a> Session<'a> {
         tracing::info!(exchange = self.exchange, %url, pairs = ?self.config.pairs, "connector starting");
         loop {
             self.status.send_replace(ConnState::Connecting);
+            let received_before = self
+                .counters
+                .received
+                .load(std::sync::atomic::Ordering::Relaxed);
             let (end, uptime) = self.connection(&url, shutdown).await?;
+            let delivered = self
+                .counters
+                .received
+                .load(std::sync::atomic::Ordering::Relaxed)
+                > received_before;
             metrics::gauge!(telemetry::CONNECTED, "exchange" => self.exchange).set(0.0);
             if end == End::Shutdown {
                 break;
@@ -260,7 +269,7 @@ impl<'a> Session<'a> {
                     Duration::ZERO
                 }
                 other => {
-                    backoff.connection_ended(uptime);
+                    backoff.connection_ended(uptime, delivered);
                     let delay = backoff.next_delay(&mut rng);
                     tracing::warn!(exchange = self.exchange, reason = ?other, ?uptime, ?delay, attempt = backoff.attempt(), "connection lost; reconnecting");
                     delay

@@ -254,7 +254,6 @@ fn kill9_of_a_service_instance_loses_nothing() {
 /// c. Every connector's socket is dropped every 2 s and 5% of trade messages are skipped:
 /// the connectors reconnect and backfill the gaps from REST.
 #[test]
-#[ignore = "known product bug (reported): the connector's reconnect backoff keeps growing across sessions that each lived 2 s (delays up to ~9 s), so REST-backfilled trades reach candles-service after the grace and are dropped as late"]
 fn dropped_sockets_and_skipped_trades_are_backfilled() {
     let mut config = StackConfig::new("disconnects");
     config.sim_args = ["--disconnect-every", "2s", "--drop-ratio", "0.05"]
