@@ -264,7 +264,6 @@ fn dropped_sockets_and_skipped_trades_are_backfilled() {
 
 /// d. Redis is killed and restarted (empty) mid-run.
 #[test]
-#[ignore = "known product bug (reported): candles-service never delivers the finals published while its Redis subscription was down (no replay from history after it resubscribes)"]
 fn redis_restart_loses_nothing() {
     run_scenario(
         StackConfig::new("redis-restart"),

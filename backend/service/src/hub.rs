@@ -2,12 +2,15 @@
 //!
 //! The subscriber pattern-subscribes to every pair's channel of this interval and pushes each
 //! candle into a [`tokio::sync::broadcast`]; each client task holds a receiver. When Redis goes
-//! away the subscriber reconnects with backoff and resubscribes; clients stay connected and
-//! simply see no candles meanwhile.
+//! away the subscriber reconnects with backoff and resubscribes; clients stay connected. Finals
+//! published while the subscription was down (the consumer holds them and publishes them when
+//! Redis is back, possibly before this subscriber is back) are read from the history after the
+//! resubscription and sent into the hub *before* anything the new subscription carries, so every
+//! client gets them in order; a client's own filter drops any it already had.
 
 use crate::health::DependencyStatus;
 use crate::metrics as m;
-use crate::store::Keys;
+use crate::store::{Keys, Store};
 use candles_core::{Candle, Micros, Pair, Source};
 use candles_proto::v1;
 use futures::StreamExt as _;
@@ -103,10 +106,45 @@ impl Hub {
     }
 }
 
+/// Sends into `hub` the finals in history whose window ended at or after `since`, oldest first
+/// per series (what clients may have missed while the subscription was down).
+async fn replay_history(store: &Store, hub: &Hub, since: Micros, max: usize) {
+    let markets = match store.markets().await {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the market list to replay missed candles");
+            return;
+        }
+    };
+    let interval = store.keys().interval();
+    let mut replayed = 0usize;
+    for (pair, sources) in markets {
+        for source in sources {
+            let Ok(candles) = store.history(pair, source, max).await else {
+                continue;
+            };
+            for wire in candles {
+                let Some(c) = HubCandle::decode(&wire.encode_to_vec(), interval) else {
+                    continue;
+                };
+                if c.is_final && c.end >= since {
+                    hub.send(c);
+                    replayed += 1;
+                }
+            }
+        }
+    }
+    tracing::info!(
+        replayed,
+        "replayed finals published while the Redis subscription was down"
+    );
+}
+
 /// Subscribes to Redis until `stop`, feeding `hub`; reconnects with backoff when Redis is gone.
 pub async fn run_subscriber(
     url: String,
     keys: Keys,
+    store: Store,
     hub: Hub,
     status: Arc<DependencyStatus>,
     stop: CancellationToken,
@@ -121,6 +159,8 @@ pub async fn run_subscriber(
     let interval = keys.interval();
     let mut backoff = Duration::from_millis(100);
     let mut first = true;
+    // When the last subscription was lost (wall clock), to replay what was missed since.
+    let mut lost_at: Option<(Micros, std::time::Instant)> = None;
     while !stop.is_cancelled() {
         if !first {
             metrics::counter!(m::REDIS_RECONNECTS).increment(1);
@@ -140,6 +180,15 @@ pub async fn run_subscriber(
                 tracing::info!(pattern = %keys.pattern(), "subscribed to Redis");
                 status.set_subscriber(true);
                 backoff = Duration::from_millis(100);
+                if let Some((at, since)) = lost_at.take() {
+                    // A margin of a few windows before the loss covers finals published just
+                    // before it that the old subscription may not have delivered.
+                    let margin = (3 * interval.micros()).max(10_000_000);
+                    let windows =
+                        since.elapsed().as_micros() as usize / interval.micros().max(1) as usize;
+                    let max = windows.saturating_add(8).min(10_000);
+                    replay_history(&store, &hub, Micros(at.0 - margin), max).await;
+                }
                 let mut messages = pubsub.on_message();
                 loop {
                     tokio::select! {
@@ -155,6 +204,7 @@ pub async fn run_subscriber(
                     }
                 }
                 status.set_subscriber(false);
+                lost_at.get_or_insert((Micros::now(), std::time::Instant::now()));
                 tracing::warn!("lost the Redis subscription; reconnecting");
             }
             Ok(Err(e)) => {

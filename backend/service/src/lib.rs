@@ -115,6 +115,7 @@ pub async fn serve(
     tracker.spawn(hub::run_subscriber(
         config.redis_url.clone(),
         store.keys().clone(),
+        store.clone(),
         hub.clone(),
         status.clone(),
         internal.clone(),
