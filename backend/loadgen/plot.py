@@ -2,7 +2,11 @@
 """Latency against load, from `candles-loadgen pipeline` results. Not part of the build.
 
     python3 -m venv /tmp/plotvenv && /tmp/plotvenv/bin/pip install matplotlib
-    /tmp/plotvenv/bin/python backend/loadgen/plot.py backend/loadgen/results/pipeline.json assets/latency.png
+    /tmp/plotvenv/bin/python backend/loadgen/plot.py backend/loadgen/results/pipeline.json assets/latency.png \
+        [LABEL=EXTRA.json ...]
+
+The first file is drawn as lines; each LABEL=EXTRA.json (other runs of the same command, e.g. on a
+busier machine) as unconnected hollow markers of the same colours.
 """
 import json
 import sys
@@ -34,6 +38,20 @@ def main() -> None:
         pts = [(a, b) for a, b in zip(x, series(kind, q)) if b is not None and b > 0]
         if pts:
             ax.plot(*zip(*pts), ls, marker="o", color=color, label=label)
+    markers = ["s", "^", "D", "v"]
+    for i, extra in enumerate(sys.argv[3:]):
+        label, path = extra.split("=", 1)
+        more = json.load(open(path))
+        for (kind, q), (_, color, _) in style.items():
+            if q == "p999":
+                continue
+            pts = [(r["target_rate"], r[kind][q]) for r in more if r[kind][q]]
+            if pts:
+                ax.plot(*zip(*pts), markers[i % len(markers)], color=color, mfc="none", ms=8)
+        ax.plot([], [], markers[i % len(markers)], color="grey", mfc="none", label=label)
+        for r in more:
+            if not r["lossless"]:
+                ax.axvspan(r["target_rate"] / 1.08, r["target_rate"] * 1.08, color="red", alpha=0.06)
     ax.axhline(10, color="tab:blue", lw=0.8, alpha=0.5)
     ax.text(x[0], 10 * 1.08, "target: final p99 ≤ 10 ms", color="tab:blue", fontsize=8)
     ax.axhline(50, color="tab:orange", lw=0.8, alpha=0.5)
@@ -49,8 +67,9 @@ def main() -> None:
     labels = []
     for r in rows:
         labels.append(f"{int(r['target_rate']):,}\n(got {r['generated_rate']:,.0f})")
-    ax.set_xticks(x)
-    ax.set_xticklabels(labels, fontsize=8)
+    extra_x = sorted({r["target_rate"] for e in sys.argv[3:] for r in json.load(open(e.split("=", 1)[1]))} - set(x))
+    ax.set_xticks(x + extra_x)
+    ax.set_xticklabels(labels + [f"{int(v) // 1000}k" for v in extra_x], fontsize=8)
     ax.minorticks_off()
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")

@@ -15,6 +15,8 @@ use tonic::transport::{Channel, Endpoint};
 pub struct Received {
     /// Canonical pair.
     pub pair: String,
+    /// `composite` or an exchange.
+    pub source: String,
     /// Window start, µs since the epoch.
     pub start_us: i64,
     /// Window end, µs since the epoch.
@@ -57,15 +59,16 @@ pub async fn connect(url: &str) -> Result<CandleServiceClient<Channel>> {
     Ok(CandleServiceClient::new(channel).max_decoding_message_size(16 << 20))
 }
 
-/// Opens a composite `Subscribe` stream for `pairs`.
+/// Opens a `Subscribe` stream for `pairs` and `sources` (empty: the composite).
 pub async fn subscribe(
     client: &mut CandleServiceClient<Channel>,
     pairs: &[String],
+    sources: &[String],
     live_updates: bool,
 ) -> Result<Streaming<SubscribeResponse>> {
     let request = SubscribeRequest {
         pairs: pairs.to_vec(),
-        sources: Vec::new(),
+        sources: sources.to_vec(),
         history: 0,
         live_updates,
     };
@@ -104,6 +107,7 @@ pub async fn record(
                 counter.fetch_add(1, Ordering::Relaxed);
                 rec.candles.push(Received {
                     pair: c.pair,
+                    source: c.source,
                     start_us: timestamp_us(c.start),
                     end_us: timestamp_us(c.end),
                     trades: c.trades,

@@ -164,7 +164,7 @@ fn run_one(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let probe = rt.block_on(async {
         let mut c = client::connect(&url).await?;
-        client::subscribe(&mut c, &s.pairs, false).await
+        client::subscribe(&mut c, &s.pairs, &[], false).await
     })?;
     let probe = rt.spawn(client::record(
         probe,
@@ -196,7 +196,7 @@ fn run_one(
                 let mut client = client.clone();
                 let pairs = s.pairs.clone();
                 opening.push(tokio::spawn(async move {
-                    client::subscribe(&mut client, &pairs, false).await
+                    client::subscribe(&mut client, &pairs, &[], false).await
                 }));
             }
         }

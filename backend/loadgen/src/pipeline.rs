@@ -77,8 +77,10 @@ pub struct RateResult {
     pub delivered_rate: f64,
     /// Seconds covered by the judged windows.
     pub judged_seconds: f64,
-    /// Loss at the worst client.
+    /// Loss at the worst client (composite candles).
     pub loss: LossReport,
+    /// Loss per exchange (that exchange's own candles), at the worst client.
+    pub loss_per_exchange: BTreeMap<String, LossReport>,
     /// Whether every client got every trade and nothing else.
     pub lossless: bool,
     /// Final candle latency after window end + grace, ms (all clients).
@@ -153,9 +155,12 @@ fn run_rate(
     for &port in &stack.grpc_ports {
         let url = format!("http://127.0.0.1:{port}");
         let pairs = s.pairs.clone();
+        let sources: Vec<String> = std::iter::once("composite".to_string())
+            .chain(s.exchanges.iter().cloned())
+            .collect();
         let stream = rt.block_on(async {
             let mut c = client::connect(&url).await?;
-            client::subscribe(&mut c, &pairs, true).await
+            client::subscribe(&mut c, &pairs, &sources, true).await
         })?;
         tasks.push(rt.spawn(client::record(stream, stop_rx.clone(), progress.clone())));
     }
@@ -248,17 +253,27 @@ fn analyze(
     let mut live_ms = Vec::new();
     let mut errors = Vec::new();
     let mut wrong_windows = Vec::new();
+    let mut per_exchange: BTreeMap<String, LossReport> = BTreeMap::new();
     for rec in recordings {
         let mut received = BTreeMap::new();
         for c in &rec.candles {
-            let key = (c.pair.clone(), c.start_us);
+            let composite = c.source == "composite";
+            let series = if composite {
+                c.pair.clone()
+            } else {
+                truth::exchange_series(&c.pair, &c.source)
+            };
+            let key = (series, c.start_us);
             if !judged(&key) {
                 continue;
             }
             if c.is_final {
                 received.insert(key, c.trades);
-                finals_ms.push((c.recv_us - (c.end_us + s.grace.1)) as f64 / 1000.0);
-            } else if let Some(sent) = times.get(&key)
+                if composite {
+                    finals_ms.push((c.recv_us - (c.end_us + s.grace.1)) as f64 / 1000.0);
+                }
+            } else if composite
+                && let Some(sent) = times.get(&key)
                 && let Some(us) = stats::live_latency_us(sent, c.trades, c.recv_us)
             {
                 live_ms.push(us as f64 / 1000.0);
@@ -266,14 +281,24 @@ fn analyze(
         }
         for (key, want) in expected.iter().filter(|(k, _)| judged(k)) {
             let got = received.get(key);
-            if got != Some(want) && wrong_windows.len() < 20 {
+            if got != Some(want) && wrong_windows.len() < 40 {
                 wrong_windows.push(format!(
                     "{} {} expected {want} received {got:?}",
                     key.0, key.1
                 ));
             }
         }
-        let loss = stats::account(&expected, &received, judged);
+        for ex in &s.exchanges {
+            let suffix = format!("/{ex}");
+            let r = stats::account(&expected, &received, |k| {
+                judged(k) && k.0.ends_with(&suffix)
+            });
+            let e = per_exchange.entry(ex.clone()).or_insert_with(|| r.clone());
+            if r.lost + r.excess > e.lost + e.excess {
+                *e = r;
+            }
+        }
+        let loss = stats::account(&expected, &received, |k| judged(k) && !k.0.contains('/'));
         if worst
             .as_ref()
             .is_none_or(|w| loss.lost + loss.excess > w.lost + w.excess)
@@ -292,6 +317,7 @@ fn analyze(
         judged_seconds: secs,
         lossless: loss.is_lossless() && !recordings.is_empty(),
         loss,
+        loss_per_exchange: per_exchange,
         final_latency_ms: Summary::of(finals_ms),
         live_latency_ms: Summary::of(live_ms),
         processes,
@@ -352,6 +378,12 @@ fn print_result(r: &RateResult) {
         println!(
             "   {:<28} cpu {:>6.1}%  rss {:>7.1} MiB  peak {:>7.1} MiB",
             p.name, p.cpu_percent, p.rss_mib, p.peak_rss_mib
+        );
+    }
+    for (ex, l) in &r.loss_per_exchange {
+        println!(
+            "   {ex:<9} own candles: expected {} received {} lost {} excess {} missing finals {}",
+            l.expected, l.received, l.lost, l.excess, l.missing_finals
         );
     }
     for w in &r.wrong_windows {

@@ -1,5 +1,5 @@
 //! Ground truth from the simulators' trade logs (`exchange-sim --trade-log`): one JSON object per
-//! generated trade, with `pair` and `time_us` (the wall-clock time the simulator stamped when it
+//! generated trade, with `exchange`, `pair` and `time_us` (the wall-clock time the simulator stamped when it
 //! generated the trade, just before sending it).
 
 use crate::stats::WindowKey;
@@ -11,11 +11,14 @@ use std::path::Path;
 #[derive(serde::Deserialize)]
 struct Line<'a> {
     #[serde(borrow)]
+    exchange: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
     pair: std::borrow::Cow<'a, str>,
     time_us: i64,
 }
 
-/// Send times of the generated trades of every (pair, window), ascending.
+/// Send times of the generated trades of every (series, window), ascending. The series is the
+/// pair (`BTC-USDT`: the composite of all exchanges) or [`exchange_series`] (one exchange).
 pub type SendTimes = BTreeMap<WindowKey, Vec<i64>>;
 
 /// Adds the trades of the log at `path` to `out`, placed in windows of `interval_us`.
@@ -35,12 +38,20 @@ pub fn read_trade_log(path: &Path, interval_us: i64, out: &mut SendTimes) -> Res
             continue; // a torn last line of a killed simulator
         };
         let start = t.time_us.div_euclid(interval_us) * interval_us;
+        out.entry((exchange_series(&t.pair, &t.exchange), start))
+            .or_default()
+            .push(t.time_us);
         out.entry((t.pair.into_owned(), start))
             .or_default()
             .push(t.time_us);
         n += 1;
     }
     Ok(n)
+}
+
+/// The series key of one exchange's candles of `pair`: `PAIR/exchange`.
+pub fn exchange_series(pair: &str, exchange: &str) -> String {
+    format!("{pair}/{exchange}")
 }
 
 /// Sorts every window's send times (call once after reading all logs).
@@ -81,6 +92,10 @@ mod tests {
             vec![1_200_000, 1_500_000]
         );
         assert_eq!(times[&("ETH-USDT".to_string(), 2_000_000)], vec![2_000_000]);
+        assert_eq!(
+            times[&("BTC-USDT/binance".to_string(), 1_000_000)],
+            vec![1_200_000, 1_500_000]
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
