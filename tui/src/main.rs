@@ -1,5 +1,6 @@
 //! The `candles-tui` binary: parses flags, sets up file logging and metrics, and runs
 //! [`candles_tui::cli::run`].
+#![forbid(unsafe_code)]
 
 use anyhow::Context;
 use candles_tui::cli::Cli;

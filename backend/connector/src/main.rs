@@ -3,6 +3,7 @@
 //! A thin shell over the library: parses flags (each with an environment variable), sets up
 //! logs and the Prometheus endpoint, checks that the exchange lists the pairs, then runs
 //! [`candles_connector::run`] with a [`KafkaSink`] until SIGINT/SIGTERM, and flushes.
+#![forbid(unsafe_code)]
 
 use anyhow::Context;
 use candles_connector::rest::ListingError;

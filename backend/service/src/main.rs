@@ -1,6 +1,7 @@
 //! `candles-service`: Kafka trades → candles → Redis → gRPC. A thin shell over
 //! [`candles_service::run`]: flags (each with an environment variable), logging, metrics
 //! exporter, signals.
+#![forbid(unsafe_code)]
 
 use anyhow::Context as _;
 use candles_core::time::Duration;

@@ -4,6 +4,7 @@
 //! `exchange-sim listening on ADDR ws=<ws_url> rest=<rest_url>`, so scripts and tests can read
 //! the address (the default `--listen 127.0.0.1:0` picks a free port; several simulators, one
 //! per exchange, can run side by side). Logs go to stderr.
+#![forbid(unsafe_code)]
 
 use anyhow::Context as _;
 use candles_core::{Exchange, Pair};
