@@ -99,6 +99,10 @@ pub struct RateResult {
     pub counters: BTreeMap<String, f64>,
     /// The first judged windows whose final count differs: `pair start_us expected received`.
     pub wrong_windows: Vec<String>,
+    /// Σ `connector_trades_published_total` (acknowledged by the broker) after the feeds stopped.
+    pub published_by_connectors: f64,
+    /// Σ (high − low watermark) of the trades topic at the same moment.
+    pub records_in_kafka: Option<i64>,
 }
 
 /// Runs every rate and writes `pipeline.json` and `pipeline.csv` to `settings.out`.
@@ -204,13 +208,23 @@ fn run_rate(
     let drain = Duration::from_micros((s.grace.1 + s.interval.1) as u64) + Duration::from_secs(2);
     println!("   measured; draining {drain:?} for the last finals");
     std::thread::sleep(drain);
-    let counters = stack.counters(COUNTERS);
     let _ = stop_tx.send(true);
     let recordings: Vec<Recording> = tasks
         .into_iter()
         .map(|t| rt.block_on(t).unwrap_or_default())
         .collect();
+    // Stop the sources, let the connectors deliver what they hold, then compare what they
+    // published with what the broker holds.
     stack.stop_sims();
+    std::thread::sleep(Duration::from_secs(3));
+    let counters = stack.counters(COUNTERS);
+    let kafka_records = match stack.trades_in_kafka() {
+        Ok(n) => Some(n),
+        Err(e) => {
+            println!("   cannot read the topic's watermarks: {e:#}");
+            None
+        }
+    };
     let logs = stack.trade_logs.clone();
     drop(stack);
 
@@ -225,6 +239,16 @@ fn run_rate(
     truth::finish(&mut times);
     let mut r = analyze(s, rate, t0, t1, &times, &recordings, processes, run_dir);
     r.loadavg_at_start = loadavg.trim().to_string();
+    r.published_by_connectors = counters
+        .iter()
+        .filter(|(k, _)| k.contains("connector_trades_published_total"))
+        .map(|(_, v)| *v)
+        .sum();
+    r.records_in_kafka = kafka_records;
+    println!(
+        "   connectors published {} trades; the trades topic holds {:?} records",
+        r.published_by_connectors, r.records_in_kafka
+    );
     r.counters = counters;
     Ok(r)
 }
@@ -326,6 +350,8 @@ fn analyze(
         loadavg_at_start: String::new(),
         counters: BTreeMap::new(),
         wrong_windows,
+        published_by_connectors: 0.0,
+        records_in_kafka: None,
     }
 }
 
@@ -343,6 +369,9 @@ const COUNTERS: &[&str] = &[
     "trades_published",
     "consumer_lag",
     "already_published",
+    "error",
+    "fatal",
+    "replaced",
 ];
 
 fn fmt(x: Option<f64>) -> String {

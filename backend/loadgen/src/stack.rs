@@ -434,6 +434,32 @@ impl Stack {
         out
     }
 
+    /// Σ high watermarks of the `trades` topic's partitions: the records the broker holds (the
+    /// producers are idempotent, so with the feeds stopped this equals the trades acknowledged).
+    pub fn trades_in_kafka(&self) -> Result<i64> {
+        use rdkafka::consumer::{BaseConsumer, Consumer as _};
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", "candles-loadgen-watermarks")
+            .create()
+            .context("creating a Kafka client for watermark queries")?;
+        let mut sum = 0;
+        let mut result = Ok(());
+        for p in 0..self.options.partitions as i32 {
+            match consumer.fetch_watermarks("trades", p, Duration::from_secs(5)) {
+                Ok((low, high)) => sum += high - low,
+                Err(e) => {
+                    result = Err(anyhow::anyhow!("watermarks of trades/{p}: {e}"));
+                    break;
+                }
+            }
+        }
+        // Dropping an rdkafka client can hang (PITFALLS.md); this one is never subscribed, but a
+        // measurement tool must not hang: let it go without destroying it.
+        std::mem::forget(consumer);
+        result.map(|()| sum)
+    }
+
     /// Process id of service instance `i`.
     pub fn service_pid(&self, i: usize) -> Option<u32> {
         self.services.get(i).map(Proc::pid)
