@@ -105,6 +105,11 @@ pub async fn record(
                     &progress.live
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(
+                    "loadgen_candles_received_total",
+                    "kind" => if c.r#final { "final" } else { "live" }
+                )
+                .increment(1);
                 rec.candles.push(Received {
                     pair: c.pair,
                     source: c.source,

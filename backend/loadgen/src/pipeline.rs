@@ -2,8 +2,8 @@
 //!
 //! For each rate a fresh stack is started (broker, Redis, service instances, then one simulator
 //! and one connector per exchange, each simulator at `rate / exchanges` trades/s). One client per
-//! service instance subscribes (composite candles of every pair, live updates on) before the
-//! feeds start. When the first live update has arrived plus `--warmup`, the measured interval
+//! service instance subscribes (composite and per-exchange candles of every pair, live updates
+//! on) before the feeds start. When the first live update has arrived plus `--warmup`, the measured interval
 //! `[T0, T1]` of `--duration` begins; CPU is read from `/proc` at T0 and T1. After T1 the stack
 //! runs for grace + interval + 2 s more so the last measured windows are finalized, then stops.
 //!
@@ -12,7 +12,9 @@
 //! `time_us` falls in the window. Received = the `trades` field of the final composite candle a
 //! client got for the window. Lost = Σ max(0, expected − received) (a missing final loses all its
 //! trades); excess = Σ max(0, received − expected). A rate is sustained when every client shows
-//! lost = excess = 0.
+//! lost = excess = 0. The same accounting per exchange (that exchange's own candles against its
+//! simulator's log) locates a loss. After the feeds stop, the connectors' acknowledged-trade
+//! counters are compared with the records the broker holds (Σ partition watermarks).
 //!
 //! **Finalized latency** = receive time of a final candle − (window end + grace).
 //!
