@@ -120,6 +120,11 @@ struct PipelineArgs {
     /// Keep the simulators' trade logs (large: ~170 bytes per trade).
     #[arg(long, env = "LOADGEN_KEEP_TRADE_LOGS")]
     keep_trade_logs: bool,
+
+    /// After each rate, read the whole trades topic and account what the broker holds against
+    /// the simulators and the clients (locates a loss; adds ~10-60 s per rate).
+    #[arg(long, env = "LOADGEN_VERIFY_KAFKA")]
+    verify_kafka: bool,
 }
 
 #[derive(Debug, ClapArgs)]
@@ -222,6 +227,7 @@ fn main() -> Result<()> {
                 partitions: a.partitions,
                 out: c.out.clone(),
                 keep_trade_logs: a.keep_trade_logs,
+                verify_kafka: a.verify_kafka,
             };
             pipeline::run(&rt, &settings, &bins)?;
         }

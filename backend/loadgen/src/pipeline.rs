@@ -66,6 +66,8 @@ pub struct PipelineSettings {
     pub out: PathBuf,
     /// Keep trade logs after analysis.
     pub keep_trade_logs: bool,
+    /// Read the whole trades topic after each run and account the broker's contents too.
+    pub verify_kafka: bool,
 }
 
 /// Result of one rate.
@@ -105,6 +107,13 @@ pub struct RateResult {
     pub published_by_connectors: f64,
     /// Σ (high − low watermark) of the trades topic at the same moment.
     pub records_in_kafka: Option<i64>,
+    /// With `--verify-kafka`: the simulators' trades against the unique trades the broker holds,
+    /// over the judged windows (composite series).
+    pub kafka_vs_generated: Option<LossReport>,
+    /// With `--verify-kafka`: the broker's unique trades against the worst client's finals.
+    pub client_vs_kafka: Option<LossReport>,
+    /// With `--verify-kafka`: duplicate records in the topic (same exchange, pair and id).
+    pub kafka_duplicates: Option<u64>,
 }
 
 /// Runs every rate and writes `pipeline.json` and `pipeline.csv` to `settings.out`.
@@ -227,6 +236,24 @@ fn run_rate(
             None
         }
     };
+    let topic = if s.verify_kafka {
+        println!("   reading the whole trades topic");
+        match stack.read_trades_topic(s.interval.1, Duration::from_secs(120)) {
+            Ok(t) => {
+                println!(
+                    "   topic: {} records, {} duplicates, {} undecodable, complete {}",
+                    t.records, t.duplicates, t.undecodable, t.complete
+                );
+                Some(t)
+            }
+            Err(e) => {
+                println!("   cannot read the trades topic: {e:#}");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let logs = stack.trade_logs.clone();
     drop(stack);
 
@@ -252,6 +279,43 @@ fn run_rate(
         r.published_by_connectors, r.records_in_kafka
     );
     r.counters = counters;
+    if let Some(t) = topic {
+        let iv = s.interval.1;
+        let (from, to) = ((t0 + iv - 1).div_euclid(iv) * iv, t1.div_euclid(iv) * iv);
+        let judged =
+            |k: &WindowKey| stats::in_measured_range(k.1, iv, from, to) && !k.0.contains('/');
+        let expected: BTreeMap<WindowKey, u64> = times
+            .iter()
+            .map(|(k, v)| (k.clone(), v.len() as u64))
+            .collect();
+        let vs_gen = stats::account(&expected, &t.unique, judged);
+        let mut worst: Option<LossReport> = None;
+        for rec in &recordings {
+            let finals: BTreeMap<WindowKey, u64> = rec
+                .candles
+                .iter()
+                .filter(|c| c.is_final && c.source == "composite")
+                .map(|c| ((c.pair.clone(), c.start_us), c.trades))
+                .collect();
+            let l = stats::account(&t.unique, &finals, judged);
+            if worst
+                .as_ref()
+                .is_none_or(|w| l.lost + l.excess > w.lost + w.excess)
+            {
+                worst = Some(l);
+            }
+        }
+        println!(
+            "   judged windows: generated {} / in Kafka {} (missing {}) / in finals {:?}",
+            vs_gen.expected,
+            vs_gen.received,
+            vs_gen.lost,
+            worst.as_ref().map(|w| (w.received, w.lost, w.excess))
+        );
+        r.kafka_vs_generated = Some(vs_gen);
+        r.client_vs_kafka = worst;
+        r.kafka_duplicates = Some(t.duplicates);
+    }
     Ok(r)
 }
 
@@ -354,6 +418,9 @@ fn analyze(
         wrong_windows,
         published_by_connectors: 0.0,
         records_in_kafka: None,
+        kafka_vs_generated: None,
+        client_vs_kafka: None,
+        kafka_duplicates: None,
     }
 }
 

@@ -195,6 +195,33 @@ fn wait_listening(proc: &mut Proc, addr: SocketAddr, timeout: Duration) -> Resul
     }
 }
 
+/// What the `trades` topic holds.
+#[derive(Clone, Debug)]
+pub struct TopicCounts {
+    /// Records read.
+    pub records: u64,
+    /// Records whose (exchange, pair, id) was already read.
+    pub duplicates: u64,
+    /// Records that are not a `candles.v1.Trade`.
+    pub undecodable: u64,
+    /// Unique trades per (series, window start).
+    pub unique: std::collections::BTreeMap<crate::stats::WindowKey, u64>,
+    /// Whether every partition was read up to its high watermark.
+    pub complete: bool,
+}
+
+impl Default for TopicCounts {
+    fn default() -> Self {
+        TopicCounts {
+            records: 0,
+            duplicates: 0,
+            undecodable: 0,
+            unique: Default::default(),
+            complete: true,
+        }
+    }
+}
+
 /// One simulator's trade log.
 #[derive(Clone, Debug)]
 pub struct TradeLog {
@@ -458,6 +485,79 @@ impl Stack {
         // measurement tool must not hang: let it go without destroying it.
         std::mem::forget(consumer);
         result.map(|()| sum)
+    }
+
+    /// Reads the whole `trades` topic (up to the high watermarks taken first, within `budget`)
+    /// and counts its records per (series, window of `interval_us`), for composite series
+    /// (`PAIR`) and exchange series (`PAIR/exchange`): unique trades (exchange, pair, id) and
+    /// duplicate records.
+    pub fn read_trades_topic(&self, interval_us: i64, budget: Duration) -> Result<TopicCounts> {
+        use prost::Message as _;
+        use rdkafka::Offset;
+        use rdkafka::TopicPartitionList;
+        use rdkafka::consumer::{BaseConsumer, Consumer as _};
+        use rdkafka::message::Message as _;
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", "candles-loadgen-reader")
+            .set("enable.auto.commit", "false")
+            .set("fetch.max.bytes", "52428800")
+            .create()
+            .context("creating a Kafka client to read the trades topic")?;
+        let parts = self.options.partitions as i32;
+        let mut high = Vec::new();
+        let mut list = TopicPartitionList::new();
+        for p in 0..parts {
+            let (_, h) = consumer
+                .fetch_watermarks("trades", p, Duration::from_secs(5))
+                .with_context(|| format!("watermarks of trades/{p}"))?;
+            high.push(h);
+            list.add_partition_offset("trades", p, Offset::Beginning)?;
+        }
+        consumer
+            .assign(&list)
+            .context("assigning the trades partitions")?;
+        let mut next = vec![0i64; parts as usize];
+        let mut seen = std::collections::HashSet::new();
+        let mut out = TopicCounts::default();
+        let deadline = Instant::now() + budget;
+        while next.iter().zip(&high).any(|(n, h)| n < h) {
+            if Instant::now() > deadline {
+                out.complete = false;
+                break;
+            }
+            let Some(msg) = consumer.poll(Duration::from_millis(200)) else {
+                continue;
+            };
+            let Ok(msg) = msg else { continue };
+            let p = msg.partition() as usize;
+            if p < next.len() {
+                next[p] = next[p].max(msg.offset() + 1);
+            }
+            out.records += 1;
+            let Some(t) = msg
+                .payload()
+                .and_then(|v| candles_proto::v1::Trade::decode(v).ok())
+            else {
+                out.undecodable += 1;
+                continue;
+            };
+            if !seen.insert((t.exchange.clone(), t.pair.clone(), t.trade_id)) {
+                out.duplicates += 1;
+                continue;
+            }
+            let time = t
+                .trade_time
+                .map_or(0, |ts| ts.seconds * 1_000_000 + i64::from(ts.nanos) / 1_000);
+            let start = time.div_euclid(interval_us) * interval_us;
+            *out.unique
+                .entry((crate::truth::exchange_series(&t.pair, &t.exchange), start))
+                .or_default() += 1;
+            *out.unique.entry((t.pair, start)).or_default() += 1;
+        }
+        out.complete &= next.iter().zip(&high).all(|(n, h)| n >= h);
+        std::mem::forget(consumer); // see trades_in_kafka
+        Ok(out)
     }
 
     /// Process id of service instance `i`.
