@@ -114,6 +114,9 @@ pub struct RateResult {
     pub client_vs_kafka: Option<LossReport>,
     /// With `--verify-kafka`: duplicate records in the topic (same exchange, pair and id).
     pub kafka_duplicates: Option<u64>,
+    /// With `--verify-kafka`: every window (judged or not) where the topic's unique trades differ
+    /// from the generated ones, with its start relative to T0.
+    pub kafka_window_gaps: Vec<String>,
 }
 
 /// Runs every rate and writes `pipeline.json` and `pipeline.csv` to `settings.out`.
@@ -312,6 +315,22 @@ fn run_rate(
             vs_gen.lost,
             worst.as_ref().map(|w| (w.received, w.lost, w.excess))
         );
+        // Every window, judged or not: where (relative to T0) the broker lacks generated trades.
+        let mut gaps = Vec::new();
+        for (k, &want) in expected.iter().filter(|(k, _)| !k.0.contains('/')) {
+            let have = t.unique.get(k).copied().unwrap_or(0);
+            if have != want {
+                gaps.push(format!(
+                    "{} at T0{:+.0}s: generated {want}, in Kafka {have}",
+                    k.0,
+                    (k.1 - t0) as f64 / 1e6
+                ));
+            }
+        }
+        for g in gaps.iter().take(12) {
+            println!("   topic window: {g}");
+        }
+        r.kafka_window_gaps = gaps;
         r.kafka_vs_generated = Some(vs_gen);
         r.client_vs_kafka = worst;
         r.kafka_duplicates = Some(t.duplicates);
@@ -421,6 +440,7 @@ fn analyze(
         kafka_vs_generated: None,
         client_vs_kafka: None,
         kafka_duplicates: None,
+        kafka_window_gaps: Vec::new(),
     }
 }
 
