@@ -114,6 +114,9 @@ pub struct RateResult {
     pub client_vs_kafka: Option<LossReport>,
     /// With `--verify-kafka`: duplicate records in the topic (same exchange, pair and id).
     pub kafka_duplicates: Option<u64>,
+    /// With `--verify-kafka`: what a plain consumer tailing the topic during the run received,
+    /// against what the topic held afterwards (judged composite windows).
+    pub tail_vs_kafka: Option<LossReport>,
     /// With `--verify-kafka`: every window (judged or not) where the topic's unique trades differ
     /// from the generated ones, with its start relative to T0.
     pub kafka_window_gaps: Vec<String>,
@@ -182,6 +185,12 @@ fn run_rate(
         })?;
         tasks.push(rt.spawn(client::record(stream, stop_rx.clone(), progress.clone())));
     }
+    let tail_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let tail = if s.verify_kafka {
+        Some(stack.tail_trades_topic(s.interval.1, tail_stop.clone())?)
+    } else {
+        None
+    };
     stack.start_feeds()?;
     println!("   feeds up; waiting for the first live update");
     let waited = Instant::now();
@@ -257,6 +266,8 @@ fn run_rate(
     } else {
         None
     };
+    tail_stop.store(true, Ordering::Relaxed);
+    let tail = tail.and_then(|t| t.join().ok());
     let logs = stack.trade_logs.clone();
     drop(stack);
 
@@ -331,6 +342,14 @@ fn run_rate(
             println!("   topic window: {g}");
         }
         r.kafka_window_gaps = gaps;
+        if let Some(tail) = &tail {
+            let l = stats::account(&t.unique, &tail.unique, judged);
+            println!(
+                "   tailing consumer, judged windows: in topic {} / handed to the tail {} (short {}, extra {})",
+                l.expected, l.received, l.lost, l.excess
+            );
+            r.tail_vs_kafka = Some(l);
+        }
         r.kafka_vs_generated = Some(vs_gen);
         r.client_vs_kafka = worst;
         r.kafka_duplicates = Some(t.duplicates);
@@ -441,6 +460,7 @@ fn analyze(
         client_vs_kafka: None,
         kafka_duplicates: None,
         kafka_window_gaps: Vec::new(),
+        tail_vs_kafka: None,
     }
 }
 

@@ -560,6 +560,59 @@ impl Stack {
         Ok(out)
     }
 
+    /// Starts a plain consumer (manual assignment of every partition from the beginning, no
+    /// group) that tails the `trades` topic on its own thread until `stop` is set, counting
+    /// records per composite (pair, window of `interval_us`). Compared with a full read
+    /// afterwards, it tells whether a consumer at the tail is ever handed fewer records than the
+    /// topic ends up holding.
+    pub fn tail_trades_topic(
+        &self,
+        interval_us: i64,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Result<std::thread::JoinHandle<TopicCounts>> {
+        use prost::Message as _;
+        use rdkafka::Offset;
+        use rdkafka::TopicPartitionList;
+        use rdkafka::consumer::{BaseConsumer, Consumer as _};
+        use rdkafka::message::Message as _;
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", "candles-loadgen-tail")
+            .set("enable.auto.commit", "false")
+            .create()
+            .context("creating a Kafka client to tail the trades topic")?;
+        let mut list = TopicPartitionList::new();
+        for p in 0..self.options.partitions as i32 {
+            list.add_partition_offset("trades", p, Offset::Beginning)?;
+        }
+        consumer
+            .assign(&list)
+            .context("assigning the trades partitions")?;
+        Ok(std::thread::spawn(move || {
+            let mut out = TopicCounts::default();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let Some(Ok(msg)) = consumer.poll(Duration::from_millis(100)) else {
+                    continue;
+                };
+                out.records += 1;
+                let Some(t) = msg
+                    .payload()
+                    .and_then(|v| candles_proto::v1::Trade::decode(v).ok())
+                else {
+                    out.undecodable += 1;
+                    continue;
+                };
+                let time = t
+                    .trade_time
+                    .map_or(0, |ts| ts.seconds * 1_000_000 + i64::from(ts.nanos) / 1_000);
+                let start = time.div_euclid(interval_us) * interval_us;
+                *out.unique.entry((t.pair, start)).or_default() += 1;
+            }
+            std::mem::forget(consumer); // see trades_in_kafka
+            out
+        }))
+    }
+
     /// Process id of service instance `i`.
     pub fn service_pid(&self, i: usize) -> Option<u32> {
         self.services.get(i).map(Proc::pid)
