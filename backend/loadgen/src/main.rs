@@ -1,5 +1,6 @@
 //! `candles-loadgen`: runs the native candles stack under load and measures it from the
 //! clients' side. See `candles-loadgen --help` and BENCHMARKS.md.
+#![forbid(unsafe_code)]
 
 use anyhow::{Context as _, Result, bail};
 use candles_loadgen::{fanout, pipeline, stack::Binaries};
