@@ -25,6 +25,7 @@ use futures::Stream;
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tonic::{Request, Response, Status};
@@ -194,9 +195,14 @@ impl Drop for ClientGuard {
 
 type Item = Result<SubscribeResponse, Status>;
 
+/// What a client's queue holds: a shared candle (the hub's own `Arc`, not a copy) and whether it
+/// is history. Small (two words and a flag), so an idle client's queue costs little memory; the
+/// wire message is built when the client's stream takes it.
+type Queued = (Arc<HubCandle>, bool);
+
 /// A client's response stream: an abort status (overflow) first, else the bounded queue.
 pub struct ClientStream {
-    queue: mpsc::Receiver<Item>,
+    queue: mpsc::Receiver<Queued>,
     abort: Option<oneshot::Receiver<Status>>,
     done: bool,
 }
@@ -218,7 +224,14 @@ impl Stream for ClientStream {
                 Poll::Pending => {}
             }
         }
-        self.queue.poll_recv(cx)
+        self.queue.poll_recv(cx).map(|item| {
+            item.map(|(c, historical)| {
+                Ok(SubscribeResponse {
+                    candle: Some(c.wire.clone()),
+                    historical,
+                })
+            })
+        })
     }
 }
 
@@ -273,10 +286,7 @@ impl CandleService for Candles {
                 if !filter.accept(&c) {
                     continue;
                 }
-                let item = Ok(SubscribeResponse {
-                    candle: Some(c.wire.clone()),
-                    historical: true,
-                });
+                let item = (Arc::new(c), true);
                 match tokio::time::timeout(std::time::Duration::from_secs(10), tx.send(item)).await
                 {
                     Ok(Ok(())) => {}
@@ -297,14 +307,11 @@ impl CandleService for Candles {
                 if !filter.accept(&c) {
                     continue;
                 }
-                let item = Ok(SubscribeResponse {
-                    candle: Some(c.wire.clone()),
-                    historical: false,
-                });
-                match tx.try_send(item) {
+                let (is_final, end) = (c.is_final, c.end);
+                match tx.try_send((c, false)) {
                     Ok(()) => {
-                        if c.is_final {
-                            let due = c.end.plus(grace);
+                        if is_final {
+                            let due = end.plus(grace);
                             let late = (Micros::now().0 - due.0) as f64 / 1e6;
                             metrics::histogram!(m::FINALIZE_TO_CLIENT).record(late.max(0.0));
                         }
