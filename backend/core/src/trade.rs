@@ -4,7 +4,6 @@ use crate::market::{Exchange, Side};
 use crate::pair::Pair;
 use crate::time::Micros;
 use rust_decimal::Decimal;
-use std::str::FromStr;
 
 /// One trade, normalized. Price and quantity are exact decimals parsed from the exchange's text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,11 +78,6 @@ impl Trade {
             received: time,
         })
     }
-}
-
-/// Parses a decimal for display-free internal use (`Decimal::from_str`), re-exported for callers.
-pub fn decimal(text: &str) -> Result<Decimal, rust_decimal::Error> {
-    Decimal::from_str(text)
 }
 
 #[cfg(test)]
