@@ -93,11 +93,13 @@ async fn metrics_endpoint_reports_the_pipeline() {
     let pairs = pairs();
     let watcher =
         Collected::subscribe(&mut connect(addr).await, request(&pairs, vec![], 0, false)).await;
+    // Longer than the broker's ~6 s consumer-group join, so trades are still arriving once the
+    // service consumes and live (in-progress) candles are published, not only finals.
     let trades = produce_live(
         deps.tansu.brokers(),
         deps.topic.clone(),
         pairs.clone(),
-        Duration::from_secs(2),
+        Duration::from_secs(9),
         Duration::from_millis(20),
         None,
         1,
