@@ -4,11 +4,11 @@
 
 use crate::process::Proc;
 use anyhow::{Context as _, Result, bail};
-use candles_testkit::{free_port, wait_for_port};
+use candles_testkit::{find_binary, free_port, wait_for_port};
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 /// Where the broker keeps its data.
@@ -18,26 +18,6 @@ pub enum Storage {
     Memory,
     /// `s3://` on a local moto server: survives a broker restart.
     S3,
-}
-
-/// Finds a binary: `$env`, then `dirs`, then `PATH`.
-pub fn find_binary(name: &str, env: &str, dirs: &[PathBuf]) -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os(env) {
-        return Ok(PathBuf::from(p));
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in dirs.iter().cloned().chain(std::env::split_paths(&path)) {
-        if dir.join(name).is_file() {
-            return Ok(dir.join(name));
-        }
-    }
-    bail!(
-        "`{name}` was not found (looked at ${env}, {}, and PATH); run scripts/install-test-deps.sh to install it",
-        dirs.iter()
-            .map(|d| d.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
 }
 
 /// A Tansu broker on a fixed free port, restartable on the same port.
@@ -99,7 +79,7 @@ impl Broker {
     }
 
     fn tansu_bin() -> Result<PathBuf> {
-        find_binary("tansu", "TANSU_BIN", &[candles_testkit::bin_dir()])
+        find_binary("tansu", "TANSU_BIN", &[])
     }
 
     /// `127.0.0.1:PORT`, for `--brokers`.
@@ -155,21 +135,7 @@ impl Broker {
 
     /// Creates a topic with Tansu's own CLI.
     pub fn create_topic(&self, name: &str, partitions: u32) -> Result<()> {
-        let status = Command::new(Self::tansu_bin()?)
-            .args([
-                "topic",
-                "create",
-                "--broker",
-                &format!("tcp://127.0.0.1:{}", self.port),
-            ])
-            .args(["--partitions", &partitions.to_string(), name])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()?;
-        if !status.success() {
-            bail!("tansu topic create {name} failed: {status}");
-        }
-        Ok(())
+        candles_testkit::create_tansu_topic(&Self::tansu_bin()?, self.port, name, partitions)
     }
 
     /// Fails if the broker or moto died.

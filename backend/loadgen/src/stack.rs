@@ -278,17 +278,7 @@ impl Stack {
             Duration::from_secs(10),
         )?;
         for (topic, partitions) in [("trades", options.partitions), ("trades.dlq", 1)] {
-            let status = Command::new(&bins.tansu)
-                .args(["topic", "create", "--broker", &url, "--partitions"])
-                .arg(partitions.to_string())
-                .arg(topic)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .context("running `tansu topic create`")?;
-            if !status.success() {
-                bail!("`tansu topic create {topic}` failed: {status}");
-            }
+            candles_testkit::create_tansu_topic(&bins.tansu, kafka_port, topic, partitions)?;
         }
         let redis_port = free_port();
         let mut cmd = Command::new(&bins.redis);

@@ -9,7 +9,7 @@
 
 use anyhow::{Context, Result, bail};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -42,23 +42,46 @@ pub fn bin_dir() -> PathBuf {
         })
 }
 
-fn find_binary(name: &str, env: &str) -> Result<PathBuf> {
+/// Finds a service binary: `$env` if set, else the first of `extra_dirs`, [`bin_dir`] and `PATH`
+/// that has it. The error says where it looked and how to install it.
+pub fn find_binary(name: &str, env: &str, extra_dirs: &[PathBuf]) -> Result<PathBuf> {
     if let Some(p) = std::env::var_os(env) {
         return Ok(PathBuf::from(p));
     }
-    let local = bin_dir().join(name);
-    if local.is_file() {
-        return Ok(local);
-    }
-    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let local = [bin_dir()];
+    let dirs = extra_dirs.iter().chain(&local);
+    for dir in dirs.clone().cloned().chain(std::env::split_paths(&path)) {
         if dir.join(name).is_file() {
             return Ok(dir.join(name));
         }
     }
+    let looked: Vec<String> = dirs.map(|d| d.display().to_string()).collect();
     bail!(
         "`{name}` was not found (looked at ${env}, {}, and PATH); run scripts/install-test-deps.sh to install it",
-        bin_dir().display()
+        looked.join(", ")
     )
+}
+
+/// Creates `name` with `partitions` partitions on the Tansu broker at `127.0.0.1:port`, with
+/// Tansu's own CLI (`tansu topic create`).
+pub fn create_tansu_topic(tansu: &Path, port: u16, name: &str, partitions: u32) -> Result<()> {
+    let status = Command::new(tansu)
+        .args([
+            "topic",
+            "create",
+            "--broker",
+            &format!("tcp://127.0.0.1:{port}"),
+        ])
+        .args(["--partitions", &partitions.to_string(), name])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .with_context(|| format!("running {} topic create", tansu.display()))?;
+    if !status.success() {
+        bail!("tansu topic create {name} failed: {status}");
+    }
+    Ok(())
 }
 
 /// A running process, killed on drop.
@@ -99,7 +122,7 @@ impl Tansu {
     /// (Re)starts the broker on the same port.
     pub fn restart(&mut self) -> Result<()> {
         self.proc = None;
-        let bin = find_binary("tansu", "TANSU_BIN")?;
+        let bin = find_binary("tansu", "TANSU_BIN", &[])?;
         let url = format!("tcp://127.0.0.1:{}", self.port);
         let child = Command::new(&bin)
             .args([
@@ -122,22 +145,12 @@ impl Tansu {
 
     /// Creates a topic with `partitions` partitions using Tansu's own CLI.
     pub fn create_topic(&self, name: &str, partitions: u32) -> Result<()> {
-        let bin = find_binary("tansu", "TANSU_BIN")?;
-        let status = Command::new(bin)
-            .args([
-                "topic",
-                "create",
-                "--broker",
-                &format!("tcp://127.0.0.1:{}", self.port),
-            ])
-            .args(["--partitions", &partitions.to_string(), name])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()?;
-        if !status.success() {
-            bail!("tansu topic create {name} failed: {status}");
-        }
-        Ok(())
+        create_tansu_topic(
+            &find_binary("tansu", "TANSU_BIN", &[])?,
+            self.port,
+            name,
+            partitions,
+        )
     }
 }
 
@@ -178,7 +191,7 @@ impl Redis {
     /// (Re)starts the server on the same port.
     pub fn restart(&mut self) -> Result<()> {
         self.proc = None;
-        let bin = find_binary("redis-server", "REDIS_SERVER_BIN")?;
+        let bin = find_binary("redis-server", "REDIS_SERVER_BIN", &[])?;
         let child = Command::new(&bin)
             .args([
                 "--port",
