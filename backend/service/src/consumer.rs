@@ -19,12 +19,22 @@
 //! # The wall clock only runs as far as the consumer has read
 //! With the wall clock, a window may only be finalized once every trade produced before its end
 //! plus grace has been read, whatever the consumer was doing meanwhile (catching up after an
-//! assignment, starved of CPU, or cut off from a broker). So every ~50 ms the pipeline asks the
-//! broker for each assigned partition's high watermark; once the consumer has read up to the
-//! watermark a query returned, everything produced before that query started has been read, and
-//! the partition's clock may move to that instant (never beyond the wall clock). When Kafka is
-//! unreachable the clock stops instead of closing windows as empty, and resumes with the right
-//! trades when Kafka is back. The event clock needs no such guard.
+//! assignment, starved of CPU, or cut off from a broker). So the pipeline asks the broker for the
+//! assigned partitions' high watermarks (one ListOffsets request): once the consumer has read up
+//! to the watermark a query returned, everything produced before that query started has been
+//! read, and the partition's clock may move to that instant (never beyond the wall clock). When
+//! Kafka is unreachable the clock stops instead of closing windows as empty, and resumes with the
+//! right trades when Kafka is back. The event clock needs no such guard.
+//!
+//! A query starts at each window's end plus grace (and every 100 ms besides, for catch-up and the
+//! lag gauge); the windows are finalized and published the moment its answer is confirmed, in the
+//! answer's handler or at the message that reads up to the watermark, so a final candle leaves a
+//! few milliseconds after it may.
+//!
+//! # Live updates
+//! A trade that changes an in-progress candle makes live updates due: at once when none were
+//! published for `--update-interval`, else when that interval has passed since the last ones
+//! (leading and trailing edge). Every in-progress candle that changed meanwhile goes out then.
 //!
 //! # Dead letters
 //! A record that is not a valid `candles.v1.Trade` goes to the dead-letter topic with its key and
@@ -41,7 +51,7 @@ use crate::health::DependencyStatus;
 use crate::metrics as m;
 use crate::store::Store;
 use anyhow::Context as _;
-use candles_core::{Candle, ClockMode, Engine, Micros, Outcome, Pair, Source, Trade};
+use candles_core::{Candle, ClockMode, Engine, EngineConfig, Micros, Outcome, Pair, Source, Trade};
 use candles_proto::v1;
 use prost::Message as _;
 use rdkafka::client::ClientContext;
@@ -128,6 +138,29 @@ impl ConsumerContext for RebalanceContext {
 
 type Kafka = StreamConsumer<RebalanceContext>;
 
+/// Watermark answers kept per partition while the consumer reads up to them.
+const MAX_PENDING_ANSWERS: usize = 8;
+
+/// How often high watermarks are asked for between finalization instants: catch-up progress after
+/// an assignment, and the lag gauge.
+const WATERMARK_EVERY: Duration = Duration::from_millis(100);
+
+/// Housekeeping: rebalances, retries of held finals, commits.
+const TICK: Duration = Duration::from_millis(50);
+
+/// The first instant after `now` at which a window becomes final (its end plus the grace).
+fn next_finalization(engine: &EngineConfig, now: Micros) -> Micros {
+    let start = engine.interval.window_start(Micros(now.0 - engine.grace.0));
+    Micros(engine.interval.window_end(start).0 + engine.grace.0)
+}
+
+/// The tokio instant 1 ms after the wall-clock instant `at` (tokio sleeps whole milliseconds; the
+/// query it triggers must start after `at`).
+fn instant_after(at: Micros) -> tokio::time::Instant {
+    let wait = (at.0 + 1_000 - Micros::now().0).max(0);
+    tokio::time::Instant::now() + Duration::from_micros(wait.unsigned_abs())
+}
+
 /// One assigned partition: its engine and the bookkeeping that decides its committed offset.
 struct PartitionState {
     partition: i32,
@@ -145,8 +178,8 @@ struct PartitionState {
     /// Everything produced to the partition before this instant has been read: the partition's
     /// wall clock may not run past it. `None` until first confirmed.
     confirmed_at: Option<Micros>,
-    /// A watermark query's (start, high watermark) awaiting `next_offset >= high`.
-    confirming: Option<(Micros, i64)>,
+    /// Watermark answers (asked at, high watermark) awaiting `next_offset >= high`, oldest first.
+    confirming: VecDeque<(Micros, i64)>,
     /// The event clock needs no confirmation.
     event_clock: bool,
     /// Distinguishes this assignment's watermark answers from stale ones.
@@ -164,7 +197,7 @@ impl PartitionState {
             pending: VecDeque::new(),
             seeded: HashMap::new(),
             confirmed_at: None,
-            confirming: None,
+            confirming: VecDeque::new(),
             // The event clock finalizes by trade time: replaying old trades is what it is for.
             event_clock: config.engine.clock == ClockMode::Event,
             generation,
@@ -184,27 +217,38 @@ impl PartitionState {
         self.confirmed_at.map(|c| c.min(now))
     }
 
-    /// Records a watermark answer `(asked_at, high)` given the consumer's `position`.
-    fn on_watermark(&mut self, asked_at: Micros, high: i64, position: Option<i64>) {
+    /// Records a watermark answer `(asked_at, high)` given the consumer's `position`; `true`
+    /// when the partition's clock moved.
+    fn on_watermark(&mut self, asked_at: Micros, high: i64, position: Option<i64>) -> bool {
         if high <= 0 || position.is_some_and(|p| p >= high) {
-            self.confirm(asked_at);
-        } else if self.confirming.is_none() {
-            // Keep the older pending answer: it is satisfied first, then a newer one is taken.
-            self.confirming = Some((asked_at, high));
+            return self.confirm(asked_at);
         }
+        // Answers are kept in the order they were asked; each is confirmed once read past.
+        if self.confirming.back().is_none_or(|&(t, _)| asked_at > t) {
+            if self.confirming.len() == MAX_PENDING_ANSWERS {
+                // Keep the oldest (satisfied first) and the newest; drop one in between.
+                self.confirming.remove(MAX_PENDING_ANSWERS / 2);
+            }
+            self.confirming.push_back((asked_at, high));
+        }
+        false
     }
 
-    /// The consumer reached `position`: confirms a pending watermark answer it satisfies.
-    fn on_position(&mut self, position: i64) {
-        if let Some((asked_at, high)) = self.confirming
-            && position >= high
-        {
-            self.confirming = None;
-            self.confirm(asked_at);
+    /// The consumer reached `position`: confirms the watermark answers it satisfies; `true` when
+    /// the partition's clock moved.
+    fn on_position(&mut self, position: i64) -> bool {
+        let mut moved = false;
+        while let Some(&(asked_at, high)) = self.confirming.front() {
+            if position < high {
+                break;
+            }
+            self.confirming.pop_front();
+            moved |= self.confirm(asked_at);
         }
+        moved
     }
 
-    fn confirm(&mut self, asked_at: Micros) {
+    fn confirm(&mut self, asked_at: Micros) -> bool {
         if self.confirmed_at.is_none() {
             tracing::info!(
                 partition = self.partition,
@@ -213,7 +257,9 @@ impl PartitionState {
         }
         if self.confirmed_at.is_none_or(|c| asked_at > c) {
             self.confirmed_at = Some(asked_at);
+            return true;
         }
+        false
     }
 
     /// The offset below which every trade is in a published candle (or was late / dead-lettered).
@@ -244,12 +290,21 @@ struct Pipeline {
     store: Store,
     consumer: Arc<Kafka>,
     producer: FutureProducer,
+    /// Answers the watermark queries (a plain client: no group, nothing to hang on drop).
+    querier: Arc<BaseConsumer>,
     parts: HashMap<i32, PartitionState>,
     generation: u64,
     watermarks: mpsc::UnboundedSender<Watermarks>,
-    /// A watermark query round is under way.
-    querying: bool,
+    /// Watermark query rounds under way, and when the last one started.
+    rounds_in_flight: usize,
+    last_round: Instant,
+    /// The next instant a window becomes final: a watermark round starts then.
+    next_final: Micros,
+    /// Some partition's clock moved since the last finalization.
+    clock_moved: bool,
+    /// When live updates were last published, and when they are due next (something changed).
     last_live: Instant,
+    live_due: Option<tokio::time::Instant>,
     /// When Redis last failed a publish (publishing pauses briefly after a failure).
     redis_failed: Option<Instant>,
     shutdown: CancellationToken,
@@ -312,36 +367,69 @@ pub async fn run(
         })?;
     tracing::info!(brokers = %config.brokers, topic = %config.topic, group = %config.group, "consuming trades");
 
+    let querier: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set("client.id", "candles-service-watermarks")
+        .create()
+        .with_context(|| {
+            format!(
+                "cannot create a Kafka client for brokers {:?}",
+                config.brokers
+            )
+        })?;
+    tracing::info!(brokers = %config.brokers, topic = %config.topic, group = %config.group, "consuming trades");
+
     let probe = tokio::spawn(probe_kafka(producer.clone(), status, shutdown.clone()));
     let consumer = Arc::new(consumer);
     let (wm_tx, mut wm_rx) = mpsc::unbounded_channel();
+    let next_final = next_finalization(&config.engine, Micros::now());
     let mut p = Pipeline {
         config,
         store,
         consumer: consumer.clone(),
         producer,
+        querier: Arc::new(querier),
         parts: HashMap::new(),
         generation: 0,
         watermarks: wm_tx,
-        querying: false,
+        rounds_in_flight: 0,
+        last_round: Instant::now(),
+        next_final,
+        clock_moved: false,
         last_live: Instant::now(),
+        live_due: None,
         redis_failed: None,
         shutdown: shutdown.clone(),
     };
 
-    let tick_every = p.config.update_interval.min(Duration::from_millis(50));
-    let mut tick = tokio::time::interval(tick_every);
+    let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Windows become final at their end plus the grace: a watermark round starts right then, and
+    // the windows are finalized as soon as its answer shows the consumer has read that far.
+    let final_sleep = tokio::time::sleep_until(instant_after(p.next_final));
+    tokio::pin!(final_sleep);
+    let live_sleep = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(live_sleep);
+    let mut live_armed: Option<tokio::time::Instant> = None;
     let mut last_error_log: Option<Instant> = None;
     loop {
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
+            _ = &mut final_sleep => {
+                p.query_watermarks();
+                p.next_final = next_finalization(&p.config.engine, Micros::now());
+                final_sleep.as_mut().reset(instant_after(p.next_final));
+            }
+            Some(wm) = wm_rx.recv() => p.on_watermarks(wm),
+            _ = &mut live_sleep, if p.live_due.is_some() => {
+                live_armed = None;
+                p.publish_live().await;
+            }
             _ = tick.tick() => {
                 p.apply_rebalances();
                 p.on_tick().await;
             }
-            Some(wm) = wm_rx.recv() => p.on_watermarks(wm),
             r = consumer.recv() => match r {
                 Ok(msg) => {
                     let msg = msg.detach();
@@ -358,17 +446,31 @@ pub async fn run(
                 }
             }
         }
+        if p.clock_moved {
+            p.clock_moved = false;
+            p.finalize().await;
+        }
+        if let Some(due) = p.live_due
+            && live_armed != Some(due)
+        {
+            live_sleep.as_mut().reset(due);
+            live_armed = Some(due);
+        }
     }
     p.shut_down().await;
     probe.abort();
     let Pipeline {
         producer,
         consumer: pipeline_consumer,
+        querier,
         ..
     } = p;
     drop(pipeline_consumer);
     close_consumer(consumer).await;
-    std::thread::spawn(move || drop(producer));
+    std::thread::spawn(move || {
+        drop(producer);
+        drop(querier);
+    });
     Ok(())
 }
 
@@ -403,27 +505,44 @@ impl Pipeline {
         );
     }
 
-    /// Asks the broker for every assigned partition's high watermark (one round at a time).
+    /// Asks the broker for every assigned partition's high watermark, in one request.
     fn query_watermarks(&mut self) {
-        if self.querying || self.parts.is_empty() || self.parts.values().all(|s| s.event_clock) {
+        if self.parts.is_empty() || self.parts.values().all(|s| s.event_clock) {
             return;
         }
-        self.querying = true;
+        self.rounds_in_flight += 1;
+        self.last_round = Instant::now();
         let partitions: Vec<(i32, u64)> =
             self.parts.iter().map(|(&p, s)| (p, s.generation)).collect();
-        let producer = self.producer.clone();
+        let querier = self.querier.clone();
         let topic = self.config.topic.clone();
         let tx = self.watermarks.clone();
         tokio::task::spawn_blocking(move || {
+            let mut tpl = TopicPartitionList::new();
+            for &(partition, _) in &partitions {
+                // In a ListOffsets query, the "timestamp" -1 (Offset::End) asks for the latest offset.
+                let _ = tpl.add_partition_offset(&topic, partition, Offset::End);
+            }
             let asked_at = Micros::now();
+            let highs = match querier.offsets_for_times(tpl, Duration::from_secs(1)) {
+                Ok(tpl) => Some(tpl),
+                Err(e) => {
+                    tracing::debug!(error = %e, "high watermark query failed; the partitions' clocks wait");
+                    None
+                }
+            };
             let answers = partitions
                 .into_iter()
                 .map(|(partition, generation)| {
-                    let high = producer.client().fetch_watermarks(&topic, partition, Duration::from_secs(1));
-                    if let Err(e) = &high {
-                        tracing::debug!(partition, error = %e, "high watermark query failed; the partition's clock waits");
-                    }
-                    (partition, generation, high.ok().map(|(_, high)| high))
+                    let high = highs
+                        .as_ref()
+                        .and_then(|tpl| tpl.find_partition(&topic, partition))
+                        .filter(|e| e.error().is_ok())
+                        .and_then(|e| match e.offset() {
+                            Offset::Offset(o) => Some(o),
+                            _ => None,
+                        });
+                    (partition, generation, high)
                 })
                 .collect();
             let _ = tx.send(Watermarks { asked_at, answers });
@@ -431,7 +550,7 @@ impl Pipeline {
     }
 
     fn on_watermarks(&mut self, wm: Watermarks) {
-        self.querying = false;
+        self.rounds_in_flight = self.rounds_in_flight.saturating_sub(1);
         for (partition, generation, high) in wm.answers {
             tracing::trace!(partition, ?high, "high watermark");
             let Some(high) = high else { continue };
@@ -444,7 +563,7 @@ impl Pipeline {
                     .set((high - pos).max(0) as f64);
             }
             if let Some(state) = self.parts.get_mut(&partition) {
-                state.on_watermark(wm.asked_at, high, position);
+                self.clock_moved |= state.on_watermark(wm.asked_at, high, position);
             }
         }
     }
@@ -479,7 +598,7 @@ impl Pipeline {
                     && let Some(state) = self.parts.get_mut(&partition)
                 {
                     state.next_offset = Some(offset + 1);
-                    state.on_position(offset + 1);
+                    self.clock_moved |= state.on_position(offset + 1);
                 }
                 return;
             }
@@ -522,6 +641,11 @@ impl Pipeline {
             Outcome::Applied => {
                 let first = state.open.entry(start).or_insert(offset);
                 *first = (*first).min(offset);
+                if self.live_due.is_none() && state.caught_up() {
+                    // Leading edge: at once if nothing was published for an update interval.
+                    let due = self.last_live + self.config.update_interval;
+                    self.live_due = Some(tokio::time::Instant::from_std(due.max(Instant::now())));
+                }
             }
             Outcome::Late if published => {
                 metrics::counter!(m::TRADES_ALREADY_PUBLISHED).increment(1)
@@ -532,7 +656,7 @@ impl Pipeline {
             }
         }
         state.next_offset = Some(offset + 1);
-        state.on_position(offset + 1);
+        self.clock_moved |= state.on_position(offset + 1);
     }
 
     /// The last final candle of every source of `pair`, retrying while Redis is down; `None` on
@@ -616,23 +740,31 @@ impl Pipeline {
     }
 
     async fn on_tick(&mut self) {
-        self.query_watermarks();
-        let now = Micros::now();
+        if self.rounds_in_flight == 0 && self.last_round.elapsed() >= WATERMARK_EVERY {
+            self.query_watermarks();
+        }
         let partitions: Vec<i32> = self.parts.keys().copied().collect();
         for partition in partitions {
             // A partition that received nothing yet: its position comes from the consumer.
             let position = match self.parts.get(&partition) {
-                Some(s) if s.confirming.is_some() && s.next_offset.is_none() => {
+                Some(s) if !s.confirming.is_empty() && s.next_offset.is_none() => {
                     self.position(partition, s)
                 }
                 _ => None,
             };
-            let Some(state) = self.parts.get_mut(&partition) else {
-                continue;
-            };
-            if let Some(position) = position {
+            if let Some(position) = position
+                && let Some(state) = self.parts.get_mut(&partition)
+            {
                 state.on_position(position);
             }
+        }
+        self.finalize().await;
+    }
+
+    /// Finalizes every window the partitions' clocks allow, publishes the finals and commits.
+    async fn finalize(&mut self) {
+        let now = Micros::now();
+        for state in self.parts.values_mut() {
             if let Some(clock) = state.clock(now) {
                 let mut finals = Vec::new();
                 state.engine.advance(clock, &mut finals);
@@ -641,10 +773,6 @@ impl Pipeline {
         }
         self.publish_pending().await;
         self.commit();
-        if self.last_live.elapsed() >= self.config.update_interval {
-            self.last_live = Instant::now();
-            self.publish_live().await;
-        }
     }
 
     /// Publishes finalized candles, oldest first per partition; stops at the first Redis error
@@ -678,7 +806,12 @@ impl Pipeline {
         }
     }
 
+    /// Publishes the in-progress candles that changed since the last call (at most once per
+    /// update interval: the first change after a quiet interval goes out at once, later ones wait
+    /// for the interval to pass).
     async fn publish_live(&mut self) {
+        self.live_due = None;
+        self.last_live = Instant::now();
         if self.redis_failed.is_some() {
             return;
         }
@@ -912,6 +1045,51 @@ mod tests {
             s.clock(now),
             Some(Micros(8_000_000)),
             "an empty partition is read"
+        );
+    }
+
+    #[test]
+    fn windows_become_final_at_their_end_plus_the_grace() {
+        let engine = EngineConfig {
+            interval: Interval::seconds(5),
+            grace: CoreDuration::from_millis(1_500),
+            clock: ClockMode::Wall,
+        };
+        let at = |ms| next_finalization(&engine, Micros::from_millis(ms));
+        assert_eq!(
+            at(0),
+            Micros::from_millis(1_500),
+            "window [-5 s, 0) + grace"
+        );
+        assert_eq!(at(1_499), Micros::from_millis(1_500));
+        assert_eq!(at(1_500), Micros::from_millis(6_500), "strictly after now");
+        assert_eq!(at(6_000), Micros::from_millis(6_500));
+        assert_eq!(at(-1), Micros::from_millis(1_500));
+    }
+
+    #[test]
+    fn every_watermark_answer_is_confirmed_once_read_past() {
+        let mut s = PartitionState::new(&config(), 0, 1);
+        assert!(!s.on_watermark(Micros(1_000), 10, Some(5)));
+        assert!(!s.on_watermark(Micros(2_000), 20, Some(5)));
+        assert!(
+            !s.on_watermark(Micros(1_500), 15, Some(5)),
+            "older than the newest: dropped"
+        );
+        assert!(s.on_position(12), "the first answer is read past");
+        assert_eq!(s.clock(Micros(9_000)), Some(Micros(1_000)));
+        assert!(!s.on_position(19));
+        assert!(s.on_position(20), "so is the second, kept meanwhile");
+        assert_eq!(s.clock(Micros(9_000)), Some(Micros(2_000)));
+        for i in 0..20 {
+            s.on_watermark(Micros(3_000 + i), 100 + i, Some(20));
+        }
+        assert_eq!(s.confirming.len(), MAX_PENDING_ANSWERS, "bounded");
+        assert!(s.on_position(1_000));
+        assert_eq!(
+            s.clock(Micros(9_000)),
+            Some(Micros(3_019)),
+            "the newest answer is kept"
         );
     }
 
