@@ -22,6 +22,10 @@ pub const CLIENTS_DROPPED: &str = "candles_service_clients_dropped_total";
 pub const CONSUMER_LAG: &str = "candles_service_consumer_lag";
 /// Counter: undecodable records sent to the dead-letter topic.
 pub const DLQ_RECORDS: &str = "candles_service_dlq_records_total";
+/// Counter, label `outcome` = `refetched` | `accepted`: records that arrived after a hole in their
+/// partition's offsets. `refetched`: the consumer went back and read the hole; `accepted`: the
+/// hole stayed empty for [`crate::consumer`]'s patience (e.g. a compacted topic) and was skipped.
+pub const OFFSET_GAPS: &str = "candles_service_offset_gaps_total";
 /// Counter: Redis subscriber reconnects.
 pub const REDIS_RECONNECTS: &str = "candles_service_redis_reconnects_total";
 /// Gauge: 1 while the dependency (label `dependency` = `kafka` | `redis`) is reachable.
@@ -72,6 +76,10 @@ pub fn describe() {
     describe_counter!(
         DLQ_RECORDS,
         "Undecodable Kafka records sent to the dead-letter topic"
+    );
+    describe_counter!(
+        OFFSET_GAPS,
+        "Records that arrived after a hole in their partition's offsets, by outcome (refetched, accepted)"
     );
     describe_counter!(REDIS_RECONNECTS, "Redis subscriber reconnects");
     describe_gauge!(
