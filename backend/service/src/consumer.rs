@@ -206,10 +206,10 @@ fn next_finalization(engine: &EngineConfig, now: Micros) -> Micros {
     Micros(engine.interval.window_end(start).0 + engine.grace.0)
 }
 
-/// The tokio instant 1 ms after the wall-clock instant `at` (tokio sleeps whole milliseconds; the
-/// query it triggers must start after `at`).
-fn instant_after(at: Micros) -> tokio::time::Instant {
-    let wait = (at.0 + 1_000 - Micros::now().0).max(0);
+/// The tokio instant of the wall-clock instant `at` (the query it triggers waits out any
+/// remainder: it must start at or after `at`).
+fn instant_of(at: Micros) -> tokio::time::Instant {
+    let wait = (at.0 - Micros::now().0).max(0);
     tokio::time::Instant::now() + Duration::from_micros(wait.unsigned_abs())
 }
 
@@ -461,7 +461,7 @@ pub async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Windows become final at their end plus the grace: a watermark round starts right then, and
     // the windows are finalized as soon as its answer shows the consumer has read that far.
-    let final_sleep = tokio::time::sleep_until(instant_after(p.next_final));
+    let final_sleep = tokio::time::sleep_until(instant_of(p.next_final));
     tokio::pin!(final_sleep);
     let live_sleep = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(live_sleep);
@@ -472,9 +472,9 @@ pub async fn run(
             biased;
             _ = shutdown.cancelled() => break,
             _ = &mut final_sleep => {
-                p.query_watermarks();
+                p.query_watermarks(p.next_final);
                 p.next_final = next_finalization(&p.config.engine, Micros::now());
-                final_sleep.as_mut().reset(instant_after(p.next_final));
+                final_sleep.as_mut().reset(instant_of(p.next_final));
             }
             Some(wm) = wm_rx.recv() => p.on_watermarks(wm),
             _ = &mut live_sleep, if p.live_due.is_some() => {
@@ -560,8 +560,9 @@ impl Pipeline {
         );
     }
 
-    /// Asks the broker for every assigned partition's high watermark, in one request.
-    fn query_watermarks(&mut self) {
+    /// Asks the broker for every assigned partition's high watermark, in one request sent at or
+    /// after `not_before`.
+    fn query_watermarks(&mut self, not_before: Micros) {
         if self.parts.is_empty() || self.parts.values().all(|s| s.event_clock) {
             return;
         }
@@ -578,7 +579,14 @@ impl Pipeline {
                 // In a ListOffsets query, the "timestamp" -1 (Offset::End) asks for the latest offset.
                 let _ = tpl.add_partition_offset(&topic, partition, Offset::End);
             }
-            let asked_at = Micros::now();
+            let mut asked_at = Micros::now();
+            while asked_at < not_before {
+                // Timers round to milliseconds: wait out the rest (under a millisecond).
+                std::thread::sleep(Duration::from_micros(
+                    (not_before.0 - asked_at.0).unsigned_abs(),
+                ));
+                asked_at = Micros::now();
+            }
             let highs = match querier.offsets_for_times(tpl, Duration::from_secs(1)) {
                 Ok(tpl) => Some(tpl),
                 Err(e) => {
@@ -826,7 +834,7 @@ impl Pipeline {
 
     async fn on_tick(&mut self) {
         if self.rounds_in_flight == 0 && self.last_round.elapsed() >= WATERMARK_EVERY {
-            self.query_watermarks();
+            self.query_watermarks(Micros(0));
         }
         let partitions: Vec<i32> = self.parts.keys().copied().collect();
         for partition in partitions {
@@ -860,8 +868,10 @@ impl Pipeline {
         self.commit();
     }
 
-    /// Publishes finalized candles, oldest first per partition; stops at the first Redis error
-    /// (the rest stay pending and hold back their partition's commit).
+    /// Publishes finalized candles, oldest first per partition, one round trip per window (the
+    /// commands are pipelined on one connection); stops at the first Redis error (that candle and
+    /// the rest stay pending and hold back their partition's commit; publishing again what did
+    /// reach Redis is harmless).
     async fn publish_pending(&mut self) {
         if self
             .redis_failed
@@ -870,21 +880,44 @@ impl Pipeline {
             return;
         }
         for state in self.parts.values_mut() {
-            while let Some(candle) = state.pending.front() {
-                match self.store.publish_final(candle).await {
-                    Ok(true) => {
-                        metrics::counter!(m::CANDLES_PUBLISHED, "kind" => "final").increment(1);
+            while !state.pending.is_empty() {
+                // One window of each series per round: a failure then never leaves a later window
+                // of a series published before an earlier one (which publish-once would refuse).
+                let mut series = Vec::new();
+                let batch = state
+                    .pending
+                    .iter()
+                    .take_while(|c| {
+                        let fresh = !series.contains(&(c.pair, c.source));
+                        series.push((c.pair, c.source));
+                        fresh
+                    })
+                    .count();
+                let store = &self.store;
+                let results = futures::future::join_all(
+                    state
+                        .pending
+                        .iter()
+                        .take(batch)
+                        .map(|c| store.publish_final(c)),
+                )
+                .await;
+                for result in results {
+                    match result {
+                        Ok(true) => {
+                            metrics::counter!(m::CANDLES_PUBLISHED, "kind" => "final").increment(1);
+                        }
+                        Ok(false) => {
+                            metrics::counter!(m::CANDLES_DUPLICATE).increment(1);
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot publish final candles; holding them (and their offsets) until Redis is back");
+                            self.redis_failed = Some(Instant::now());
+                            return;
+                        }
                     }
-                    Ok(false) => {
-                        metrics::counter!(m::CANDLES_DUPLICATE).increment(1);
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot publish final candles; holding them (and their offsets) until Redis is back");
-                        self.redis_failed = Some(Instant::now());
-                        return;
-                    }
+                    state.pending.pop_front();
                 }
-                state.pending.pop_front();
             }
             self.redis_failed = None;
             state.forget_published();
@@ -904,8 +937,11 @@ impl Pipeline {
         for state in self.parts.values_mut().filter(|s| s.caught_up()) {
             state.engine.take_updates(&mut updates);
         }
-        for candle in &updates {
-            match self.store.publish_live(candle).await {
+        let store = &self.store;
+        let results =
+            futures::future::join_all(updates.iter().map(|c| store.publish_live(c))).await;
+        for result in results {
+            match result {
                 Ok(()) => metrics::counter!(m::CANDLES_PUBLISHED, "kind" => "live").increment(1),
                 Err(e) => {
                     tracing::debug!(error = %e, "cannot publish a live candle; skipping this update");
