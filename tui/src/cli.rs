@@ -98,7 +98,7 @@ pub struct Cli {
     #[arg(long, env = "CANDLES_GRACE", default_value = "1500ms")]
     pub grace: Duration,
     /// --embedded: how often the forming candle is updated.
-    #[arg(long, env = "CANDLES_UPDATE_INTERVAL", default_value = "250ms")]
+    #[arg(long, env = "CANDLES_UPDATE_INTERVAL", default_value = "20ms")]
     pub update_interval: Duration,
     /// Log file. Default: a daily-rotated file under ~/.cache/candles/logs (or the temp dir).
     /// Logs never go to the screen.

@@ -111,7 +111,7 @@ struct PipelineArgs {
     instances: usize,
 
     /// The services' --update-interval (live update throttle).
-    #[arg(long, env = "LOADGEN_UPDATE_INTERVAL", default_value = "250ms")]
+    #[arg(long, env = "LOADGEN_UPDATE_INTERVAL", default_value = "20ms")]
     update_interval: String,
 
     /// Partitions of the trades topic.

@@ -55,7 +55,7 @@ impl Default for ServiceConfig {
             redis_url: "redis://127.0.0.1:6379/".into(),
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             engine: EngineConfig::default(),
-            update_interval: Duration::from_millis(250),
+            update_interval: Duration::from_millis(20),
             history_max: 1000,
             client_queue: 1024,
             hub_capacity: 65_536,

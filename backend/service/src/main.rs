@@ -45,7 +45,7 @@ struct Cli {
     #[arg(long, env = "CANDLES_CLOCK", default_value = "wall")]
     clock: ClockMode,
     /// Publish in-progress candles at most this often per pair and source.
-    #[arg(long, env = "CANDLES_UPDATE_INTERVAL", default_value = "250ms")]
+    #[arg(long, env = "CANDLES_UPDATE_INTERVAL", default_value = "20ms")]
     update_interval: Duration,
     /// Final candles kept in Redis per pair and source (the most a client's `history` may ask).
     #[arg(long, env = "CANDLES_HISTORY_MAX", default_value_t = 1000)]
