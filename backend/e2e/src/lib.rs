@@ -4,7 +4,7 @@
 //!
 //! - [`bins`]: locating (and building) the workspace's binaries.
 //! - [`process`]: child processes killed on drop, with log files.
-//! - [`broker`]: Tansu, in memory or on S3 (a local moto server) so it survives a restart.
+//! - [`broker`]: Tansu, in memory, or on SQLite on disk so it survives a restart.
 //! - [`stack`]: the whole topology and the faults tests inject.
 //! - [`kafka`]: reading the trades topic back.
 //! - [`truth`]: expected candles from the simulators' trade logs; Kafka vs generated trades.
@@ -12,8 +12,8 @@
 //! - [`compare`]: received vs expected, with a readable diff.
 //!
 //! Run: `cargo test -p candles-e2e` (builds the binaries it drives first; needs `tansu`,
-//! `redis-server`, `docker-compose` and, for the broker-restart scenario, `moto_server`: see
-//! scripts/install-test-deps.sh). `-- --ignored` runs the scenarios that fail on known bugs.
+//! `redis-server`, `docker-compose` and, for the broker-restart tests, Tansu built with SQLite
+//! storage: see scripts/install-test-deps.sh). `-- --ignored` runs the scenarios that fail on known bugs.
 //! `CANDLES_E2E_BIN_DIR=DIR` tests the binaries in DIR instead; `CANDLES_E2E_LOG=debug` raises
 //! the services' log level. Each run's logs and trade logs are under `$TMPDIR/candles-e2e/`
 //! (deleted when the scenario passes).
