@@ -101,6 +101,8 @@ pub struct RateResult {
     pub loadavg_at_start: String,
     /// Fault counters of every process at the end (late trades, gaps, lag, drops, ...).
     pub counters: BTreeMap<String, f64>,
+    /// Where the final latency goes inside the services (whole run, bucket bounds).
+    pub service_histograms: BTreeMap<String, BucketSummary>,
     /// The first judged windows whose final count differs: `pair start_us expected received`.
     pub wrong_windows: Vec<String>,
     /// Σ `connector_trades_published_total` (acknowledged by the broker) after the feeds stopped.
@@ -292,6 +294,7 @@ fn run_rate(
         "   connectors published {} trades; the trades topic holds {:?} records",
         r.published_by_connectors, r.records_in_kafka
     );
+    r.service_histograms = service_histograms(&counters);
     r.counters = counters;
     if let Some(t) = topic {
         let iv = s.interval.1;
@@ -453,6 +456,7 @@ fn analyze(
         run_dir: run_dir.display().to_string(),
         loadavg_at_start: String::new(),
         counters: BTreeMap::new(),
+        service_histograms: BTreeMap::new(),
         wrong_windows,
         published_by_connectors: 0.0,
         records_in_kafka: None,
@@ -481,7 +485,66 @@ const COUNTERS: &[&str] = &[
     "error",
     "fatal",
     "replaced",
+    "offset_gaps",
+    "_seconds_bucket",
 ];
+
+/// The services' latency histograms summarized after a run (their buckets are in `counters`).
+const SERVICE_HISTOGRAMS: &[&str] = &[
+    "candles_service_watermark_query_seconds",
+    "candles_service_finalize_delay_seconds",
+    "candles_service_finalize_to_client_seconds",
+];
+
+/// p50 and p99 of one service histogram over every instance and the whole run (warm-up
+/// included), as bucket upper bounds in ms.
+#[derive(Clone, Debug, Serialize)]
+pub struct BucketSummary {
+    /// Samples.
+    pub count: f64,
+    /// The bucket edge at or under which half the samples fall, ms.
+    pub p50_le_ms: Option<f64>,
+    /// The same for 99 %, ms.
+    pub p99_le_ms: Option<f64>,
+}
+
+/// Sums each of [`SERVICE_HISTOGRAMS`] over the service instances in `counters`.
+fn service_histograms(counters: &BTreeMap<String, f64>) -> BTreeMap<String, BucketSummary> {
+    let mut out = BTreeMap::new();
+    for name in SERVICE_HISTOGRAMS {
+        let prefix = format!("{name}_bucket{{le=\"");
+        let mut buckets: BTreeMap<String, f64> = BTreeMap::new();
+        for (key, value) in counters {
+            if let Some((_, rest)) = key.split_once(&prefix)
+                && let Some(le) = rest.strip_suffix("\"}")
+            {
+                *buckets.entry(le.to_string()).or_default() += value;
+            }
+        }
+        let buckets: Vec<(f64, f64)> = buckets
+            .into_iter()
+            .filter_map(|(le, n)| {
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                };
+                Some((le, n))
+            })
+            .collect();
+        let count = buckets.iter().map(|b| b.1).fold(0.0, f64::max);
+        let ms = |q| stats::bucket_quantile(&buckets, q).map(|s| s * 1000.0);
+        out.insert(
+            name.trim_start_matches("candles_service_").to_string(),
+            BucketSummary {
+                count,
+                p50_le_ms: ms(0.5),
+                p99_le_ms: ms(0.99),
+            },
+        );
+    }
+    out
+}
 
 fn fmt(x: Option<f64>) -> String {
     x.map_or("-".into(), |v| format!("{v:.1}"))
@@ -527,7 +590,19 @@ fn print_result(r: &RateResult) {
     for w in &r.wrong_windows {
         println!("   wrong window: {w}");
     }
-    for (k, v) in r.counters.iter().filter(|(_, v)| **v != 0.0) {
+    for (name, h) in &r.service_histograms {
+        println!(
+            "   services' {name}: p50 <= {} ms, p99 <= {} ms (n={}, whole run)",
+            fmt(h.p50_le_ms),
+            fmt(h.p99_le_ms),
+            h.count
+        );
+    }
+    for (k, v) in r
+        .counters
+        .iter()
+        .filter(|(k, v)| **v != 0.0 && !k.contains("_bucket"))
+    {
         println!("   {k} = {v}");
     }
     for e in &r.client_errors {

@@ -131,6 +131,19 @@ pub fn live_latency_us(sent_us: &[i64], trades: u64, received_us: i64) -> Option
     Some(received_us - sent_us[n - 1])
 }
 
+/// Upper bound (bucket edge) of the `q` quantile of a Prometheus histogram, from its
+/// `(le, cumulative count)` buckets (the `+Inf` bucket as `f64::INFINITY`); `None` when empty.
+pub fn bucket_quantile(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
+    let mut sorted = buckets.to_vec();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = sorted.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let rank = (q.clamp(0.0, 1.0) * total).ceil().max(1.0);
+    sorted.iter().find(|(_, n)| *n >= rank).map(|(le, _)| *le)
+}
+
 /// The measured windows of length `interval_us`: those that start at or after `from_us` and end
 /// at or before `to_us`.
 pub fn in_measured_range(start_us: i64, interval_us: i64, from_us: i64, to_us: i64) -> bool {
@@ -205,6 +218,22 @@ mod tests {
         assert_eq!(live_latency_us(&sent, 3, 1300), Some(1000));
         assert_eq!(live_latency_us(&sent, 0, 1300), None);
         assert_eq!(live_latency_us(&sent, 4, 1300), None);
+    }
+
+    #[test]
+    fn bucket_quantiles_are_the_first_bucket_holding_the_rank() {
+        let b = [
+            (0.001, 10.0),
+            (0.005, 90.0),
+            (0.01, 99.0),
+            (f64::INFINITY, 100.0),
+        ];
+        assert_eq!(bucket_quantile(&b, 0.5), Some(0.005));
+        assert_eq!(bucket_quantile(&b, 0.99), Some(0.01));
+        assert_eq!(bucket_quantile(&b, 1.0), Some(f64::INFINITY));
+        assert_eq!(bucket_quantile(&b, 0.05), Some(0.001));
+        assert_eq!(bucket_quantile(&[(f64::INFINITY, 0.0)], 0.5), None);
+        assert_eq!(bucket_quantile(&[], 0.5), None);
     }
 
     #[test]

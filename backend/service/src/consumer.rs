@@ -336,6 +336,7 @@ impl PartitionState {
 /// Answers to one round of high-watermark queries: (partition, generation, high watermark).
 struct Watermarks {
     asked_at: Micros,
+    round_trip: Duration,
     answers: Vec<(i32, u64, Option<i64>)>,
 }
 
@@ -587,6 +588,7 @@ impl Pipeline {
                 ));
                 asked_at = Micros::now();
             }
+            let sent = Instant::now();
             let highs = match querier.offsets_for_times(tpl, Duration::from_secs(1)) {
                 Ok(tpl) => Some(tpl),
                 Err(e) => {
@@ -608,12 +610,17 @@ impl Pipeline {
                     (partition, generation, high)
                 })
                 .collect();
-            let _ = tx.send(Watermarks { asked_at, answers });
+            let _ = tx.send(Watermarks {
+                asked_at,
+                round_trip: sent.elapsed(),
+                answers,
+            });
         });
     }
 
     fn on_watermarks(&mut self, wm: Watermarks) {
         self.rounds_in_flight = self.rounds_in_flight.saturating_sub(1);
+        metrics::histogram!(m::WATERMARK_QUERY).record(wm.round_trip.as_secs_f64());
         for (partition, generation, high) in wm.answers {
             tracing::trace!(partition, ?high, "high watermark");
             let Some(high) = high else { continue };
@@ -861,6 +868,16 @@ impl Pipeline {
             if let Some(clock) = state.clock(now) {
                 let mut finals = Vec::new();
                 state.engine.advance(clock, &mut finals);
+                let mut last_window = None;
+                for c in &finals {
+                    if last_window != Some(c.start) {
+                        last_window = Some(c.start);
+                        let due = self.config.engine.interval.window_end(c.start).0
+                            + self.config.engine.grace.0;
+                        metrics::histogram!(m::FINALIZE_DELAY)
+                            .record((now.0 - due).max(0) as f64 / 1e6);
+                    }
+                }
                 state.pending.extend(finals);
             }
         }

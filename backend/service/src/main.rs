@@ -122,12 +122,15 @@ fn init_logging(format: &str) {
 }
 
 fn init_metrics(addr: SocketAddr) -> anyhow::Result<()> {
-    metrics_exporter_prometheus::PrometheusBuilder::new()
-        .with_http_listener(addr)
-        .set_buckets_for_metric(
-            metrics_exporter_prometheus::Matcher::Full(candles_service::metrics::FINALIZE_TO_CLIENT.to_string()),
+    let mut builder =
+        metrics_exporter_prometheus::PrometheusBuilder::new().with_http_listener(addr);
+    for name in candles_service::metrics::LATENCY_HISTOGRAMS {
+        builder = builder.set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(name.to_string()),
             candles_service::metrics::LATENCY_BUCKETS,
-        )?
+        )?;
+    }
+    builder
         .install()
         .with_context(|| format!("cannot serve metrics on {addr} (--metrics-addr / CANDLES_METRICS_ADDR); is the port free?"))
 }

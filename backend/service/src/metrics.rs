@@ -14,6 +14,11 @@ pub const CANDLES_PUBLISHED: &str = "candles_service_candles_published_total";
 pub const CANDLES_DUPLICATE: &str = "candles_service_candles_already_published_total";
 /// Histogram, seconds: from a window's end plus grace to sending its final candle to a client.
 pub const FINALIZE_TO_CLIENT: &str = "candles_service_finalize_to_client_seconds";
+/// Histogram, seconds: from a window's end plus grace to the service finalizing it (the high
+/// watermark round trip, plus reading up to the watermark).
+pub const FINALIZE_DELAY: &str = "candles_service_finalize_delay_seconds";
+/// Histogram, seconds: one high-watermark query (ListOffsets) round trip to Kafka.
+pub const WATERMARK_QUERY: &str = "candles_service_watermark_query_seconds";
 /// Gauge: gRPC clients subscribed now.
 pub const CLIENTS_CONNECTED: &str = "candles_service_clients_connected";
 /// Counter: clients dropped because their queue overflowed.
@@ -33,8 +38,12 @@ pub const DEPENDENCY_UP: &str = "candles_service_dependency_up";
 
 /// Buckets for [`FINALIZE_TO_CLIENT`], seconds.
 pub const LATENCY_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0,
+    10.0,
 ];
+
+/// The histograms measured in seconds (all use [`LATENCY_BUCKETS`]).
+pub const LATENCY_HISTOGRAMS: &[&str] = &[FINALIZE_TO_CLIENT, FINALIZE_DELAY, WATERMARK_QUERY];
 
 /// Registers descriptions with whatever recorder is installed (none in tests: a no-op).
 pub fn describe() {
@@ -63,6 +72,16 @@ pub fn describe() {
         FINALIZE_TO_CLIENT,
         Unit::Seconds,
         "Window end + grace → final candle sent to a gRPC client"
+    );
+    describe_histogram!(
+        FINALIZE_DELAY,
+        Unit::Seconds,
+        "Window end + grace → window finalized by this service"
+    );
+    describe_histogram!(
+        WATERMARK_QUERY,
+        Unit::Seconds,
+        "High-watermark query (ListOffsets) round trip"
     );
     describe_gauge!(CLIENTS_CONNECTED, "gRPC clients subscribed");
     describe_counter!(
