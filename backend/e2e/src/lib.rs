@@ -13,9 +13,9 @@
 //!
 //! Run: `cargo test -p candles-e2e` (builds the binaries it drives first; needs `tansu`,
 //! `redis-server`, `docker-compose` and, for the broker-restart tests, Tansu built with SQLite
-//! storage: see scripts/install-test-deps.sh). `-- --ignored` runs the scenarios that fail on known bugs.
-//! `CANDLES_E2E_BIN_DIR=DIR` tests the binaries in DIR instead; `CANDLES_E2E_LOG=debug` raises
-//! the services' log level. Each run's logs and trade logs are under `$TMPDIR/candles-e2e/`
+//! storage: see scripts/install-test-deps.sh). `CANDLES_E2E_BIN_DIR=DIR` tests the binaries in DIR
+//! instead; `CANDLES_E2E_LOG=debug` raises the services' log level, `CANDLES_E2E_TANSU_LOG` the
+//! broker's (default `warn`). Each run's logs and trade logs are under `$TMPDIR/candles-e2e/`
 //! (deleted when the scenario passes).
 #![forbid(unsafe_code)]
 

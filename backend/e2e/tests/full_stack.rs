@@ -9,9 +9,9 @@
 //! trades were lost before Kafka (connector) or after (service).
 //!
 //! The tests need `tansu` and `redis-server` (scripts/install-test-deps.sh) and fail without
-//! them. The broker-restart test also needs Tansu built with SQLite storage (same script). The
-//! other tests use the in-memory broker. The tests run one at a
-//! time (each starts ~10 processes); logs are kept under `$TMPDIR/candles-e2e/` when one fails.
+//! them. The broker-restart tests also need Tansu built with SQLite storage (same script; see
+//! `candles_e2e::broker`); the other tests use the in-memory broker. The tests run one at a time
+//! (each starts ~10 processes); logs are kept under `$TMPDIR/candles-e2e/` when one fails.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 use candles_core::{Exchange, Interval};
@@ -301,20 +301,39 @@ fn connector_kill9_and_restart_loses_nothing() {
     );
 }
 
-/// f. The Kafka broker is stopped (SIGTERM) and restarted mid-run, with persistent storage:
-/// Tansu on `sqlite://` in the run directory (the in-memory engine would lose the topic).
-#[test]
-#[ignore = "cannot pass with this broker (reported): Tansu 0.6.0's s3:// engine (on moto) keeps topics and committed offsets across a restart, but trades the connectors published are missing from the topic (the newest ~20 of a partition even with no restart; more after kill -9) and it reads ~150-200 records/s; after the restart candles-service's catch-up guard also never completed for the partitions holding data"]
-fn broker_restart_with_persistent_storage_loses_nothing() {
-    let mut config = StackConfig::new("broker-restart");
+/// The broker-restart scenarios: persistent storage (Tansu on `sqlite://` in the run
+/// directory; the in-memory engine would lose the topic), the broker stopped 5 s into the run
+/// and restarted after 2 s. The connectors queue their trades meanwhile and deliver them once the
+/// broker is back: measured here, up to ~3.7 s after the trade (the broker's ~1 s shutdown, 2 s
+/// down, the producers' reconnect), and candles-service's group session (6 s) times out and its
+/// partitions are re-read from the committed offsets. The outage plus the recovery must fit in
+/// the grace, or the delayed trades are late by design (with a 2 s grace 16 of 192 candles miss
+/// some): these scenarios run with a 10 s grace, like the connector restart.
+fn broker_restart_scenario(name: &str, graceful: bool) {
+    let mut config = StackConfig::new(name);
     config.storage = Storage::Disk;
+    config.grace = "10s".into();
     run_scenario(
         config,
-        Box::new(|stack| {
+        Box::new(move |stack| {
             sleep(5_000);
-            eprintln!("stopping the broker (SIGTERM), restarting it after 2 s");
-            stack.restart_broker(Duration::from_secs(2), true)
+            let how = if graceful { "SIGTERM" } else { "kill -9" };
+            eprintln!("stopping the broker ({how}), restarting it after 2 s");
+            stack.restart_broker(Duration::from_secs(2), graceful)
         }),
         true,
     );
+}
+
+/// f. The Kafka broker is stopped (SIGTERM) and restarted mid-run: no trade, candle or
+/// committed offset is lost or duplicated.
+#[test]
+fn broker_restart_with_persistent_storage_loses_nothing() {
+    broker_restart_scenario("broker-restart", true);
+}
+
+/// g. The same with `kill -9` of the broker.
+#[test]
+fn broker_kill9_with_persistent_storage_loses_nothing() {
+    broker_restart_scenario("broker-kill9", false);
 }
