@@ -87,6 +87,9 @@ impl KafkaSink {
             .set("max.in.flight.requests.per.connection", "5")
             .set("linger.ms", "5")
             .set("message.timeout.ms", "30000")
+            // Back within a second of a broker restart: the trades buffered meanwhile are late
+            // for their windows by however long this takes (see candles-service's outage rule).
+            .set("reconnect.backoff.max.ms", "1000")
             .set("partitioner", "murmur2_random")
             .set("client.id", "candles-connector");
         for (k, v) in extra {

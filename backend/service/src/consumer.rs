@@ -197,6 +197,40 @@ fn continuity(
     }
 }
 
+/// Kafka was unreachable. Trades that were on their way meanwhile (buffered in the connectors'
+/// producers) reach the topic only after it is back, later than the grace allows for normal
+/// transit; so the time Kafka was away does not count: partitions' clocks stay where they were
+/// until Kafka has answered for a whole grace period again, which gives the delayed trades the
+/// same grace as any other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outage {
+    /// No answer yet.
+    Away,
+    /// Answering again since then.
+    BackSince(Instant),
+}
+
+impl Outage {
+    /// The state after a watermark round that did (`answered`) or did not reach Kafka; `None`
+    /// when the outage is over and answers confirm again.
+    fn after_round(
+        this: Option<Outage>,
+        answered: bool,
+        now: Instant,
+        grace: Duration,
+    ) -> Option<Outage> {
+        match (this, answered) {
+            (_, false) => Some(Outage::Away),
+            (None, true) => None,
+            (Some(Outage::Away), true) => Some(Outage::BackSince(now)),
+            (Some(Outage::BackSince(since)), true) if now.duration_since(since) < grace => {
+                Some(Outage::BackSince(since))
+            }
+            (Some(Outage::BackSince(_)), true) => None,
+        }
+    }
+}
+
 /// Housekeeping: rebalances, retries of held finals, commits.
 const TICK: Duration = Duration::from_millis(50);
 
@@ -353,6 +387,10 @@ struct Pipeline {
     watermarks: mpsc::UnboundedSender<Watermarks>,
     /// Watermark query rounds under way, and when the last one started.
     rounds_in_flight: usize,
+    /// Kafka was unreachable (a watermark query failed): when it answered again, if it has.
+    /// Watermark answers confirm nothing until it has answered for a grace period (see
+    /// [`Outage`]).
+    outage: Option<Outage>,
     last_round: Instant,
     /// The next instant a window becomes final: a watermark round starts then.
     next_final: Micros,
@@ -449,6 +487,7 @@ pub async fn run(
         generation: 0,
         watermarks: wm_tx,
         rounds_in_flight: 0,
+        outage: None,
         last_round: Instant::now(),
         next_final,
         clock_moved: false,
@@ -493,6 +532,10 @@ pub async fn run(
                     p.on_message(msg).await;
                 }
                 Err(e) => {
+                    if p.outage.is_none() && is_transport_error(&e) {
+                        tracing::warn!(error = %e, "Kafka is unreachable; partitions' clocks wait until it has been back for the grace period");
+                        p.outage = Some(Outage::Away);
+                    }
                     if last_error_log.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
                         tracing::warn!(error = %e, brokers = %p.config.brokers, "Kafka consumer error; retrying");
                         last_error_log = Some(Instant::now());
@@ -620,7 +663,26 @@ impl Pipeline {
 
     fn on_watermarks(&mut self, wm: Watermarks) {
         self.rounds_in_flight = self.rounds_in_flight.saturating_sub(1);
-        metrics::histogram!(m::WATERMARK_QUERY).record(wm.round_trip.as_secs_f64());
+        let answered = wm.answers.iter().any(|a| a.2.is_some());
+        if answered {
+            metrics::histogram!(m::WATERMARK_QUERY).record(wm.round_trip.as_secs_f64());
+        }
+        let was = self.outage;
+        self.outage = Outage::after_round(
+            self.outage,
+            answered,
+            Instant::now(),
+            self.config.engine.grace.to_std(),
+        );
+        match (was, self.outage) {
+            (None, Some(_)) => tracing::warn!(
+                "Kafka does not answer; partitions' clocks wait until it has been back for the grace period"
+            ),
+            (Some(_), None) => tracing::info!(
+                "Kafka has answered for the grace period; finalizing by the wall clock again"
+            ),
+            _ => {}
+        }
         for (partition, generation, high) in wm.answers {
             tracing::trace!(partition, ?high, "high watermark");
             let Some(high) = high else { continue };
@@ -632,7 +694,9 @@ impl Pipeline {
                 metrics::gauge!(m::CONSUMER_LAG, "partition" => partition.to_string())
                     .set((high - pos).max(0) as f64);
             }
-            if let Some(state) = self.parts.get_mut(&partition) {
+            if self.outage.is_none()
+                && let Some(state) = self.parts.get_mut(&partition)
+            {
                 self.clock_moved |= state.on_watermark(wm.asked_at, high, position);
             }
         }
@@ -1026,6 +1090,15 @@ impl Pipeline {
     }
 }
 
+/// Whether a consumer error says the brokers cannot be reached (not a problem with one record).
+fn is_transport_error(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(C::BrokerTransportFailure | C::AllBrokersDown)
+    )
+}
+
 /// Decodes a record into a trade, or says why it cannot be one.
 fn decode(msg: &OwnedMessage) -> Result<Trade, String> {
     let value = msg
@@ -1221,6 +1294,39 @@ mod tests {
             "still empty after the patience"
         );
         assert_eq!(hole, None);
+    }
+
+    #[test]
+    fn after_an_outage_answers_confirm_only_once_kafka_has_been_back_for_the_grace() {
+        let grace = Duration::from_millis(1_500);
+        let t0 = Instant::now();
+        let after = |o, answered, ms| {
+            Outage::after_round(o, answered, t0 + Duration::from_millis(ms), grace)
+        };
+        assert_eq!(after(None, true, 0), None, "normal operation");
+        let away = after(None, false, 0);
+        assert_eq!(away, Some(Outage::Away));
+        assert_eq!(after(away, false, 500), Some(Outage::Away), "still away");
+        let back = after(away, true, 2_000);
+        assert_eq!(
+            back,
+            Some(Outage::BackSince(t0 + Duration::from_millis(2_000)))
+        );
+        assert_eq!(
+            after(back, true, 3_499),
+            back,
+            "back for less than the grace"
+        );
+        assert_eq!(
+            after(back, false, 3_000),
+            Some(Outage::Away),
+            "away again: start over"
+        );
+        assert_eq!(
+            after(back, true, 3_500),
+            None,
+            "back for the grace: confirm again"
+        );
     }
 
     #[test]
