@@ -46,7 +46,7 @@ if ! "$PERSISTENT_ROOT/bin/tansu" --version 2>/dev/null | grep -q "$TANSU_VERSIO
   echo "install-test-deps: building Tansu $TANSU_VERSION with SQLite storage from crates.io into $PERSISTENT_ROOT"
   echo "install-test-deps:   (cargo install tansu --features libsql: ~16 min on 2 cores, once per machine)"
   started=$(date +%s)
-  CARGO_TARGET_DIR="$build_dir" cargo install --quiet --locked --force --root "$PERSISTENT_ROOT" \
+  CARGO_TARGET_DIR="$build_dir" cargo install --locked --force --root "$PERSISTENT_ROOT" \
     tansu --version "$TANSU_VERSION" --features libsql -j "${TANSU_BUILD_JOBS:-2}"
   rm -rf "$build_dir"
   echo "install-test-deps: built $PERSISTENT_ROOT/bin/tansu in $(( $(date +%s) - started )) s"
