@@ -149,6 +149,7 @@ impl From<&Candle> for v1::Candle {
             buy_volume: c.buy_volume.normalize().to_string(),
             sell_volume: c.sell_volume.normalize().to_string(),
             r#final: c.is_final,
+            published_at: None,
         }
     }
 }

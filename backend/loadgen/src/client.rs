@@ -27,6 +27,8 @@ pub struct Received {
     pub is_final: bool,
     /// Wall-clock receive time, µs since the epoch.
     pub recv_us: i64,
+    /// When the service published it (`published_at`), µs since the epoch.
+    pub published_us: Option<i64>,
 }
 
 /// What one subscriber got.
@@ -118,6 +120,7 @@ pub async fn record(
                     trades: c.trades,
                     is_final: c.r#final,
                     recv_us,
+                    published_us: c.published_at.map(|t| timestamp_us(Some(t))),
                 });
             }
             Ok(None) => {

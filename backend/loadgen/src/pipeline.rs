@@ -17,6 +17,9 @@
 //! counters are compared with the records the broker holds (Σ partition watermarks).
 //!
 //! **Finalized latency** = receive time of a final candle − (window end + grace).
+//! **Delivery** = receive time − the candle's `published_at` (stamped by the service when it
+//! finalized and published a final, or published a live update): the service → Redis → hub →
+//! gRPC → client path alone, without the wait for the broker.
 //!
 //! **Live latency** = receive time of a live update counting n trades − the `time_us` of the
 //! window's n-th trade in send order across all simulators. The simulators stamp `time_us` from
@@ -91,6 +94,11 @@ pub struct RateResult {
     pub final_latency_ms: Summary,
     /// Live update latency after the newest included trade left its simulator, ms (all clients).
     pub live_latency_ms: Summary,
+    /// Final candle at the client after the service finalized and published it (its
+    /// `published_at`), ms (all clients).
+    pub final_delivery_ms: Summary,
+    /// Live update at the client after the service published it, ms (all clients).
+    pub live_delivery_ms: Summary,
     /// CPU and memory per process over the measured interval.
     pub processes: Vec<ProcUsage>,
     /// Errors of the client streams, if any.
@@ -382,6 +390,8 @@ fn analyze(
     let mut worst: Option<LossReport> = None;
     let mut finals_ms = Vec::new();
     let mut live_ms = Vec::new();
+    let mut final_delivery_ms = Vec::new();
+    let mut live_delivery_ms = Vec::new();
     let mut errors = Vec::new();
     let mut wrong_windows = Vec::new();
     let mut per_exchange: BTreeMap<String, LossReport> = BTreeMap::new();
@@ -397,6 +407,14 @@ fn analyze(
             let key = (series, c.start_us);
             if !judged(&key) {
                 continue;
+            }
+            if composite && let Some(published) = c.published_us {
+                let delivery = (c.recv_us - published) as f64 / 1000.0;
+                if c.is_final {
+                    final_delivery_ms.push(delivery);
+                } else {
+                    live_delivery_ms.push(delivery);
+                }
             }
             if c.is_final {
                 received.insert(key, c.trades);
@@ -451,6 +469,8 @@ fn analyze(
         loss_per_exchange: per_exchange,
         final_latency_ms: Summary::of(finals_ms),
         live_latency_ms: Summary::of(live_ms),
+        final_delivery_ms: Summary::of(final_delivery_ms),
+        live_delivery_ms: Summary::of(live_delivery_ms),
         processes,
         client_errors: errors,
         run_dir: run_dir.display().to_string(),
@@ -574,6 +594,17 @@ fn print_result(r: &RateResult) {
         fmt(r.live_latency_ms.p99),
         fmt(r.live_latency_ms.max),
         r.live_latency_ms.count
+    );
+    println!(
+        "   delivery after the service published (published_at) ms: finals p50 {} p99 {} max {} (n={}); live p50 {} p99 {} max {} (n={})",
+        fmt(r.final_delivery_ms.p50),
+        fmt(r.final_delivery_ms.p99),
+        fmt(r.final_delivery_ms.max),
+        r.final_delivery_ms.count,
+        fmt(r.live_delivery_ms.p50),
+        fmt(r.live_delivery_ms.p99),
+        fmt(r.live_delivery_ms.max),
+        r.live_delivery_ms.count
     );
     for p in &r.processes {
         println!(

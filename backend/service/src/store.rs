@@ -136,7 +136,7 @@ impl Store {
     /// Publishes a final candle unless its identity (or a later window of its series) is already
     /// in history. `true` if this call published it.
     pub async fn publish_final(&self, candle: &Candle) -> Result<bool, StoreError> {
-        let payload = v1::Candle::from(candle).encode_to_vec();
+        let payload = stamped(candle);
         let mut conn = self.conn.clone();
         let published: i64 = self
             .script
@@ -155,7 +155,7 @@ impl Store {
 
     /// Publishes an in-progress candle (not stored).
     pub async fn publish_live(&self, candle: &Candle) -> Result<(), StoreError> {
-        let payload = v1::Candle::from(candle).encode_to_vec();
+        let payload = stamped(candle);
         let mut conn = self.conn.clone();
         redis::cmd("PUBLISH")
             .arg(self.keys.channel(candle.pair))
@@ -251,6 +251,13 @@ impl Store {
     ) -> Result<Option<Micros>, StoreError> {
         Ok(self.last_final(pair, source).await?.map(|c| c.start))
     }
+}
+
+/// The wire form of `candle`, stamped with the moment it is published (`published_at`).
+fn stamped(candle: &Candle) -> Vec<u8> {
+    let mut wire = v1::Candle::from(candle);
+    wire.published_at = Some(candles_proto::timestamp(Micros::now()));
+    wire.encode_to_vec()
 }
 
 #[cfg(test)]

@@ -305,7 +305,24 @@ pub fn check_exact(received: &[v1::Candle], expected: &[Candle]) -> Result<(), S
     for (id, w) in &want {
         let got: Vec<_> = received.iter().filter(|c| &id_of(c) == id).collect();
         match got.as_slice() {
-            [one] if *one == w => {}
+            [one] if one.published_at.is_none() => {
+                return Err(format!("{id:?}: published without published_at: {one:?}"));
+            }
+            [one]
+                if candles_proto::micros("published_at", one.published_at.as_ref())
+                    .ok()
+                    .zip(candles_proto::micros("end", one.end.as_ref()).ok())
+                    .is_none_or(|(published, end)| published < end) =>
+            {
+                return Err(format!(
+                    "{id:?}: a final published before its window ended: {one:?}"
+                ));
+            }
+            [one]
+                if v1::Candle {
+                    published_at: None,
+                    ..(*one).clone()
+                } == *w => {}
             [one] => return Err(format!("{id:?}: got {one:?}, expected {w:?}")),
             [] => return Err(format!("{id:?}: missing (expected {w:?})")),
             many => return Err(format!("{id:?}: received {} times", many.len())),
