@@ -584,27 +584,14 @@ fn print_result(r: &RateResult) {
         if r.lossless { "LOSSLESS" } else { "LOSS" }
     );
     println!(
-        "   final latency ms p50 {} p99 {} p999 {} max {} (n={}); live latency ms p50 {} p99 {} max {} (n={})",
-        fmt(r.final_latency_ms.p50),
-        fmt(r.final_latency_ms.p99),
-        fmt(r.final_latency_ms.p999),
-        fmt(r.final_latency_ms.max),
-        r.final_latency_ms.count,
-        fmt(r.live_latency_ms.p50),
-        fmt(r.live_latency_ms.p99),
-        fmt(r.live_latency_ms.max),
-        r.live_latency_ms.count
+        "   final latency ms {}; live latency ms {}",
+        r.final_latency_ms.brief(),
+        r.live_latency_ms.brief()
     );
     println!(
-        "   delivery after the service published (published_at) ms: finals p50 {} p99 {} max {} (n={}); live p50 {} p99 {} max {} (n={})",
-        fmt(r.final_delivery_ms.p50),
-        fmt(r.final_delivery_ms.p99),
-        fmt(r.final_delivery_ms.max),
-        r.final_delivery_ms.count,
-        fmt(r.live_delivery_ms.p50),
-        fmt(r.live_delivery_ms.p99),
-        fmt(r.live_delivery_ms.max),
-        r.live_delivery_ms.count
+        "   delivery after the service published (published_at) ms: finals {}; live {}",
+        r.final_delivery_ms.brief(),
+        r.live_delivery_ms.brief()
     );
     for p in &r.processes {
         println!(
