@@ -290,6 +290,7 @@ fn run_rate(
         }
     }
     truth::finish(&mut times);
+    write_finals_csv(&run_dir.join("finals.csv"), &recordings);
     let mut r = analyze(s, rate, t0, t1, &times, &recordings, processes, run_dir);
     r.loadavg_at_start = loadavg.trim().to_string();
     r.published_by_connectors = counters
@@ -366,6 +367,24 @@ fn run_rate(
         r.kafka_duplicates = Some(t.duplicates);
     }
     Ok(r)
+}
+
+/// Every final candle each client received, one line each (`client,pair,source,start_us,
+/// published_us,recv_us`), for looking into a latency figure.
+fn write_finals_csv(path: &std::path::Path, recordings: &[Recording]) {
+    let mut out = String::from("client,pair,source,start_us,published_us,recv_us\n");
+    for (i, rec) in recordings.iter().enumerate() {
+        for c in rec.candles.iter().filter(|c| c.is_final) {
+            let published = c.published_us.map(|p| p.to_string()).unwrap_or_default();
+            out.push_str(&format!(
+                "{i},{},{},{},{published},{}\n",
+                c.pair, c.source, c.start_us, c.recv_us
+            ));
+        }
+    }
+    if let Err(e) = std::fs::write(path, out) {
+        println!("   cannot write {}: {e}", path.display());
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
