@@ -44,7 +44,7 @@ PERSISTENT_ROOT="${TANSU_PERSISTENT_ROOT:-$BIN_DIR/../tansu-persistent}"
 if ! "$PERSISTENT_ROOT/bin/tansu" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
   build_dir="${TANSU_BUILD_DIR:-$HOME/.cache/tansu-build}"
   echo "install-test-deps: building Tansu $TANSU_VERSION with SQLite storage from crates.io into $PERSISTENT_ROOT"
-  echo "install-test-deps:   (cargo install tansu --features libsql: ~16 min on 2 cores, once per machine)"
+  echo "install-test-deps:   (cargo install tansu --features libsql: 12-16 min on 2 cores, once per machine)"
   started=$(date +%s)
   CARGO_TARGET_DIR="$build_dir" cargo install --locked --force --root "$PERSISTENT_ROOT" \
     tansu --version "$TANSU_VERSION" --features libsql -j "${TANSU_BUILD_JOBS:-2}"
