@@ -481,7 +481,7 @@ impl Stack {
             );
         let mut sums: std::collections::BTreeMap<String, f64> = std::collections::BTreeMap::new();
         for port in ports {
-            for line in scrape(port).lines() {
+            for line in candles_testkit::scrape_metrics(port).lines() {
                 let Some((metric, value)) = line.rsplit_once(' ') else {
                     continue;
                 };
@@ -503,26 +503,6 @@ impl Stack {
     pub fn pairs() -> Vec<Pair> {
         Pair::defaults()
     }
-}
-
-/// `GET /metrics` on 127.0.0.1:`port` (empty on any error).
-fn scrape(port: u16) -> String {
-    use std::io::{Read as _, Write as _};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return String::new();
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .is_err()
-    {
-        return String::new();
-    }
-    let mut body = String::new();
-    let _ = s.read_to_string(&mut body);
-    body
 }
 
 fn count_lines(path: &Path) -> usize {

@@ -433,7 +433,7 @@ impl Stack {
     pub fn counters(&self, names: &[&str]) -> std::collections::BTreeMap<String, f64> {
         let mut out = std::collections::BTreeMap::new();
         for (proc, port) in &self.metrics {
-            for line in scrape(*port).lines() {
+            for line in candles_testkit::scrape_metrics(*port).lines() {
                 if line.starts_with('#') {
                     continue;
                 }
@@ -635,23 +635,4 @@ fn first_line(proc: &mut Proc, log: &Path, timeout: Duration) -> Result<String> 
             tail(log, 30)
         ),
     }
-}
-
-/// `GET /metrics` on 127.0.0.1:`port` (empty on any error).
-fn scrape(port: u16) -> String {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return String::new();
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .is_err()
-    {
-        return String::new();
-    }
-    let mut body = String::new();
-    let _ = s.read_to_string(&mut body);
-    body
 }

@@ -165,11 +165,12 @@ enum Continuity {
 }
 
 /// Decides how a record fits its partition's offsets (see [`HOLE_PATIENCE`]); updates `hole`.
+/// `now` is asked only when there is a hole (this runs for every record).
 fn continuity(
     expected: Option<i64>,
     offset: i64,
     hole: &mut Option<(i64, Instant)>,
-    now: Instant,
+    now: impl FnOnce() -> Instant,
 ) -> Continuity {
     let Some(expected) = expected else {
         return Continuity::Next;
@@ -181,6 +182,7 @@ fn continuity(
         *hole = None;
         return Continuity::Next;
     }
+    let now = now();
     match *hole {
         Some((at, since)) if at == expected => {
             if now.duration_since(since) >= HOLE_PATIENCE {
@@ -726,7 +728,7 @@ impl Pipeline {
         }
         if let Some(state) = self.parts.get_mut(&partition) {
             let expected = state.next_offset;
-            match continuity(expected, offset, &mut state.hole, Instant::now()) {
+            match continuity(expected, offset, &mut state.hole, Instant::now) {
                 Continuity::Next => {}
                 Continuity::Seen => return,
                 Continuity::Refetch => {
@@ -1264,32 +1266,35 @@ mod tests {
         let t0 = Instant::now();
         let mut hole = None;
         assert_eq!(
-            continuity(None, 7, &mut hole, t0),
+            continuity(None, 7, &mut hole, || t0),
             Continuity::Next,
             "first record"
         );
-        assert_eq!(continuity(Some(7), 7, &mut hole, t0), Continuity::Next);
-        assert_eq!(continuity(Some(8), 5, &mut hole, t0), Continuity::Seen);
-        assert_eq!(continuity(Some(8), 12, &mut hole, t0), Continuity::Refetch);
+        assert_eq!(continuity(Some(7), 7, &mut hole, || t0), Continuity::Next);
+        assert_eq!(continuity(Some(8), 5, &mut hole, || t0), Continuity::Seen);
+        assert_eq!(
+            continuity(Some(8), 12, &mut hole, || t0),
+            Continuity::Refetch
+        );
         assert_eq!(hole, Some((8, t0)));
         let later = t0 + HOLE_PATIENCE / 2;
         assert_eq!(
-            continuity(Some(8), 12, &mut hole, later),
+            continuity(Some(8), 12, &mut hole, || later),
             Continuity::Refetch
         );
         assert_eq!(
-            continuity(Some(8), 8, &mut hole, later),
+            continuity(Some(8), 8, &mut hole, || later),
             Continuity::Next,
             "the hole was filled"
         );
         assert_eq!(hole, None);
         assert_eq!(
-            continuity(Some(9), 12, &mut hole, later),
+            continuity(Some(9), 12, &mut hole, || later),
             Continuity::Refetch
         );
         let much_later = later + HOLE_PATIENCE;
         assert_eq!(
-            continuity(Some(9), 12, &mut hole, much_later),
+            continuity(Some(9), 12, &mut hole, || much_later),
             Continuity::AcceptHole,
             "still empty after the patience"
         );

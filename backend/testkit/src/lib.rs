@@ -33,6 +33,27 @@ pub fn wait_for_port(addr: SocketAddr, timeout: Duration) -> Result<()> {
     bail!("nothing listened on {addr} within {timeout:?}")
 }
 
+/// The Prometheus text a process serves at `GET http://127.0.0.1:{port}/metrics` (empty on any
+/// error: a process that is gone has no metrics).
+pub fn scrape_metrics(port: u16) -> String {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .is_err()
+    {
+        return String::new();
+    }
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body
+}
+
 /// Where the test services' binaries are looked for: `$CANDLES_BIN_DIR`, else `~/.cache/candles/bin`.
 pub fn bin_dir() -> PathBuf {
     std::env::var_os("CANDLES_BIN_DIR")
