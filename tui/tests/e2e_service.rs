@@ -1,4 +1,4 @@
-//! End to end against a real candles-service (in this process, on real Tansu + Redis, trades
+//! End to end against a real candles-service (in this process, on real Apache Kafka + Redis, trades
 //! produced to Kafka as connectors do): the dashboard in a real terminal (tmux), and the
 //! `--json` / `--plain` lines on a pipe.
 #![allow(clippy::unwrap_used)]
@@ -25,7 +25,7 @@ async fn dashboard_shows_live_candles_and_survives_a_server_restart() {
     let addr = service.addr;
     let stop = CancellationToken::new();
     produce(
-        deps.tansu.brokers(),
+        deps.kafka.brokers(),
         deps.topic.clone(),
         vec![(pair("BTC-USDT"), "97000"), (pair("ETH-USDT"), "3400")],
         Duration::from_millis(100),
@@ -143,7 +143,7 @@ async fn json_and_plain_lines_then_a_closed_pipe_exits_quietly() {
     let service = Service::start(deps.config(), "127.0.0.1:0".parse().unwrap()).await;
     let stop = CancellationToken::new();
     produce(
-        deps.tansu.brokers(),
+        deps.kafka.brokers(),
         deps.topic.clone(),
         vec![(pair("BTC-USDT"), "97000")],
         Duration::from_millis(100),

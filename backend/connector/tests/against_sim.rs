@@ -1,5 +1,5 @@
 //! The connector against the exchange simulator (real WebSocket + REST on 127.0.0.1) and a real
-//! Kafka-protocol broker (Tansu): what users rely on — every trade the exchange made reaches
+//! Apache Kafka broker: what users rely on — every trade the exchange made reaches
 //! Kafka exactly once, in order per pair, with exact prices — under disconnects, dropped
 //! messages, garbage frames and stalled sockets.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -9,7 +9,7 @@ use candles_connector::{
     telemetry::Snapshot,
 };
 use candles_core::{Exchange, Micros, Pair, Trade};
-use candles_testkit::Tansu;
+use candles_testkit::Kafka;
 use exchange_sim::{SimConfig, SimHandle, TradeSource};
 use prost::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -213,16 +213,16 @@ fn logs() {
 
 async fn exactly_once_into_kafka(exchange: Exchange) {
     logs();
-    let tansu = Tansu::start().expect("Tansu is required (scripts/install-test-deps.sh)");
+    let kafka = Kafka::shared();
     let topic = format!("trades-{exchange}");
-    tansu.create_topic(&topic, PARTITIONS as u32).unwrap();
+    kafka.create_topic(&topic, PARTITIONS as u32).unwrap();
     let sim = exchange_sim::start(sim_config(exchange)).await.unwrap();
     let config = connector_config(exchange, &sim);
     let start = config.start.unwrap();
     check_pairs(&config).await.unwrap();
     let counters = config.counters.clone();
-    let sink = KafkaSink::new(&tansu.brokers(), &topic).unwrap();
-    let reader = Reader::start(&tansu.brokers(), &topic);
+    let sink = KafkaSink::new(&kafka.brokers(), &topic).unwrap();
+    let reader = Reader::start(&kafka.brokers(), &topic);
     let (status, _status_rx) = watch::channel(ConnState::Connecting);
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(run(config, sink.clone(), status, shutdown.clone()));
@@ -554,9 +554,9 @@ const ANY_START: Micros = Micros(i64::MAX);
 /// simulator reach Kafka exactly once, metrics are served, and SIGTERM stops it cleanly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_streams_to_kafka_serves_metrics_and_stops_on_sigterm() {
-    let tansu = Tansu::start().expect("Tansu is required (scripts/install-test-deps.sh)");
+    let kafka = Kafka::shared();
     let topic = "trades-binary";
-    tansu.create_topic(topic, PARTITIONS as u32).unwrap();
+    kafka.create_topic(topic, PARTITIONS as u32).unwrap();
     let sim = exchange_sim::start(SimConfig {
         exchange: Exchange::Coinbase,
         source: TradeSource::Synthetic { rate: 150.0 },
@@ -567,7 +567,7 @@ async fn the_binary_streams_to_kafka_serves_metrics_and_stops_on_sigterm() {
     })
     .await
     .unwrap();
-    let reader = Reader::start(&tansu.brokers(), topic);
+    let reader = Reader::start(&kafka.brokers(), topic);
     let metrics_port = candles_testkit::free_port();
     let mut child = connector_binary()
         .env("CANDLES_EXCHANGE", "coinbase")
@@ -576,7 +576,7 @@ async fn the_binary_streams_to_kafka_serves_metrics_and_stops_on_sigterm() {
             "--pairs",
             "btc-usdt,ETH/USDT,sol_usdt",
             "--brokers",
-            &tansu.brokers(),
+            &kafka.brokers(),
         ])
         .args(["--ws-url", &sim.ws_url(), "--rest-url", &sim.rest_url()])
         .args([
@@ -647,9 +647,9 @@ async fn the_binary_streams_to_kafka_serves_metrics_and_stops_on_sigterm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_outage_delays_trades_but_loses_none() {
     logs();
-    let mut tansu = Tansu::start().expect("Tansu is required (scripts/install-test-deps.sh)");
+    let mut kafka = Kafka::start().expect("Kafka is required (scripts/install-test-deps.sh)");
     let topic = "trades-outage";
-    tansu.create_topic(topic, PARTITIONS as u32).unwrap();
+    kafka.create_topic(topic, PARTITIONS as u32).unwrap();
     let sim = exchange_sim::start(SimConfig {
         exchange: Exchange::Binance,
         source: TradeSource::Synthetic { rate: 100.0 },
@@ -661,18 +661,17 @@ async fn a_broker_outage_delays_trades_but_loses_none() {
     .unwrap();
     let config = connector_config(Exchange::Binance, &sim);
     let sink =
-        KafkaSink::with_config(&tansu.brokers(), topic, &[("message.timeout.ms", "1000")]).unwrap();
+        KafkaSink::with_config(&kafka.brokers(), topic, &[("message.timeout.ms", "1000")]).unwrap();
     let (status, _status_rx) = watch::channel(ConnState::Connecting);
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(run(config, sink.clone(), status, shutdown.clone()));
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    // The broker dies (its in-memory log with it) and comes back 2 s later.
-    tansu.kill();
+    // The broker dies (kill -9) and comes back 2 s later with its data.
+    kafka.kill();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let back_at = Micros::now();
-    tansu.restart().unwrap();
-    tansu.create_topic(topic, PARTITIONS as u32).unwrap();
-    let reader = Reader::start(&tansu.brokers(), topic);
+    kafka.restart().unwrap();
+    let reader = Reader::start(&kafka.brokers(), topic);
     let truth_tail = |truth: &[Trade], published: &[Trade]| -> Result<usize, String> {
         // Everything from each pair's first record after the restart on: the outage's trades
         // and all later ones, once each, in order.
@@ -887,9 +886,9 @@ async fn coinbase_long_outages_span_rest_pages() {
 /// trade reaches Kafka exactly once, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_and_restarted_connector_loses_and_repeats_nothing() {
-    let tansu = Tansu::start().expect("Tansu is required (scripts/install-test-deps.sh)");
+    let kafka = Kafka::shared();
     let topic = "trades-restart";
-    tansu.create_topic(topic, PARTITIONS as u32).unwrap();
+    kafka.create_topic(topic, PARTITIONS as u32).unwrap();
     let sim = exchange_sim::start(SimConfig {
         exchange: Exchange::Binance,
         source: TradeSource::Synthetic { rate: 150.0 },
@@ -899,14 +898,14 @@ async fn a_killed_and_restarted_connector_loses_and_repeats_nothing() {
     })
     .await
     .unwrap();
-    let reader = Reader::start(&tansu.brokers(), topic);
+    let reader = Reader::start(&kafka.brokers(), topic);
     let spawn = || {
         connector_binary()
             .args([
                 "--exchange",
                 "binance",
                 "--brokers",
-                &tansu.brokers(),
+                &kafka.brokers(),
                 "--topic",
                 topic,
             ])

@@ -1,29 +1,27 @@
 //! Full-stack test harness: the real binaries (`exchange-sim`, `candles-connector`,
-//! `candles-service`) with a real Kafka-protocol broker (Tansu) and redis-server, started as
+//! `candles-service`) with a real Apache Kafka broker and redis-server, started as
 //! processes on loopback ports, plus the ground truth to check their candles against.
 //!
 //! - [`bins`]: locating (and building) the workspace's binaries.
-//! - [`process`]: child processes killed on drop, with log files.
-//! - [`broker`]: Tansu, in memory, or on SQLite on disk so it survives a restart.
+//! - [`process`]: child processes killed on drop, with log files (`candles_testkit::process`).
+//! - the broker: `candles_testkit::Kafka`, data on disk, so it survives a restart.
 //! - [`stack`]: the whole topology and the faults tests inject.
 //! - [`kafka`]: reading the trades topic back.
 //! - [`truth`]: expected candles from the simulators' trade logs; Kafka vs generated trades.
 //! - [`client`]: gRPC clients that record every candle, reconnecting like a dashboard.
 //! - [`compare`]: received vs expected, with a readable diff.
 //!
-//! Run: `cargo test -p candles-e2e` (builds the binaries it drives first; needs `tansu`,
-//! `redis-server`, `docker-compose` and, for the broker-restart tests, Tansu built with SQLite
-//! storage: see scripts/install-test-deps.sh). `CANDLES_E2E_BIN_DIR=DIR` tests the binaries in DIR
-//! instead; `CANDLES_E2E_LOG=debug` raises the services' log level, `CANDLES_E2E_TANSU_LOG` the
-//! broker's (default `warn`). Each run's logs and trade logs are under `$TMPDIR/candles-e2e/`
+//! Run: `cargo test -p candles-e2e` (builds the binaries it drives first; needs Apache Kafka's
+//! jars, `redis-server` and `docker-compose`: see scripts/install-test-deps.sh).
+//! `CANDLES_E2E_BIN_DIR=DIR` tests the binaries in DIR instead; `CANDLES_E2E_LOG=debug` raises the
+//! services' log level, `CANDLES_KAFKA_LOG=INFO` the broker's (default `WARN`). Each run's logs and trade logs are under `$TMPDIR/candles-e2e/`
 //! (deleted when the scenario passes).
 #![forbid(unsafe_code)]
 
 pub mod bins;
-pub mod broker;
 pub mod client;
 pub mod compare;
 pub mod kafka;
-pub mod process;
+pub use candles_testkit::process;
 pub mod stack;
 pub mod truth;

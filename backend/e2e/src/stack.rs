@@ -1,13 +1,13 @@
-//! The whole backend as real processes on loopback ports: Tansu, redis-server, one
+//! The whole backend as real processes on loopback ports: Apache Kafka, redis-server, one
 //! `exchange-sim` and one `candles-connector` per exchange, and N `candles-service` instances
 //! in one consumer group. Every process is killed when the [`Stack`] is dropped, also when a
 //! test panics. Logs go to a run directory that is kept when the test fails.
 
 use crate::bins;
-use crate::broker::{Broker, Storage};
 use crate::process::Proc;
 use anyhow::{Context as _, Result, bail};
 use candles_core::{Exchange, Pair, Trade};
+use candles_testkit::Kafka;
 use candles_testkit::{Redis, free_port, wait_for_port};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -35,8 +35,6 @@ pub struct StackConfig {
     pub sim_args: Vec<String>,
     /// Extra flags for every connector.
     pub connector_args: Vec<String>,
-    /// Broker storage.
-    pub storage: Storage,
     /// Kafka topic partitions.
     pub partitions: u32,
 }
@@ -44,7 +42,7 @@ pub struct StackConfig {
 impl StackConfig {
     /// Defaults for a test named `name`: 2 instances, 60 trades/s for 900 trades, 1 s candles,
     /// 2 s grace (500 ms lets trades go late on a loaded 2-core machine: the first produce of a
-    /// new connector alone can take a second), no faults, in-memory broker.
+    /// new connector alone can take a second), no faults.
     pub fn new(name: &str) -> StackConfig {
         StackConfig {
             name: name.to_string(),
@@ -56,7 +54,6 @@ impl StackConfig {
             grace: "2s".into(),
             sim_args: Vec::new(),
             connector_args: Vec::new(),
-            storage: Storage::Memory,
             partitions: 6,
         }
     }
@@ -112,7 +109,7 @@ pub struct Stack {
     services: Vec<Service>,
     sims: Vec<Sim>,
     redis: Redis,
-    broker: Broker,
+    broker: Kafka,
 }
 
 fn wait_healthy(proc: &mut Proc, addr: SocketAddr, timeout: Duration) -> Result<()> {
@@ -147,7 +144,7 @@ impl Stack {
             .join(format!("{}-{stamp}", config.name));
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
-        let broker = Broker::start(config.storage, &dir)?;
+        let broker = Kafka::start_in(&dir.join("kafka"))?;
         broker.create_topic(TOPIC, config.partitions)?;
         broker.create_topic(&format!("{TOPIC}.dlq"), 1)?;
         let redis = Redis::start()?;

@@ -1,5 +1,6 @@
-//! The persistent test broker ([`Storage::Disk`]: Tansu on SQLite) keeps what a Kafka client
-//! relies on across a restart, checked with rdkafka alone before any service is involved:
+//! The test broker (`candles_testkit::Kafka`: Apache Kafka, data on disk) keeps what a Kafka
+//! client relies on across a restart, checked with rdkafka alone before any service is involved
+//! (so a full-stack failure after a broker restart is the stack's, not the harness's):
 //!
 //! - every record an idempotent producer got an acknowledgement for is in the topic exactly once,
 //!   at the partition and offset of its acknowledgement, after a SIGTERM and after a `kill -9`;
@@ -8,10 +9,10 @@
 //! - a fresh member of a consumer group resumes every partition exactly at the offset the group
 //!   committed before the restart.
 //!
-//! Needs the SQLite-enabled Tansu (scripts/install-test-deps.sh) and fails without it.
+//! Needs Apache Kafka's jars (scripts/install-test-deps.sh) and fails without them.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-use candles_e2e::broker::{Broker, Storage};
+use candles_testkit::Kafka;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
 use rdkafka::message::Message as _;
@@ -223,7 +224,7 @@ fn assert_topic_is(brokers: &str, acked: &[Acked]) {
 /// Stops the broker (SIGTERM, or `kill -9` when `!graceful`) while the producer queues
 /// `range`, restarts it and returns the acknowledged records of `range`.
 fn restart_while_producing(
-    broker: &mut Broker,
+    broker: &mut Kafka,
     graceful: bool,
     rt: &tokio::runtime::Runtime,
     producer: &FutureProducer,
@@ -246,7 +247,7 @@ fn persistent_broker_keeps_records_and_group_offsets_across_sigterm_and_kill9() 
     // Kept when the test fails.
     let dir = tempfile::tempdir().unwrap().keep();
     eprintln!("broker log and database in {}", dir.display());
-    let mut broker = Broker::start(Storage::Disk, &dir).unwrap();
+    let mut broker = Kafka::start_in(&dir).unwrap();
     broker.create_topic(TOPIC, PARTITIONS as u32).unwrap();
     let brokers = broker.brokers();
     let group = format!("persist-{}", std::process::id());

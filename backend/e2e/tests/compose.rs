@@ -170,3 +170,35 @@ fn docker_compose_validates_the_file() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Compose runs the Apache Kafka version the tests, benchmarks and the native stack run: the
+/// `apache/kafka` image tag equals `candles_testkit::KAFKA_VERSION`, and so does the version
+/// `scripts/kafka/pom.xml` fetches from Maven Central.
+#[test]
+fn compose_and_the_tests_run_the_same_kafka_version() {
+    let root = bins::workspace_root();
+    let compose = std::fs::read_to_string(root.join(COMPOSE)).unwrap();
+    let tags: Vec<&str> = compose
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("image: apache/kafka:"))
+        .collect();
+    assert!(!tags.is_empty(), "{COMPOSE} runs no apache/kafka image");
+    for tag in &tags {
+        assert_eq!(
+            *tag,
+            candles_testkit::KAFKA_VERSION,
+            "{COMPOSE}: apache/kafka:{tag}, the tests run {}",
+            candles_testkit::KAFKA_VERSION
+        );
+    }
+    let pom = std::fs::read_to_string(root.join("scripts/kafka/pom.xml")).unwrap();
+    let wanted = format!(
+        "<kafka.version>{}</kafka.version>",
+        candles_testkit::KAFKA_VERSION
+    );
+    assert!(
+        pom.contains(&wanted),
+        "scripts/kafka/pom.xml does not fetch Kafka {}",
+        candles_testkit::KAFKA_VERSION
+    );
+}

@@ -1,4 +1,4 @@
-//! Full-stack fault tests: three `exchange-sim` → three `candles-connector` → Tansu → two
+//! Full-stack fault tests: three `exchange-sim` → three `candles-connector` → Kafka → two
 //! `candles-service` instances → Redis → a gRPC client on each instance, all real processes.
 //!
 //! Each test compares the FINAL candles every client received with candles computed
@@ -8,14 +8,12 @@
 //! close. Kafka's contents are checked against the trade logs too, so a failure says whether
 //! trades were lost before Kafka (connector) or after (service).
 //!
-//! The tests need `tansu` and `redis-server` (scripts/install-test-deps.sh) and fail without
-//! them. The broker-restart tests also need Tansu built with SQLite storage (same script; see
-//! `candles_e2e::broker`); the other tests use the in-memory broker. The tests run one at a time
+//! The tests need Apache Kafka's jars and `redis-server` (scripts/install-test-deps.sh) and fail
+//! without them. The broker keeps its data on disk, so it survives a restart. The tests run one at a time
 //! (each starts ~10 processes); logs are kept under `$TMPDIR/candles-e2e/` when one fails.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 use candles_core::{Exchange, Interval};
-use candles_e2e::broker::Storage;
 use candles_e2e::client::{Collector, Subscription};
 use candles_e2e::compare::{Expected, summarize};
 use candles_e2e::stack::{Stack, StackConfig};
@@ -301,8 +299,7 @@ fn connector_kill9_and_restart_loses_nothing() {
     );
 }
 
-/// The broker-restart scenarios: persistent storage (Tansu on `sqlite://` in the run
-/// directory; the in-memory engine would lose the topic), the broker stopped 5 s into the run
+/// The broker-restart scenarios: the broker (data on disk in the run directory) stopped 5 s into the run
 /// and restarted after 2 s, with the stack's usual 2 s grace. The connectors queue their trades
 /// meanwhile and deliver them once the broker is back, up to ~3.7 s after the trade (the broker's
 /// ~1 s shutdown, 2 s down, the producers' reconnect), later than the grace allows. They still
@@ -310,8 +307,7 @@ fn connector_kill9_and_restart_loses_nothing() {
 /// once Kafka has answered for a grace period (DESIGN.md decisions). Before that rule, the same
 /// run with a 2 s grace had 16 of 192 candles short of trades.
 fn broker_restart_scenario(name: &str, graceful: bool) {
-    let mut config = StackConfig::new(name);
-    config.storage = Storage::Disk;
+    let config = StackConfig::new(name);
     run_scenario(
         config,
         Box::new(move |stack| {

@@ -27,10 +27,6 @@ struct Common {
     #[arg(long, global = true, env = "LOADGEN_BIN_DIR")]
     bin_dir: Option<PathBuf>,
 
-    /// The tansu broker binary (default: ~/.cache/candles/bin/tansu or PATH).
-    #[arg(long, global = true, env = "TANSU_BIN")]
-    tansu_bin: Option<PathBuf>,
-
     /// The redis-server binary (default: ~/.cache/candles/bin or PATH).
     #[arg(long, global = true, env = "REDIS_SERVER_BIN")]
     redis_server_bin: Option<PathBuf>,
@@ -79,7 +75,7 @@ struct Common {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// The whole stack (Tansu, Redis, simulators, connectors, services) at rising trade rates:
+    /// The whole stack (Kafka, Redis, simulators, connectors, services) at rising trade rates:
     /// loss, finalized and live latency, CPU and peak RSS per process.
     Pipeline(PipelineArgs),
     /// One candles-service and N concurrent gRPC subscribers: memory per client, every final at
@@ -205,7 +201,6 @@ fn main() -> Result<()> {
     }
     let bins = Binaries::locate(
         &c.bin_dir.clone().unwrap_or_else(default_bin_dir),
-        c.tansu_bin.clone(),
         c.redis_server_bin.clone(),
     )?;
     let interval = micros(&c.interval, "--interval")?;

@@ -1,4 +1,4 @@
-//! The native stack as child processes: Tansu, redis-server, candles-service instances, and one
+//! The native stack as child processes: Apache Kafka, redis-server, candles-service instances, and one
 //! `exchange-sim --synthetic` plus one `candles-connector` per exchange. Every child is killed
 //! when the [`Stack`] is dropped; stdout and stderr go to log files in the run directory.
 
@@ -21,16 +21,14 @@ pub struct Binaries {
     pub connector: PathBuf,
     /// `candles-service`.
     pub service: PathBuf,
-    /// `tansu`.
-    pub tansu: PathBuf,
     /// `redis-server`.
     pub redis: PathBuf,
 }
 
 impl Binaries {
-    /// Our binaries from `dir` (e.g. `$CARGO_TARGET_DIR/release`) unless given; tansu and
+    /// Our binaries from `dir` (e.g. `$CARGO_TARGET_DIR/release`) unless given;
     /// redis-server from the given paths, `~/.cache/candles/bin` or `PATH`.
-    pub fn locate(dir: &Path, tansu: Option<PathBuf>, redis: Option<PathBuf>) -> Result<Binaries> {
+    pub fn locate(dir: &Path, redis: Option<PathBuf>) -> Result<Binaries> {
         let ours = |name: &str| -> Result<PathBuf> {
             let p = dir.join(name);
             if p.is_file() {
@@ -61,7 +59,6 @@ impl Binaries {
             sim: ours("exchange-sim")?,
             connector: ours("candles-connector")?,
             service: ours("candles-service")?,
-            tansu: external("tansu", tansu)?,
             redis: external("redis-server", redis)?,
         })
     }
@@ -248,37 +245,20 @@ pub struct Stack {
     sims: Vec<Proc>,
     services: Vec<Proc>,
     redis: Proc,
-    tansu: Proc,
+    kafka: candles_testkit::Kafka,
 }
 
 impl Stack {
-    /// Starts Tansu (topics `trades`, `trades.dlq`), redis-server and the service instances, and
+    /// Starts Kafka (topics `trades`, `trades.dlq`), redis-server and the service instances, and
     /// waits until each instance listens for gRPC.
     pub fn start(options: StackOptions, bins: Binaries) -> Result<Stack> {
         std::fs::create_dir_all(&options.run_dir)
             .with_context(|| format!("cannot create {}", options.run_dir.display()))?;
         let dir = options.run_dir.clone();
-        let kafka_port = free_port();
-        let brokers = format!("127.0.0.1:{kafka_port}");
-        let url = format!("tcp://{brokers}");
-        let mut cmd = Command::new(&bins.tansu);
-        cmd.args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-        ])
-        .arg(&url)
-        .args(["--storage-engine", "memory://tansu/"])
-        .env("RUST_LOG", "warn");
-        let mut tansu = Proc::spawn("tansu", cmd, &dir.join("tansu.log"), false)?;
-        wait_listening(
-            &mut tansu,
-            ([127, 0, 0, 1], kafka_port).into(),
-            Duration::from_secs(10),
-        )?;
+        let kafka = candles_testkit::Kafka::start_in(&dir.join("kafka"))?;
+        let brokers = kafka.brokers();
         for (topic, partitions) in [("trades", options.partitions), ("trades.dlq", 1)] {
-            candles_testkit::create_tansu_topic(&bins.tansu, kafka_port, topic, partitions)?;
+            kafka.create_topic(topic, partitions)?;
         }
         let redis_port = free_port();
         let mut cmd = Command::new(&bins.redis);
@@ -331,7 +311,7 @@ impl Stack {
             sims: Vec::new(),
             services,
             redis,
-            tansu,
+            kafka,
         })
     }
 
@@ -404,7 +384,7 @@ impl Stack {
 
     /// Fails, naming the process and quoting its log, if any process has exited.
     pub fn check_running(&mut self) -> Result<()> {
-        self.tansu.check_running()?;
+        self.kafka.check_running()?;
         self.redis.check_running()?;
         for p in self
             .services
@@ -419,12 +399,17 @@ impl Stack {
 
     /// A watch per process (for CPU and memory).
     pub fn watches(&self) -> Vec<Watch> {
-        [&self.tansu, &self.redis]
+        let kafka = self.kafka.pid().map(|pid| Watch::new("kafka", pid));
+        kafka
             .into_iter()
-            .chain(&self.services)
-            .chain(&self.sims)
-            .chain(&self.connectors)
-            .map(|p| Watch::new(&p.name, p.pid()))
+            .chain(
+                [&self.redis]
+                    .into_iter()
+                    .chain(&self.services)
+                    .chain(&self.sims)
+                    .chain(&self.connectors)
+                    .map(|p| Watch::new(&p.name, p.pid())),
+            )
             .collect()
     }
 

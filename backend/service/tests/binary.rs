@@ -96,7 +96,7 @@ async fn metrics_endpoint_reports_the_pipeline() {
     // Longer than the broker's ~6 s consumer-group join, so trades are still arriving once the
     // service consumes and live (in-progress) candles are published, not only finals.
     let trades = produce_live(
-        deps.tansu.brokers(),
+        deps.kafka().brokers(),
         deps.topic.clone(),
         pairs.clone(),
         Duration::from_secs(9),

@@ -29,7 +29,7 @@ async fn a_replay_at_full_speed_gives_the_reference_candles() {
     let trades: Vec<_> = (0..600)
         .map(|i| gen_.random_trade(&pairs, Micros(start + i * 50_000)))
         .collect();
-    let producer = producer(&deps.tansu.brokers());
+    let producer = producer(&deps.kafka().brokers());
     for t in &trades {
         produce(&producer, &deps.topic, t, None).await;
     }

@@ -39,7 +39,7 @@ async fn kill_9_of_the_owner_mid_window_loses_and_duplicates_nothing() {
         );
     }
     let producing = tokio::spawn(produce_live(
-        deps.tansu.brokers(),
+        deps.kafka().brokers(),
         deps.topic.clone(),
         pairs.clone(),
         Duration::from_secs(9),

@@ -21,7 +21,7 @@ async fn two_instances_serve_identical_exact_candles() {
     let on_b = Collected::subscribe(&mut b.client().await, req()).await;
 
     let trades = produce_live(
-        deps.tansu.brokers(),
+        deps.kafka().brokers(),
         deps.topic.clone(),
         pairs.clone(),
         Duration::from_secs(4),
@@ -89,7 +89,7 @@ async fn scaling_out_mid_window_loses_and_duplicates_nothing() {
     )
     .await;
     let producing = tokio::spawn(produce_live(
-        deps.tansu.brokers(),
+        deps.kafka().brokers(),
         deps.topic.clone(),
         pairs.clone(),
         Duration::from_secs(9),

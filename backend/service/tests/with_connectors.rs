@@ -1,4 +1,4 @@
-//! The whole backend: three exchange simulators → three connectors → Kafka (Tansu) → two
+//! The whole backend: three exchange simulators → three connectors → Kafka → two
 //! candles-service instances in one group → Redis → gRPC clients on both instances. Both
 //! clients receive the same final candles, equal to a reference computed from the trades.
 #![allow(clippy::unwrap_used, missing_docs)]
@@ -57,7 +57,7 @@ async fn simulators_to_connectors_to_two_instances_give_identical_exact_candles(
         let mut config = ConnectorConfig::new(exchange, pairs.clone());
         config.ws_url = Some(sim.ws_url());
         config.rest_url = Some(sim.rest_url());
-        let sink = KafkaSink::new(&deps.tansu.brokers(), &deps.topic).unwrap();
+        let sink = KafkaSink::new(&deps.kafka().brokers(), &deps.topic).unwrap();
         let (status, _) = watch::channel(ConnState::Connecting);
         connectors.push(tokio::spawn(candles_connector::run(
             config,
@@ -83,7 +83,7 @@ async fn simulators_to_connectors_to_two_instances_give_identical_exact_candles(
     }
 
     // The trades as they are in Kafka, checked against the simulators' ground truth.
-    let in_kafka = read_all(&deps.tansu.brokers(), &deps.topic);
+    let in_kafka = read_all(&deps.kafka().brokers(), &deps.topic);
     let mut truth: BTreeMap<(Exchange, Pair), Vec<u64>> = BTreeMap::new();
     for s in &sims {
         for t in s.trades() {

@@ -1,16 +1,25 @@
 //! Test support: real services on free loopback ports, started and stopped by the tests.
 //!
-//! - [`Tansu`]: a Kafka-protocol broker (the static `tansu` binary; see `scripts/install-test-deps.sh`).
+//! - [`Kafka`]: Apache Kafka (KRaft, broker + controller) from Maven Central's jars
+//!   (see `scripts/install-test-deps.sh`), data on disk; [`Kafka::shared`] is one per process.
 //! - [`Redis`]: a `redis-server` with no persistence.
+//! - [`process::Proc`]: a child process with a log file, killed on drop and when this process
+//!   dies.
 //!
 //! Each is killed when dropped. When a binary is missing the start fails with a message that
 //! says how to install it; tests never skip silently (CI sets `CI=true` and must see every test run).
 #![forbid(unsafe_code)]
 
-use anyhow::{Context, Result, bail};
+pub mod kafka;
+pub mod process;
+
+pub use kafka::{KAFKA_VERSION, Kafka};
+
+use anyhow::{Result, bail};
+use process::Proc;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// A free TCP port on 127.0.0.1 (bound, then released for the service to take).
@@ -84,97 +93,6 @@ pub fn find_binary(name: &str, env: &str, extra_dirs: &[PathBuf]) -> Result<Path
     )
 }
 
-/// Creates `name` with `partitions` partitions on the Tansu broker at `127.0.0.1:port`, with
-/// Tansu's own CLI (`tansu topic create`).
-pub fn create_tansu_topic(tansu: &Path, port: u16, name: &str, partitions: u32) -> Result<()> {
-    let status = Command::new(tansu)
-        .args([
-            "topic",
-            "create",
-            "--broker",
-            &format!("tcp://127.0.0.1:{port}"),
-        ])
-        .args(["--partitions", &partitions.to_string(), name])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .with_context(|| format!("running {} topic create", tansu.display()))?;
-    if !status.success() {
-        bail!("tansu topic create {name} failed: {status}");
-    }
-    Ok(())
-}
-
-/// A running process, killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A Tansu broker (Kafka protocol) on a free port, with in-memory storage.
-pub struct Tansu {
-    proc: Option<Proc>,
-    port: u16,
-}
-
-impl Tansu {
-    /// Starts a broker and waits until it accepts connections.
-    pub fn start() -> Result<Tansu> {
-        let port = free_port();
-        let mut t = Tansu { proc: None, port };
-        t.restart()?;
-        Ok(t)
-    }
-
-    /// `127.0.0.1:PORT`, for rdkafka's `bootstrap.servers`.
-    pub fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Kills the broker (SIGKILL); its in-memory data is gone.
-    pub fn kill(&mut self) {
-        self.proc = None;
-    }
-
-    /// (Re)starts the broker on the same port.
-    pub fn restart(&mut self) -> Result<()> {
-        self.proc = None;
-        let bin = find_binary("tansu", "TANSU_BIN", &[])?;
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let child = Command::new(&bin)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        self.proc = Some(Proc(child));
-        wait_for_port(([127, 0, 0, 1], self.port).into(), Duration::from_secs(10))
-    }
-
-    /// Creates a topic with `partitions` partitions using Tansu's own CLI.
-    pub fn create_topic(&self, name: &str, partitions: u32) -> Result<()> {
-        create_tansu_topic(
-            &find_binary("tansu", "TANSU_BIN", &[])?,
-            self.port,
-            name,
-            partitions,
-        )
-    }
-}
-
 /// A redis-server on a free port, without persistence.
 pub struct Redis {
     proc: Option<Proc>,
@@ -213,25 +131,24 @@ impl Redis {
     pub fn restart(&mut self) -> Result<()> {
         self.proc = None;
         let bin = find_binary("redis-server", "REDIS_SERVER_BIN", &[])?;
-        let child = Command::new(&bin)
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(self._dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        self.proc = Some(Proc(child));
+        let mut cmd = Command::new(&bin);
+        cmd.args([
+            "--port",
+            &self.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(self._dir.path());
+        self.proc = Some(Proc::spawn(
+            "redis-server",
+            cmd,
+            &self._dir.path().join("redis.log"),
+        )?);
         wait_for_port(([127, 0, 0, 1], self.port).into(), Duration::from_secs(10))
     }
 }
@@ -241,11 +158,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn services_start_and_listen() {
-        let t = Tansu::start().unwrap();
-        t.create_topic("testkit-topic", 3).unwrap();
+    fn redis_starts_and_listens() {
         let r = Redis::start().unwrap();
-        assert!(TcpStream::connect(t.brokers()).is_ok());
         assert!(TcpStream::connect(("127.0.0.1", r.port())).is_ok());
     }
 }

@@ -6,7 +6,7 @@
 use candles_core::time::Duration as CoreDuration;
 use candles_core::{ClockMode, EngineConfig, Exchange, Interval, Micros, Pair, Side, Trade};
 use candles_service::ServiceConfig;
-use candles_testkit::{Redis, Tansu};
+use candles_testkit::{Kafka, Redis};
 use prost::Message as _;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -28,23 +28,23 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-/// Tansu, Redis and a fresh topic. Fails (never skips) when they are not installed.
+/// The test process's Kafka broker, a Redis of its own and a fresh topic. Fails (never skips)
+/// when they are not installed.
 pub struct Deps {
-    pub tansu: Tansu,
+    pub kafka: &'static Kafka,
     pub redis: Redis,
     pub topic: String,
 }
 
 impl Deps {
     pub fn start() -> Deps {
-        let tansu =
-            Tansu::start().expect("Tansu must be installed: run scripts/install-test-deps.sh");
+        let kafka = Kafka::shared();
         let redis = Redis::start()
             .expect("redis-server must be installed: run scripts/install-test-deps.sh");
         let topic = unique("trades");
-        tansu.create_topic(&topic, 2).unwrap();
+        kafka.create_topic(&topic, 2).unwrap();
         Deps {
-            tansu,
+            kafka,
             redis,
             topic,
         }
@@ -53,7 +53,7 @@ impl Deps {
     /// A service config: 1 s candles, short grace, fast live updates, fresh consumer group.
     pub fn config(&self) -> ServiceConfig {
         ServiceConfig {
-            brokers: self.tansu.brokers(),
+            brokers: self.kafka.brokers(),
             topic: self.topic.clone(),
             group: unique("tui"),
             dlq_topic: format!("{}.dlq", self.topic),

@@ -10,7 +10,7 @@ use candles_core::{
 use candles_proto::v1::candle_service_client::CandleServiceClient;
 use candles_proto::v1::{self, SubscribeRequest, SubscribeResponse};
 use candles_service::ServiceConfig;
-use candles_testkit::{Redis, Tansu};
+use candles_testkit::{Kafka, Redis};
 use prost::Message as _;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -51,9 +51,10 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// Real Kafka-protocol broker and Redis, plus a fresh topic.
+/// Real Apache Kafka and Redis, plus a fresh topic. The broker is the test process's shared
+/// one unless the test asked for its own ([`Deps::with_own_broker`]) to stop or freeze it.
 pub struct Deps {
-    pub tansu: Tansu,
+    own_kafka: Option<Kafka>,
     pub redis: Redis,
     pub topic: String,
     pub group: String,
@@ -61,23 +62,37 @@ pub struct Deps {
 
 impl Deps {
     pub fn start(partitions: u32) -> Deps {
+        Deps::with(None, partitions)
+    }
+
+    /// Like [`Deps::start`], on a broker of the test's own.
+    pub fn with_own_broker(partitions: u32) -> Deps {
+        let kafka = Kafka::start().expect("Kafka must be installed (scripts/install-test-deps.sh)");
+        Deps::with(Some(kafka), partitions)
+    }
+
+    fn with(own_kafka: Option<Kafka>, partitions: u32) -> Deps {
         init_tracing();
-        let tansu = Tansu::start().expect("Tansu must be installed (scripts/install-test-deps.sh)");
         let redis =
             Redis::start().expect("redis-server must be installed (scripts/install-test-deps.sh)");
-        let topic = unique("trades");
-        tansu.create_topic(&topic, partitions).unwrap();
-        Deps {
-            tansu,
+        let deps = Deps {
+            own_kafka,
             redis,
-            topic,
+            topic: unique("trades"),
             group: unique("candles"),
-        }
+        };
+        deps.kafka().create_topic(&deps.topic, partitions).unwrap();
+        deps
+    }
+
+    /// The broker.
+    pub fn kafka(&self) -> &Kafka {
+        self.own_kafka.as_ref().unwrap_or_else(|| Kafka::shared())
     }
 
     pub fn config(&self) -> ServiceConfig {
         ServiceConfig {
-            brokers: self.tansu.brokers(),
+            brokers: self.kafka().brokers(),
             topic: self.topic.clone(),
             group: self.group.clone(),
             dlq_topic: format!("{}.dlq", self.topic),
