@@ -67,7 +67,8 @@ fn class_path() -> Result<String> {
 
 /// The broker's `server.properties`: one node that is both broker and controller, plaintext on
 /// loopback, everything replicated once, no initial rebalance delay (a test's consumers join
-/// at once), and the topics' data in `data`.
+/// at once), session timeouts from 1 s (Kafka's default minimum is 6 s; failover tests use 3 s),
+/// and the topics' data in `data`.
 fn properties(port: u16, controller_port: u16, data: &Path) -> String {
     format!(
         "process.roles=broker,controller
@@ -87,6 +88,7 @@ transaction.state.log.min.isr=1
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
+group.min.session.timeout.ms=1000
 num.network.threads=2
 num.io.threads=4
 ",

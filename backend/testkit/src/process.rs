@@ -37,6 +37,10 @@ fn open_log(log: &Path) -> Result<File> {
         .with_context(|| format!("cannot open log file {}", log.display()))
 }
 
+/// Starts the watchdog's own line on stdout, the one that carries the program's pid: the
+/// program may print before it (its stdout is the same pipe when it is read by us).
+const PID_MARKER: &str = "\u{1}candles-watchdog-pid ";
+
 /// `cmd` under the watchdog: it starts the program (`"$@"`, stdin from /dev/null, stdout to
 /// the watchdog's stdout when `stdout_to_us`, else to its stderr), prints the program's pid as
 /// its first stdout line, kills the program with SIGKILL when the watchdog's stdin (a pipe from
@@ -48,7 +52,7 @@ fn watched(cmd: &Command, stdout_to_us: bool) -> Command {
         r#"exec 4<&0
 "$@" </dev/null 4<&-{redirect} &
 c=$!
-echo "$c"
+echo "{PID_MARKER}$c"
 (while read -r _ <&4; do :; done; kill -9 "$c" 2>/dev/null) &
 w=$!
 wait "$c"
@@ -71,13 +75,17 @@ exit "$s""#
     w
 }
 
-/// Starts `cmd` under the watchdog; returns it, its stdout after the pid line, and the pid.
-fn start(
-    name: &str,
-    cmd: &Command,
-    file: &File,
-    stdout_to_us: bool,
-) -> Result<(Child, BufReader<std::process::ChildStdout>, u32)> {
+/// What [`start`] returns: the watchdog, its stdout after the pid line, the lines the program
+/// printed before that line, and the program's pid.
+type Started = (
+    Child,
+    BufReader<std::process::ChildStdout>,
+    Vec<String>,
+    u32,
+);
+
+/// Starts `cmd` under the watchdog.
+fn start(name: &str, cmd: &Command, file: &File, stdout_to_us: bool) -> Result<Started> {
     let mut child = watched(cmd, stdout_to_us)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -85,13 +93,22 @@ fn start(
         .spawn()
         .with_context(|| format!("cannot start {name} ({:?})", cmd.get_program()))?;
     let mut stdout = BufReader::new(child.stdout.take().context("no stdout pipe")?);
-    let mut line = String::new();
-    stdout.read_line(&mut line)?;
-    let pid = line
-        .trim()
-        .parse()
-        .with_context(|| format!("the watchdog of {name} printed {line:?}, not a pid"))?;
-    Ok((child, stdout, pid))
+    let mut early = Vec::new();
+    loop {
+        let mut line = String::new();
+        if stdout.read_line(&mut line)? == 0 {
+            bail!("the watchdog of {name} ended before it printed the pid");
+        }
+        match line.trim_end().strip_prefix(PID_MARKER) {
+            Some(pid) => {
+                let pid = pid
+                    .parse()
+                    .with_context(|| format!("the watchdog of {name} printed {line:?}"))?;
+                return Ok((child, stdout, early, pid));
+            }
+            None => early.push(line),
+        }
+    }
 }
 
 impl Proc {
@@ -99,7 +116,7 @@ impl Proc {
     pub fn spawn(name: &str, cmd: Command, log: &Path) -> Result<Proc> {
         let mut file = open_log(log)?;
         writeln!(file, "==== testkit: starting {name}: {cmd:?}")?;
-        let (mut child, _stdout, pid) = start(name, &cmd, &file, false)?;
+        let (mut child, _stdout, _, pid) = start(name, &cmd, &file, false)?;
         Ok(Proc {
             name: name.to_string(),
             _lifeline: child.stdin.take(),
@@ -120,13 +137,20 @@ impl Proc {
     ) -> Result<(Proc, String)> {
         let mut file = open_log(log)?;
         writeln!(file, "==== testkit: starting {name}: {cmd:?}")?;
-        let (mut child, mut reader, pid) = start(name, &cmd, &file, true)?;
+        let (mut child, mut reader, early, pid) = start(name, &cmd, &file, true)?;
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let mut first = String::new();
-            let _ = reader.read_line(&mut first);
+            let mut early = early.into_iter();
+            let first = early.next().unwrap_or_else(|| {
+                let mut first = String::new();
+                let _ = reader.read_line(&mut first);
+                first
+            });
             let _ = writeln!(file, "{}", first.trim_end());
             let _ = tx.send(first);
+            for line in early {
+                let _ = file.write_all(line.as_bytes());
+            }
             let mut buf = [0u8; 8192];
             while let Ok(n) = reader.read(&mut buf) {
                 if n == 0 {
