@@ -19,11 +19,11 @@ pub mod v1 {
 
 /// Why a wire message could not become a domain value. The message names the field and value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {field} {value:?}: {reason}")]
+#[error("invalid {field} {value}: {reason}")]
 pub struct DecodeError {
     /// The field that was wrong.
     pub field: &'static str,
-    /// Its value (as text).
+    /// Its value, as [`candles_core::excerpt`] shows it (quoted, cut when long).
     pub value: String,
     /// What was wrong.
     pub reason: String,
@@ -32,7 +32,7 @@ pub struct DecodeError {
 fn bad(field: &'static str, value: impl ToString, reason: impl ToString) -> DecodeError {
     DecodeError {
         field,
-        value: value.to_string(),
+        value: candles_core::excerpt(&value.to_string()),
         reason: reason.to_string(),
     }
 }

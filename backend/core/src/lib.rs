@@ -11,8 +11,11 @@
 //! - [`candle`]: the OHLC candle and its identity.
 //! - [`symbols`]: each exchange's names for a pair.
 //! - [`engine`]: trades in, candles out.
+//! - [`bounds`]: what is accepted from outside (short excerpts of untrusted text, plausible trade
+//!   times).
 #![forbid(unsafe_code)]
 
+pub mod bounds;
 pub mod candle;
 pub mod engine;
 pub mod market;
@@ -21,6 +24,7 @@ pub mod symbols;
 pub mod time;
 pub mod trade;
 
+pub use bounds::{TimeBounds, excerpt};
 pub use candle::{Candle, CandleId};
 pub use engine::{ClockMode, Engine, EngineConfig, Outcome};
 pub use market::{Exchange, Side, Source};

@@ -33,11 +33,11 @@ impl Exchange {
 
 /// The error for an unknown exchange or source name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown {what} {input:?}: expected one of {expected}")]
+#[error("unknown {what} {input}: expected one of {expected}")]
 pub struct NameError {
     /// What was being parsed: "exchange" or "source".
     pub what: &'static str,
-    /// The text given.
+    /// The text given, as [`crate::excerpt`] shows it (quoted, cut when long).
     pub input: String,
     /// The accepted names.
     pub expected: &'static str,
@@ -52,7 +52,7 @@ impl FromStr for Exchange {
             "coinbase" => Ok(Exchange::Coinbase),
             _ => Err(NameError {
                 what: "exchange",
-                input: s.to_string(),
+                input: crate::excerpt(s),
                 expected: "binance, kraken, coinbase",
             }),
         }
@@ -102,7 +102,7 @@ impl FromStr for Source {
             .map(Source::Exchange)
             .map_err(|_| NameError {
                 what: "source",
-                input: s.to_string(),
+                input: crate::excerpt(s),
                 expected: "composite, binance, kraken, coinbase",
             })
     }

@@ -75,11 +75,11 @@ pub struct Pair {
 /// Why a pair could not be parsed. The message names the input and the accepted forms.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "invalid pair {input:?}: {reason}; write pairs as BASE-QUOTE, e.g. btcusdt, BTC-USDT, btc/usdt or BTC_USDT (without a separator the quote must be one of {quotes})",
+    "invalid pair {input}: {reason}; write pairs as BASE-QUOTE, e.g. btcusdt, BTC-USDT, btc/usdt or BTC_USDT (without a separator the quote must be one of {quotes})",
     quotes = KNOWN_QUOTES.join(", ")
 )]
 pub struct PairError {
-    /// The text as the user wrote it.
+    /// The text as the user wrote it, as [`crate::excerpt`] shows it (quoted, cut when long).
     pub input: String,
     /// What was wrong with it.
     pub reason: &'static str,
@@ -94,7 +94,7 @@ impl Pair {
     /// Parses any accepted spelling: `btcusdt`, `BTC-USDT`, `btc/usdt`, `BTC_USDT`.
     pub fn parse(input: &str) -> Result<Pair, PairError> {
         let err = |reason| PairError {
-            input: input.to_string(),
+            input: crate::excerpt(input),
             reason,
         };
         let text = input.trim();
@@ -142,7 +142,7 @@ impl Pair {
         }
         if pairs.is_empty() {
             return Err(PairError {
-                input: input.to_string(),
+                input: crate::excerpt(input),
                 reason: "it names no pair",
             });
         }

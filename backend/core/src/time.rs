@@ -62,12 +62,12 @@ impl Duration {
 /// Why a duration or interval could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "invalid {what} {input:?}: {reason}; write a whole number followed by a unit: us, ms, s, m, h or d (e.g. 500ms, 5s, 1m, 1h)"
+    "invalid {what} {input}: {reason}; write a whole number followed by a unit: us, ms, s, m, h or d (e.g. 500ms, 5s, 1m, 1h)"
 )]
 pub struct DurationError {
     /// "interval" or "duration".
     pub what: &'static str,
-    /// The text given.
+    /// The text given, as [`crate::excerpt`] shows it (quoted, cut when long).
     pub input: String,
     /// What was wrong.
     pub reason: &'static str,
@@ -76,7 +76,7 @@ pub struct DurationError {
 fn parse_micros(what: &'static str, input: &str) -> Result<i64, DurationError> {
     let err = |reason| DurationError {
         what,
-        input: input.to_string(),
+        input: crate::excerpt(input),
         reason,
     };
     let text = input.trim();
@@ -173,7 +173,7 @@ impl Interval {
         let us = parse_micros("interval", input)?;
         Interval::from_micros(us).ok_or(DurationError {
             what: "interval",
-            input: input.to_string(),
+            input: crate::excerpt(input),
             reason: "it must be longer than zero",
         })
     }

@@ -29,11 +29,11 @@ pub struct Trade {
 
 /// A decimal field that could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {field} {input:?}: {reason}")]
+#[error("invalid {field} {input}: {reason}")]
 pub struct DecimalError {
     /// Which field ("price", "quantity").
     pub field: &'static str,
-    /// The text given.
+    /// The text given, as [`crate::excerpt`] shows it (quoted, cut when long).
     pub input: String,
     /// What was wrong.
     pub reason: &'static str,
@@ -44,7 +44,7 @@ pub struct DecimalError {
 pub fn parse_positive_decimal(field: &'static str, text: &str) -> Result<Decimal, DecimalError> {
     let err = |reason| DecimalError {
         field,
-        input: text.to_string(),
+        input: crate::excerpt(text),
         reason,
     };
     let value = Decimal::from_str_exact(text)

@@ -1,6 +1,6 @@
 //! Our candles against Binance's own, on real recorded data.
 //!
-//! `shared/reference-data/binance-xrpeth/` (beside the repository: `<repo>/../shared`) holds
+//! `testdata/reference-data/binance-xrpeth/` (in the repository) holds
 //! 12,477 real XRPETH aggregate trades of 2019-10-11 00:00 to 2019-10-13 11:19 UTC and the 3,560
 //! one-minute and 712 five-minute klines Binance published for the same time. We replay the
 //! trades through the engine in event-time mode and require every kline to equal both our
@@ -20,15 +20,15 @@ use candles_core::{Candle, Decimal, Exchange, Interval, Micros, Pair, Side, Sour
 use std::path::PathBuf;
 
 fn data_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference-data/binance-xrpeth")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/reference-data/binance-xrpeth")
 }
 
 fn read(name: &str) -> String {
     let path = data_dir().join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
-            "cannot read {}: {e}. The reference data must be in shared/ beside the repository \
-             (<repo>/../shared/reference-data/binance-xrpeth/); copy shared/ there and run again",
+            "cannot read {}: {e}. The reference data is part of the repository \
+             (testdata/reference-data/binance-xrpeth/); restore it with `git checkout testdata`",
             path.display()
         )
     })

@@ -180,12 +180,13 @@ pub(crate) fn millis_micros(
 
 #[cfg(test)]
 pub(crate) mod samples {
-    //! Loads the captured exchange messages in `shared/exchanges/*.jsonl`.
+    //! Loads the captured exchange messages in `testdata/exchanges/*.jsonl` (copied from the
+    //! research in `../shared/exchanges`, so a plain clone has them).
 
     /// The lines of one sample file, numbered from 1 like the research notes.
     pub fn lines(file: &str) -> Vec<(usize, String)> {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/exchanges")
+            .join("../../testdata/exchanges")
             .join(file);
         let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));

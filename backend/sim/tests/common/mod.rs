@@ -200,6 +200,6 @@ pub async fn wait_generated(sim: &SimHandle, n: u64) {
 /// The sample files shared by the project.
 pub fn shared_file(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/exchanges")
+        .join("../../testdata/exchanges")
         .join(name)
 }

@@ -1,7 +1,7 @@
 //! Binance Spot: raw `<symbol>@trade` streams over `wss://stream.binance.com:9443/ws` with a
 //! live `SUBSCRIBE`, backfill from `GET /api/v3/historicalTrades?fromId=`.
 //!
-//! Facts relied on (shared/exchanges/binance.md): trade ids `t` are contiguous per symbol;
+//! Facts relied on (testdata/exchanges/binance.md): trade ids `t` are contiguous per symbol;
 //! `m == true` means the buyer was the maker, so the taker sold; the server pings every 20 s
 //! (tungstenite answers); a connection lives at most 24 h; `serverShutdown` asks us to
 //! reconnect now. Both the raw and the combined (`{"stream":..,"data":..}`) forms are accepted.

@@ -1,7 +1,7 @@
 //! Coinbase Exchange ws-feed: the public `matches` and `heartbeat` channels over
 //! `wss://ws-feed.exchange.coinbase.com`, backfill from `GET /products/{id}/trades?after=`.
 //!
-//! Facts relied on (shared/exchanges/coinbase.md): `trade_id` is contiguous per product
+//! Facts relied on (testdata/exchanges/coinbase.md): `trade_id` is contiguous per product
 //! (`sequence` is not: other book events use numbers); `side` is the MAKER's side, so the taker
 //! is the opposite; `last_match` replays the latest trade after subscribing; heartbeats carry
 //! `last_trade_id` every second; REST pages go newest first, `after=X` giving ids below X.

@@ -1,7 +1,7 @@
 //! Kraken Spot WebSocket v2: the `trade` channel with `snapshot:true` over
 //! `wss://ws.kraken.com/v2`, backfill from `GET /0/public/Trades?since=` (nanoseconds).
 //!
-//! Facts relied on (shared/exchanges/kraken.md): `trade_id` is a sequence per book; `side` is
+//! Facts relied on (testdata/exchanges/kraken.md): `trade_id` is a sequence per book; `side` is
 //! the taker side; prices and quantities are JSON numbers (parsed from their exact text); a
 //! heartbeat arrives about every second; application pings (`{"method":"ping"}`) are answered
 //! with `pong`. REST names pairs `XBTUSDT`, WebSocket v2 `BTC/USDT`.
