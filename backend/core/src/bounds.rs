@@ -5,7 +5,9 @@
 //!   cannot make a huge error;
 //! - a trade's time must lie in a plausible window around the wall clock ([`TimeBounds`]), so
 //!   one trade dated 1970 or 2100 cannot make a flat candle for every window in between or pin
-//!   the committed offset.
+//!   the committed offset;
+//! - log lines about input from outside are rate-limited ([`LogLimit`]), so a flood of bad input
+//!   cannot become a flood of log.
 
 use crate::time::{Duration, Micros};
 use std::fmt;
@@ -106,6 +108,48 @@ impl TimeBounds {
     }
 }
 
+/// Lets through at most `max` log lines per `per`, and counts the ones it holds back. Pure: the
+/// caller passes the time.
+#[derive(Clone, Debug)]
+pub struct LogLimit {
+    max: u32,
+    per: std::time::Duration,
+    since: Option<std::time::Instant>,
+    shown: u32,
+    held: u64,
+}
+
+impl LogLimit {
+    /// At most `max` lines per `per`.
+    pub const fn new(max: u32, per: std::time::Duration) -> LogLimit {
+        LogLimit {
+            max,
+            per,
+            since: None,
+            shown: 0,
+            held: 0,
+        }
+    }
+
+    /// `Some(held)` when a line may be logged at `now` (`held`: lines held back since the last
+    /// one let through, to be mentioned in it); `None` when this one is held back.
+    pub fn allow(&mut self, now: std::time::Instant) -> Option<u64> {
+        if self
+            .since
+            .is_none_or(|s| now.saturating_duration_since(s) >= self.per)
+        {
+            self.since = Some(now);
+            self.shown = 0;
+        }
+        if self.shown < self.max {
+            self.shown += 1;
+            return Some(std::mem::take(&mut self.held));
+        }
+        self.held += 1;
+        None
+    }
+}
+
 /// A time shown as UTC, `1970-01-01T00:00:00.000000Z`.
 #[derive(Clone, Copy, Debug)]
 pub struct Utc(pub Micros);
@@ -182,6 +226,25 @@ mod tests {
         );
         assert!(b.check(Micros(i64::MIN), now).is_err());
         assert!(b.check(Micros(i64::MAX), now).is_err());
+    }
+
+    #[test]
+    fn log_limit_lets_max_lines_through_per_period_and_counts_the_rest() {
+        let mut limit = LogLimit::new(2, std::time::Duration::from_secs(10));
+        let t0 = std::time::Instant::now();
+        assert_eq!(limit.allow(t0), Some(0));
+        assert_eq!(limit.allow(t0), Some(0));
+        assert_eq!(limit.allow(t0), None);
+        assert_eq!(limit.allow(t0 + std::time::Duration::from_secs(9)), None);
+        // A new period: the first line says how many were held back.
+        assert_eq!(
+            limit.allow(t0 + std::time::Duration::from_secs(10)),
+            Some(2)
+        );
+        assert_eq!(
+            limit.allow(t0 + std::time::Duration::from_secs(10)),
+            Some(0)
+        );
     }
 
     #[test]

@@ -23,7 +23,10 @@
 //!   engine never panics on a trade.
 //! - Once a series has had a trade, every later window yields a candle; an empty window gives a
 //!   flat candle at the previous close with volume 0 and trade count 0. No candle is produced
-//!   for windows before a series' first trade.
+//!   for windows before a series' first trade. A series quiet for [`MAX_QUIET_WINDOWS`] windows
+//!   in a row ends after that many flat candles (so one stray trade, or a history seeded long
+//!   ago, never makes flat candles without end, nor a burst of them in one [`Engine::advance`]);
+//!   its next trade starts it again, from that trade's window.
 //! - Finalized candles come out in order of window start, then pair, then source.
 //!
 //! The per-trade path ([`Engine::apply`], and [`Engine::advance`] into a reused `Vec`) does not
@@ -108,6 +111,11 @@ const TIME_LIMIT: i64 = i64::MAX / 4;
 /// would keep its window open for that long and hold back the consumer's committed offset.
 /// Such a trade is rejected and counted like a late one.
 pub const MAX_AHEAD_OF_WALL_CLOCK: Duration = Duration(3_600_000_000);
+
+/// A series that had no trade for this many windows in a row ends (see the module docs): at
+/// most this many flat candles follow its last trade, and one `advance` emits at most this many
+/// per series.
+pub const MAX_QUIET_WINDOWS: u32 = 10_000;
 
 /// Up to this many pairs, a linear scan finds a pair faster than hashing it.
 const LINEAR_LOOKUP: usize = 8;
@@ -242,8 +250,11 @@ impl Window {
 struct Progress {
     /// Close of the last finalized candle: the price of the next flat candle.
     last_close: Option<Decimal>,
-    /// Start of the next window to finalize; `None` until the series' first candle is final.
+    /// Start of the next window to finalize; `None` until the series' first candle is final,
+    /// and again once it has ended after [`MAX_QUIET_WINDOWS`] flat candles.
     next_emit: Option<Micros>,
+    /// Flat candles in a row since the last window with a trade.
+    quiet: u32,
 }
 
 impl Progress {
@@ -258,10 +269,20 @@ impl Progress {
         self.next_emit.or(first_open).filter(|&next| next < before)
     }
 
-    /// Records `candle` as this series' latest final candle.
+    /// Records `candle` as this series' latest final candle; a flat one that makes the series
+    /// quiet for [`MAX_QUIET_WINDOWS`] windows ends it.
     fn emitted(&mut self, candle: &Candle) {
         self.last_close = Some(candle.close);
         self.next_emit = Some(candle.end());
+        if candle.trades == 0 {
+            self.quiet += 1;
+            if self.quiet >= MAX_QUIET_WINDOWS {
+                self.next_emit = None;
+                self.quiet = 0;
+            }
+        } else {
+            self.quiet = 0;
+        }
     }
 
     /// The candle for the window at `start`: `window`'s, or a flat one at the last close if the

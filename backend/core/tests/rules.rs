@@ -330,6 +330,39 @@ fn a_series_keeps_yielding_flat_candles_while_its_exchange_is_quiet() {
 }
 
 #[test]
+fn a_series_quiet_for_max_quiet_windows_ends_and_its_next_trade_starts_it_again() {
+    use candles_core::engine::MAX_QUIET_WINDOWS;
+    let quiet = i64::from(MAX_QUIET_WINDOWS);
+    let mut e = engine(ClockMode::Wall);
+    e.apply(&bt(1, "100", SEC));
+    // Far later: one advance covers 3 × MAX_QUIET_WINDOWS windows, yet emits a bounded run.
+    let out = advance(&mut e, 3 * quiet * 5 * SEC + 10 * SEC);
+    let b = only(&out, btc(), BINANCE);
+    assert_eq!(
+        b.len() as i64,
+        1 + quiet,
+        "the trade's candle, then MAX_QUIET_WINDOWS flats"
+    );
+    assert_continuous(&b, 0, quiet);
+    assert!(
+        b[1..]
+            .iter()
+            .all(|c| c.trades == 0 && ohlc(c) == [dec("100"); 4])
+    );
+    assert_eq!(only(&out, btc(), COMPOSITE).len() as i64, 1 + quiet);
+    // Nothing more while it stays quiet.
+    assert!(advance(&mut e, 4 * quiet * 5 * SEC).is_empty());
+    // Its next trade starts it again, from that trade's window (no flats for the ended stretch).
+    let at = 4 * quiet * 5 * SEC + 2 * SEC;
+    assert_eq!(e.apply(&bt(2, "101", at)), Outcome::Applied);
+    let out = advance(&mut e, at + 10 * SEC);
+    let b = only(&out, btc(), BINANCE);
+    assert_eq!(b[0].start, w(4 * quiet));
+    assert_eq!(ohlc(&b[0]), [dec("101"); 4]);
+    assert_continuous(&b, 4 * quiet, 4 * quiet + b.len() as i64 - 1);
+}
+
+#[test]
 fn a_late_trade_is_counted_not_applied_and_never_a_crash() {
     // Wall clock.
     let mut e = engine(ClockMode::Wall);
