@@ -62,7 +62,7 @@ pub enum ImplausibleTime {
     /// Older than `max_age`.
     #[error(
         "trade time {} is {} before the wall clock ({}), beyond the accepted {} (--max-trade-age)",
-        Utc(*time), Duration(now.0.saturating_sub(time.0)), Utc(*now), max_age
+        Utc(*time), Approx(now.0.saturating_sub(time.0)), Utc(*now), max_age
     )]
     TooOld {
         /// The trade's time.
@@ -75,7 +75,7 @@ pub enum ImplausibleTime {
     /// Further ahead than `max_lead`.
     #[error(
         "trade time {} is {} after the wall clock ({}), beyond the accepted {} (--max-trade-lead)",
-        Utc(*time), Duration(time.0.saturating_sub(now.0)), Utc(*now), max_lead
+        Utc(*time), Approx(time.0.saturating_sub(now.0)), Utc(*now), max_lead
     )]
     TooFarAhead {
         /// The trade's time.
@@ -147,6 +147,20 @@ impl LogLimit {
         }
         self.held += 1;
         None
+    }
+}
+
+/// A length of time in microseconds, shown roughly in its largest unit (`20789.4 days`).
+struct Approx(i64);
+
+impl fmt::Display for Approx {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let us = self.0 as f64;
+        match self.0 {
+            d if d >= 86_400_000_000 => write!(f, "{:.1} days", us / 86_400e6),
+            d if d >= 3_600_000_000 => write!(f, "{:.1} hours", us / 3_600e6),
+            _ => write!(f, "{:.3} s", us / 1e6),
+        }
     }
 }
 

@@ -43,7 +43,14 @@ pub struct ServiceConfig {
     /// The pairs this server serves. A subscription naming another pair is `INVALID_ARGUMENT`
     /// (naming the pair and this list), never a silent empty stream.
     pub pairs: Vec<candles_core::Pair>,
+    /// Trades dated outside this window around the wall clock are dead-lettered with the reason
+    /// ([`crate::admission`]). Replaying a recording older than `max_age` needs a larger one.
+    pub trade_times: candles_core::TimeBounds,
 }
+
+/// The most pairs one deployment serves (`--pairs`): each costs a series per source, Redis
+/// history and finals every window.
+pub const MAX_PAIRS: usize = 1_000;
 
 impl Default for ServiceConfig {
     fn default() -> Self {
@@ -63,6 +70,7 @@ impl Default for ServiceConfig {
             tls: None,
             auth_token: None,
             pairs: candles_core::Pair::defaults(),
+            trade_times: candles_core::TimeBounds::default(),
         }
     }
 }
@@ -87,6 +95,19 @@ impl ServiceConfig {
         }
         if self.engine.grace.0 < 0 {
             bail!("invalid grace {}: expected zero or more", self.engine.grace);
+        }
+        if self.pairs.len() > MAX_PAIRS {
+            bail!(
+                "{} pairs given (--pairs / CANDLES_PAIRS); one deployment serves at most {MAX_PAIRS}: split them across deployments",
+                self.pairs.len()
+            );
+        }
+        if self.trade_times.max_age.0 <= 0 || self.trade_times.max_lead.0 < 0 {
+            bail!(
+                "invalid trade time window: --max-trade-age must be positive and --max-trade-lead zero or more (got {} and {})",
+                self.trade_times.max_age,
+                self.trade_times.max_lead
+            );
         }
         if self.auth_token.as_deref().is_some_and(str::is_empty) {
             bail!(

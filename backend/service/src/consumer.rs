@@ -36,21 +36,29 @@
 //! published for `--update-interval`, else when that interval has passed since the last ones
 //! (leading and trailing edge). Every in-progress candle that changed meanwhile goes out then.
 //!
-//! # Dead letters
-//! A record that is not a valid `candles.v1.Trade` goes to the dead-letter topic with its key and
+//! # Dead letters and rejected trades
+//! A record that is not a valid `candles.v1.Trade`, or whose trade [`crate::admission`] refuses
+//! as misrouted (key ≠ pair) or implausibly dated, goes to the dead-letter topic with its key and
 //! value and a header `error` saying why (plus `source.topic`, `source.partition`,
-//! `source.offset`); it is counted, and the partition carries on past it.
+//! `source.offset`); it is counted, and the partition carries on past it. A trade of a pair this
+//! server does not serve is counted and skipped. Nothing from outside is echoed whole: errors are
+//! excerpts, a value over [`DLQ_MAX_VALUE`] is dead-lettered cut (header `value.bytes` gives
+//! its length), and a dead letter the broker refuses (too large, invalid) or that still fails
+//! after [`DLQ_ATTEMPTS`] tries is counted and skipped: one record never stops the partition.
+//! Log lines about such records are rate-limited.
 //!
 //! # Shutdown
 //! On cancel the loop stops consuming, finalizes nothing new, publishes the finals it already
 //! holds, commits, unsubscribes, and drops the consumer on a detached thread (librdkafka's
 //! destroy can hang: see PITFALLS.md), all within a few seconds.
 
+use crate::admission;
 use crate::config::ServiceConfig;
 use crate::health::DependencyStatus;
 use crate::metrics as m;
 use crate::store::Store;
 use anyhow::Context as _;
+use candles_core::bounds::LogLimit;
 use candles_core::{Candle, ClockMode, Engine, EngineConfig, Micros, Outcome, Pair, Source, Trade};
 use candles_proto::v1;
 use prost::Message as _;
@@ -233,6 +241,17 @@ impl Outage {
     }
 }
 
+/// A dead-lettered record's value is cut to this many bytes (the broker's default record limit is
+/// 1 MB; the cut keeps the evidence without echoing a huge record).
+pub const DLQ_MAX_VALUE: usize = 64 * 1024;
+
+/// Tries to write one dead letter before it is counted and skipped (about 10 s with the backoff).
+pub const DLQ_ATTEMPTS: u32 = 8;
+
+/// Log lines about bad records: at most this many per [`LOG_PERIOD`] per kind.
+const LOG_LINES: u32 = 5;
+const LOG_PERIOD: Duration = Duration::from_secs(10);
+
 /// Housekeeping: rebalances, retries of held finals, commits.
 const TICK: Duration = Duration::from_millis(50);
 
@@ -403,6 +422,14 @@ struct Pipeline {
     live_due: Option<tokio::time::Instant>,
     /// When Redis last failed a publish (publishing pauses briefly after a failure).
     redis_failed: Option<Instant>,
+    /// Health: the loop's heartbeat.
+    status: Arc<DependencyStatus>,
+    /// The partition each pair was last read from (bounded: only served pairs get here).
+    pair_partitions: HashMap<Pair, i32>,
+    /// Rate limits of log lines about bad records: dead letters, skipped pairs, split pairs.
+    dlq_log: LogLimit,
+    skip_log: LogLimit,
+    split_log: LogLimit,
     shutdown: CancellationToken,
 }
 
@@ -475,7 +502,11 @@ pub async fn run(
         })?;
     tracing::info!(brokers = %config.brokers, topic = %config.topic, group = %config.group, "consuming trades");
 
-    let probe = tokio::spawn(probe_kafka(producer.clone(), status, shutdown.clone()));
+    let probe = tokio::spawn(probe_kafka(
+        producer.clone(),
+        status.clone(),
+        shutdown.clone(),
+    ));
     let consumer = Arc::new(consumer);
     let (wm_tx, mut wm_rx) = mpsc::unbounded_channel();
     let next_final = next_finalization(&config.engine, Micros::now());
@@ -496,6 +527,11 @@ pub async fn run(
         last_live: Instant::now(),
         live_due: None,
         redis_failed: None,
+        status,
+        pair_partitions: HashMap::new(),
+        dlq_log: LogLimit::new(LOG_LINES, LOG_PERIOD),
+        skip_log: LogLimit::new(LOG_LINES, LOG_PERIOD),
+        split_log: LogLimit::new(LOG_LINES, LOG_PERIOD),
         shutdown: shutdown.clone(),
     };
 
@@ -510,6 +546,7 @@ pub async fn run(
     let mut live_armed: Option<tokio::time::Instant> = None;
     let mut last_error_log: Option<Instant> = None;
     loop {
+        p.status.consume_loop_beat(Micros::now());
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
@@ -759,17 +796,41 @@ impl Pipeline {
         let trade = match decode(&msg) {
             Ok(t) => t,
             Err(reason) => {
-                // Only a record that reached the dead-letter topic may be committed past.
-                if self.dead_letter(&msg, &reason).await
-                    && let Some(state) = self.parts.get_mut(&partition)
-                {
-                    state.next_offset = Some(offset + 1);
-                    self.clock_moved |= state.on_position(offset + 1);
+                if self.dead_letter(&msg, &reason).await {
+                    self.passed(partition, offset);
                 }
                 return;
             }
         };
+        if let Err(rejection) = admission::admit(
+            msg.key(),
+            &trade,
+            &self.config.pairs,
+            &self.config.trade_times,
+            Micros::now(),
+        ) {
+            metrics::counter!(m::TRADES_REJECTED, "reason" => rejection.reason).increment(1);
+            if rejection.dead_letter {
+                if !self.dead_letter(&msg, &rejection.detail).await {
+                    return;
+                }
+            } else if let Some(held) = self.skip_log.allow(Instant::now()) {
+                tracing::info!(partition, offset, reason = rejection.reason, detail = %rejection.detail, held_back = held, "trade skipped");
+            }
+            self.passed(partition, offset);
+            return;
+        }
         metrics::counter!(m::TRADES_CONSUMED).increment(1);
+        if let Some(previous) = self.pair_partitions.insert(trade.pair, partition)
+            && previous != partition
+            && self.parts.contains_key(&previous)
+        {
+            metrics::counter!(m::PAIR_PARTITION_CONFLICTS).increment(1);
+            if let Some(held) = self.split_log.allow(Instant::now()) {
+                tracing::error!(pair = %trade.pair, partition, previous, held_back = held,
+                    "a pair's trades are in two partitions: two engines build its candles and their finals race (misrouted producer, or partitions added to a live topic; see DESIGN.md \"Adding partitions\")");
+            }
+        }
         let needs_seed = self
             .parts
             .get(&partition)
@@ -825,6 +886,15 @@ impl Pipeline {
         self.clock_moved |= state.on_position(offset + 1);
     }
 
+    /// The record at `offset` is dealt with (dead-lettered or skipped): the partition moves past
+    /// it and may commit past it.
+    fn passed(&mut self, partition: i32, offset: i64) {
+        if let Some(state) = self.parts.get_mut(&partition) {
+            state.next_offset = Some(offset + 1);
+            self.clock_moved |= state.on_position(offset + 1);
+        }
+    }
+
     /// The last final candle of every source of `pair`, retrying while Redis is down; `None` on
     /// shutdown.
     async fn read_seeds(&self, pair: Pair) -> Option<Vec<Option<Candle>>> {
@@ -855,14 +925,20 @@ impl Pipeline {
         }
     }
 
-    /// Writes the record to the dead-letter topic, retrying until it is there (`true`) or the
-    /// service shuts down (`false`).
-    async fn dead_letter(&self, msg: &OwnedMessage, reason: &str) -> bool {
-        tracing::warn!(partition = msg.partition(), offset = msg.offset(), %reason, dlq = %self.config.dlq_topic, "undecodable trade record sent to the dead-letter topic");
+    /// Writes the record to the dead-letter topic (its value cut to [`DLQ_MAX_VALUE`]). `true`
+    /// when the partition may move past it: it is there, or the broker refused it, or it still
+    /// failed after [`DLQ_ATTEMPTS`] tries (both counted); `false` only on shutdown.
+    async fn dead_letter(&mut self, msg: &OwnedMessage, reason: &str) -> bool {
+        if let Some(held) = self.dlq_log.allow(Instant::now()) {
+            tracing::warn!(partition = msg.partition(), offset = msg.offset(), %reason, dlq = %self.config.dlq_topic, held_back = held, "record sent to the dead-letter topic");
+        }
         let partition = msg.partition().to_string();
         let offset = msg.offset().to_string();
+        let value = msg.payload().unwrap_or_default();
+        let value_bytes = value.len().to_string();
+        let cut = &value[..value.len().min(DLQ_MAX_VALUE)];
         let mut backoff = Duration::from_millis(100);
-        loop {
+        for attempt in 1..=DLQ_ATTEMPTS {
             let headers = OwnedHeaders::new()
                 .insert(Header {
                     key: "error",
@@ -879,22 +955,31 @@ impl Pipeline {
                 .insert(Header {
                     key: "source.offset",
                     value: Some(&offset),
+                })
+                .insert(Header {
+                    key: "value.bytes",
+                    value: Some(&value_bytes),
                 });
             let mut record: FutureRecord<'_, [u8], [u8]> =
                 FutureRecord::to(&self.config.dlq_topic).headers(headers);
             if let Some(key) = msg.key() {
-                record = record.key(key);
+                record = record.key(&key[..key.len().min(DLQ_MAX_VALUE)]);
             }
-            if let Some(value) = msg.payload() {
-                record = record.payload(value);
+            if msg.payload().is_some() {
+                record = record.payload(cut);
             }
             match self.producer.send(record, Duration::from_secs(5)).await {
                 Ok(_) => {
                     metrics::counter!(m::DLQ_RECORDS).increment(1);
                     return true;
                 }
+                Err((e, _)) if is_refused_record(&e) => {
+                    metrics::counter!(m::DLQ_FAILURES, "reason" => "rejected").increment(1);
+                    tracing::error!(partition = msg.partition(), offset = msg.offset(), error = %e, dlq = %self.config.dlq_topic, "the broker refuses this dead letter; skipping the record");
+                    return true;
+                }
                 Err((e, _)) => {
-                    tracing::warn!(error = %e, dlq = %self.config.dlq_topic, "cannot write to the dead-letter topic; retrying")
+                    tracing::warn!(error = %e, attempt, dlq = %self.config.dlq_topic, "cannot write to the dead-letter topic; retrying")
                 }
             }
             tokio::select! {
@@ -903,6 +988,9 @@ impl Pipeline {
             }
             backoff = (backoff * 2).min(Duration::from_secs(2));
         }
+        metrics::counter!(m::DLQ_FAILURES, "reason" => "gave_up").increment(1);
+        tracing::error!(partition = msg.partition(), offset = msg.offset(), attempts = DLQ_ATTEMPTS, dlq = %self.config.dlq_topic, "cannot write the dead letter; skipping the record");
+        true
     }
 
     async fn on_tick(&mut self) {
@@ -1101,7 +1189,22 @@ fn is_transport_error(e: &rdkafka::error::KafkaError) -> bool {
     )
 }
 
-/// Decodes a record into a trade, or says why it cannot be one.
+/// Whether a produce error means the broker will never take this record (retrying is useless).
+fn is_refused_record(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::MessageSizeTooLarge
+                | C::InvalidMessageSize
+                | C::InvalidMessage
+                | C::InvalidRecord
+                | C::MessageBatchTooLarge
+        )
+    )
+}
+
+/// Decodes a record into a trade, or says why it cannot be one (never echoing it whole).
 fn decode(msg: &OwnedMessage) -> Result<Trade, String> {
     let value = msg
         .payload()

@@ -33,6 +33,7 @@
 //!
 //! # Modules
 //! - [`config`]: [`ServiceConfig`], every knob with its default.
+//! - [`admission`]: which decoded trades are applied (key = pair, served pair, plausible time).
 //! - [`consumer`]: the Kafka side: partitions, one engine per partition, offsets, dead letters.
 //! - [`store`]: Redis: publish-once of final candles (a Lua script), live updates, history.
 //! - [`hub`]: one Redis subscriber per instance, fanned out to its gRPC clients.
@@ -41,6 +42,7 @@
 //! - [`metrics`]: metric names.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod config;
 pub mod consumer;
 pub mod grpc;

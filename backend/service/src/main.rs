@@ -71,6 +71,13 @@ struct Cli {
     /// Pairs this server serves, comma-separated, any spelling; subscriptions to others are refused.
     #[arg(long, env = "CANDLES_PAIRS", default_value = "btcusdt,ethusdt,solusdt", value_parser = parse_pairs)]
     pairs: Pairs,
+    /// Trades dated further back than this from the wall clock are dead-lettered (raise it to
+    /// replay an older recording with --clock event).
+    #[arg(long, env = "CANDLES_MAX_TRADE_AGE", default_value = "7d")]
+    max_trade_age: Duration,
+    /// Trades dated further ahead of the wall clock than this are dead-lettered (clock skew).
+    #[arg(long, env = "CANDLES_MAX_TRADE_LEAD", default_value = "1h")]
+    max_trade_lead: Duration,
     /// Require `authorization: Bearer <TOKEN>` on every CandleService call.
     #[arg(long, env = "CANDLES_AUTH_TOKEN", hide_env_values = true)]
     auth_token: Option<String>,
@@ -101,6 +108,10 @@ impl Cli {
             },
             auth_token: self.auth_token,
             pairs: self.pairs.0,
+            trade_times: candles_core::TimeBounds {
+                max_age: self.max_trade_age,
+                max_lead: self.max_trade_lead,
+            },
         }
     }
 }

@@ -27,6 +27,17 @@ pub const CLIENTS_DROPPED: &str = "candles_service_clients_dropped_total";
 pub const CONSUMER_LAG: &str = "candles_service_consumer_lag";
 /// Counter: undecodable records sent to the dead-letter topic.
 pub const DLQ_RECORDS: &str = "candles_service_dlq_records_total";
+/// Counter, label `reason` = `key_mismatch` | `unserved_pair` | `implausible_time`: decoded
+/// trades not applied ([`crate::admission`]); no per-pair label, so made-up pairs cost nothing.
+pub const TRADES_REJECTED: &str = "candles_service_trades_rejected_total";
+/// Counter, label `reason` = `rejected` (the broker refuses the record: too large, invalid) |
+/// `gave_up` (still failing after the retries): dead letters that could not be written and were
+/// skipped, so one record never stops the partition.
+pub const DLQ_FAILURES: &str = "candles_service_dlq_failures_total";
+/// Counter: trades of a pair read from a partition other than the one it was last read from
+/// while both are assigned here: the pair's trades are split across partitions (a misrouting
+/// producer, or partitions added to a live topic; DESIGN.md "Adding partitions").
+pub const PAIR_PARTITION_CONFLICTS: &str = "candles_service_pair_partition_conflicts_total";
 /// Counter, label `outcome` = `refetched` | `accepted`: records that arrived after a hole in their
 /// partition's offsets. `refetched`: the consumer went back and read the hole; `accepted`: the
 /// hole stayed empty for [`crate::consumer`]'s patience (e.g. a compacted topic) and was skipped.
@@ -95,6 +106,18 @@ pub fn describe() {
     describe_counter!(
         DLQ_RECORDS,
         "Undecodable Kafka records sent to the dead-letter topic"
+    );
+    describe_counter!(
+        TRADES_REJECTED,
+        "Decoded trades not applied, by reason (key_mismatch, unserved_pair, implausible_time)"
+    );
+    describe_counter!(
+        DLQ_FAILURES,
+        "Dead letters that could not be written and were skipped, by reason (rejected, gave_up)"
+    );
+    describe_counter!(
+        PAIR_PARTITION_CONFLICTS,
+        "Trades of a pair read from a second partition (the pair's trades are split)"
     );
     describe_counter!(
         OFFSET_GAPS,

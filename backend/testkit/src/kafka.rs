@@ -341,8 +341,21 @@ impl Kafka {
     /// Creates `name` with `partitions` partitions (replicated once) and waits until every
     /// partition has a leader. An existing topic is an error.
     pub fn create_topic(&self, name: &str, partitions: u32) -> Result<()> {
+        self.create_topic_with(name, partitions, &[])
+    }
+
+    /// [`Kafka::create_topic`] with topic configs, e.g. `("max.message.bytes", "2000")`.
+    pub fn create_topic_with(
+        &self,
+        name: &str,
+        partitions: u32,
+        configs: &[(&str, &str)],
+    ) -> Result<()> {
         let admin: AdminClient<DefaultClientContext> = self.client().create()?;
-        let topic = NewTopic::new(name, partitions as i32, TopicReplication::Fixed(1));
+        let mut topic = NewTopic::new(name, partitions as i32, TopicReplication::Fixed(1));
+        for (key, value) in configs {
+            topic = topic.set(key, value);
+        }
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
         let deadline = Instant::now() + Duration::from_secs(30);
         let result = loop {

@@ -1,4 +1,4 @@
-//! Shared test support: real Tansu + redis-server, an in-process or child-process service, a
+//! Shared test support: real Apache Kafka + redis-server, an in-process or child-process service, a
 //! trade producer that writes exactly what connectors write, gRPC stream collectors, and the
 //! reference candles computed independently by a fresh event-time engine.
 #![allow(dead_code, clippy::unwrap_used, missing_docs)]
@@ -105,12 +105,7 @@ impl Deps {
             },
             update_interval: Duration::from_millis(100),
             history_max: 100,
-            client_queue: 1024,
-            hub_capacity: 65_536,
-            session_timeout: Duration::from_secs(6),
-            tls: None,
-            auth_token: None,
-            pairs: candles_core::Pair::defaults(),
+            ..ServiceConfig::default()
         }
     }
 }
