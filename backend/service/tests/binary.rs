@@ -35,6 +35,8 @@ fn help_lists_every_flag_with_its_environment_variable() {
         ("--tls-cert", "CANDLES_TLS_CERT"),
         ("--tls-key", "CANDLES_TLS_KEY"),
         ("--auth-token", "CANDLES_AUTH_TOKEN"),
+        ("--max-trade-age", "CANDLES_MAX_TRADE_AGE"),
+        ("--max-trade-lead", "CANDLES_MAX_TRADE_LEAD"),
     ] {
         assert!(
             help.contains(flag) && help.contains(env),
@@ -45,10 +47,14 @@ fn help_lists_every_flag_with_its_environment_variable() {
 
 #[test]
 fn bad_values_are_clear_errors() {
+    let too_many: Vec<String> = (0..1001).map(|i| format!("P{i}-USDT")).collect();
+    let too_many = too_many.join(",");
     for (args, needle) in [
         (vec!["--interval", "5 parsecs"], "interval"),
         (vec!["--clock", "sundial"], "sundial"),
         (vec!["--grace=-1s"], "grace"),
+        (vec!["--max-trade-age", "0"], "--max-trade-age"),
+        (vec!["--pairs", &too_many], "at most 1000"),
     ] {
         let out = Command::new(BIN).args(&args).output().unwrap();
         assert!(!out.status.success(), "{args:?} accepted");
