@@ -153,57 +153,22 @@ const MAX_PENDING_ANSWERS: usize = 8;
 /// an assignment, and the lag gauge.
 const WATERMARK_EVERY: Duration = Duration::from_millis(100);
 
-/// How long a hole in a partition's offsets is re-read before it is accepted as empty. Our topic
-/// is neither compacted nor transactional, so its offsets have no holes; a broker that hands a
-/// consumer a later batch before an earlier one is readable makes one, and the earlier batch
-/// shows up when asked for again.
-const HOLE_PATIENCE: Duration = Duration::from_millis(500);
-
 /// What to do with a record at `offset` when `expected` is the next offset to read.
 #[derive(Debug, PartialEq, Eq)]
 enum Continuity {
-    /// The next record: process it.
+    /// The next record, or one after a hole: process it.
     Next,
-    /// Already read (delivered again after a seek): skip it.
+    /// Already read (delivered again after a seek or a rebalance): skip it.
     Seen,
-    /// Records are missing before it: go back to `expected` and drop this one (read again later).
-    Refetch,
-    /// Missing for longer than the patience: accept the hole and process it.
-    AcceptHole,
 }
 
-/// Decides how a record fits its partition's offsets (see [`HOLE_PATIENCE`]); updates `hole`.
-/// `now` is asked only when there is a hole (this runs for every record).
-fn continuity(
-    expected: Option<i64>,
-    offset: i64,
-    hole: &mut Option<(i64, Instant)>,
-    now: impl FnOnce() -> Instant,
-) -> Continuity {
-    let Some(expected) = expected else {
-        return Continuity::Next;
-    };
-    if offset < expected {
-        return Continuity::Seen;
-    }
-    if offset == expected {
-        *hole = None;
-        return Continuity::Next;
-    }
-    let now = now();
-    match *hole {
-        Some((at, since)) if at == expected => {
-            if now.duration_since(since) >= HOLE_PATIENCE {
-                *hole = None;
-                Continuity::AcceptHole
-            } else {
-                Continuity::Refetch
-            }
-        }
-        _ => {
-            *hole = Some((expected, now));
-            Continuity::Refetch
-        }
+/// Decides how a record fits its partition's offsets. Kafka serves a partition's records in
+/// offset order; a hole is legitimate (a compacted record, a transaction marker) and is passed
+/// at once (DESIGN.md "Holes in a partition's offsets").
+fn continuity(expected: Option<i64>, offset: i64) -> Continuity {
+    match expected {
+        Some(expected) if offset < expected => Continuity::Seen,
+        _ => Continuity::Next,
     }
 }
 
@@ -276,8 +241,6 @@ struct PartitionState {
     open: BTreeMap<Micros, i64>,
     /// Next offset to read (last seen + 1).
     next_offset: Option<i64>,
-    /// A hole in the offsets being re-read: (the missing offset, when it was first seen missing).
-    hole: Option<(i64, Instant)>,
     /// Last offset committed by this owner.
     committed: Option<i64>,
     /// Finalized candles not yet published, in order.
@@ -302,7 +265,6 @@ impl PartitionState {
             engine: Engine::new(config.engine),
             open: BTreeMap::new(),
             next_offset: None,
-            hole: None,
             committed: None,
             pending: VecDeque::new(),
             seeded: HashMap::new(),
@@ -765,31 +727,18 @@ impl Pipeline {
         }
         if let Some(state) = self.parts.get_mut(&partition) {
             let expected = state.next_offset;
-            match continuity(expected, offset, &mut state.hole, Instant::now) {
-                Continuity::Next => {}
+            match continuity(expected, offset) {
                 Continuity::Seen => return,
-                Continuity::Refetch => {
-                    let expected = expected.unwrap_or(offset);
-                    tracing::debug!(
-                        partition,
-                        expected,
-                        got = offset,
-                        "hole in the offsets; reading it again"
-                    );
-                    metrics::counter!(m::OFFSET_GAPS, "outcome" => "refetched").increment(1);
-                    if let Err(e) = self.consumer.seek(
-                        &self.config.topic,
-                        partition,
-                        Offset::Offset(expected),
-                        Duration::ZERO,
-                    ) {
-                        tracing::warn!(partition, expected, error = %e, "cannot seek back to a hole in the offsets");
+                Continuity::Next => {
+                    if let Some(expected) = expected.filter(|&e| offset > e) {
+                        tracing::debug!(
+                            partition,
+                            expected,
+                            got = offset,
+                            "offsets missing from the partition (compacted or control records); passing them"
+                        );
+                        metrics::counter!(m::OFFSET_GAPS).increment(1);
                     }
-                    return;
-                }
-                Continuity::AcceptHole => {
-                    tracing::warn!(partition, expected, got = offset, patience = ?HOLE_PATIENCE, "offsets missing from the partition; skipping them");
-                    metrics::counter!(m::OFFSET_GAPS, "outcome" => "accepted").increment(1);
                 }
             }
         }
@@ -1365,43 +1314,11 @@ mod tests {
     }
 
     #[test]
-    fn a_hole_in_the_offsets_is_read_again_then_accepted_after_the_patience() {
-        let t0 = Instant::now();
-        let mut hole = None;
-        assert_eq!(
-            continuity(None, 7, &mut hole, || t0),
-            Continuity::Next,
-            "first record"
-        );
-        assert_eq!(continuity(Some(7), 7, &mut hole, || t0), Continuity::Next);
-        assert_eq!(continuity(Some(8), 5, &mut hole, || t0), Continuity::Seen);
-        assert_eq!(
-            continuity(Some(8), 12, &mut hole, || t0),
-            Continuity::Refetch
-        );
-        assert_eq!(hole, Some((8, t0)));
-        let later = t0 + HOLE_PATIENCE / 2;
-        assert_eq!(
-            continuity(Some(8), 12, &mut hole, || later),
-            Continuity::Refetch
-        );
-        assert_eq!(
-            continuity(Some(8), 8, &mut hole, || later),
-            Continuity::Next,
-            "the hole was filled"
-        );
-        assert_eq!(hole, None);
-        assert_eq!(
-            continuity(Some(9), 12, &mut hole, || later),
-            Continuity::Refetch
-        );
-        let much_later = later + HOLE_PATIENCE;
-        assert_eq!(
-            continuity(Some(9), 12, &mut hole, || much_later),
-            Continuity::AcceptHole,
-            "still empty after the patience"
-        );
-        assert_eq!(hole, None);
+    fn records_already_read_are_skipped_and_holes_passed() {
+        assert_eq!(continuity(None, 7), Continuity::Next, "first record");
+        assert_eq!(continuity(Some(7), 7), Continuity::Next);
+        assert_eq!(continuity(Some(8), 5), Continuity::Seen);
+        assert_eq!(continuity(Some(8), 12), Continuity::Next, "a hole");
     }
 
     #[test]

@@ -38,9 +38,8 @@ pub const DLQ_FAILURES: &str = "candles_service_dlq_failures_total";
 /// while both are assigned here: the pair's trades are split across partitions (a misrouting
 /// producer, or partitions added to a live topic; DESIGN.md "Adding partitions").
 pub const PAIR_PARTITION_CONFLICTS: &str = "candles_service_pair_partition_conflicts_total";
-/// Counter, label `outcome` = `refetched` | `accepted`: records that arrived after a hole in their
-/// partition's offsets. `refetched`: the consumer went back and read the hole; `accepted`: the
-/// hole stayed empty for [`crate::consumer`]'s patience (e.g. a compacted topic) and was skipped.
+/// Counter: holes in a partition's offsets passed (compacted records or transaction markers;
+/// none in a plain `trades` topic).
 pub const OFFSET_GAPS: &str = "candles_service_offset_gaps_total";
 /// Counter: Redis subscriber reconnects.
 pub const REDIS_RECONNECTS: &str = "candles_service_redis_reconnects_total";
@@ -121,7 +120,7 @@ pub fn describe() {
     );
     describe_counter!(
         OFFSET_GAPS,
-        "Records that arrived after a hole in their partition's offsets, by outcome (refetched, accepted)"
+        "Holes in a partition's offsets passed (compacted records, transaction markers)"
     );
     describe_counter!(REDIS_RECONNECTS, "Redis subscriber reconnects");
     describe_gauge!(
