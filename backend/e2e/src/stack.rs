@@ -232,6 +232,27 @@ impl Stack {
         Ok(())
     }
 
+    /// Starts one more service instance in the group (a rebalance hands it partitions) and
+    /// returns its index.
+    pub fn add_service(&mut self) -> Result<usize> {
+        self.services.push(Service {
+            proc: None,
+            grpc_port: free_port(),
+            metrics_port: free_port(),
+        });
+        let i = self.services.len() - 1;
+        self.start_service(i)?;
+        Ok(i)
+    }
+
+    /// Stops service instance `i` with SIGTERM (it publishes what is final, commits and leaves
+    /// the group: a rebalance hands its partitions to the others), `kill -9` after 10 s.
+    pub fn stop_service(&mut self, i: usize) {
+        if let Some(mut p) = self.services[i].proc.take() {
+            p.terminate(Duration::from_secs(10));
+        }
+    }
+
     /// `kill -9` of service instance `i`.
     pub fn kill_service(&mut self, i: usize) {
         if let Some(mut p) = self.services[i].proc.take() {

@@ -299,6 +299,25 @@ fn connector_kill9_and_restart_loses_nothing() {
     );
 }
 
+/// h. A third service instance joins the group mid-run and leaves it again (SIGTERM): two
+/// rebalances move partitions to it and back, with their open windows re-read by the next owner.
+#[test]
+fn a_third_instance_joining_and_leaving_loses_nothing() {
+    run_scenario(
+        StackConfig::new("rebalance"),
+        Box::new(|stack| {
+            sleep(4_000);
+            let i = stack.add_service()?;
+            eprintln!("candles-service instance {i} joined");
+            sleep(5_000);
+            eprintln!("candles-service instance {i} leaves (SIGTERM)");
+            stack.stop_service(i);
+            Ok(())
+        }),
+        true,
+    );
+}
+
 /// The broker-restart scenarios: the broker (data on disk in the run directory) stopped 5 s into the run
 /// and restarted after 2 s, with the stack's usual 2 s grace. The connectors queue their trades
 /// meanwhile and deliver them once the broker is back, up to ~3.7 s after the trade (the broker's

@@ -1,4 +1,4 @@
-//! End-to-end test support: real Tansu + redis-server, candles-service in this process, a trade
+//! End-to-end test support: real Apache Kafka + redis-server, candles-service in this process, a trade
 //! producer writing to Kafka exactly what connectors write, and the real `candles-tui` binary
 //! driven in tmux (a real terminal) or with piped stdout.
 #![allow(dead_code, clippy::unwrap_used, missing_docs)]
