@@ -9,6 +9,7 @@
 use crate::ConnectorConfig;
 use crate::exchange::{Gap, Listing, Venue, venue};
 use crate::sequencer::GapFiller;
+use crate::telemetry::LogLimit;
 use anyhow::Context;
 use candles_core::symbols::rest_symbol;
 use candles_core::{Exchange, Micros, Pair, Trade};
@@ -42,6 +43,9 @@ pub struct RestFiller {
     base: String,
     budget: Duration,
     max_trades: u64,
+    /// Failed pages are logged at most this often (a REST API that answers garbage to every
+    /// request would otherwise write a line per retry).
+    log_limit: std::sync::Arc<std::sync::Mutex<LogLimit>>,
 }
 
 impl RestFiller {
@@ -53,6 +57,7 @@ impl RestFiller {
             base: config.rest_url(),
             budget: config.backfill_budget,
             max_trades: config.backfill_max_trades,
+            log_limit: Default::default(),
         })
     }
 
@@ -70,7 +75,14 @@ impl RestFiller {
             match result {
                 Ok(page) => return Some(page),
                 Err(e) => {
-                    tracing::warn!(exchange = %self.venue.exchange(), %url, attempt, error = %e, "backfill request failed");
+                    // The error quotes the body only as a short excerpt (see `ParseError`).
+                    let allowed = match self.log_limit.lock() {
+                        Ok(mut limit) => limit.allow("backfill_failed"),
+                        Err(poisoned) => poisoned.into_inner().allow("backfill_failed"),
+                    };
+                    if allowed {
+                        tracing::warn!(exchange = %self.venue.exchange(), %url, attempt, error = %e, "backfill request failed");
+                    }
                 }
             }
             if attempt < TRIES {
