@@ -71,12 +71,19 @@ struct Args {
     /// security.protocol=SASL_SSL); repeatable, or comma-separated in the environment variable.
     /// Values of keys naming a password or secret are never logged.
     #[arg(long = "kafka-property", env = "CANDLES_KAFKA_PROPERTIES", value_delimiter = ',',
-          value_parser = parse_property, value_name = "KEY=VALUE", hide_env_values = true)]
-    kafka_properties: Vec<(String, String)>,
+          value_name = "KEY=VALUE", hide_env_values = true)]
+    kafka_properties: Vec<String>,
 }
 
-fn parse_property(s: &str) -> Result<(String, String), String> {
-    KafkaProperties::parse_one(s).map_err(|e| e.to_string())
+/// Parses the `--kafka-property` entries. Not a clap value parser: clap's own error would echo
+/// the raw entry, which may hold a secret.
+fn parse_properties(entries: &[String]) -> Result<KafkaProperties, String> {
+    let mut properties = KafkaProperties::new();
+    for entry in entries {
+        let (k, v) = KafkaProperties::parse_one(entry).map_err(|e| e.to_string())?;
+        properties.push(k, v);
+    }
+    Ok(properties)
 }
 
 /// A parsed `--pairs` list (a newtype so clap treats it as one value).
@@ -147,17 +154,13 @@ fn is_unreachable(e: &anyhow::Error) -> bool {
     )
 }
 
-async fn main_inner(args: Args) -> anyhow::Result<()> {
+async fn main_inner(args: Args, properties: KafkaProperties) -> anyhow::Result<()> {
     if let Some(addr) = args.metrics_addr {
         metrics_exporter_prometheus::PrometheusBuilder::new()
             .with_http_listener(addr)
             .install()
             .with_context(|| format!("serving metrics on {addr} (--metrics-addr)"))?;
         telemetry::describe();
-    }
-    let mut properties = KafkaProperties::new();
-    for (k, v) in &args.kafka_properties {
-        properties.push(k.as_str(), v.as_str());
     }
     if !properties.is_empty() {
         // Display redacts secret values.
@@ -253,8 +256,15 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    let properties = match parse_properties(&args.kafka_properties) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     init_logs(args.log_format);
-    match main_inner(args).await {
+    match main_inner(args, properties).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let code = if e.downcast_ref::<ListingError>().is_some() {
