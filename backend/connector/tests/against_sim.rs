@@ -965,16 +965,18 @@ fn plausible(t: &Trade) -> bool {
         .is_ok()
 }
 
-/// Runs the library connector against `sim` into a fresh Kafka topic until the simulator is
-/// done and every plausible trade is in Kafka (or 30 s pass): the records read back, the
-/// counters, and the ground truth.
+/// Starts a simulator with `sim_config` and runs the library connector against it into a fresh
+/// Kafka topic until the simulator is done and every plausible trade is in Kafka (or 30 s
+/// pass): the records read back, the counters, and the ground truth. The broker is up before
+/// the simulator starts trading.
 async fn hostile_run(
-    exchange: Exchange,
-    sim: SimHandle,
+    sim_config: SimConfig,
     topic: &str,
 ) -> (Vec<Record>, Snapshot, Vec<Trade>, Micros) {
+    let exchange = sim_config.exchange;
     let kafka = Kafka::shared();
     kafka.create_topic(topic, PARTITIONS as u32).unwrap();
+    let sim = exchange_sim::start(sim_config).await.unwrap();
     let config = connector_config(exchange, &sim);
     let start = config.start.unwrap();
     let counters = config.counters.clone();
@@ -1010,7 +1012,7 @@ async fn hostile_run(
 /// cause no unfilled gap (no refetch loop).
 async fn absurd_times_are_refused(exchange: Exchange) {
     logs();
-    let sim = exchange_sim::start(SimConfig {
+    let sim = SimConfig {
         exchange,
         pairs: Pair::defaults(),
         source: TradeSource::Synthetic { rate: 200.0 },
@@ -1018,11 +1020,9 @@ async fn absurd_times_are_refused(exchange: Exchange) {
         max_trades: Some(600),
         seed: 21,
         ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    };
     let topic = format!("trades-absurd-{exchange}");
-    let (records, figures, truth, start) = hostile_run(exchange, sim, &topic).await;
+    let (records, figures, truth, start) = hostile_run(sim, &topic).await;
     let published: Vec<Trade> = records.iter().map(|r| r.trade).collect();
     let absurd: Vec<&Trade> = truth.iter().filter(|t| !plausible(t)).collect();
     // Those the connector must have met: after its first published trade of the pair and
@@ -1082,7 +1082,7 @@ async fn coinbase_trades_dated_1970_or_2100_never_reach_kafka() {
 /// counted; the subscribed pairs' trades reach Kafka exactly once.
 async fn unsubscribed_pairs_are_dropped(exchange: Exchange) {
     logs();
-    let sim = exchange_sim::start(SimConfig {
+    let sim = SimConfig {
         exchange,
         pairs: Pair::defaults(),
         source: TradeSource::Synthetic { rate: 200.0 },
@@ -1090,11 +1090,9 @@ async fn unsubscribed_pairs_are_dropped(exchange: Exchange) {
         max_trades: Some(400),
         seed: 22,
         ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    };
     let topic = format!("trades-unsubscribed-{exchange}");
-    let (records, figures, truth, start) = hostile_run(exchange, sim, &topic).await;
+    let (records, figures, truth, start) = hostile_run(sim, &topic).await;
     let published: Vec<Trade> = records.iter().map(|r| r.trade).collect();
     let compared = compare(&truth, &published, start);
     println!(
