@@ -95,10 +95,7 @@ mod tests {
         let huge = "\u{1}".repeat(1_000_000);
         let e = ParseError::field("binance frame", "p", &huge, "not a decimal");
         let msg = e.to_string();
-        assert!(
-            msg.len() < 600 && msg.contains("(1000000 bytes)"),
-            "{msg}"
-        );
+        assert!(msg.len() < 600 && msg.contains("(1000000 bytes)"), "{msg}");
         let json = format!(r#"{{"t":"{}"}}"#, "x".repeat(1_000_000));
         #[derive(Debug, serde::Deserialize)]
         #[allow(dead_code)]

@@ -192,7 +192,9 @@ mod tests {
                 ("sasl.password", "a=b")
             ]
         );
-        let e = KafkaProperties::parse_one("client.id").unwrap_err().to_string();
+        let e = KafkaProperties::parse_one("client.id")
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("\"client.id\"") && e.contains("key=value"),
             "{e}"

@@ -70,8 +70,13 @@ struct Args {
     /// A Kafka client property key=value for the producer and the read-back consumers (e.g.
     /// security.protocol=SASL_SSL); repeatable, or comma-separated in the environment variable.
     /// Values of keys naming a password or secret are never logged.
-    #[arg(long = "kafka-property", env = "CANDLES_KAFKA_PROPERTIES", value_delimiter = ',',
-          value_name = "KEY=VALUE", hide_env_values = true)]
+    #[arg(
+        long = "kafka-property",
+        env = "CANDLES_KAFKA_PROPERTIES",
+        value_delimiter = ',',
+        value_name = "KEY=VALUE",
+        hide_env_values = true
+    )]
     kafka_properties: Vec<String>,
 }
 

@@ -119,8 +119,11 @@ fn scan_tail(
     properties.apply(&mut config);
     // The scan counts partition ends: this one is not the user's to turn off.
     config.set("enable.partition.eof", "true");
-    let consumer: BaseConsumer =
-        crate::kafka::create(&config, properties, "a Kafka consumer to read the topic back")?;
+    let consumer: BaseConsumer = crate::kafka::create(
+        &config,
+        properties,
+        "a Kafka consumer to read the topic back",
+    )?;
     let result = scan(&consumer, topic, deadline, visit);
     // librdkafka's destroy can hang (PITFALLS.md): never let it block the connector.
     std::thread::spawn(move || drop(consumer));

@@ -536,13 +536,20 @@ mod tests {
             ..Default::default()
         };
         let a = s
-            .admit(vec![at(10, now), at(11, far), at(14, now)], false, &mut rest)
+            .admit(
+                vec![at(10, now), at(11, far), at(14, now)],
+                false,
+                &mut rest,
+            )
             .await;
         // 11 refused on the WebSocket; 12 refused from REST; 13 filled; 14 published.
         assert_eq!(ids(&a), [10, 13, 14]);
         let refused: Vec<u64> = a.rejected.iter().map(|(t, _)| t.id).collect();
         assert_eq!(refused, [11, 12]);
-        assert!(matches!(a.rejected[0].1, ImplausibleTime::TooFarAhead { .. }));
+        assert!(matches!(
+            a.rejected[0].1,
+            ImplausibleTime::TooFarAhead { .. }
+        ));
         assert!(matches!(a.rejected[1].1, ImplausibleTime::TooOld { .. }));
         assert_eq!(rest.asked.len(), 1, "only 12..=13 was missing");
         assert_eq!((rest.asked[0].after_id, rest.asked[0].until_id), (11, 13));
@@ -553,12 +560,17 @@ mod tests {
         );
         assert_eq!((a.gaps[0].filled, a.gaps[0].unfilled), (1, 0));
         // The next trade after a refused one is no gap, and nothing is fetched again.
-        let a = s.admit(vec![at(15, far), at(16, now)], false, &mut rest).await;
+        let a = s
+            .admit(vec![at(15, far), at(16, now)], false, &mut rest)
+            .await;
         assert_eq!(ids(&a), [16]);
         assert_eq!(rest.asked.len(), 1);
         // Without bounds, any time passes (the library default for tests and replays).
         let mut open = Sequencer::new();
-        assert_eq!(ids(&open.admit(vec![at(1, far)], false, &mut rest).await), [1]);
+        assert_eq!(
+            ids(&open.admit(vec![at(1, far)], false, &mut rest).await),
+            [1]
+        );
     }
 
     #[tokio::test]

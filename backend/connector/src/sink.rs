@@ -162,8 +162,11 @@ impl KafkaSink {
     /// is dropped on a blocking thread: librdkafka's teardown may wait.
     fn replace_producer(&self, why: &str) -> anyhow::Result<()> {
         tracing::warn!(topic = %self.topic, why, "replacing the Kafka producer");
-        let fresh: FutureProducer =
-            crate::kafka::create(&self.config, &self.properties, "a replacement Kafka producer")?;
+        let fresh: FutureProducer = crate::kafka::create(
+            &self.config,
+            &self.properties,
+            "a replacement Kafka producer",
+        )?;
         let old = match self.producer.write() {
             Ok(mut p) => std::mem::replace(&mut *p, fresh),
             Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), fresh),

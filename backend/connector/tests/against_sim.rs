@@ -1031,7 +1031,11 @@ async fn absurd_times_are_refused(exchange: Exchange) {
         .iter()
         .filter(|a| {
             let first = published.iter().find(|t| t.pair == a.pair).map(|t| t.id);
-            let last = truth.iter().filter(|t| t.pair == a.pair).map(|t| t.id).max();
+            let last = truth
+                .iter()
+                .filter(|t| t.pair == a.pair)
+                .map(|t| t.id)
+                .max();
             first.is_some_and(|f| a.id > f) && last.is_some_and(|l| a.id < l)
         })
         .count() as u64;
@@ -1061,7 +1065,10 @@ async fn absurd_times_are_refused(exchange: Exchange) {
         met,
         absurd.len()
     );
-    assert!(figures.gaps >= 1, "REST-only absurd trades make gaps: {figures:?}");
+    assert!(
+        figures.gaps >= 1,
+        "REST-only absurd trades make gaps: {figures:?}"
+    );
     assert_eq!(
         figures.unfilled, 0,
         "a refused trade found by REST is accounted for, not missing: {figures:?}"
@@ -1262,7 +1269,12 @@ fn help_lists_the_input_bound_and_kafka_property_flags() {
 fn run_binary_briefly(args: &[&str], envs: &[(&str, &str)]) -> (Option<i32>, String) {
     let mut cmd = connector_binary();
     cmd.args(["--exchange", "binance", "--skip-pair-check"])
-        .args(["--ws-url", "ws://127.0.0.1:1/ws", "--rest-url", "http://127.0.0.1:1"])
+        .args([
+            "--ws-url",
+            "ws://127.0.0.1:1/ws",
+            "--rest-url",
+            "http://127.0.0.1:1",
+        ])
         .args(args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
@@ -1278,7 +1290,10 @@ fn run_binary_briefly(args: &[&str], envs: &[(&str, &str)]) -> (Option<i32>, Str
         let _ = child.kill();
     }
     let out = child.wait_with_output().unwrap();
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// `--kafka-property` reaches librdkafka: a value it refuses stops the start with an error
@@ -1288,7 +1303,12 @@ fn run_binary_briefly(args: &[&str], envs: &[(&str, &str)]) -> (Option<i32>, Str
 fn kafka_properties_reach_librdkafka_and_secrets_stay_hidden() {
     let kafka = Kafka::shared();
     let (code, err) = run_binary_briefly(
-        &["--brokers", &kafka.brokers(), "--kafka-property", "acks=sometimes"],
+        &[
+            "--brokers",
+            &kafka.brokers(),
+            "--kafka-property",
+            "acks=sometimes",
+        ],
         &[],
     );
     assert_eq!(code, Some(1), "{err}");
@@ -1307,7 +1327,10 @@ fn kafka_properties_reach_librdkafka_and_secrets_stay_hidden() {
 
     let (code, err) = run_binary_briefly(&["--kafka-property", "client.id"], &[]);
     assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("\"client.id\"") && err.contains("key=value"), "{err}");
+    assert!(
+        err.contains("\"client.id\"") && err.contains("key=value"),
+        "{err}"
+    );
     let (code, err) = run_binary_briefly(&["--kafka-property", "sasl.password:hunter2"], &[]);
     assert_eq!(code, Some(2), "{err}");
     assert!(!err.contains("hunter2"), "a secret was printed:\n{err}");
@@ -1315,7 +1338,12 @@ fn kafka_properties_reach_librdkafka_and_secrets_stay_hidden() {
     // Valid: accepted, the connector starts and runs until stopped (killed here after 3 s).
     let mut child = connector_binary()
         .args(["--exchange", "binance", "--skip-pair-check"])
-        .args(["--ws-url", "ws://127.0.0.1:1/ws", "--rest-url", "http://127.0.0.1:1"])
+        .args([
+            "--ws-url",
+            "ws://127.0.0.1:1/ws",
+            "--rest-url",
+            "http://127.0.0.1:1",
+        ])
         .args(["--brokers", &kafka.brokers()])
         .args(["--kafka-property", "client.id=candles-test-connector"])
         .args(["--kafka-property", "sasl.password=hunter2"])
@@ -1331,7 +1359,8 @@ fn kafka_properties_reach_librdkafka_and_secrets_stay_hidden() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(running, "a valid client.id must be accepted:\n{err}");
     assert!(
-        err.contains("client.id=candles-test-connector") && err.contains("sasl.password=<redacted>"),
+        err.contains("client.id=candles-test-connector")
+            && err.contains("sasl.password=<redacted>"),
         "{err}"
     );
     assert!(!err.contains("hunter2"), "a secret was printed:\n{err}");

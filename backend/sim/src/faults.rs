@@ -78,10 +78,16 @@ impl Faults {
         }
     }
 
-    /// Hostile frames to send after a trade message: a trade of a pair the session did not
-    /// subscribe to (every `unsubscribed_every` messages; not part of the ground truth), and
-    /// once per connection a huge garbage frame.
-    pub fn hostile_after(&mut self, venue: &dyn Venue, session: &Session) -> Vec<String> {
+    /// Hostile frames to send after the trade message `message`: a trade of a pair the session
+    /// did not subscribe to (every `unsubscribed_every` messages; not part of the ground
+    /// truth), and once per connection a huge garbage frame (plus, where the venue's corrupt
+    /// form has a `"NaN…` price, `message`'s own shape with a price of that size).
+    pub fn hostile_after(
+        &mut self,
+        venue: &dyn Venue,
+        session: &Session,
+        message: &str,
+    ) -> Vec<String> {
         self.trade_messages += 1;
         let mut out = Vec::new();
         if let Some(n) = self.config.unsubscribed_every.filter(|n| *n > 0)
@@ -111,6 +117,10 @@ impl Faults {
             junk.push_str("exchange-sim huge garbage ");
             while junk.len() < size {
                 junk.push(char::from(b'a' + (junk.len() % 26) as u8));
+            }
+            let corrupt = venue.corrupt(message);
+            if corrupt.contains("\"NaN") {
+                out.push(corrupt.replacen("\"NaN", &format!("\"NaN{junk}"), 1));
             }
             out.push(junk);
         }

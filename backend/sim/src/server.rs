@@ -284,8 +284,9 @@ async fn websocket(stream: Prefixed, shared: &Shared) -> anyhow::Result<()> {
                             metrics::counter!("sim_messages_dropped_total").increment(1);
                             continue;
                         }
+                        let hostile = faults.hostile_after(venue, &session, &message);
                         out.push(Message::text(message));
-                        out.extend(faults.hostile_after(venue, &session).into_iter().map(Message::text));
+                        out.extend(hostile.into_iter().map(Message::text));
                     }
                 }
                 Err(RecvError::Lagged(n)) => {
