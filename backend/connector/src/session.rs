@@ -513,9 +513,13 @@ impl<'a> Session<'a> {
                 metrics::counter!(telemetry::GAP_UNFILLED, "exchange" => ex, "pair" => pair.clone()).increment(1);
                 metrics::counter!(telemetry::GAP_UNFILLED_TRADES, "exchange" => ex, "pair" => pair.clone())
                     .increment(report.unfilled);
-                tracing::warn!(exchange = ex, %pair, after = report.gap.after_id, until = report.gap.until_id,
-                    filled = report.filled, unfilled = report.unfilled, "gap could not be filled completely; moving on");
-            } else {
+                // Ids come from outside: a sender that makes a gap per frame gets counted, and
+                // only a few lines a minute.
+                if self.log_limit.allow("gap_unfilled") {
+                    tracing::warn!(exchange = ex, %pair, after = report.gap.after_id, until = report.gap.until_id,
+                        filled = report.filled, unfilled = report.unfilled, "gap could not be filled completely; moving on");
+                }
+            } else if self.log_limit.allow("gap_filled") {
                 tracing::info!(exchange = ex, %pair, after = report.gap.after_id, until = report.gap.until_id,
                     filled = report.filled, "gap filled from REST");
             }
