@@ -28,11 +28,25 @@ fn client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
         .context("building the HTTP client")
 }
 
-/// GETs `url`: the status code and the body text.
-async fn get(client: &reqwest::Client, url: &str) -> Result<(u16, String), reqwest::Error> {
-    let resp = client.get(url).send().await?;
+/// The largest REST body read (a full trades page is well under 1 MB); a larger one is an
+/// error, not an allocation the server chooses.
+pub const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// GETs `url`: the status code and the body text (at most [`MAX_BODY`] bytes; invalid UTF-8
+/// is replaced).
+async fn get(client: &reqwest::Client, url: &str) -> Result<(u16, String), String> {
+    let mut resp = client.get(url).send().await.map_err(|e| e.to_string())?;
     let status = resp.status().as_u16();
-    Ok((status, resp.text().await?))
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(format!(
+                "HTTP {status}: the body is larger than {MAX_BODY} bytes; not read further"
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// Fills gaps from the exchange's REST trades endpoint.
@@ -70,7 +84,7 @@ impl RestFiller {
                     .venue
                     .parse_backfill(&body, gap, Micros::now())
                     .map_err(|e| format!("HTTP {status}: {e}")),
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(e),
             };
             match result {
                 Ok(page) => return Some(page),
@@ -173,9 +187,7 @@ pub async fn check_pairs(config: &ConnectorConfig) -> anyhow::Result<()> {
             url: url.clone(),
             reason,
         };
-        let (status, body) = get(&client, &url)
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
+        let (status, body) = get(&client, &url).await.map_err(unreachable)?;
         match venue.parse_listing(status, &body, pair) {
             Ok(Listing::Trading) => tracing::debug!(%pair, "listed and trading"),
             Ok(Listing::Status(s)) => {
