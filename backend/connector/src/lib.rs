@@ -9,7 +9,8 @@
 //! - [`rest`]: REST gap fill and the listing check.
 //! - [`session`]: the connect → subscribe → read → reconnect loop, [`run`].
 //! - [`sink`]: [`TradeSink`], [`ChannelSink`], [`KafkaSink`].
-//! - [`telemetry`]: metric names and shared counters.
+//! - [`telemetry`]: metric names, shared counters and the log rate limit.
+//! - [`kafka`]: `--kafka-property key=value` client settings, with secrets kept out of logs.
 //!
 //! Guarantee: within one [`run`], every trade id of a pair is published at most once and in
 //! increasing order; a gap (an id above last + 1, in-stream or after a reconnect) is filled from
@@ -17,11 +18,16 @@
 //! counted (`connector_gap_unfilled_total`), never waited on forever. Trades made from the start
 //! of the run on are owed ([`ConnectorConfig::start`]); history from before it is never
 //! backfilled — snapshots of it only set each pair's reference id.
+//!
+//! Input bounds: a trade of a pair the connector did not subscribe to, or with a time outside
+//! [`ConnectorConfig::time_bounds`], is refused and counted (`connector_rejected_total{reason}`);
+//! every log line about input from outside shows only a short excerpt and is rate-limited.
 #![forbid(unsafe_code)]
 
 pub mod backoff;
 pub mod error;
 pub mod exchange;
+pub mod kafka;
 pub mod rest;
 pub mod resume;
 pub mod sequencer;
@@ -78,6 +84,10 @@ pub struct ConnectorConfig {
     /// [`resume::last_published`] after a restart: the sequencer continues from these ids, so
     /// what was missed while down is fetched from REST and nothing is published twice.
     pub resume: std::collections::HashMap<Pair, (u64, candles_core::Micros)>,
+    /// Trades (WebSocket and REST) whose time is outside this window around the wall clock are
+    /// refused: counted (`connector_rejected_total{reason="implausible_time"}`), logged, never
+    /// published. Default: 7 days back, 1 hour ahead (`--max-trade-age`, `--max-trade-lead`).
+    pub time_bounds: candles_core::TimeBounds,
 }
 
 impl ConnectorConfig {
@@ -99,6 +109,7 @@ impl ConnectorConfig {
             start: None,
             counters: Arc::default(),
             resume: Default::default(),
+            time_bounds: candles_core::TimeBounds::default(),
         }
     }
 

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 use anyhow::Context;
+use candles_connector::kafka::KafkaProperties;
 use candles_connector::rest::ListingError;
 use candles_connector::{
     ConnState, ConnectorConfig, KafkaSink, check_pairs, resume, run, telemetry,
@@ -60,6 +61,34 @@ struct Args {
     /// Do not ask the exchange's REST API whether it lists the pairs before starting.
     #[arg(long, env = "CANDLES_SKIP_PAIR_CHECK")]
     skip_pair_check: bool,
+    /// Refuse trades (WebSocket and REST) older than this, against the wall clock (e.g. 7d, 12h).
+    #[arg(long, env = "CANDLES_MAX_TRADE_AGE", default_value = "7d", value_parser = parse_bound)]
+    max_trade_age: candles_core::time::Duration,
+    /// Refuse trades dated further than this ahead of the wall clock (clock skew, e.g. 1h, 5m).
+    #[arg(long, env = "CANDLES_MAX_TRADE_LEAD", default_value = "1h", value_parser = parse_bound)]
+    max_trade_lead: candles_core::time::Duration,
+    /// A Kafka client property key=value for the producer and the read-back consumers (e.g.
+    /// security.protocol=SASL_SSL); repeatable, or comma-separated in the environment variable.
+    /// Values of keys naming a password or secret are never logged.
+    #[arg(
+        long = "kafka-property",
+        env = "CANDLES_KAFKA_PROPERTIES",
+        value_delimiter = ',',
+        value_name = "KEY=VALUE",
+        hide_env_values = true
+    )]
+    kafka_properties: Vec<String>,
+}
+
+/// Parses the `--kafka-property` entries. Not a clap value parser: clap's own error would echo
+/// the raw entry, which may hold a secret.
+fn parse_properties(entries: &[String]) -> Result<KafkaProperties, String> {
+    let mut properties = KafkaProperties::new();
+    for entry in entries {
+        let (k, v) = KafkaProperties::parse_one(entry).map_err(|e| e.to_string())?;
+        properties.push(k, v);
+    }
+    Ok(properties)
 }
 
 /// A parsed `--pairs` list (a newtype so clap treats it as one value).
@@ -79,6 +108,10 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     candles_core::time::Duration::parse(s)
         .map(|d| d.to_std())
         .map_err(|e| e.to_string())
+}
+
+fn parse_bound(s: &str) -> Result<candles_core::time::Duration, String> {
+    candles_core::time::Duration::parse(s).map_err(|e| e.to_string())
 }
 
 fn init_logs(format: LogFormat) {
@@ -126,7 +159,7 @@ fn is_unreachable(e: &anyhow::Error) -> bool {
     )
 }
 
-async fn main_inner(args: Args) -> anyhow::Result<()> {
+async fn main_inner(args: Args, properties: KafkaProperties) -> anyhow::Result<()> {
     if let Some(addr) = args.metrics_addr {
         metrics_exporter_prometheus::PrometheusBuilder::new()
             .with_http_listener(addr)
@@ -134,10 +167,20 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("serving metrics on {addr} (--metrics-addr)"))?;
         telemetry::describe();
     }
+    if !properties.is_empty() {
+        // Display redacts secret values.
+        tracing::info!(properties = %properties, "Kafka client properties");
+    }
+    // First, so a property librdkafka refuses stops the start with its name.
+    let sink = KafkaSink::with_properties(&args.brokers, &args.topic, &properties)?;
     let mut config = ConnectorConfig::new(args.exchange, args.pairs.0);
     config.ws_url = args.ws_url;
     config.rest_url = args.rest_url;
     config.stale_after = args.stale_after;
+    config.time_bounds = candles_core::TimeBounds {
+        max_age: args.max_trade_age,
+        max_lead: args.max_trade_lead,
+    };
 
     let shutdown = CancellationToken::new();
     tokio::spawn({
@@ -179,8 +222,16 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
             config.pairs.clone(),
         );
         let exchange = config.exchange;
+        let properties = properties.clone();
         tokio::task::spawn_blocking(move || {
-            resume::last_published(&brokers, &topic, exchange, &pairs, Duration::from_secs(30))
+            resume::last_published_with(
+                &brokers,
+                &topic,
+                &properties,
+                exchange,
+                &pairs,
+                Duration::from_secs(30),
+            )
         })
         .await?
     };
@@ -195,7 +246,6 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
             tracing::warn!(error = %format!("{e:#}"), "could not read back the last published trades; starting fresh")
         }
     }
-    let sink = KafkaSink::new(&args.brokers, &args.topic)?;
     let (status_tx, mut status_rx) = tokio::sync::watch::channel(ConnState::Connecting);
     tokio::spawn(async move {
         while status_rx.changed().await.is_ok() {
@@ -211,8 +261,15 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    let properties = match parse_properties(&args.kafka_properties) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     init_logs(args.log_format);
-    match main_inner(args).await {
+    match main_inner(args, properties).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let code = if e.downcast_ref::<ListingError>().is_some() {

@@ -9,6 +9,7 @@
 use crate::ConnectorConfig;
 use crate::exchange::{Gap, Listing, Venue, venue};
 use crate::sequencer::GapFiller;
+use crate::telemetry::LogLimit;
 use anyhow::Context;
 use candles_core::symbols::rest_symbol;
 use candles_core::{Exchange, Micros, Pair, Trade};
@@ -27,11 +28,25 @@ fn client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
         .context("building the HTTP client")
 }
 
-/// GETs `url`: the status code and the body text.
-async fn get(client: &reqwest::Client, url: &str) -> Result<(u16, String), reqwest::Error> {
-    let resp = client.get(url).send().await?;
+/// The largest REST body read (a full trades page is well under 1 MB); a larger one is an
+/// error, not an allocation the server chooses.
+pub const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// GETs `url`: the status code and the body text (at most [`MAX_BODY`] bytes; invalid UTF-8
+/// is replaced).
+async fn get(client: &reqwest::Client, url: &str) -> Result<(u16, String), String> {
+    let mut resp = client.get(url).send().await.map_err(|e| e.to_string())?;
     let status = resp.status().as_u16();
-    Ok((status, resp.text().await?))
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(format!(
+                "HTTP {status}: the body is larger than {MAX_BODY} bytes; not read further"
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// Fills gaps from the exchange's REST trades endpoint.
@@ -42,6 +57,9 @@ pub struct RestFiller {
     base: String,
     budget: Duration,
     max_trades: u64,
+    /// Failed pages are logged at most this often (a REST API that answers garbage to every
+    /// request would otherwise write a line per retry).
+    log_limit: std::sync::Arc<std::sync::Mutex<LogLimit>>,
 }
 
 impl RestFiller {
@@ -53,6 +71,7 @@ impl RestFiller {
             base: config.rest_url(),
             budget: config.backfill_budget,
             max_trades: config.backfill_max_trades,
+            log_limit: Default::default(),
         })
     }
 
@@ -65,12 +84,19 @@ impl RestFiller {
                     .venue
                     .parse_backfill(&body, gap, Micros::now())
                     .map_err(|e| format!("HTTP {status}: {e}")),
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(e),
             };
             match result {
                 Ok(page) => return Some(page),
                 Err(e) => {
-                    tracing::warn!(exchange = %self.venue.exchange(), %url, attempt, error = %e, "backfill request failed");
+                    // The error quotes the body only as a short excerpt (see `ParseError`).
+                    let allowed = match self.log_limit.lock() {
+                        Ok(mut limit) => limit.allow("backfill_failed"),
+                        Err(poisoned) => poisoned.into_inner().allow("backfill_failed"),
+                    };
+                    if allowed {
+                        tracing::warn!(exchange = %self.venue.exchange(), %url, attempt, error = %e, "backfill request failed");
+                    }
                 }
             }
             if attempt < TRIES {
@@ -161,9 +187,7 @@ pub async fn check_pairs(config: &ConnectorConfig) -> anyhow::Result<()> {
             url: url.clone(),
             reason,
         };
-        let (status, body) = get(&client, &url)
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
+        let (status, body) = get(&client, &url).await.map_err(unreachable)?;
         match venue.parse_listing(status, &body, pair) {
             Ok(Listing::Trading) => tracing::debug!(%pair, "listed and trading"),
             Ok(Listing::Status(s)) => {

@@ -10,7 +10,11 @@
 //! group-less consumer (no offsets are committed). A pair whose last trade is further back than
 //! that (a pair that was quiet while others were busy) gets no reference and follows the normal
 //! start rule.
+//!
+//! The consumers get the same client properties as the producer (`--kafka-property`), so a
+//! secured cluster can be read back too.
 
+use crate::kafka::KafkaProperties;
 use candles_core::{Exchange, Micros, Pair, Trade};
 use candles_proto::v1;
 use prost::Message as _;
@@ -33,8 +37,27 @@ pub fn last_published(
     pairs: &[Pair],
     timeout: Duration,
 ) -> anyhow::Result<HashMap<Pair, (u64, Micros)>> {
+    last_published_with(
+        brokers,
+        topic,
+        &KafkaProperties::new(),
+        exchange,
+        pairs,
+        timeout,
+    )
+}
+
+/// [`last_published`] with the user's client properties (`--kafka-property`, e.g. SASL/TLS).
+pub fn last_published_with(
+    brokers: &str,
+    topic: &str,
+    properties: &KafkaProperties,
+    exchange: Exchange,
+    pairs: &[Pair],
+    timeout: Duration,
+) -> anyhow::Result<HashMap<Pair, (u64, Micros)>> {
     let mut last: HashMap<Pair, (u64, Micros)> = HashMap::new();
-    scan_tail(brokers, topic, timeout, |trade| {
+    scan_tail(brokers, topic, properties, timeout, |trade| {
         if trade.exchange == exchange && pairs.contains(&trade.pair) {
             let entry = last.entry(trade.pair).or_insert((trade.id, trade.time));
             if trade.id > entry.0 {
@@ -55,10 +78,21 @@ pub fn already_published(
     trades: &[Trade],
     timeout: Duration,
 ) -> anyhow::Result<HashSet<(Exchange, Pair, u64)>> {
+    already_published_with(brokers, topic, &KafkaProperties::new(), trades, timeout)
+}
+
+/// [`already_published`] with the user's client properties (`--kafka-property`).
+pub fn already_published_with(
+    brokers: &str,
+    topic: &str,
+    properties: &KafkaProperties,
+    trades: &[Trade],
+    timeout: Duration,
+) -> anyhow::Result<HashSet<(Exchange, Pair, u64)>> {
     let wanted: HashSet<(Exchange, Pair, u64)> =
         trades.iter().map(|t| (t.exchange, t.pair, t.id)).collect();
     let mut found = HashSet::new();
-    scan_tail(brokers, topic, timeout, |trade| {
+    scan_tail(brokers, topic, properties, timeout, |trade| {
         let key = (trade.exchange, trade.pair, trade.id);
         if wanted.contains(&key) {
             found.insert(key);
@@ -72,16 +106,24 @@ pub fn already_published(
 fn scan_tail(
     brokers: &str,
     topic: &str,
+    properties: &KafkaProperties,
     timeout: Duration,
     visit: impl FnMut(&Trade),
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
-    let consumer: BaseConsumer = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", brokers)
         .set("group.id", "candles-connector-resume")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .create()?;
+        .set("enable.auto.commit", "false");
+    properties.apply(&mut config);
+    // The scan counts partition ends: this one is not the user's to turn off.
+    config.set("enable.partition.eof", "true");
+    let consumer: BaseConsumer = crate::kafka::create(
+        &config,
+        properties,
+        "a Kafka consumer to read the topic back",
+    )?;
     let result = scan(&consumer, topic, deadline, visit);
     // librdkafka's destroy can hang (PITFALLS.md): never let it block the connector.
     std::thread::spawn(move || drop(consumer));

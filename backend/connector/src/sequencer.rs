@@ -18,12 +18,21 @@
 //! - after a reconnect, [`Sequencer::catch_up`] fetches whatever happened while the socket was
 //!   down, so a quiet pair does not wait for its next trade to reveal the hole (the trades would
 //!   reach the candles late). On Binance this is the only way to see trades missed at the very
-//!   end of a burst.
+//!   end of a burst;
+//! - with [`Sequencer::with_time_bounds`], a trade whose time is outside the plausible window
+//!   ([`TimeBounds`], checked against the wall clock) is never published, from the WebSocket or
+//!   from REST, and is returned in [`Admitted::rejected`]. Its id still counts as *accounted
+//!   for*: the reference moves to it (keeping the previous trade's time, so REST paging by
+//!   time is not sent to 1970 or 2100), so the next trade is not a gap and the refused id is
+//!   never fetched again (no refetch loop), and a gap fill that finds it counts it as found,
+//!   not unfilled. Ids stay strictly increasing in what is published: nothing is held back
+//!   or reordered around a refused trade.
 //!
 //! Pure state plus an injected filler, so every rule is unit-tested without a network.
 
 use crate::exchange::Gap;
-use candles_core::{Micros, Pair, Trade};
+use candles_core::bounds::ImplausibleTime;
+use candles_core::{Micros, Pair, TimeBounds, Trade};
 use std::collections::HashMap;
 use std::future::Future;
 
@@ -68,6 +77,8 @@ pub struct Admitted {
     pub duplicates: u64,
     /// Gaps found and what became of them.
     pub gaps: Vec<GapReport>,
+    /// Trades refused for their time (not published; their ids count as accounted for).
+    pub rejected: Vec<(Trade, ImplausibleTime)>,
 }
 
 /// The last published trade of each pair.
@@ -78,6 +89,9 @@ pub struct Sequencer {
     last: HashMap<Pair, (u64, Micros)>,
     /// The highest heartbeat-announced id already chased, per pair.
     chased: HashMap<Pair, u64>,
+    /// The accepted window of trade times and the clock it is checked against; `None` accepts
+    /// any time.
+    bounds: Option<(TimeBounds, fn() -> Micros)>,
 }
 
 impl Sequencer {
@@ -100,6 +114,30 @@ impl Sequencer {
     pub fn resuming(mut self, last: &HashMap<Pair, (u64, Micros)>) -> Self {
         self.last.extend(last.iter().map(|(&p, &l)| (p, l)));
         self
+    }
+
+    /// Refuses trades whose time is outside `bounds` around `clock()` (the wall clock in
+    /// production), see the module docs.
+    pub fn with_time_bounds(mut self, bounds: TimeBounds, clock: fn() -> Micros) -> Self {
+        self.bounds = Some((bounds, clock));
+        self
+    }
+
+    /// Why `t` is refused for its time, if it is.
+    fn implausible(&self, t: &Trade) -> Option<ImplausibleTime> {
+        let (bounds, clock) = self.bounds?;
+        bounds.check(t.time, clock()).err()
+    }
+
+    /// Marks a refused trade's id as accounted for, keeping the pair's last plausible time.
+    fn account(&mut self, t: &Trade) {
+        let time = self
+            .last
+            .get(&t.pair)
+            .map(|l| l.1)
+            .or(self.start)
+            .unwrap_or_else(|| self.bounds.map_or(Micros(0), |(_, clock)| clock()));
+        self.last.insert(t.pair, (t.id, time));
     }
 
     /// The last published (or anchored) id of `pair` and its trade time.
@@ -135,13 +173,21 @@ impl Sequencer {
             .collect();
         found.sort_by_key(|t| t.id);
         found.dedup_by_key(|t| t.id);
-        let filled = found.len() as u64;
+        let accounted = found.len() as u64;
+        let mut filled = 0;
         for t in found {
+            if let Some(why) = self.implausible(&t) {
+                // Found, and refused: accounted for, never fetched again.
+                self.account(&t);
+                out.rejected.push((t, why));
+                continue;
+            }
             self.record(&t);
             out.publish.push(t);
+            filled += 1;
         }
         let unfilled = if mode == Fill::Strict {
-            gap.len() - filled
+            gap.len() - accounted
         } else {
             0
         };
@@ -208,10 +254,11 @@ impl Sequencer {
         // sets the reference (its newest trade); what happened since is owed like any trade.
         let mut history: HashMap<Pair, Trade> = HashMap::new();
         if snapshot {
-            for t in trades
-                .iter()
-                .filter(|t| !self.last.contains_key(&t.pair) && self.before_start(t))
-            {
+            for t in trades.iter().filter(|t| {
+                !self.last.contains_key(&t.pair)
+                    && self.before_start(t)
+                    && self.implausible(t).is_none()
+            }) {
                 let e = history.entry(t.pair).or_insert(*t);
                 if t.id > e.id {
                     *e = *t;
@@ -251,6 +298,11 @@ impl Sequencer {
                     self.fill(gap, filler, Fill::Strict, &mut out).await;
                 }
                 Some(_) => {}
+            }
+            if let Some(why) = self.implausible(&t) {
+                self.account(&t);
+                out.rejected.push((t, why));
+                continue;
             }
             self.record(&t);
             out.publish.push(t);
@@ -455,6 +507,70 @@ mod tests {
             .await;
         assert_eq!(ids(&a), [40, 41]);
         assert_eq!(rest.asked.len(), 1, "anchored: no start-up fill needed");
+    }
+
+    /// The wall clock of the bounds tests: 10 000 s after the epoch (ids are times in µs).
+    fn clock() -> Micros {
+        Micros(10_000_000_000)
+    }
+
+    /// A trade at `time`, `id`.
+    fn at(id: u64, time: i64) -> Trade {
+        let mut x = t("BTC-USDT", id);
+        x.time = Micros(time);
+        x
+    }
+
+    #[tokio::test]
+    async fn implausible_times_are_refused_without_a_gap_or_a_refetch() {
+        let bounds = TimeBounds {
+            max_age: candles_core::time::Duration(1_000_000_000),
+            max_lead: candles_core::time::Duration(1_000_000),
+        };
+        let now = clock().0;
+        let far = 4_102_444_800_000_000; // 2100
+        let mut s = Sequencer::new().with_time_bounds(bounds, clock);
+        let mut rest = Rest {
+            // REST knows 12 (dated 1970, i.e. far too old) and 13 (plausible).
+            known: vec![at(12, 5), at(13, now)],
+            ..Default::default()
+        };
+        let a = s
+            .admit(
+                vec![at(10, now), at(11, far), at(14, now)],
+                false,
+                &mut rest,
+            )
+            .await;
+        // 11 refused on the WebSocket; 12 refused from REST; 13 filled; 14 published.
+        assert_eq!(ids(&a), [10, 13, 14]);
+        let refused: Vec<u64> = a.rejected.iter().map(|(t, _)| t.id).collect();
+        assert_eq!(refused, [11, 12]);
+        assert!(matches!(
+            a.rejected[0].1,
+            ImplausibleTime::TooFarAhead { .. }
+        ));
+        assert!(matches!(a.rejected[1].1, ImplausibleTime::TooOld { .. }));
+        assert_eq!(rest.asked.len(), 1, "only 12..=13 was missing");
+        assert_eq!((rest.asked[0].after_id, rest.asked[0].until_id), (11, 13));
+        assert_eq!(
+            rest.asked[0].after_time,
+            Micros(now),
+            "the refused trade's time is not used to page REST"
+        );
+        assert_eq!((a.gaps[0].filled, a.gaps[0].unfilled), (1, 0));
+        // The next trade after a refused one is no gap, and nothing is fetched again.
+        let a = s
+            .admit(vec![at(15, far), at(16, now)], false, &mut rest)
+            .await;
+        assert_eq!(ids(&a), [16]);
+        assert_eq!(rest.asked.len(), 1);
+        // Without bounds, any time passes (the library default for tests and replays).
+        let mut open = Sequencer::new();
+        assert_eq!(
+            ids(&open.admit(vec![at(1, far)], false, &mut rest).await),
+            [1]
+        );
     }
 
     #[tokio::test]

@@ -18,8 +18,10 @@ use crate::exchange::{Frame, Keepalive, Venue, venue};
 use crate::rest::RestFiller;
 use crate::sequencer::{Admitted, Sequencer};
 use crate::sink::TradeSink;
-use crate::telemetry::{self, Counters};
+use crate::telemetry::{self, Counters, LogLimit};
 use crate::{ConnState, ConnectorConfig};
+use candles_core::bounds::excerpt_bytes;
+use candles_core::excerpt;
 use candles_core::{Micros, Pair, Trade};
 use futures::{SinkExt, StreamExt};
 use rand::SeedableRng;
@@ -145,43 +147,6 @@ async fn publish_loop(
     Ok(())
 }
 
-/// Logs rejected frames without flooding: at most [`RejectLog::PER_WINDOW`] lines per window.
-struct RejectLog {
-    window_start: Instant,
-    logged: u32,
-    suppressed: u64,
-}
-
-impl RejectLog {
-    const PER_WINDOW: u32 = 20;
-    const WINDOW: Duration = Duration::from_secs(60);
-
-    fn log(&mut self, exchange: &str, error: &dyn std::fmt::Display, text: &str) {
-        if self.window_start.elapsed() >= Self::WINDOW {
-            if self.suppressed > 0 {
-                tracing::warn!(
-                    exchange,
-                    suppressed = self.suppressed,
-                    "more messages were rejected (not logged)"
-                );
-            }
-            *self = RejectLog {
-                window_start: Instant::now(),
-                logged: 0,
-                suppressed: 0,
-            };
-        }
-        if self.logged < Self::PER_WINDOW {
-            self.logged += 1;
-            let shown: String = text.chars().take(200).collect();
-            let cut = if shown.len() < text.len() { "…" } else { "" };
-            tracing::warn!(exchange, %error, message = %format!("{shown}{cut}"), "rejected a message from the exchange; skipped");
-        } else {
-            self.suppressed += 1;
-        }
-    }
-}
-
 struct Session<'a> {
     config: ConnectorConfig,
     venue: &'static dyn Venue,
@@ -191,8 +156,15 @@ struct Session<'a> {
     sequencer: Sequencer,
     filler: RestFiller,
     counters: Arc<Counters>,
-    rejects: RejectLog,
+    /// The rate limit of every log line about what the exchange sent.
+    log_limit: LogLimit,
     keepalive_seq: u64,
+}
+
+/// Whether a trades frame is live or replayed history.
+enum Kind {
+    Live,
+    Snapshot,
 }
 
 /// Counts per pair, for labelled metrics without one call per trade.
@@ -218,7 +190,9 @@ impl<'a> Session<'a> {
         }
         let venue = venue(config.exchange);
         let start = config.start.unwrap_or_else(Micros::now);
-        let sequencer = Sequencer::starting_at(start).resuming(&config.resume);
+        let sequencer = Sequencer::starting_at(start)
+            .resuming(&config.resume)
+            .with_time_bounds(config.time_bounds, Micros::now);
         Ok(Session {
             filler: RestFiller::new(&config)?,
             exchange: config.exchange.as_str(),
@@ -228,11 +202,7 @@ impl<'a> Session<'a> {
             queue,
             status,
             sequencer,
-            rejects: RejectLog {
-                window_start: Instant::now(),
-                logged: 0,
-                suppressed: 0,
-            },
+            log_limit: LogLimit::default(),
             keepalive_seq: 0,
         })
     }
@@ -350,7 +320,7 @@ impl<'a> Session<'a> {
                         true
                     }
                     Some(Ok(Message::Binary(bytes))) => {
-                        self.reject(&"a binary frame; the exchange sends JSON text", &String::from_utf8_lossy(&bytes));
+                        self.reject(&"a binary frame; the exchange sends JSON text", &excerpt_bytes(&bytes));
                         true
                     }
                     Some(Ok(Message::Ping(_))) => {
@@ -405,10 +375,58 @@ impl<'a> Session<'a> {
         }
     }
 
-    fn reject(&mut self, error: &dyn std::fmt::Display, text: &str) {
+    /// Counts and (rate-limited) logs a frame that could not be used; `shown` is already an
+    /// excerpt.
+    fn reject(&mut self, error: &dyn std::fmt::Display, shown: &str) {
         Counters::add(&self.counters.rejected, 1);
         metrics::counter!(telemetry::REJECTED, "exchange" => self.exchange).increment(1);
-        self.rejects.log(self.exchange, error, text);
+        if self.log_limit.allow("unparseable") {
+            tracing::warn!(exchange = self.exchange, %error, message = %shown,
+                "rejected a message from the exchange; skipped");
+        }
+    }
+
+    /// Drops the trades of pairs the connector did not subscribe to (a misrouted or hostile
+    /// frame): counted without a pair label, logged rate-limited, never sequenced or published.
+    fn subscribed_only(&mut self, mut trades: Vec<Trade>, text: &str) -> Vec<Trade> {
+        let before = trades.len();
+        let pairs = &self.config.pairs;
+        let mut foreign = None;
+        trades.retain(|t| {
+            let ok = pairs.contains(&t.pair);
+            if !ok {
+                foreign.get_or_insert(t.pair);
+            }
+            ok
+        });
+        let dropped = (before - trades.len()) as u64;
+        if let Some(pair) = foreign {
+            Counters::add(&self.counters.unsubscribed, dropped);
+            metrics::counter!(telemetry::REJECTED_TRADES, "exchange" => self.exchange,
+                "reason" => telemetry::REASON_UNSUBSCRIBED)
+            .increment(dropped);
+            if self.log_limit.allow(telemetry::REASON_UNSUBSCRIBED) {
+                tracing::warn!(exchange = self.exchange, %pair, dropped, message = %excerpt(text),
+                    "trades of a pair the connector did not subscribe to; dropped");
+            }
+        }
+        trades
+    }
+
+    /// Counts and (rate-limited) logs trades the sequencer refused for their time.
+    fn count_implausible(&mut self, admitted: &Admitted) {
+        let Some((first, why)) = admitted.rejected.first() else {
+            return;
+        };
+        let n = admitted.rejected.len() as u64;
+        Counters::add(&self.counters.implausible, n);
+        metrics::counter!(telemetry::REJECTED_TRADES, "exchange" => self.exchange,
+            "reason" => telemetry::REASON_IMPLAUSIBLE_TIME)
+        .increment(n);
+        if self.log_limit.allow(telemetry::REASON_IMPLAUSIBLE_TIME) {
+            tracing::warn!(exchange = self.exchange, pair = %first.pair, id = first.id, refused = n,
+                error = %why, "trades with an implausible time; not published");
+        }
     }
 
     /// Handles one text frame; `Some` ends the connection.
@@ -416,24 +434,35 @@ impl<'a> Session<'a> {
         let frame = match self.venue.parse_frame(text, Micros::now()) {
             Ok(frame) => frame,
             Err(e) => {
-                self.reject(&e, text);
+                self.reject(&e, &excerpt(text));
                 return Ok(None);
             }
+        };
+        let frame_kind = match &frame {
+            Frame::Snapshot(_) => Kind::Snapshot,
+            _ => Kind::Live,
         };
         let admitted = match frame {
             Frame::Trades(trades) | Frame::Snapshot(trades) if trades.is_empty() => {
                 return Ok(None);
             }
-            Frame::Trades(trades) => {
+            Frame::Trades(trades) | Frame::Snapshot(trades) => {
+                let snapshot = matches!(frame_kind, Kind::Snapshot);
+                let trades = self.subscribed_only(trades, text);
+                if trades.is_empty() {
+                    return Ok(None);
+                }
                 self.count_received(&trades);
-                self.sequencer.admit(trades, false, &mut self.filler).await
+                self.sequencer
+                    .admit(trades, snapshot, &mut self.filler)
+                    .await
             }
-            Frame::Snapshot(trades) => {
-                self.count_received(&trades);
-                self.sequencer.admit(trades, true, &mut self.filler).await
-            }
-            Frame::Heartbeat(latest) if latest.is_empty() => return Ok(None),
-            Frame::Heartbeat(latest) => {
+            Frame::Heartbeat(mut latest) => {
+                // Another pair's latest id is none of our business (and never chased).
+                latest.retain(|(p, _)| self.config.pairs.contains(p));
+                if latest.is_empty() {
+                    return Ok(None);
+                }
                 self.sequencer.admit_latest(&latest, &mut self.filler).await
             }
             Frame::Ack => {
@@ -449,7 +478,9 @@ impl<'a> Session<'a> {
                 return Ok(Some(End::ServerShutdown));
             }
             Frame::ExchangeError(msg) => {
-                tracing::error!(exchange = self.exchange, error = %msg, "the exchange reported an error");
+                if self.log_limit.allow("exchange_error") {
+                    tracing::error!(exchange = self.exchange, error = %excerpt(&msg), "the exchange reported an error");
+                }
                 return Ok(None);
             }
         };
@@ -466,6 +497,7 @@ impl<'a> Session<'a> {
     }
 
     async fn publish(&mut self, admitted: Admitted) -> anyhow::Result<()> {
+        self.count_implausible(&admitted);
         let ex = self.exchange;
         Counters::add(&self.counters.duplicates, admitted.duplicates);
         for report in &admitted.gaps {
@@ -481,9 +513,13 @@ impl<'a> Session<'a> {
                 metrics::counter!(telemetry::GAP_UNFILLED, "exchange" => ex, "pair" => pair.clone()).increment(1);
                 metrics::counter!(telemetry::GAP_UNFILLED_TRADES, "exchange" => ex, "pair" => pair.clone())
                     .increment(report.unfilled);
-                tracing::warn!(exchange = ex, %pair, after = report.gap.after_id, until = report.gap.until_id,
-                    filled = report.filled, unfilled = report.unfilled, "gap could not be filled completely; moving on");
-            } else {
+                // Ids come from outside: a sender that makes a gap per frame gets counted, and
+                // only a few lines a minute.
+                if self.log_limit.allow("gap_unfilled") {
+                    tracing::warn!(exchange = ex, %pair, after = report.gap.after_id, until = report.gap.until_id,
+                        filled = report.filled, unfilled = report.unfilled, "gap could not be filled completely; moving on");
+                }
+            } else if self.log_limit.allow("gap_filled") {
                 tracing::info!(exchange = ex, %pair, after = report.gap.after_id, until = report.gap.until_id,
                     filled = report.filled, "gap filled from REST");
             }

@@ -4,6 +4,7 @@
 //! A sink's `publish` returns only when the trades are safely handed over (Kafka: acknowledged
 //! by every in-sync replica), so a trade counted as published is never lost.
 
+use crate::kafka::KafkaProperties;
 use crate::{resume, telemetry};
 use anyhow::{Context, anyhow};
 use candles_core::Trade;
@@ -62,6 +63,8 @@ pub struct KafkaSink {
     config: ClientConfig,
     /// `host:port,...`, to read the topic back after a failed delivery.
     brokers: String,
+    /// The user's client properties (also used to read the topic back).
+    properties: KafkaProperties,
     topic: String,
     errors: Arc<AtomicU64>,
 }
@@ -85,6 +88,21 @@ impl KafkaSink {
 
     /// Like [`KafkaSink::new`], with extra librdkafka settings (applied last).
     pub fn with_config(brokers: &str, topic: &str, extra: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let mut properties = KafkaProperties::new();
+        for (k, v) in extra {
+            properties.push(*k, *v);
+        }
+        Self::with_properties(brokers, topic, &properties)
+    }
+
+    /// Like [`KafkaSink::new`], with the user's client properties (`--kafka-property`, applied
+    /// after the connector's own settings; also used by the read-back consumers). A property
+    /// librdkafka refuses is an error naming it (secret values scrubbed).
+    pub fn with_properties(
+        brokers: &str,
+        topic: &str,
+        properties: &KafkaProperties,
+    ) -> anyhow::Result<Self> {
         let mut cfg = ClientConfig::new();
         cfg.set("bootstrap.servers", brokers)
             .set("enable.idempotence", "true")
@@ -97,16 +115,17 @@ impl KafkaSink {
             .set("reconnect.backoff.max.ms", "1000")
             .set("partitioner", "murmur2_random")
             .set("client.id", "candles-connector");
-        for (k, v) in extra {
-            cfg.set(*k, *v);
-        }
-        let producer: FutureProducer = cfg
-            .create()
-            .with_context(|| format!("creating a Kafka producer for brokers {brokers:?}"))?;
+        properties.apply(&mut cfg);
+        let producer: FutureProducer = crate::kafka::create(
+            &cfg,
+            properties,
+            &format!("a Kafka producer for brokers {brokers:?}"),
+        )?;
         Ok(KafkaSink {
             producer: Arc::new(RwLock::new(producer)),
             config: cfg,
             brokers: brokers.to_string(),
+            properties: properties.clone(),
             topic: topic.to_string(),
             errors: Arc::default(),
         })
@@ -143,10 +162,11 @@ impl KafkaSink {
     /// is dropped on a blocking thread: librdkafka's teardown may wait.
     fn replace_producer(&self, why: &str) -> anyhow::Result<()> {
         tracing::warn!(topic = %self.topic, why, "replacing the Kafka producer");
-        let fresh: FutureProducer = self
-            .config
-            .create()
-            .context("creating a replacement Kafka producer")?;
+        let fresh: FutureProducer = crate::kafka::create(
+            &self.config,
+            &self.properties,
+            "a replacement Kafka producer",
+        )?;
         let old = match self.producer.write() {
             Ok(mut p) => std::mem::replace(&mut *p, fresh),
             Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), fresh),
@@ -158,8 +178,15 @@ impl KafkaSink {
     /// Removes from `pending` the trades the topic already holds (see [`KafkaSink::publish`]).
     async fn drop_already_published(&self, pending: &mut Vec<Trade>) -> anyhow::Result<()> {
         let (brokers, topic, trades) = (self.brokers.clone(), self.topic.clone(), pending.clone());
+        let properties = self.properties.clone();
         let present = tokio::task::spawn_blocking(move || {
-            resume::already_published(&brokers, &topic, &trades, Duration::from_secs(30))
+            resume::already_published_with(
+                &brokers,
+                &topic,
+                &properties,
+                &trades,
+                Duration::from_secs(30),
+            )
         })
         .await
         .context("the read-back task failed")??;

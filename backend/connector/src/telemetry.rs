@@ -2,9 +2,13 @@
 //!
 //! The library only calls the `metrics` macros; the binary installs the Prometheus exporter.
 //! [`Counters`] carries the same figures for callers that run the connector in-process (tests,
-//! `candles-tui --embedded`) and do not scrape Prometheus.
+//! `candles-tui --embedded`) and do not scrape Prometheus. [`LogLimit`] is the one rate limiter
+//! of log lines fed from outside (rejected frames and trades, REST bodies, exchange errors).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Trades parsed from the WebSocket, per exchange and pair.
 pub const TRADES_RECEIVED: &str = "connector_trades_received_total";
@@ -24,6 +28,14 @@ pub const GAP_UNFILLED: &str = "connector_gap_unfilled_total";
 pub const GAP_UNFILLED_TRADES: &str = "connector_gap_unfilled_trades_total";
 /// Frames that did not parse, per exchange.
 pub const REJECTED: &str = "connector_rejected_messages_total";
+/// Trades refused before the sequencer, per exchange and `reason` (`unsubscribed`: a pair the
+/// connector did not subscribe to; `implausible_time`: a trade time outside
+/// [`candles_core::TimeBounds`]). No pair label: the pair is chosen by whoever sent the frame.
+pub const REJECTED_TRADES: &str = "connector_rejected_total";
+/// The `reason` of [`REJECTED_TRADES`] for a pair the connector did not subscribe to.
+pub const REASON_UNSUBSCRIBED: &str = "unsubscribed";
+/// The `reason` of [`REJECTED_TRADES`] for a trade time outside the accepted window.
+pub const REASON_IMPLAUSIBLE_TIME: &str = "implausible_time";
 /// Kafka delivery errors (each retried), per topic.
 pub const KAFKA_ERRORS: &str = "connector_kafka_errors_total";
 /// 1 while the socket is live, 0 otherwise, per exchange.
@@ -53,6 +65,10 @@ pub fn describe() {
         "Missing trades that could not be fetched."
     );
     describe_counter!(REJECTED, "Exchange messages that did not parse (skipped).");
+    describe_counter!(
+        REJECTED_TRADES,
+        "Trades refused (not published), by reason: unsubscribed, implausible_time."
+    );
     describe_counter!(KAFKA_ERRORS, "Kafka delivery errors (retried).");
     describe_gauge!(CONNECTED, "1 while the WebSocket is live.");
 }
@@ -78,6 +94,10 @@ pub struct Counters {
     pub rejected: AtomicU64,
     /// Sockets declared dead for silence.
     pub stale: AtomicU64,
+    /// Trades of pairs the connector did not subscribe to (dropped).
+    pub unsubscribed: AtomicU64,
+    /// Trades whose time is outside the accepted window (dropped), WebSocket and REST.
+    pub implausible: AtomicU64,
 }
 
 /// A copy of [`Counters`] at one moment.
@@ -101,6 +121,10 @@ pub struct Snapshot {
     pub rejected: u64,
     /// See [`Counters::stale`].
     pub stale: u64,
+    /// See [`Counters::unsubscribed`].
+    pub unsubscribed: u64,
+    /// See [`Counters::implausible`].
+    pub implausible: u64,
 }
 
 impl Counters {
@@ -122,6 +146,99 @@ impl Counters {
             unfilled: get(&self.unfilled),
             rejected: get(&self.rejected),
             stale: get(&self.stale),
+            unsubscribed: get(&self.unsubscribed),
+            implausible: get(&self.implausible),
         }
+    }
+}
+
+/// Limits log lines about input from outside: at most `per_window` lines per `window` for each
+/// reason; past that, lines are counted, and the first line of a later window says how many of
+/// that reason were not logged. A flood of bad frames costs a counter increment each, not a log
+/// line each.
+#[derive(Debug)]
+pub struct LogLimit {
+    per_window: u32,
+    window: Duration,
+    reasons: HashMap<&'static str, Window>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    start: Instant,
+    logged: u32,
+    suppressed: u64,
+}
+
+impl Default for LogLimit {
+    /// 20 lines a minute per reason.
+    fn default() -> Self {
+        LogLimit::new(20, Duration::from_secs(60))
+    }
+}
+
+impl LogLimit {
+    /// At most `per_window` lines per `window` for each reason.
+    pub fn new(per_window: u32, window: Duration) -> Self {
+        LogLimit {
+            per_window,
+            window,
+            reasons: HashMap::new(),
+        }
+    }
+
+    /// Whether a line about `reason` may be logged now. When a new window starts after lines
+    /// were held back, this first logs one line with their count (`suppressed`).
+    pub fn allow(&mut self, reason: &'static str) -> bool {
+        let now = Instant::now();
+        let w = self.reasons.entry(reason).or_insert(Window {
+            start: now,
+            logged: 0,
+            suppressed: 0,
+        });
+        if now.duration_since(w.start) >= self.window {
+            if w.suppressed > 0 {
+                tracing::warn!(
+                    reason,
+                    suppressed = w.suppressed,
+                    window = ?self.window,
+                    "more lines of this kind were not logged (rate limit)"
+                );
+            }
+            *w = Window {
+                start: now,
+                logged: 0,
+                suppressed: 0,
+            };
+        }
+        if w.logged < self.per_window {
+            w.logged += 1;
+            true
+        } else {
+            w.suppressed += 1;
+            false
+        }
+    }
+
+    /// How many lines about `reason` were held back in the current window.
+    pub fn suppressed(&self, reason: &str) -> u64 {
+        self.reasons.get(reason).map_or(0, |w| w.suppressed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn each_reason_gets_its_own_budget_per_window() {
+        let mut limit = LogLimit::new(3, Duration::from_millis(200));
+        let allowed = (0..100).filter(|_| limit.allow("a")).count();
+        assert_eq!(allowed, 3);
+        assert_eq!(limit.suppressed("a"), 97);
+        assert!(limit.allow("b"), "another reason is not held back");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(limit.allow("a"), "a new window allows lines again");
+        assert_eq!(limit.suppressed("a"), 0);
     }
 }

@@ -957,3 +957,411 @@ async fn a_killed_and_restarted_connector_loses_and_repeats_nothing() {
         "the restarted connector published nothing after the kill ({at_kill} before it)"
     );
 }
+
+/// Whether the default window (7 days back, 1 hour ahead) accepts `t` now.
+fn plausible(t: &Trade) -> bool {
+    candles_core::TimeBounds::default()
+        .check(t.time, Micros::now())
+        .is_ok()
+}
+
+/// Starts a simulator with `sim_config` and runs the library connector against it into a fresh
+/// Kafka topic until the simulator is done and every plausible trade is in Kafka (or 30 s
+/// pass): the records read back, the counters, and the ground truth. The broker is up before
+/// the simulator starts trading.
+async fn hostile_run(
+    sim_config: SimConfig,
+    topic: &str,
+) -> (Vec<Record>, Snapshot, Vec<Trade>, Micros) {
+    let exchange = sim_config.exchange;
+    let kafka = Kafka::shared();
+    kafka.create_topic(topic, PARTITIONS as u32).unwrap();
+    let sim = exchange_sim::start(sim_config).await.unwrap();
+    let config = connector_config(exchange, &sim);
+    let start = config.start.unwrap();
+    let counters = config.counters.clone();
+    let sink = KafkaSink::new(&kafka.brokers(), topic).unwrap();
+    let reader = Reader::start(&kafka.brokers(), topic);
+    let (status, _status_rx) = watch::channel(ConnState::Connecting);
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(run(config, sink.clone(), status, shutdown.clone()));
+    assert!(
+        wait_until(Instant::now() + Duration::from_secs(30), || sim.done()).await,
+        "the simulator did not finish its trades"
+    );
+    let truth: Vec<Trade> = sim.trades();
+    let wanted: Vec<Trade> = truth.iter().copied().filter(plausible).collect();
+    wait_until(Instant::now() + Duration::from_secs(20), || {
+        let published: Vec<Trade> = reader.records().iter().map(|r| r.trade).collect();
+        compare(&wanted, &published, start).is_ok()
+    })
+    .await;
+    // A little longer, so a late duplicate or a late refused trade would show.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    sink.flush(Duration::from_secs(5)).await.unwrap();
+    let records = reader.stop();
+    let figures = counters.snapshot();
+    sim.stop().await;
+    (records, figures, truth, start)
+}
+
+/// Trades dated 1970 and 2100 — on the WebSocket and met through REST gap fill — never reach
+/// Kafka and are counted; every other trade reaches Kafka exactly once, and the refused ids
+/// cause no unfilled gap (no refetch loop).
+async fn absurd_times_are_refused(exchange: Exchange) {
+    logs();
+    let sim = SimConfig {
+        exchange,
+        pairs: Pair::defaults(),
+        source: TradeSource::Synthetic { rate: 200.0 },
+        absurd_time_every: Some(15),
+        max_trades: Some(600),
+        seed: 21,
+        ..SimConfig::default()
+    };
+    let topic = format!("trades-absurd-{exchange}");
+    let (records, figures, truth, start) = hostile_run(sim, &topic).await;
+    let published: Vec<Trade> = records.iter().map(|r| r.trade).collect();
+    let absurd: Vec<&Trade> = truth.iter().filter(|t| !plausible(t)).collect();
+    // Those the connector must have met: after its first published trade of the pair and
+    // followed by another trade (REST-only ones are revealed by the next id).
+    let met = absurd
+        .iter()
+        .filter(|a| {
+            let first = published.iter().find(|t| t.pair == a.pair).map(|t| t.id);
+            let last = truth
+                .iter()
+                .filter(|t| t.pair == a.pair)
+                .map(|t| t.id)
+                .max();
+            first.is_some_and(|f| a.id > f) && last.is_some_and(|l| a.id < l)
+        })
+        .count() as u64;
+    let wanted: Vec<Trade> = truth.iter().copied().filter(plausible).collect();
+    let compared = compare(&wanted, &published, start);
+    println!(
+        "{exchange} absurd times: {} made, {} dated 1970/2100 ({} met after the first published), \
+         {} in Kafka, compared {compared:?}; refused {}, gaps {}, unfilled {}",
+        truth.len(),
+        absurd.len(),
+        met,
+        records.len(),
+        figures.implausible,
+        figures.gaps,
+        figures.unfilled
+    );
+    assert!(absurd.len() >= 30, "the simulator made absurd trades");
+    assert!(
+        published.iter().all(plausible),
+        "an implausible trade reached Kafka"
+    );
+    compared.unwrap();
+    assert!(
+        figures.implausible >= met && figures.implausible <= absurd.len() as u64,
+        "refused {} of {} met ({} made): {figures:?}",
+        figures.implausible,
+        met,
+        absurd.len()
+    );
+    assert!(
+        figures.gaps >= 1,
+        "REST-only absurd trades make gaps: {figures:?}"
+    );
+    assert_eq!(
+        figures.unfilled, 0,
+        "a refused trade found by REST is accounted for, not missing: {figures:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binance_trades_dated_1970_or_2100_never_reach_kafka() {
+    absurd_times_are_refused(Exchange::Binance).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coinbase_trades_dated_1970_or_2100_never_reach_kafka() {
+    absurd_times_are_refused(Exchange::Coinbase).await;
+}
+
+/// A trade frame of a pair the connector did not subscribe to never reaches Kafka and is
+/// counted; the subscribed pairs' trades reach Kafka exactly once.
+async fn unsubscribed_pairs_are_dropped(exchange: Exchange) {
+    logs();
+    let sim = SimConfig {
+        exchange,
+        pairs: Pair::defaults(),
+        source: TradeSource::Synthetic { rate: 200.0 },
+        unsubscribed_every: Some(10),
+        max_trades: Some(400),
+        seed: 22,
+        ..SimConfig::default()
+    };
+    let topic = format!("trades-unsubscribed-{exchange}");
+    let (records, figures, truth, start) = hostile_run(sim, &topic).await;
+    let published: Vec<Trade> = records.iter().map(|r| r.trade).collect();
+    let compared = compare(&truth, &published, start);
+    println!(
+        "{exchange} unsubscribed: {} made, {} in Kafka, compared {compared:?}; unsubscribed dropped {}",
+        truth.len(),
+        records.len(),
+        figures.unsubscribed
+    );
+    assert!(
+        published.iter().all(|t| Pair::defaults().contains(&t.pair)),
+        "a trade of an unsubscribed pair reached Kafka"
+    );
+    compared.unwrap();
+    assert!(
+        figures.unsubscribed >= 10,
+        "every 10th message names another pair: {figures:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binance_trades_of_unsubscribed_pairs_never_reach_kafka() {
+    unsubscribed_pairs_are_dropped(Exchange::Binance).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kraken_trades_of_unsubscribed_pairs_never_reach_kafka() {
+    unsubscribed_pairs_are_dropped(Exchange::Kraken).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coinbase_trades_of_unsubscribed_pairs_never_reach_kafka() {
+    unsubscribed_pairs_are_dropped(Exchange::Coinbase).await;
+}
+
+/// The binary against a hostile simulator: a 1 MB garbage frame on every connection, foreign
+/// pairs, absurd times. Its stderr stays small (excerpts, rate-limited lines), it keeps
+/// streaming (every plausible trade once in Kafka), and the refusals are in `/metrics` by
+/// reason, without a pair label.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_logs_a_huge_frame_as_an_excerpt_and_keeps_streaming() {
+    let kafka = Kafka::shared();
+    let topic = "trades-hostile-binary";
+    kafka.create_topic(topic, PARTITIONS as u32).unwrap();
+    let sim = exchange_sim::start(SimConfig {
+        exchange: Exchange::Binance,
+        source: TradeSource::Synthetic { rate: 150.0 },
+        huge_frame: Some(1_000_000),
+        disconnect_every: Some(Duration::from_secs(2)),
+        unsubscribed_every: Some(5),
+        absurd_time_every: Some(20),
+        malformed_ratio: 0.05,
+        max_trades: Some(500),
+        seed: 23,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let reader = Reader::start(&kafka.brokers(), topic);
+    let metrics_port = candles_testkit::free_port();
+    let stderr_path = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+    let mut child = connector_binary()
+        .args(["--exchange", "binance", "--topic", topic])
+        .args(["--brokers", &kafka.brokers()])
+        .args(["--ws-url", &sim.ws_url(), "--rest-url", &sim.rest_url()])
+        .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+        .env("RUST_LOG", "info")
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let wanted = || -> Vec<Trade> { sim.trades().into_iter().filter(plausible).collect() };
+    let caught_up = wait_until(Instant::now() + Duration::from_secs(40), || {
+        let published: Vec<Trade> = reader.records().iter().map(|r| r.trade).collect();
+        sim.done() && compare(&wanted(), &published, ANY_START).is_ok()
+    })
+    .await;
+    let alive = child.try_wait().unwrap().is_none();
+    let metrics = candles_testkit::scrape_metrics(metrics_port);
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = tokio::task::spawn_blocking(move || {
+        let stop_by = Instant::now() + Duration::from_secs(15);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > stop_by {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await;
+    let records = reader.stop();
+    let connections = sim.connections();
+    let truth = sim.trades();
+    sim.stop().await;
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    let published: Vec<Trade> = records.iter().map(|r| r.trade).collect();
+    let wanted: Vec<Trade> = truth.iter().copied().filter(plausible).collect();
+    let longest = stderr.lines().map(str::len).max().unwrap_or(0);
+    println!(
+        "hostile binary: {connections} connections (one 1 MB frame each), stderr {} bytes, longest line {longest}, \
+         {} in Kafka of {} plausible",
+        stderr.len(),
+        records.len(),
+        wanted.len()
+    );
+    assert!(alive, "the connector died:\n{stderr}");
+    assert!(caught_up, "{:?}", compare(&wanted, &published, ANY_START));
+    compare(&wanted, &published, ANY_START).unwrap();
+    assert!(connections >= 2, "reconnects bring more huge frames");
+    assert!(
+        stderr.contains("huge garbage"),
+        "the huge frame is logged (as an excerpt):\n{}",
+        &stderr[..stderr.len().min(4000)]
+    );
+    assert!(
+        longest < 2_000,
+        "a log line of {longest} bytes: frames must be shown as excerpts"
+    );
+    assert!(
+        stderr.len() < 200_000,
+        "stderr {} bytes: logs must stay small",
+        stderr.len()
+    );
+    for needle in [
+        r#"connector_rejected_total{exchange="binance",reason="unsubscribed"}"#,
+        r#"connector_rejected_total{exchange="binance",reason="implausible_time"}"#,
+        r#"connector_rejected_messages_total{exchange="binance"}"#,
+    ] {
+        assert!(
+            metrics.contains(needle),
+            "{needle} missing from /metrics:\n{metrics}"
+        );
+    }
+    assert!(
+        !metrics.contains("XRP-USDT"),
+        "no per-pair label for foreign pairs"
+    );
+}
+
+#[test]
+fn help_lists_the_input_bound_and_kafka_property_flags() {
+    let out = connector_binary().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for (flag, env) in [
+        ("--max-trade-age", "CANDLES_MAX_TRADE_AGE"),
+        ("--max-trade-lead", "CANDLES_MAX_TRADE_LEAD"),
+        ("--kafka-property", "CANDLES_KAFKA_PROPERTIES"),
+    ] {
+        assert!(
+            help.contains(flag) && help.contains(env),
+            "{flag} / {env} missing:\n{help}"
+        );
+    }
+    // An environment value with a secret is not shown by --help.
+    let out = connector_binary()
+        .arg("--help")
+        .env("CANDLES_KAFKA_PROPERTIES", "sasl.password=hunter2")
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("hunter2"));
+}
+
+/// Runs the binary with `args` (and a reachable-nothing broker) until it exits or 20 s pass;
+/// returns (exit code, stderr).
+fn run_binary_briefly(args: &[&str], envs: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut cmd = connector_binary();
+    cmd.args(["--exchange", "binance", "--skip-pair-check"])
+        .args([
+            "--ws-url",
+            "ws://127.0.0.1:1/ws",
+            "--rest-url",
+            "http://127.0.0.1:1",
+        ])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stop_by = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() && Instant::now() < stop_by {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if child.try_wait().unwrap().is_none() {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `--kafka-property` reaches librdkafka: a value it refuses stops the start with an error
+/// naming the property (flag or environment variable), bad syntax names the input, secrets
+/// are never printed, and a valid property is accepted (the connector runs on).
+#[test]
+fn kafka_properties_reach_librdkafka_and_secrets_stay_hidden() {
+    let kafka = Kafka::shared();
+    let (code, err) = run_binary_briefly(
+        &[
+            "--brokers",
+            &kafka.brokers(),
+            "--kafka-property",
+            "acks=sometimes",
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("acks") && err.contains("sometimes"), "{err}");
+
+    let (code, err) = run_binary_briefly(
+        &["--brokers", &kafka.brokers()],
+        &[(
+            "CANDLES_KAFKA_PROPERTIES",
+            "sasl.password=hunter2,no.such.property=1",
+        )],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("no.such.property"), "{err}");
+    assert!(!err.contains("hunter2"), "a secret was printed:\n{err}");
+
+    let (code, err) = run_binary_briefly(&["--kafka-property", "client.id"], &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("\"client.id\"") && err.contains("key=value"),
+        "{err}"
+    );
+    let (code, err) = run_binary_briefly(&["--kafka-property", "sasl.password:hunter2"], &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(!err.contains("hunter2"), "a secret was printed:\n{err}");
+
+    // Valid: accepted, the connector starts and runs until stopped (killed here after 3 s).
+    let mut child = connector_binary()
+        .args(["--exchange", "binance", "--skip-pair-check"])
+        .args([
+            "--ws-url",
+            "ws://127.0.0.1:1/ws",
+            "--rest-url",
+            "http://127.0.0.1:1",
+        ])
+        .args(["--brokers", &kafka.brokers()])
+        .args(["--kafka-property", "client.id=candles-test-connector"])
+        .args(["--kafka-property", "sasl.password=hunter2"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let running = child.try_wait().unwrap().is_none();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(running, "a valid client.id must be accepted:\n{err}");
+    assert!(
+        err.contains("client.id=candles-test-connector")
+            && err.contains("sasl.password=<redacted>"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "a secret was printed:\n{err}");
+}

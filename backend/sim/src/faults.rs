@@ -1,10 +1,14 @@
-//! Faults on demand: dropped messages, garbage messages, stalls and forced disconnects.
+//! Faults on demand: dropped messages, garbage messages, stalls and forced disconnects, and
+//! hostile input (trade frames of pairs the client did not subscribe to, one huge garbage
+//! frame per connection; trades dated 1970 or 2100 are made by the generator, see
+//! [`crate::SimConfig::absurd_time_every`]).
 //!
 //! Each connection gets its own [`Faults`] with an RNG seeded from the simulator's seed and the
 //! connection number, so a run with the same seed and the same connection order injects the
 //! same faults.
 
-use crate::venue::Venue;
+use crate::venue::{Session, Venue};
+use candles_core::{Decimal, Micros, Pair, Side, Trade};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::time::Duration;
@@ -23,7 +27,15 @@ pub(crate) struct FaultConfig {
     pub stall_after: Duration,
     /// Probability of a garbage message before each trade message.
     pub malformed_ratio: f64,
+    /// After every this many trade messages, a trade message of a pair not subscribed to.
+    pub unsubscribed_every: Option<u64>,
+    /// Once per connection, after its first trade message, a garbage frame of this many bytes.
+    pub huge_frame: Option<usize>,
 }
+
+/// The pairs an unsubscribed-pair frame may name (the first one the client did not subscribe
+/// to is used).
+const FOREIGN_PAIRS: [&str; 3] = ["XRP-USDT", "BNB-USDT", "DOGE-USDT"];
 
 /// Where a connection is in its (single) stall.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +58,10 @@ pub(crate) struct Faults {
     pub stall: Stall,
     /// When the connection will be closed, if ever.
     pub disconnect_at: Option<Instant>,
+    /// Trade messages sent so far (for `unsubscribed_every`).
+    trade_messages: u64,
+    /// Whether the huge frame was sent on this connection.
+    huge_sent: bool,
 }
 
 impl Faults {
@@ -57,7 +73,58 @@ impl Faults {
             rng: StdRng::seed_from_u64(seed),
             stall: Stall::Idle,
             disconnect_at: config.disconnect_every.map(|d| opened + d),
+            trade_messages: 0,
+            huge_sent: false,
         }
+    }
+
+    /// Hostile frames to send after the trade message `message`: a trade of a pair the session
+    /// did not subscribe to (every `unsubscribed_every` messages; not part of the ground
+    /// truth), and once per connection a huge garbage frame (plus, where the venue's corrupt
+    /// form has a `"NaN…` price, `message`'s own shape with a price of that size).
+    pub fn hostile_after(
+        &mut self,
+        venue: &dyn Venue,
+        session: &Session,
+        message: &str,
+    ) -> Vec<String> {
+        self.trade_messages += 1;
+        let mut out = Vec::new();
+        if let Some(n) = self.config.unsubscribed_every.filter(|n| *n > 0)
+            && self.trade_messages.is_multiple_of(n)
+            && let Some(pair) = FOREIGN_PAIRS
+                .iter()
+                .filter_map(|p| Pair::parse(p).ok())
+                .find(|p| !session.subs.contains_key(p))
+        {
+            let trade = Trade {
+                exchange: venue.exchange(),
+                pair,
+                id: 900_000_000 + self.trade_messages,
+                price: Decimal::new(15, 1),
+                quantity: Decimal::new(2, 0),
+                side: Side::Buy,
+                time: Micros::now(),
+                received: Micros::now(),
+            };
+            metrics::counter!("sim_unsubscribed_sent_total").increment(1);
+            out.extend(venue.encode(&[venue.wire(trade)], session));
+        }
+        if let Some(size) = self.config.huge_frame.filter(|_| !self.huge_sent) {
+            self.huge_sent = true;
+            metrics::counter!("sim_huge_frames_sent_total").increment(1);
+            let mut junk = String::with_capacity(size);
+            junk.push_str("exchange-sim huge garbage ");
+            while junk.len() < size {
+                junk.push(char::from(b'a' + (junk.len() % 26) as u8));
+            }
+            let corrupt = venue.corrupt(message);
+            if corrupt.contains("\"NaN") {
+                out.push(corrupt.replacen("\"NaN", &format!("\"NaN{junk}"), 1));
+            }
+            out.push(junk);
+        }
+        out
     }
 
     /// Called when the connection subscribes: arms the stall (once).

@@ -101,6 +101,20 @@ pub struct SimConfig {
     /// truncated JSON, non-JSON text, JSON of an unknown shape, or the trade's own shape with an
     /// invalid price (never a different valid trade).
     pub malformed_ratio: f64,
+    /// Hostile input: every this many synthetic trades, one is dated 1970-01-01T00:00:01Z or
+    /// 2100-01-01T00:00:00Z (alternately). It is a real trade (its id is in the sequence, it is
+    /// ground truth, REST serves it); of every four, the first two are sent on the WebSocket and
+    /// the other two are kept off it, so a client meets them through REST gap fill. Trade ids
+    /// are paged by id on Binance and Coinbase; Kraken's REST pages by time, where a 1970
+    /// trade in the middle of the history is never found.
+    pub absurd_time_every: Option<u64>,
+    /// Hostile input: after every this many trade messages to a client, one trade message of
+    /// a pair it did not subscribe to (XRP-USDT, else BNB-USDT, else DOGE-USDT; not ground
+    /// truth).
+    pub unsubscribed_every: Option<u64>,
+    /// Hostile input: once per connection, right after its first trade message, a garbage text
+    /// frame of this many bytes (e.g. 1 MB).
+    pub huge_frame: Option<usize>,
     /// Stop generating (or replaying) after this many trades in total; heartbeats and REST keep
     /// working.
     pub max_trades: Option<u64>,
@@ -123,6 +137,9 @@ impl Default for SimConfig {
             drop_ratio: 0.0,
             stall: None,
             malformed_ratio: 0.0,
+            absurd_time_every: None,
+            unsubscribed_every: None,
+            huge_frame: None,
             max_trades: None,
             seed: 1,
             trade_log: None,
@@ -315,6 +332,8 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
             stall: config.stall,
             stall_after: config.timing.stall_after,
             malformed_ratio: config.malformed_ratio,
+            unsubscribed_every: config.unsubscribed_every,
+            huge_frame: config.huge_frame,
         },
         timing: config.timing,
         seed: config.seed,
@@ -339,6 +358,7 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
             max_trades: config.max_trades,
             seed: config.seed,
             pairs: config.pairs,
+            absurd_time_every: config.absurd_time_every,
         };
         tracker.spawn(generator.run(shared, cancel.clone()));
     }

@@ -66,6 +66,19 @@ struct Args {
     #[arg(long, env = "SIM_MALFORMED_RATIO", default_value_t = 0.0)]
     malformed_ratio: f64,
 
+    /// Hostile: every N-th synthetic trade is dated 1970 or 2100 (alternately; half of them
+    /// only on REST).
+    #[arg(long, env = "SIM_ABSURD_TIME_EVERY")]
+    absurd_time_every: Option<u64>,
+
+    /// Hostile: after every N trade messages, a trade of a pair the client did not subscribe to.
+    #[arg(long, env = "SIM_UNSUBSCRIBED_EVERY")]
+    unsubscribed_every: Option<u64>,
+
+    /// Hostile: once per connection, a garbage text frame of this many bytes (e.g. 1000000).
+    #[arg(long, env = "SIM_HUGE_FRAME")]
+    huge_frame: Option<usize>,
+
     /// Stop generating after this many trades (heartbeats and REST keep working).
     #[arg(long, env = "SIM_MAX_TRADES")]
     max_trades: Option<u64>,
@@ -163,6 +176,9 @@ async fn main() -> anyhow::Result<()> {
         drop_ratio: args.drop_ratio,
         stall: args.stall,
         malformed_ratio: args.malformed_ratio,
+        absurd_time_every: args.absurd_time_every,
+        unsubscribed_every: args.unsubscribed_every,
+        huge_frame: args.huge_frame,
         max_trades: args.max_trades,
         seed: args.seed,
         trade_log: args.trade_log,

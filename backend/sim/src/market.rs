@@ -79,6 +79,8 @@ pub(crate) struct Market {
     trade_log: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
     /// Connections accepted so far.
     pub connections: AtomicU64,
+    /// Trades never sent on the WebSocket (only REST serves them), by pair and id.
+    withheld: Mutex<std::collections::HashSet<(Pair, u64)>>,
 }
 
 impl Market {
@@ -96,7 +98,22 @@ impl Market {
             has_subscriber: AtomicBool::new(false),
             trade_log: trade_log.map(|f| Mutex::new(std::io::BufWriter::new(f))),
             connections: AtomicU64::new(0),
+            withheld: Mutex::default(),
         }
+    }
+
+    /// Keeps `trade` off the WebSocket: only REST serves it (call before publishing it).
+    pub fn withhold(&self, trade: &Trade) {
+        self.withheld
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((trade.pair, trade.id));
+    }
+
+    /// Whether `trade` is kept off the WebSocket.
+    pub fn is_withheld(&self, trade: &Trade) -> bool {
+        let set = self.withheld.lock().unwrap_or_else(|e| e.into_inner());
+        !set.is_empty() && set.contains(&(trade.pair, trade.id))
     }
 
     fn store(&self) -> MutexGuard<'_, Store> {
@@ -398,7 +415,15 @@ pub(crate) struct Generator {
     pub seed: u64,
     /// The pairs to trade.
     pub pairs: Vec<Pair>,
+    /// Every this many trades, one is dated 1970 or 2100 (see
+    /// [`crate::SimConfig::absurd_time_every`]).
+    pub absurd_time_every: Option<u64>,
 }
+
+/// 1970-01-01T00:00:01Z, the old absurd trade time.
+pub const TIME_1970: Micros = Micros(1_000_000);
+/// 2100-01-01T00:00:00Z, the future absurd trade time.
+pub const TIME_2100: Micros = Micros(4_102_444_800_000_000);
 
 /// How often the generator publishes.
 const GENERATOR_TICK: std::time::Duration = std::time::Duration::from_millis(5);
@@ -439,7 +464,16 @@ impl Generator {
                     if self.max_trades.is_some_and(|max| produced >= max) {
                         break;
                     }
-                    let (id, time) = walk.stamp(order.pair, wall);
+                    let (id, mut time) = walk.stamp(order.pair, wall);
+                    // The n-th absurd trade: 1970, 2100, 1970 kept off the WebSocket, 2100
+                    // kept off the WebSocket (so REST gap fill meets both), and again.
+                    let absurd = self
+                        .absurd_time_every
+                        .filter(|n| *n > 0 && (produced + 1).is_multiple_of(*n))
+                        .map(|n| (produced + 1) / n - 1);
+                    if let Some(k) = absurd {
+                        time = if k % 2 == 0 { TIME_1970 } else { TIME_2100 };
+                    }
                     let trade = Trade {
                         exchange: market.exchange,
                         pair: order.pair,
@@ -450,7 +484,11 @@ impl Generator {
                         time,
                         received: time,
                     };
-                    batch.push(shared.venue.wire(trade));
+                    let trade = shared.venue.wire(trade);
+                    if absurd.is_some_and(|k| k % 4 >= 2) {
+                        market.withhold(&trade);
+                    }
+                    batch.push(trade);
                     produced += 1;
                     credit -= 1.0;
                 }

@@ -263,7 +263,9 @@ async fn websocket(stream: Prefixed, shared: &Shared) -> anyhow::Result<()> {
                 Ok(event) => {
                     let messages = match &*event {
                         Event::Trades(trades) => {
-                            let new = session.take_new(trades);
+                            let mut new = session.take_new(trades);
+                            // Trades the market keeps off the WebSocket (REST has them).
+                            new.retain(|t| !market.is_withheld(t));
                             if new.is_empty() { Vec::new() } else { venue.encode(&new, &session) }
                         }
                         Event::Raw { pair, line, trades } => {
@@ -282,7 +284,9 @@ async fn websocket(stream: Prefixed, shared: &Shared) -> anyhow::Result<()> {
                             metrics::counter!("sim_messages_dropped_total").increment(1);
                             continue;
                         }
+                        let hostile = faults.hostile_after(venue, &session, &message);
                         out.push(Message::text(message));
+                        out.extend(hostile.into_iter().map(Message::text));
                     }
                 }
                 Err(RecvError::Lagged(n)) => {

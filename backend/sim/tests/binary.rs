@@ -101,6 +101,9 @@ fn help_lists_every_flag_with_its_environment_variable() {
         "--drop-ratio",
         "--stall",
         "--malformed-ratio",
+        "--absurd-time-every",
+        "--unsubscribed-every",
+        "--huge-frame",
         "--max-trades",
         "--seed",
         "--trade-log",
@@ -109,7 +112,7 @@ fn help_lists_every_flag_with_its_environment_variable() {
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
-    assert_eq!(help.matches("[env: SIM_").count(), 16, "{help}");
+    assert_eq!(help.matches("[env: SIM_").count(), 19, "{help}");
 }
 
 #[test]

@@ -207,3 +207,79 @@ async fn the_same_seed_gives_the_same_trades_and_the_log_records_them() {
         s.stop().await;
     }
 }
+
+/// The hostile faults, from a real Binance client: trades dated 1970 and 2100 (half only on
+/// REST), frames of a pair it did not subscribe to, one huge frame per connection. Off by
+/// default.
+#[tokio::test]
+async fn hostile_faults_send_what_a_connector_must_refuse() {
+    let sim = sim(Exchange::Binance, |c| {
+        c.absurd_time_every = Some(5);
+        c.unsubscribed_every = Some(3);
+        c.huge_frame = Some(100_000);
+        c.max_trades = Some(200);
+    })
+    .await;
+    let mut ws = connect(&sim.ws_url()).await;
+    send(
+        &mut ws,
+        r#"{"method":"SUBSCRIBE","params":["btcusdt@trade","ethusdt@trade","solusdt@trade"],"id":1}"#,
+    )
+    .await;
+    let messages = collect(&mut ws, Duration::from_secs(3), |_| false).await;
+    let huge: Vec<&String> = messages.iter().filter(|m| m.len() >= 100_000).collect();
+    assert_eq!(huge.len(), 2, "one garbage frame and one huge-price trade");
+    let foreign = messages
+        .iter()
+        .filter(|m| m.contains(r#""s":"XRPUSDT""#))
+        .count();
+    assert!(foreign >= 5, "{foreign} frames of an unsubscribed pair");
+    // Absurd times on the WebSocket: 1970 (T = 1000 ms) and 2100.
+    assert!(messages.iter().any(|m| m.contains(r#""T":1000,"#)));
+    assert!(messages.iter().any(|m| m.contains(r#""T":4102444800000,"#)));
+    // Every absurd trade is ground truth and on REST; half never came on the WebSocket.
+    let truth = sim.trades();
+    let absurd: Vec<_> = truth
+        .iter()
+        .filter(|t| t.time.0 == 1_000_000 || t.time.0 == 4_102_444_800_000_000)
+        .collect();
+    assert!(absurd.len() >= 20, "{}", absurd.len());
+    let on_ws = |id: u64| {
+        messages
+            .iter()
+            .any(|m| m.contains(&format!(r#""t":{id},"#)))
+    };
+    let withheld: Vec<_> = absurd.iter().filter(|t| !on_ws(t.id)).collect();
+    assert_eq!(withheld.len(), absurd.len() / 2, "half are REST-only");
+    let t = withheld[0];
+    let rest = get(
+        &sim,
+        &format!(
+            "/api/v3/historicalTrades?symbol={}&fromId={}&limit=1",
+            candles_core::symbols::rest_symbol(Exchange::Binance, t.pair),
+            t.id
+        ),
+    )
+    .await;
+    assert!(
+        rest.body.contains(&format!(r#""id":{}"#, t.id)),
+        "{}",
+        rest.body
+    );
+    sim.stop().await;
+
+    // Off by default: nothing hostile.
+    let calm = sim_default_binance().await;
+    assert!(
+        calm.trades()
+            .iter()
+            .all(|t| t.time.0 > 1_000_000_000_000_000)
+    );
+    calm.stop().await;
+}
+
+async fn sim_default_binance() -> exchange_sim::SimHandle {
+    let sim = sim(Exchange::Binance, |c| c.max_trades = Some(100)).await;
+    wait_generated(&sim, 100).await;
+    sim
+}

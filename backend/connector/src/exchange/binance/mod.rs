@@ -91,7 +91,7 @@ fn parse_event(text: &str, received: Micros, depth: u8) -> Result<Frame, ParseEr
         let detail = match (&env.error, &env.msg, &env.code) {
             (Some(err), _, _) => err.to_string(),
             (None, Some(msg), Some(code)) => format!("{code}: {msg}"),
-            _ => text.to_string(),
+            _ => candles_core::excerpt(text),
         };
         return Ok(Frame::ExchangeError(detail));
     }
