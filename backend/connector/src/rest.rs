@@ -9,7 +9,7 @@
 use crate::ConnectorConfig;
 use crate::exchange::{Gap, Listing, Venue, venue};
 use crate::sequencer::GapFiller;
-use crate::telemetry::LogLimit;
+use crate::telemetry::LogLimits;
 use anyhow::Context;
 use candles_core::symbols::rest_symbol;
 use candles_core::{Exchange, Micros, Pair, Trade};
@@ -59,7 +59,7 @@ pub struct RestFiller {
     max_trades: u64,
     /// Failed pages are logged at most this often (a REST API that answers garbage to every
     /// request would otherwise write a line per retry).
-    log_limit: std::sync::Arc<std::sync::Mutex<LogLimit>>,
+    log_limit: std::sync::Arc<std::sync::Mutex<LogLimits>>,
 }
 
 impl RestFiller {

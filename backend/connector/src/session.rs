@@ -18,7 +18,7 @@ use crate::exchange::{Frame, Keepalive, Venue, venue};
 use crate::rest::RestFiller;
 use crate::sequencer::{Admitted, Sequencer};
 use crate::sink::TradeSink;
-use crate::telemetry::{self, Counters, LogLimit};
+use crate::telemetry::{self, Counters, LogLimits};
 use crate::{ConnState, ConnectorConfig};
 use candles_core::bounds::excerpt_bytes;
 use candles_core::excerpt;
@@ -157,7 +157,7 @@ struct Session<'a> {
     filler: RestFiller,
     counters: Arc<Counters>,
     /// The rate limit of every log line about what the exchange sent.
-    log_limit: LogLimit,
+    log_limit: LogLimits,
     keepalive_seq: u64,
 }
 
@@ -202,7 +202,7 @@ impl<'a> Session<'a> {
             queue,
             status,
             sequencer,
-            log_limit: LogLimit::default(),
+            log_limit: LogLimits::default(),
             keepalive_seq: 0,
         })
     }

@@ -2,7 +2,7 @@
 //!
 //! The library only calls the `metrics` macros; the binary installs the Prometheus exporter.
 //! [`Counters`] carries the same figures for callers that run the connector in-process (tests,
-//! `candles-tui --embedded`) and do not scrape Prometheus. [`LogLimit`] is the one rate limiter
+//! `candles-tui --embedded`) and do not scrape Prometheus. [`LogLimits`] is the one rate limiter
 //! of log lines fed from outside (rejected frames and trades, REST bodies, exchange errors).
 
 use std::collections::HashMap;
@@ -152,35 +152,28 @@ impl Counters {
     }
 }
 
-/// Limits log lines about input from outside: at most `per_window` lines per `window` for each
-/// reason; past that, lines are counted, and the first line of a later window says how many of
-/// that reason were not logged. A flood of bad frames costs a counter increment each, not a log
-/// line each.
+/// Limits log lines about input from outside, per reason: at most `per_window` lines per
+/// `window` for each ([`candles_core::bounds::LogLimit`]); past that, lines are counted, and the
+/// first line of a later window says how many of that reason were not logged. A flood of bad
+/// frames costs a counter increment each, not a log line each.
 #[derive(Debug)]
-pub struct LogLimit {
+pub struct LogLimits {
     per_window: u32,
     window: Duration,
-    reasons: HashMap<&'static str, Window>,
+    reasons: HashMap<&'static str, candles_core::bounds::LogLimit>,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Window {
-    start: Instant,
-    logged: u32,
-    suppressed: u64,
-}
-
-impl Default for LogLimit {
+impl Default for LogLimits {
     /// 20 lines a minute per reason.
     fn default() -> Self {
-        LogLimit::new(20, Duration::from_secs(60))
+        LogLimits::new(20, Duration::from_secs(60))
     }
 }
 
-impl LogLimit {
+impl LogLimits {
     /// At most `per_window` lines per `window` for each reason.
     pub fn new(per_window: u32, window: Duration) -> Self {
-        LogLimit {
+        LogLimits {
             per_window,
             window,
             reasons: HashMap::new(),
@@ -190,39 +183,29 @@ impl LogLimit {
     /// Whether a line about `reason` may be logged now. When a new window starts after lines
     /// were held back, this first logs one line with their count (`suppressed`).
     pub fn allow(&mut self, reason: &'static str) -> bool {
-        let now = Instant::now();
-        let w = self.reasons.entry(reason).or_insert(Window {
-            start: now,
-            logged: 0,
-            suppressed: 0,
-        });
-        if now.duration_since(w.start) >= self.window {
-            if w.suppressed > 0 {
+        let (per_window, window) = (self.per_window, self.window);
+        let limit = self
+            .reasons
+            .entry(reason)
+            .or_insert_with(|| candles_core::bounds::LogLimit::new(per_window, window));
+        match limit.allow(Instant::now().into_std()) {
+            Some(0) => true,
+            Some(suppressed) => {
                 tracing::warn!(
                     reason,
-                    suppressed = w.suppressed,
-                    window = ?self.window,
+                    suppressed,
+                    window = ?window,
                     "more lines of this kind were not logged (rate limit)"
                 );
+                true
             }
-            *w = Window {
-                start: now,
-                logged: 0,
-                suppressed: 0,
-            };
-        }
-        if w.logged < self.per_window {
-            w.logged += 1;
-            true
-        } else {
-            w.suppressed += 1;
-            false
+            None => false,
         }
     }
 
-    /// How many lines about `reason` were held back in the current window.
+    /// How many lines about `reason` were held back since the last one let through.
     pub fn suppressed(&self, reason: &str) -> u64 {
-        self.reasons.get(reason).map_or(0, |w| w.suppressed)
+        self.reasons.get(reason).map_or(0, |l| l.held())
     }
 }
 
@@ -232,7 +215,7 @@ mod tests {
 
     #[tokio::test]
     async fn each_reason_gets_its_own_budget_per_window() {
-        let mut limit = LogLimit::new(3, Duration::from_millis(200));
+        let mut limit = LogLimits::new(3, Duration::from_millis(200));
         let allowed = (0..100).filter(|_| limit.allow("a")).count();
         assert_eq!(allowed, 3);
         assert_eq!(limit.suppressed("a"), 97);

@@ -148,6 +148,11 @@ impl LogLimit {
         self.held += 1;
         None
     }
+
+    /// Lines held back since the last one let through.
+    pub fn held(&self) -> u64 {
+        self.held
+    }
 }
 
 /// A length of time in microseconds, shown roughly in its largest unit (`20789.4 days`).
