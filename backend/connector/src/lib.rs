@@ -27,7 +27,8 @@
 pub mod backoff;
 pub mod error;
 pub mod exchange;
-pub mod kafka;
+/// Kafka client properties from the user (`--kafka-property`): the shared `candles-kafka` crate.
+pub use candles_kafka as kafka;
 pub mod rest;
 pub mod resume;
 pub mod sequencer;

@@ -80,17 +80,6 @@ struct Args {
     kafka_properties: Vec<String>,
 }
 
-/// Parses the `--kafka-property` entries. Not a clap value parser: clap's own error would echo
-/// the raw entry, which may hold a secret.
-fn parse_properties(entries: &[String]) -> Result<KafkaProperties, String> {
-    let mut properties = KafkaProperties::new();
-    for entry in entries {
-        let (k, v) = KafkaProperties::parse_one(entry).map_err(|e| e.to_string())?;
-        properties.push(k, v);
-    }
-    Ok(properties)
-}
-
 /// A parsed `--pairs` list (a newtype so clap treats it as one value).
 #[derive(Debug, Clone)]
 struct Pairs(Vec<Pair>);
@@ -261,7 +250,7 @@ async fn main_inner(args: Args, properties: KafkaProperties) -> anyhow::Result<(
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let properties = match parse_properties(&args.kafka_properties) {
+    let properties = match KafkaProperties::parse_entries(&args.kafka_properties) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");

@@ -46,6 +46,9 @@ pub struct ServiceConfig {
     /// Trades dated outside this window around the wall clock are dead-lettered with the reason
     /// ([`crate::admission`]). Replaying a recording older than `max_age` needs a larger one.
     pub trade_times: candles_core::TimeBounds,
+    /// Kafka client properties from the user (`--kafka-property`: TLS, SASL, managed-cloud
+    /// settings), set on every Kafka client after the service's own settings.
+    pub kafka_properties: candles_kafka::KafkaProperties,
 }
 
 /// The most pairs one deployment serves (`--pairs`): each costs a series per source, Redis
@@ -71,6 +74,7 @@ impl Default for ServiceConfig {
             auth_token: None,
             pairs: candles_core::Pair::defaults(),
             trade_times: candles_core::TimeBounds::default(),
+            kafka_properties: candles_kafka::KafkaProperties::new(),
         }
     }
 }

@@ -406,7 +406,9 @@ pub async fn run(
         topic: config.topic.clone(),
         events: Mutex::new(Vec::new()),
     };
-    let consumer: Kafka = ClientConfig::new()
+    let props = &config.kafka_properties;
+    let mut consumer_config = ClientConfig::new();
+    consumer_config
         .set("bootstrap.servers", &config.brokers)
         .set("group.id", &config.group)
         .set("client.id", "candles-service")
@@ -424,12 +426,15 @@ pub async fn run(
                 .to_string(),
         )
         .set("fetch.wait.max.ms", "50")
-        .set("topic.metadata.refresh.interval.ms", "5000")
+        .set("topic.metadata.refresh.interval.ms", "5000");
+    props.apply(&mut consumer_config);
+    let consumer: Kafka = consumer_config
         .create_with_context(context)
-        .with_context(|| {
-            format!(
-                "cannot create a Kafka consumer for brokers {:?} (--brokers / CANDLES_BROKERS)",
-                config.brokers
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create a Kafka consumer for brokers {:?} (--brokers / CANDLES_BROKERS, --kafka-property): {}",
+                config.brokers,
+                props.redact(&e.to_string())
             )
         })?;
     consumer.subscribe(&[&config.topic]).with_context(|| {
@@ -438,30 +443,24 @@ pub async fn run(
             config.topic
         )
     })?;
-    let producer: FutureProducer = ClientConfig::new()
+    let mut producer_config = ClientConfig::new();
+    producer_config
         .set("bootstrap.servers", &config.brokers)
         .set("client.id", "candles-service-dlq")
         .set("message.timeout.ms", "5000")
-        .set("linger.ms", "0")
-        .create()
-        .with_context(|| {
-            format!(
-                "cannot create a Kafka producer for brokers {:?}",
-                config.brokers
-            )
-        })?;
+        .set("linger.ms", "0");
+    props.apply(&mut producer_config);
+    let producer: FutureProducer =
+        candles_kafka::create(&producer_config, props, "the dead-letter producer")?;
     tracing::info!(brokers = %config.brokers, topic = %config.topic, group = %config.group, "consuming trades");
 
-    let querier: BaseConsumer = ClientConfig::new()
+    let mut querier_config = ClientConfig::new();
+    querier_config
         .set("bootstrap.servers", &config.brokers)
-        .set("client.id", "candles-service-watermarks")
-        .create()
-        .with_context(|| {
-            format!(
-                "cannot create a Kafka client for brokers {:?}",
-                config.brokers
-            )
-        })?;
+        .set("client.id", "candles-service-watermarks");
+    props.apply(&mut querier_config);
+    let querier: BaseConsumer =
+        candles_kafka::create(&querier_config, props, "the watermark client")?;
     tracing::info!(brokers = %config.brokers, topic = %config.topic, group = %config.group, "consuming trades");
 
     let probe = tokio::spawn(probe_kafka(

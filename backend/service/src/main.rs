@@ -78,14 +78,25 @@ struct Cli {
     /// Trades dated further ahead of the wall clock than this are dead-lettered (clock skew).
     #[arg(long, env = "CANDLES_MAX_TRADE_LEAD", default_value = "1h")]
     max_trade_lead: Duration,
+    /// A Kafka client property key=value for every Kafka client of the service (e.g.
+    /// security.protocol=SASL_SSL); repeatable, or comma-separated in the environment variable.
+    /// Values of keys naming a password or secret are never logged.
+    #[arg(
+        long = "kafka-property",
+        env = "CANDLES_KAFKA_PROPERTIES",
+        value_delimiter = ',',
+        value_name = "KEY=VALUE",
+        hide_env_values = true
+    )]
+    kafka_properties: Vec<String>,
     /// Require `authorization: Bearer <TOKEN>` on every CandleService call.
     #[arg(long, env = "CANDLES_AUTH_TOKEN", hide_env_values = true)]
     auth_token: Option<String>,
 }
 
 impl Cli {
-    fn into_config(self) -> ServiceConfig {
-        ServiceConfig {
+    fn into_config(self) -> Result<ServiceConfig, candles_kafka::PropertyError> {
+        Ok(ServiceConfig {
             brokers: self.brokers,
             topic: self.topic,
             group: self.group,
@@ -112,7 +123,10 @@ impl Cli {
                 max_age: self.max_trade_age,
                 max_lead: self.max_trade_lead,
             },
-        }
+            kafka_properties: candles_kafka::KafkaProperties::parse_entries(
+                &self.kafka_properties,
+            )?,
+        })
     }
 }
 
@@ -153,7 +167,13 @@ async fn main() -> anyhow::Result<()> {
     if let Some(addr) = cli.metrics_addr {
         init_metrics(addr)?;
     }
-    let config = cli.into_config();
+    let config = match cli.into_config() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
     let shutdown = CancellationToken::new();
     let signals = shutdown.clone();
     tokio::spawn(async move {

@@ -1,14 +1,18 @@
-//! Kafka client properties from the user (`--kafka-property key=value`, repeatable, or
+//! Kafka client settings shared by `candles-connector` and `candles-service`: client properties
+//! from the user (`--kafka-property key=value`, repeatable, or
 //! `CANDLES_KAFKA_PROPERTIES=k=v,k=v`), passed to librdkafka as they are, after the connector's
 //! own settings: the way to reach a managed or secured cluster (`security.protocol=SASL_SSL`,
 //! `sasl.mechanisms=PLAIN`, `sasl.username=…`, `sasl.password=…`, `ssl.ca.location=…`).
 //!
-//! The same properties go to the producer ([`crate::KafkaSink`]) and to the consumers that read
-//! the topic back ([`crate::resume`]), so a secured broker works for both.
+//! In the connector the same properties go to the producer and to the consumers that read the
+//! topic back; in the service to the group consumer, the dead-letter producer and the watermark
+//! client; so a secured broker works for all of them.
 //!
 //! Secrets never reach a log line or an error: the value of any key that contains `password`,
 //! `secret` or `sasl.oauthbearer` (case-insensitive) is shown as `<redacted>`, and librdkafka's
 //! own error texts are scrubbed of those values ([`KafkaProperties::redact`]).
+
+#![forbid(unsafe_code)]
 
 use rdkafka::ClientConfig;
 use std::fmt;
@@ -96,6 +100,17 @@ impl KafkaProperties {
     pub fn parse_list(text: &str) -> Result<Self, PropertyError> {
         let mut out = KafkaProperties::new();
         for entry in text.split(',').filter(|e| !e.trim().is_empty()) {
+            let (k, v) = Self::parse_one(entry)?;
+            out.0.push((k, v));
+        }
+        Ok(out)
+    }
+
+    /// Parses `--kafka-property` entries, one `key=value` each (what clap collected). Not a clap
+    /// value parser: clap's own error would echo the raw entry, which may hold a secret.
+    pub fn parse_entries(entries: &[String]) -> Result<Self, PropertyError> {
+        let mut out = KafkaProperties::new();
+        for entry in entries {
             let (k, v) = Self::parse_one(entry)?;
             out.0.push((k, v));
         }
