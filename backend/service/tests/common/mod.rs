@@ -111,6 +111,7 @@ impl Deps {
             tls: None,
             auth_token: None,
             pairs: candles_core::Pair::defaults(),
+            grpc: Default::default(),
         }
     }
 }
