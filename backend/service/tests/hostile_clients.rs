@@ -351,6 +351,8 @@ async fn huge_requests_get_short_errors() {
         ("4 MB", "x".repeat(4_000_000)),
         ("60 KB", "\u{1}".repeat(60_000)),
         ("60 KB pair-like", format!("{}-USDT", "B".repeat(60_000))),
+        // Parses (the spaces are trimmed) but is not served: the echo of the input is cut too.
+        ("60 KB unserved", format!("dogeusdt{}", " ".repeat(60_000))),
     ] {
         let e = client
             .subscribe(SubscribeRequest {
