@@ -174,7 +174,7 @@ impl Default for GrpcLimits {
             max_request_bytes: 64 * 1024,
             stream_window: 64 * 1024,
             connection_window: 256 * 1024,
-            slow_client_grace: Duration::from_secs(5),
+            slow_client_grace: Duration::from_secs(30),
         }
     }
 }

@@ -100,7 +100,7 @@ struct Cli {
     grpc_max_request_bytes: usize,
     /// After a slow client is dropped, how long its status may take to leave before its
     /// connection is closed.
-    #[arg(long, env = "CANDLES_GRPC_SLOW_CLIENT_GRACE", default_value = "5s")]
+    #[arg(long, env = "CANDLES_GRPC_SLOW_CLIENT_GRACE", default_value = "30s")]
     grpc_slow_client_grace: Duration,
 }
 
