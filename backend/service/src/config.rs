@@ -49,6 +49,8 @@ pub struct ServiceConfig {
     /// Kafka client properties from the user (`--kafka-property`: TLS, SASL, managed-cloud
     /// settings), set on every Kafka client after the service's own settings.
     pub kafka_properties: candles_kafka::KafkaProperties,
+    /// Limits against hostile or broken gRPC clients (DESIGN.md "Hostile clients and limits").
+    pub grpc: GrpcLimits,
 }
 
 /// The most pairs one deployment serves (`--pairs`): each costs a series per source, Redis
@@ -75,6 +77,7 @@ impl Default for ServiceConfig {
             pairs: candles_core::Pair::defaults(),
             trade_times: candles_core::TimeBounds::default(),
             kafka_properties: candles_kafka::KafkaProperties::new(),
+            grpc: GrpcLimits::default(),
         }
     }
 }
@@ -113,6 +116,7 @@ impl ServiceConfig {
                 self.trade_times.max_lead
             );
         }
+        self.grpc.validate()?;
         if self.auth_token.as_deref().is_some_and(str::is_empty) {
             bail!(
                 "the auth token is empty: pass a non-empty --auth-token / CANDLES_AUTH_TOKEN, or none to disable auth"
@@ -149,5 +153,77 @@ impl TlsFiles {
             format!("cannot read the TLS key {} (--tls-key)", self.key.display())
         })?;
         Ok((cert, key))
+    }
+}
+
+/// Limits that keep hostile or broken gRPC clients from exhausting the server (connections,
+/// streams, memory, file descriptors). `None` durations switch a limit off.
+#[derive(Clone, Debug)]
+pub struct GrpcLimits {
+    /// Concurrent connections; beyond it a new connection is closed at once.
+    pub max_connections: usize,
+    /// HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`: concurrent calls per connection.
+    pub max_streams_per_connection: u32,
+    /// A connection with no open stream for this long is closed.
+    pub idle_timeout: Option<Duration>,
+    /// A connection older than this is asked to go away (GOAWAY; open streams may finish).
+    pub max_connection_age: Option<Duration>,
+    /// HTTP/2 PING interval; a peer that does not answer within `http2_keepalive_timeout` is
+    /// disconnected (also one that stopped reading its socket).
+    pub http2_keepalive_interval: Option<Duration>,
+    /// How long a PING may go unanswered.
+    pub http2_keepalive_timeout: Duration,
+    /// TCP keepalive idle time on accepted sockets.
+    pub tcp_keepalive: Option<Duration>,
+    /// Largest request message accepted (bytes); larger ones get a short `RESOURCE_EXHAUSTED`.
+    pub max_request_bytes: usize,
+    /// HTTP/2 receive window per stream (bytes): what a client may send ahead of the server.
+    pub stream_window: u32,
+    /// HTTP/2 receive window per connection (bytes).
+    pub connection_window: u32,
+    /// After a slow client was dropped, how long its status may take to leave; then its whole
+    /// connection is closed, which frees everything queued for it.
+    pub slow_client_grace: Duration,
+}
+
+impl Default for GrpcLimits {
+    fn default() -> Self {
+        GrpcLimits {
+            max_connections: 1024,
+            max_streams_per_connection: 16,
+            idle_timeout: Some(Duration::from_secs(120)),
+            max_connection_age: None,
+            http2_keepalive_interval: Some(Duration::from_secs(30)),
+            http2_keepalive_timeout: Duration::from_secs(10),
+            tcp_keepalive: Some(Duration::from_secs(60)),
+            max_request_bytes: 64 * 1024,
+            stream_window: 64 * 1024,
+            connection_window: 256 * 1024,
+            slow_client_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+impl GrpcLimits {
+    /// Checks the values that have no natural type-level bound.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.max_connections == 0 {
+            bail!("invalid --grpc-max-connections 0: expected at least 1");
+        }
+        if self.max_streams_per_connection == 0 {
+            bail!("invalid --grpc-max-streams 0: expected at least 1");
+        }
+        if self.max_request_bytes < 1024 {
+            bail!(
+                "invalid --grpc-max-request-bytes {}: expected at least 1024",
+                self.max_request_bytes
+            );
+        }
+        if self.stream_window < 65_535 || self.connection_window < 65_535 {
+            bail!(
+                "invalid HTTP/2 window: expected at least 65535 bytes (the protocol's initial window)"
+            );
+        }
+        Ok(())
     }
 }

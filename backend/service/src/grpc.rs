@@ -11,9 +11,12 @@
 //!    overflows the client receives `RESOURCE_EXHAUSTED` ("client too slow: ... dropped") ahead
 //!    of anything still queued, and its stream ends; other clients are unaffected.
 
+pub mod limits;
+
 use crate::config::ServiceConfig;
 use crate::hub::{Hub, HubCandle};
 use crate::metrics as m;
+use crate::ratelimit::SharedLogLimit;
 use crate::store::Store;
 use candles_core::time::Duration;
 use candles_core::{Interval, Micros, Pair, Source};
@@ -42,7 +45,12 @@ pub struct Candles {
     history_max: usize,
     client_queue: usize,
     pairs: Vec<Pair>,
+    slow_client_grace: std::time::Duration,
 }
+
+static REJECTED_LOG: SharedLogLimit = SharedLogLimit::new(10, std::time::Duration::from_secs(10));
+static SLOW_LOG: SharedLogLimit = SharedLogLimit::new(10, std::time::Duration::from_secs(10));
+static AUTH_LOG: SharedLogLimit = SharedLogLimit::new(10, std::time::Duration::from_secs(10));
 
 impl Candles {
     /// The service over `store` (history, markets) and `hub` (live candles).
@@ -55,6 +63,7 @@ impl Candles {
             history_max: config.history_max,
             client_queue: config.client_queue,
             pairs: config.pairs.clone(),
+            slow_client_grace: config.grpc.slow_client_grace,
         }
     }
 }
@@ -95,7 +104,8 @@ pub fn validate(
         if !served.contains(&pair) {
             let list: Vec<String> = served.iter().map(Pair::to_string).collect();
             return Err(Status::invalid_argument(format!(
-                "unknown pair {p:?} ({pair}): this server serves {}; ask for one of those (or start the server with --pairs)",
+                "unknown pair {} ({pair}): this server serves {}; ask for one of those (or start the server with --pairs)",
+                candles_core::excerpt(p),
                 list.join(", ")
             )));
         }
@@ -127,26 +137,73 @@ pub fn validate(
     })
 }
 
-/// Checks `authorization: Bearer <token>` when a token is configured.
-#[allow(clippy::result_large_err)]
-pub fn check_token(token: Option<&str>, req: Request<()>) -> Result<Request<()>, Status> {
-    let Some(token) = token else { return Ok(req) };
-    let given = req
-        .metadata()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => Ok(req),
-        Some(_) => Err(Status::unauthenticated("invalid bearer token")),
-        None => Err(Status::unauthenticated(
-            "missing `authorization: Bearer <token>` metadata; this server requires a token",
-        )),
+/// The configured bearer token, kept only as its SHA-256 digest: [`check_token`] compares
+/// digests in constant time, so neither the token's bytes nor its length leak through timing.
+#[derive(Clone)]
+pub struct Token([u8; 32]);
+
+impl Token {
+    /// The token `text`.
+    pub fn new(text: &str) -> Token {
+        Token(digest(text.as_bytes()))
+    }
+
+    /// Whether `given` is this token (constant time in the token).
+    pub fn matches(&self, given: &str) -> bool {
+        use subtle::ConstantTimeEq as _;
+        bool::from(digest(given.as_bytes()).ct_eq(&self.0))
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(..)")
+    }
+}
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// The token of an `authorization` value `<scheme> <token>` whose scheme is `Bearer` in any case.
+fn bearer(value: &str) -> Option<&str> {
+    let value = value.trim_start();
+    let (scheme, rest) = value.split_once([' ', '\t'])?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim_matches([' ', '\t']))
+}
+
+/// Checks `authorization: Bearer <token>` (scheme in any case) when a token is configured.
+#[allow(clippy::result_large_err)]
+pub fn check_token(token: Option<&Token>, req: Request<()>) -> Result<Request<()>, Status> {
+    let Some(token) = token else { return Ok(req) };
+    let value = req.metadata().get("authorization");
+    let given = value.and_then(|v| v.to_str().ok()).and_then(bearer);
+    match given {
+        Some(given) if token.matches(given) => Ok(req),
+        Some(_) => {
+            if let Some(suppressed) = AUTH_LOG.check() {
+                tracing::info!(suppressed, "gRPC call with an invalid bearer token refused");
+            }
+            Err(Status::unauthenticated("invalid bearer token"))
+        }
+        None => {
+            if let Some(suppressed) = AUTH_LOG.check() {
+                tracing::info!(
+                    suppressed,
+                    present = value.is_some(),
+                    "gRPC call without a bearer token refused"
+                );
+            }
+            Err(Status::unauthenticated(
+                "missing `authorization: Bearer <token>` metadata; this server requires a token",
+            ))
+        }
+    }
 }
 
 /// Decides, per client, which hub candles to send (pair/source filter, seam and duplicate guard).
@@ -245,7 +302,21 @@ impl CandleService for Candles {
         &self,
         request: Request<SubscribeRequest>,
     ) -> Result<Response<ClientStream>, Status> {
-        let sub = validate(request.get_ref(), self.history_max, &self.pairs)?;
+        let sub = match validate(request.get_ref(), self.history_max, &self.pairs) {
+            Ok(sub) => sub,
+            Err(status) => {
+                if let Some(suppressed) = REJECTED_LOG.check() {
+                    // The message holds excerpts only, never the whole input.
+                    tracing::info!(
+                        suppressed,
+                        reason = status.message(),
+                        "subscription refused"
+                    );
+                }
+                return Err(status);
+            }
+        };
+        let conn = limits::ConnInfo::of(request.extensions()).map(|i| i.conn.clone());
         // Subscribe first: whatever is published while history is read is buffered here.
         let mut live = self.hub.subscribe();
         let mut history = Vec::new();
@@ -279,6 +350,11 @@ impl CandleService for Candles {
         let capacity = self.client_queue;
         let grace = self.grace;
         let closed = self.hub.closed().clone();
+        let slow = SlowClient {
+            capacity,
+            grace: self.slow_client_grace,
+            conn,
+        };
         tracing::debug!(pairs = ?sub.pairs, sources = ?sub.sources, history = sub.history, live = sub.live_updates, "client subscribed");
         tokio::spawn(async move {
             let _guard = ClientGuard::new();
@@ -291,7 +367,7 @@ impl CandleService for Candles {
                 {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => return,
-                    Err(_) => return too_slow(abort_tx, capacity),
+                    Err(_) => return slow.drop_client(abort_tx, tx).await,
                 }
             }
             loop {
@@ -300,7 +376,7 @@ impl CandleService for Candles {
                     _ = tx.closed() => return,
                     r = live.recv() => match r {
                         Ok(c) => c,
-                        Err(broadcast::error::RecvError::Lagged(_)) => return too_slow(abort_tx, capacity),
+                        Err(broadcast::error::RecvError::Lagged(_)) => return slow.drop_client(abort_tx, tx).await,
                         Err(broadcast::error::RecvError::Closed) => return,
                     },
                 };
@@ -316,7 +392,9 @@ impl CandleService for Candles {
                             metrics::histogram!(m::FINALIZE_TO_CLIENT).record(late.max(0.0));
                         }
                     }
-                    Err(mpsc::error::TrySendError::Full(_)) => return too_slow(abort_tx, capacity),
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        return slow.drop_client(abort_tx, tx).await;
+                    }
                     Err(mpsc::error::TrySendError::Closed(_)) => return,
                 }
             }
@@ -349,12 +427,37 @@ impl CandleService for Candles {
     }
 }
 
-fn too_slow(abort: oneshot::Sender<Status>, capacity: usize) {
-    metrics::counter!(m::CLIENTS_DROPPED).increment(1);
-    tracing::info!(capacity, "dropping a slow gRPC client");
-    let _ = abort.send(Status::resource_exhausted(format!(
-        "client too slow: more than {capacity} candles were waiting to be read; dropped. Read the stream faster, then subscribe again (with history to refill)"
-    )));
+/// How a client that fell too far behind is dropped.
+struct SlowClient {
+    capacity: usize,
+    grace: std::time::Duration,
+    conn: Option<Arc<limits::Conn>>,
+}
+
+impl SlowClient {
+    /// Queues `RESOURCE_EXHAUSTED` ahead of everything else; if the client's stream has not
+    /// taken it and ended within the grace (it reads nothing, so HTTP/2 flow control holds the
+    /// stream), closes its connection: hyper then drops the stream, its queue and its send
+    /// buffer.
+    async fn drop_client(self, abort: oneshot::Sender<Status>, tx: mpsc::Sender<Queued>) {
+        metrics::counter!(m::CLIENTS_DROPPED).increment(1);
+        let capacity = self.capacity;
+        if let Some(suppressed) = SLOW_LOG.check() {
+            tracing::info!(capacity, suppressed, "dropping a slow gRPC client");
+        }
+        let _ = abort.send(Status::resource_exhausted(format!(
+            "client too slow: more than {capacity} candles were waiting to be read; dropped. Read the stream faster, then subscribe again (with history to refill)"
+        )));
+        if tokio::time::timeout(self.grace, tx.closed()).await.is_err()
+            && let Some(conn) = self.conn
+        {
+            if let Some(suppressed) = SLOW_LOG.check() {
+                tracing::info!(grace = ?self.grace, suppressed, "a dropped gRPC client did not take its status; closing its connection");
+            }
+            metrics::counter!(limits::CONNECTIONS_CLOSED, "reason" => "slow_client").increment(1);
+            conn.close();
+        }
+    }
 }
 
 impl HubCandle {
@@ -433,21 +536,39 @@ mod tests {
     #[test]
     fn bearer_token_is_checked() {
         let mut r = Request::new(());
+        let t = Token::new("s3cret");
+        let token = Some(&t);
         assert!(check_token(None, Request::new(())).is_ok());
         assert_eq!(
-            check_token(Some("s3cret"), Request::new(()))
-                .unwrap_err()
-                .code(),
+            check_token(token, Request::new(())).unwrap_err().code(),
             tonic::Code::Unauthenticated
         );
         r.metadata_mut()
             .insert("authorization", "Bearer s3cret".parse().unwrap());
-        assert!(check_token(Some("s3cret"), r).is_ok());
+        assert!(check_token(token, r).is_ok());
+        for ok in ["bearer s3cret", "BEARER  s3cret", "Bearer\ts3cret "] {
+            let mut r = Request::new(());
+            r.metadata_mut()
+                .insert("authorization", ok.parse().unwrap());
+            assert!(check_token(token, r).is_ok(), "{ok}");
+        }
+        for bad in [
+            "Bearer s3cre",
+            "Bearer s3cret2",
+            "Basic s3cret",
+            "s3cret",
+            "Bearer",
+        ] {
+            let mut r = Request::new(());
+            r.metadata_mut()
+                .insert("authorization", bad.parse().unwrap());
+            assert!(check_token(token, r).is_err(), "{bad}");
+        }
         let mut r = Request::new(());
         r.metadata_mut()
             .insert("authorization", "Bearer nope".parse().unwrap());
         assert_eq!(
-            check_token(Some("s3cret"), r).unwrap_err().code(),
+            check_token(token, r).unwrap_err().code(),
             tonic::Code::Unauthenticated
         );
     }

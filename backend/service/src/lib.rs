@@ -40,6 +40,7 @@
 //! - [`grpc`]: the `candles.v1.CandleService` implementation.
 //! - [`health`]: dependency state → standard gRPC health.
 //! - [`metrics`]: metric names.
+//! - [`ratelimit`]: rate-limited logging of lines fed from outside.
 #![forbid(unsafe_code)]
 
 pub mod admission;
@@ -49,6 +50,7 @@ pub mod grpc;
 pub mod health;
 pub mod hub;
 pub mod metrics;
+pub mod ratelimit;
 pub mod store;
 
 pub use config::{ServiceConfig, TlsFiles};
@@ -153,41 +155,62 @@ pub async fn serve(
         internal.clone(),
     ));
 
-    let candles = grpc::Candles::new(&config, store.clone(), hub.clone());
+    let limits = &config.grpc;
+    let max_request = limits.max_request_bytes;
+    let candles = CandleServiceServer::new(grpc::Candles::new(&config, store.clone(), hub.clone()))
+        .max_decoding_message_size(max_request);
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(candles_proto::v1::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
-        .context("building gRPC reflection (v1)")?;
+        .context("building gRPC reflection (v1)")?
+        .max_decoding_message_size(max_request);
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(candles_proto::v1::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
-        .context("building gRPC reflection (v1alpha)")?;
+        .context("building gRPC reflection (v1alpha)")?
+        .max_decoding_message_size(max_request);
+    let health_service = health_service.max_decoding_message_size(max_request);
 
-    let mut builder = Server::builder();
+    // DESIGN.md "Hostile clients and limits".
+    let mut builder = Server::builder()
+        .max_concurrent_streams(limits.max_streams_per_connection)
+        .initial_stream_window_size(limits.stream_window)
+        .initial_connection_window_size(limits.connection_window)
+        .http2_keepalive_interval(limits.http2_keepalive_interval)
+        .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout))
+        .http2_max_header_list_size(16 * 1024);
+    if let Some(age) = limits.max_connection_age {
+        builder = builder.max_connection_age(age);
+    }
     if let Some((cert, key)) = tls {
         builder = builder
             .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
             .context("configuring TLS")?;
     }
-    let token = config.auth_token.clone();
-    let router = builder
-        .add_service(health_service)
+    let token = config.auth_token.as_deref().map(grpc::Token::new);
+    let routes = tonic::service::Routes::new(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(CandleServiceServer::with_interceptor(candles, move |req| {
-            grpc::check_token(token.as_deref(), req)
-        }));
-    tracing::info!(%addr, tls = config.tls.is_some(), auth = config.auth_token.is_some(), "serving gRPC");
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            candles,
+            move |req| grpc::check_token(token.as_ref(), req),
+        ))
+        .prepare();
+    tracing::info!(%addr, tls = config.tls.is_some(), auth = config.auth_token.is_some(), max_connections = limits.max_connections, max_streams = limits.max_streams_per_connection, "serving gRPC");
+    let incoming = grpc::limits::incoming(listener, limits);
     let grpc_shutdown = shutdown.clone();
     let hub_for_shutdown = hub.clone();
-    let server = router.serve_with_incoming_shutdown(incoming, async move {
-        grpc_shutdown.cancelled().await;
-        // Streams end with the hub; the server then drains within its own timeout.
-        hub_for_shutdown.close();
-    });
+    let server = builder.serve_with_incoming_shutdown(
+        grpc::limits::Counted::new(routes),
+        incoming,
+        async move {
+            grpc_shutdown.cancelled().await;
+            // Streams end with the hub; the server then drains within its own timeout.
+            hub_for_shutdown.close();
+        },
+    );
 
     // The server can stall on clients that never read; bound the drain after shutdown.
     let served = tokio::select! {

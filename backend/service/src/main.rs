@@ -92,6 +92,39 @@ struct Cli {
     /// Require `authorization: Bearer <TOKEN>` on every CandleService call.
     #[arg(long, env = "CANDLES_AUTH_TOKEN", hide_env_values = true)]
     auth_token: Option<String>,
+    /// Concurrent gRPC connections; beyond it a new connection is closed at once.
+    #[arg(long, env = "CANDLES_GRPC_MAX_CONNECTIONS", default_value_t = 1024)]
+    grpc_max_connections: usize,
+    /// Concurrent calls (HTTP/2 streams) per gRPC connection.
+    #[arg(long, env = "CANDLES_GRPC_MAX_STREAMS", default_value_t = 16)]
+    grpc_max_streams: u32,
+    /// Close a gRPC connection with no open call for this long (0s: never).
+    #[arg(long, env = "CANDLES_GRPC_IDLE_TIMEOUT", default_value = "120s")]
+    grpc_idle_timeout: Duration,
+    /// Ask a gRPC connection older than this to go away; open streams may finish (0s: never).
+    #[arg(long, env = "CANDLES_GRPC_MAX_CONNECTION_AGE", default_value = "0s")]
+    grpc_max_connection_age: Duration,
+    /// HTTP/2 PING interval (0s: off); an unanswered PING closes the connection.
+    #[arg(long, env = "CANDLES_GRPC_KEEPALIVE_INTERVAL", default_value = "30s")]
+    grpc_keepalive_interval: Duration,
+    /// How long an HTTP/2 PING may go unanswered.
+    #[arg(long, env = "CANDLES_GRPC_KEEPALIVE_TIMEOUT", default_value = "10s")]
+    grpc_keepalive_timeout: Duration,
+    /// TCP keepalive idle time on accepted gRPC sockets (0s: off).
+    #[arg(long, env = "CANDLES_GRPC_TCP_KEEPALIVE", default_value = "60s")]
+    grpc_tcp_keepalive: Duration,
+    /// Largest gRPC request message accepted, in bytes.
+    #[arg(long, env = "CANDLES_GRPC_MAX_REQUEST_BYTES", default_value_t = 65_536)]
+    grpc_max_request_bytes: usize,
+    /// After a slow client is dropped, how long its status may take to leave before its
+    /// connection is closed.
+    #[arg(long, env = "CANDLES_GRPC_SLOW_CLIENT_GRACE", default_value = "30s")]
+    grpc_slow_client_grace: Duration,
+}
+
+/// `None` for a zero duration (a limit switched off).
+fn nonzero(d: Duration) -> Option<std::time::Duration> {
+    Some(d.to_std()).filter(|d| !d.is_zero())
 }
 
 impl Cli {
@@ -126,6 +159,18 @@ impl Cli {
             kafka_properties: candles_kafka::KafkaProperties::parse_entries(
                 &self.kafka_properties,
             )?,
+            grpc: candles_service::config::GrpcLimits {
+                max_connections: self.grpc_max_connections,
+                max_streams_per_connection: self.grpc_max_streams,
+                idle_timeout: nonzero(self.grpc_idle_timeout),
+                max_connection_age: nonzero(self.grpc_max_connection_age),
+                http2_keepalive_interval: nonzero(self.grpc_keepalive_interval),
+                http2_keepalive_timeout: self.grpc_keepalive_timeout.to_std(),
+                tcp_keepalive: nonzero(self.grpc_tcp_keepalive),
+                max_request_bytes: self.grpc_max_request_bytes,
+                slow_client_grace: self.grpc_slow_client_grace.to_std(),
+                ..Default::default()
+            },
         })
     }
 }
