@@ -67,17 +67,8 @@ struct Args {
     /// Refuse trades dated further than this ahead of the wall clock (clock skew, e.g. 1h, 5m).
     #[arg(long, env = "CANDLES_MAX_TRADE_LEAD", default_value = "1h", value_parser = parse_bound)]
     max_trade_lead: candles_core::time::Duration,
-    /// A Kafka client property key=value for the producer and the read-back consumers (e.g.
-    /// security.protocol=SASL_SSL); repeatable, or comma-separated in the environment variable.
-    /// Values of keys naming a password or secret are never logged.
-    #[arg(
-        long = "kafka-property",
-        env = "CANDLES_KAFKA_PROPERTIES",
-        value_delimiter = ',',
-        value_name = "KEY=VALUE",
-        hide_env_values = true
-    )]
-    kafka_properties: Vec<String>,
+    #[command(flatten)]
+    kafka: candles_kafka::KafkaPropertyArgs,
 }
 
 /// A parsed `--pairs` list (a newtype so clap treats it as one value).
@@ -250,7 +241,7 @@ async fn main_inner(args: Args, properties: KafkaProperties) -> anyhow::Result<(
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let properties = match KafkaProperties::parse_entries(&args.kafka_properties) {
+    let properties = match args.kafka.parse() {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");

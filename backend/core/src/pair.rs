@@ -154,6 +154,19 @@ impl Pair {
         Pair::parse_list(DEFAULT_PAIRS).unwrap_or_default()
     }
 
+    /// Whether `bytes` is this pair's canonical text (`BTC-USDT`), without building it: the
+    /// check of every Kafka record's key.
+    pub fn is_written(&self, bytes: &[u8]) -> bool {
+        let (base, quote) = (
+            self.base.as_str().as_bytes(),
+            self.quote.as_str().as_bytes(),
+        );
+        bytes.len() == base.len() + 1 + quote.len()
+            && bytes.starts_with(base)
+            && bytes[base.len()] == b'-'
+            && bytes.ends_with(quote)
+    }
+
     /// `BASE` + `QUOTE` with a separator of your choice, e.g. `("BTC", "/", "USDT")` → `BTC/USDT`.
     pub fn join(&self, sep: &str) -> String {
         format!("{}{sep}{}", self.base, self.quote)
@@ -216,6 +229,22 @@ mod tests {
         assert_eq!(Pair::parse("xrpeth").unwrap().to_string(), "XRP-ETH");
         assert_eq!(Pair::parse("ethusd").unwrap().to_string(), "ETH-USD");
         assert_eq!(Pair::parse("solusdc").unwrap().to_string(), "SOL-USDC");
+    }
+
+    #[test]
+    fn is_written_matches_only_the_canonical_text() {
+        let p = Pair::parse("btcusdt").unwrap();
+        assert!(p.is_written(b"BTC-USDT"));
+        for other in [
+            &b"BTC-USD"[..],
+            b"btc-usdt",
+            b"BTCUSDT",
+            b"BTC_USDT",
+            b"BTC-USDTX",
+            b"",
+        ] {
+            assert!(!p.is_written(other), "{other:?}");
+        }
     }
 
     #[test]

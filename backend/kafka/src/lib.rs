@@ -52,6 +52,29 @@ pub enum PropertyError {
     },
 }
 
+/// The `--kafka-property` flag, for a program's command line (`#[command(flatten)]`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct KafkaPropertyArgs {
+    /// A Kafka client property key=value for every Kafka client of this program (e.g.
+    /// security.protocol=SASL_SSL); repeatable, or comma-separated in the environment variable.
+    /// Values of keys naming a password or secret are never logged.
+    #[arg(
+        long = "kafka-property",
+        env = "CANDLES_KAFKA_PROPERTIES",
+        value_delimiter = ',',
+        value_name = "KEY=VALUE",
+        hide_env_values = true
+    )]
+    pub kafka_properties: Vec<String>,
+}
+
+impl KafkaPropertyArgs {
+    /// The properties given ([`KafkaProperties::parse_entries`]).
+    pub fn parse(&self) -> Result<KafkaProperties, PropertyError> {
+        KafkaProperties::parse_entries(&self.kafka_properties)
+    }
+}
+
 /// Client properties, in the order given; later ones win.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct KafkaProperties(Vec<(String, String)>);

@@ -37,8 +37,8 @@ pub fn admit(
     bounds: &TimeBounds,
     now: Micros,
 ) -> Result<(), Rejection> {
-    let pair = trade.pair.to_string();
-    if key != Some(pair.as_bytes()) {
+    let pair = trade.pair;
+    if !key.is_some_and(|k| pair.is_written(k)) {
         let shown = key.map_or_else(|| "none".to_string(), candles_core::bounds::excerpt_bytes);
         return Err(Rejection {
             reason: "key_mismatch",
@@ -48,12 +48,12 @@ pub fn admit(
             dead_letter: true,
         });
     }
-    if !served.contains(&trade.pair) {
+    if !served.contains(&pair) {
         return Err(Rejection {
             reason: "unserved_pair",
             detail: format!(
                 "pair {} is not served here (--pairs / CANDLES_PAIRS)",
-                excerpt(&pair)
+                excerpt(&pair.to_string())
             ),
             dead_letter: false,
         });

@@ -386,8 +386,9 @@ struct Pipeline {
     redis_failed: Option<Instant>,
     /// Health: the loop's heartbeat.
     status: Arc<DependencyStatus>,
-    /// The partition each pair was last read from (bounded: only served pairs get here).
-    pair_partitions: HashMap<Pair, i32>,
+    /// The wall clock read once per turn of the loop (trade times are checked against it: a
+    /// reading at most one tick old is exact enough for bounds of hours).
+    now: Micros,
     /// Rate limits of log lines about bad records: dead letters, skipped pairs, split pairs.
     dlq_log: LogLimit,
     skip_log: LogLimit,
@@ -489,7 +490,7 @@ pub async fn run(
         live_due: None,
         redis_failed: None,
         status,
-        pair_partitions: HashMap::new(),
+        now: Micros::now(),
         dlq_log: LogLimit::new(LOG_LINES, LOG_PERIOD),
         skip_log: LogLimit::new(LOG_LINES, LOG_PERIOD),
         split_log: LogLimit::new(LOG_LINES, LOG_PERIOD),
@@ -507,7 +508,8 @@ pub async fn run(
     let mut live_armed: Option<tokio::time::Instant> = None;
     let mut last_error_log: Option<Instant> = None;
     loop {
-        p.status.consume_loop_beat(Micros::now());
+        p.now = Micros::now();
+        p.status.consume_loop_beat(p.now);
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
@@ -755,7 +757,7 @@ impl Pipeline {
             &trade,
             &self.config.pairs,
             &self.config.trade_times,
-            Micros::now(),
+            self.now,
         ) {
             metrics::counter!(m::TRADES_REJECTED, "reason" => rejection.reason).increment(1);
             if rejection.dead_letter {
@@ -769,21 +771,23 @@ impl Pipeline {
             return;
         }
         metrics::counter!(m::TRADES_CONSUMED).increment(1);
-        if let Some(previous) = self.pair_partitions.insert(trade.pair, partition)
-            && previous != partition
-            && self.parts.contains_key(&previous)
-        {
-            metrics::counter!(m::PAIR_PARTITION_CONFLICTS).increment(1);
-            if let Some(held) = self.split_log.allow(Instant::now()) {
-                tracing::error!(pair = %trade.pair, partition, previous, held_back = held,
-                    "a pair's trades are in two partitions: two engines build its candles and their finals race (misrouted producer, or partitions added to a live topic; see DESIGN.md \"Adding partitions\")");
-            }
-        }
         let needs_seed = self
             .parts
             .get(&partition)
             .is_some_and(|s| !s.seeded.contains_key(&trade.pair));
         if needs_seed {
+            // A partition's first trade of a pair: is the pair already in another one here?
+            if let Some((&previous, _)) = self
+                .parts
+                .iter()
+                .find(|(p, s)| **p != partition && s.seeded.contains_key(&trade.pair))
+            {
+                metrics::counter!(m::PAIR_PARTITION_CONFLICTS).increment(1);
+                if let Some(held) = self.split_log.allow(Instant::now()) {
+                    tracing::error!(pair = %trade.pair, partition, previous, held_back = held,
+                        "a pair's trades are in two partitions: two engines build its candles and their finals race (misrouted producer, or partitions added to a live topic; see DESIGN.md \"Adding partitions\")");
+                }
+            }
             let Some(seeds) = self.read_seeds(trade.pair).await else {
                 return;
             };

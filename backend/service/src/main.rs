@@ -78,17 +78,8 @@ struct Cli {
     /// Trades dated further ahead of the wall clock than this are dead-lettered (clock skew).
     #[arg(long, env = "CANDLES_MAX_TRADE_LEAD", default_value = "1h")]
     max_trade_lead: Duration,
-    /// A Kafka client property key=value for every Kafka client of the service (e.g.
-    /// security.protocol=SASL_SSL); repeatable, or comma-separated in the environment variable.
-    /// Values of keys naming a password or secret are never logged.
-    #[arg(
-        long = "kafka-property",
-        env = "CANDLES_KAFKA_PROPERTIES",
-        value_delimiter = ',',
-        value_name = "KEY=VALUE",
-        hide_env_values = true
-    )]
-    kafka_properties: Vec<String>,
+    #[command(flatten)]
+    kafka: candles_kafka::KafkaPropertyArgs,
     /// Require `authorization: Bearer <TOKEN>` on every CandleService call.
     #[arg(long, env = "CANDLES_AUTH_TOKEN", hide_env_values = true)]
     auth_token: Option<String>,
@@ -156,9 +147,7 @@ impl Cli {
                 max_age: self.max_trade_age,
                 max_lead: self.max_trade_lead,
             },
-            kafka_properties: candles_kafka::KafkaProperties::parse_entries(
-                &self.kafka_properties,
-            )?,
+            kafka_properties: self.kafka.parse()?,
             grpc: candles_service::config::GrpcLimits {
                 max_connections: self.grpc_max_connections,
                 max_streams_per_connection: self.grpc_max_streams,

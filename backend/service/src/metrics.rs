@@ -34,9 +34,9 @@ pub const TRADES_REJECTED: &str = "candles_service_trades_rejected_total";
 /// `gave_up` (still failing after the retries): dead letters that could not be written and were
 /// skipped, so one record never stops the partition.
 pub const DLQ_FAILURES: &str = "candles_service_dlq_failures_total";
-/// Counter: trades of a pair read from a partition other than the one it was last read from
-/// while both are assigned here: the pair's trades are split across partitions (a misrouting
-/// producer, or partitions added to a live topic; DESIGN.md "Adding partitions").
+/// Counter: a pair's first trade in a partition while another partition assigned here already
+/// has it: the pair's trades are split across partitions (a misrouting producer, or partitions
+/// added to a live topic; DESIGN.md "Adding partitions").
 pub const PAIR_PARTITION_CONFLICTS: &str = "candles_service_pair_partition_conflicts_total";
 /// Counter: holes in a partition's offsets passed (compacted records or transaction markers;
 /// none in a plain `trades` topic).
@@ -116,7 +116,7 @@ pub fn describe() {
     );
     describe_counter!(
         PAIR_PARTITION_CONFLICTS,
-        "Trades of a pair read from a second partition (the pair's trades are split)"
+        "A pair found in a second partition assigned here (its trades are split)"
     );
     describe_counter!(
         OFFSET_GAPS,

@@ -7,9 +7,6 @@ mod common;
 use candles_core::{Micros, Pair, Source};
 use candles_proto::v1::{self, ListMarketsRequest, SubscribeRequest};
 use common::*;
-use rdkafka::Message as _;
-use rdkafka::consumer::{Consumer as _, StreamConsumer};
-use rdkafka::message::Headers as _;
 use std::time::{Duration, Instant};
 use tonic::Code;
 
@@ -265,31 +262,15 @@ async fn malformed_records_go_to_the_dead_letter_topic_and_the_service_carries_o
     );
     check_exact(&watcher.finals(), &expected).unwrap();
 
-    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", deps.kafka().brokers())
-        .set("group.id", unique("dlq-reader"))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    tpl.add_partition_offset(&dlq, 0, rdkafka::Offset::Beginning)
-        .unwrap();
-    consumer.assign(&tpl).unwrap();
+    let letters = dead_letters(&deps.kafka().brokers(), &dlq, 2).await;
     let mut errors = Vec::new();
-    while errors.len() < 2 {
-        let m = tokio::time::timeout(Duration::from_secs(20), consumer.recv())
-            .await
-            .expect("2 records in the DLQ")
-            .unwrap();
-        assert_eq!(m.key(), Some(&b"BTC-USDT"[..]), "the original key");
-        let headers = m.headers().unwrap();
-        let error = headers
-            .iter()
-            .find(|h| h.key == "error")
-            .and_then(|h| h.value)
-            .map(|v| String::from_utf8_lossy(v).to_string())
-            .unwrap();
-        errors.push((m.payload().unwrap().to_vec(), error));
+    for letter in letters {
+        assert_eq!(
+            letter.key.as_deref(),
+            Some(&b"BTC-USDT"[..]),
+            "the original key"
+        );
+        errors.push((letter.value, letter.headers["error"].clone()));
     }
     assert_eq!(
         errors[0].0, b"\xff\xff not a protobuf",
@@ -310,9 +291,6 @@ async fn malformed_records_go_to_the_dead_letter_topic_and_the_service_carries_o
         "DLQ reasons: {:?}",
         errors.iter().map(|e| &e.1).collect::<Vec<_>>()
     );
-    // Dropping a StreamConsumer can hang (PITFALLS): leave it behind.
-    consumer.unsubscribe();
-    std::mem::forget(consumer);
     service.stop().await;
 }
 

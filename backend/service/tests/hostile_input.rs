@@ -11,11 +11,8 @@ use candles_core::{ClockMode, Exchange, Micros, Pair, Source};
 use candles_proto::v1;
 use common::*;
 use prost::Message as _;
-use rdkafka::Message as _;
-use rdkafka::consumer::{BaseConsumer, Consumer as _, StreamConsumer};
-use rdkafka::message::Headers as _;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// The resident memory of this process (the in-process service is most of it), in MiB.
@@ -29,76 +26,16 @@ fn rss_mib() -> f64 {
     kib / 1024.0
 }
 
-/// One dead letter: its key, value, and headers.
-struct DeadLetter {
-    key: Option<Vec<u8>>,
-    value: Vec<u8>,
-    headers: HashMap<String, String>,
-}
-
-/// Reads `n` records of the dead-letter topic (partition 0) from the beginning.
-async fn dead_letters(brokers: &str, dlq: &str, n: usize) -> Vec<DeadLetter> {
-    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", unique("dlq-reader"))
-        .set("fetch.message.max.bytes", "2000000")
-        .create()
-        .unwrap();
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    tpl.add_partition_offset(dlq, 0, rdkafka::Offset::Beginning)
-        .unwrap();
-    consumer.assign(&tpl).unwrap();
-    let mut out = Vec::new();
-    while out.len() < n {
-        let m = tokio::time::timeout(Duration::from_secs(20), consumer.recv())
-            .await
-            .unwrap_or_else(|_| panic!("{n} records in the DLQ; got {}", out.len()))
-            .unwrap();
-        let headers = m
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| {
-                        (
-                            h.key.to_string(),
-                            String::from_utf8_lossy(h.value.unwrap_or_default()).to_string(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.push(DeadLetter {
-            key: m.key().map(<[u8]>::to_vec),
-            value: m.payload().unwrap_or_default().to_vec(),
-            headers,
-        });
-    }
-    out
-}
-
-async fn send(
-    producer: &FutureProducer,
-    topic: &str,
-    key: &str,
-    value: &[u8],
-    partition: Option<i32>,
-) {
-    let mut record = FutureRecord::to(topic).key(key).payload(value);
-    if let Some(p) = partition {
-        record = record.partition(p);
-    }
-    producer
-        .send(record, Duration::from_secs(10))
-        .await
-        .map_err(|(e, _)| e)
-        .unwrap();
-}
-
 /// A BTC trade (any exchange) now at `price`: the marker a test waits for.
 fn marker(price: &str) -> candles_core::Trade {
     let mut t = TradeGen::new(7).trade(Exchange::Kraken, pairs()[0], Micros::now());
     t.price = price.parse().unwrap();
     t
+}
+
+/// Produces [`marker`]`(price)` as connectors do.
+async fn send_marker(producer: &FutureProducer, topic: &str, price: &str) {
+    produce(producer, topic, &marker(price), None).await;
 }
 
 /// Waits until a BTC composite candle (live or final) closes at `price`: the service consumed
@@ -144,15 +81,8 @@ async fn a_huge_poison_record_is_dead_lettered_cut_and_the_next_trade_is_consume
     let poison = poison.encode_to_vec();
     // Twice: the first dead letter also pays for the service's producer finding the topic.
     for (round, price) in [(1, "4242.42"), (2, "4343.43")] {
-        send(&producer, &deps.topic, "BTC-USDT", &poison, None).await;
-        send(
-            &producer,
-            &deps.topic,
-            "BTC-USDT",
-            &v1::Trade::from(&marker(price)).encode_to_vec(),
-            None,
-        )
-        .await;
+        produce_raw(&producer, &deps.topic, "BTC-USDT", &poison, None).await;
+        send_marker(&producer, &deps.topic, price).await;
         let took = wait_marker(&watcher, price, Duration::from_secs(20)).await;
         println!(
             "poison #{round}: {} byte record; the next trade reached a live client {took:?} after it was produced",
@@ -200,7 +130,7 @@ async fn a_dead_letter_the_broker_refuses_is_counted_and_skipped_not_retried_for
     wait_serving(service.addr, Duration::from_secs(15)).await;
     let watcher = live_watcher(&service).await;
     let producer = producer(&deps.kafka().brokers());
-    send(
+    produce_raw(
         &producer,
         &deps.topic,
         "BTC-USDT",
@@ -208,14 +138,7 @@ async fn a_dead_letter_the_broker_refuses_is_counted_and_skipped_not_retried_for
         None,
     )
     .await;
-    send(
-        &producer,
-        &deps.topic,
-        "BTC-USDT",
-        &v1::Trade::from(&marker("5151.51")).encode_to_vec(),
-        None,
-    )
-    .await;
+    send_marker(&producer, &deps.topic, "5151.51").await;
     let took = wait_marker(&watcher, "5151.51", Duration::from_secs(20)).await;
     println!(
         "refused dead letter: the next trade reached a live client {took:?} after it was produced"
@@ -259,7 +182,7 @@ async fn a_trade_keyed_by_another_pair_is_dead_lettered_and_every_final_stays_ex
     stray.price = "100".parse().unwrap();
     let stray = v1::Trade::from(&stray).encode_to_vec();
     for partition in 0..3 {
-        send(&producer, &deps.topic, "BTC-USDT", &stray, Some(partition)).await;
+        produce_raw(&producer, &deps.topic, "BTC-USDT", &stray, Some(partition)).await;
     }
     let trades = producing.await.unwrap();
     let expected: Vec<_> = reference(&trades)
@@ -301,14 +224,7 @@ async fn twenty_thousand_made_up_pairs_leave_memory_and_redis_flat() {
     wait_serving(service.addr, Duration::from_secs(15)).await;
     let watcher = live_watcher(&service).await;
     let producer = producer(&deps.kafka().brokers());
-    send(
-        &producer,
-        &deps.topic,
-        "BTC-USDT",
-        &v1::Trade::from(&marker("1111.11")).encode_to_vec(),
-        None,
-    )
-    .await;
+    send_marker(&producer, &deps.topic, "1111.11").await;
     assert!(
         wait_marker(&watcher, "1111.11", Duration::from_secs(20))
             .await
@@ -342,14 +258,7 @@ async fn twenty_thousand_made_up_pairs_leave_memory_and_redis_flat() {
     for f in futures {
         f.await.unwrap().map_err(|(e, _)| e).unwrap();
     }
-    send(
-        &producer,
-        &deps.topic,
-        "BTC-USDT",
-        &v1::Trade::from(&marker("2222.22")).encode_to_vec(),
-        None,
-    )
-    .await;
+    send_marker(&producer, &deps.topic, "2222.22").await;
     assert!(
         wait_marker(&watcher, "2222.22", Duration::from_secs(30))
             .await
@@ -416,7 +325,7 @@ async fn absurd_times_are_dead_lettered(clock: ClockMode) {
     let mut gen_ = TradeGen::new(3);
     for time in [Micros(0), Micros(4_102_444_800_000_000)] {
         let t = gen_.trade(Exchange::Coinbase, pairs()[0], time);
-        send(
+        produce_raw(
             &producer,
             &deps.topic,
             "BTC-USDT",

@@ -180,8 +180,8 @@ pub(crate) fn millis_micros(
 
 #[cfg(test)]
 pub(crate) mod samples {
-    //! Loads the captured exchange messages in `testdata/exchanges/*.jsonl` (copied from the
-    //! research in `../shared/exchanges`, so a plain clone has them).
+    //! Loads the captured exchange messages in `testdata/exchanges/*.jsonl` (kept in the
+    //! repository, so a plain clone has them; `testdata/README.md` says where they come from).
 
     /// The lines of one sample file, numbered from 1 like the research notes.
     pub fn lines(file: &str) -> Vec<(usize, String)> {

@@ -439,7 +439,18 @@ pub async fn produce(
 ) {
     let key = trade.pair.to_string();
     let value = v1::Trade::from(trade).encode_to_vec();
-    let mut record = FutureRecord::to(topic).key(&key).payload(&value);
+    produce_raw(producer, topic, &key, &value, partition).await;
+}
+
+/// Produces one record as it is (any key, any bytes): what a buggy or hostile producer writes.
+pub async fn produce_raw(
+    producer: &FutureProducer,
+    topic: &str,
+    key: &str,
+    value: &[u8],
+    partition: Option<i32>,
+) {
+    let mut record = FutureRecord::to(topic).key(key).payload(value);
     if let Some(p) = partition {
         record = record.partition(p);
     }
@@ -561,4 +572,53 @@ impl Drop for Child {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// One dead letter: its key, value, and headers.
+pub struct DeadLetter {
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    pub headers: HashMap<String, String>,
+}
+
+/// Reads `n` records of the dead-letter topic (partition 0) from the beginning.
+pub async fn dead_letters(brokers: &str, dlq: &str, n: usize) -> Vec<DeadLetter> {
+    let consumer: rdkafka::consumer::StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("dlq-reader"))
+        .set("fetch.message.max.bytes", "2000000")
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(dlq, 0, rdkafka::Offset::Beginning)
+        .unwrap();
+    rdkafka::consumer::Consumer::assign(&consumer, &tpl).unwrap();
+    let mut out = Vec::new();
+    while out.len() < n {
+        let m = tokio::time::timeout(Duration::from_secs(20), consumer.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{n} records in the DLQ; got {}", out.len()))
+            .unwrap();
+        let headers = rdkafka::Message::headers(&m)
+            .map(|h| {
+                rdkafka::message::Headers::iter(h)
+                    .map(|h| {
+                        (
+                            h.key.to_string(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(DeadLetter {
+            key: rdkafka::Message::key(&m).map(<[u8]>::to_vec),
+            value: rdkafka::Message::payload(&m).unwrap_or_default().to_vec(),
+            headers,
+        });
+    }
+    // Dropping a StreamConsumer can hang (PITFALLS): leave it behind.
+    rdkafka::consumer::Consumer::unsubscribe(&consumer);
+    std::mem::forget(consumer);
+    out
 }
