@@ -19,6 +19,9 @@ pub struct ServiceConfig {
     pub dlq_topic: String,
     /// Redis URL, `redis://host:port/`.
     pub redis_url: String,
+    /// Prefix of every Redis key and channel (separates deployments on one Redis server);
+    /// `None`: derived from the URL's DB number ([`crate::redis_input::default_prefix`]).
+    pub redis_prefix: Option<String>,
     /// gRPC listen address (used by [`crate::run`]; [`crate::serve`] takes a bound listener).
     pub listen: SocketAddr,
     /// Window length, grace period and clock.
@@ -65,6 +68,7 @@ impl Default for ServiceConfig {
             group: "candles-service".into(),
             dlq_topic: "trades.dlq".into(),
             redis_url: "redis://127.0.0.1:6379/".into(),
+            redis_prefix: None,
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             engine: EngineConfig::default(),
             update_interval: Duration::from_millis(20),

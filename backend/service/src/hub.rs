@@ -10,11 +10,11 @@
 
 use crate::health::DependencyStatus;
 use crate::metrics as m;
+use crate::redis_input::{ReadFrom, RedisCheck, reject};
 use crate::store::{Keys, Store};
 use candles_core::{Candle, Micros, Pair, Source};
 use candles_proto::v1;
 use futures::StreamExt as _;
-use prost::Message as _;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -38,33 +38,27 @@ pub struct HubCandle {
 }
 
 impl HubCandle {
-    /// Decodes a Pub/Sub payload; `None` (logged) when it is not a candle of this interval.
-    pub fn decode(payload: &[u8], interval: candles_core::Interval) -> Option<HubCandle> {
-        let wire = match v1::Candle::decode(payload) {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::warn!(error = %e, "ignoring an undecodable candle on Redis Pub/Sub");
-                return None;
+    /// Decodes and validates a Pub/Sub payload ([`RedisCheck`]); `None` (counted, logged
+    /// rate-limited) when it is not a plausible candle this server serves.
+    pub fn decode(payload: &[u8], check: &RedisCheck) -> Option<HubCandle> {
+        match check.check(payload, Micros::now(), ReadFrom::PubSub) {
+            Ok((wire, candle)) => Some(HubCandle::new(wire, &candle)),
+            Err(reason) => {
+                reject(reason, payload);
+                None
             }
-        };
-        let candle = match Candle::try_from(&wire) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "ignoring an invalid candle on Redis Pub/Sub");
-                return None;
-            }
-        };
-        if candle.interval != interval {
-            return None;
         }
-        Some(HubCandle {
+    }
+
+    fn new(wire: v1::Candle, candle: &Candle) -> HubCandle {
+        HubCandle {
             pair: candle.pair,
             source: candle.source,
             start: candle.start,
             end: candle.end(),
             is_final: candle.is_final,
             wire,
-        })
+        }
     }
 }
 
@@ -116,19 +110,19 @@ async fn replay_history(store: &Store, hub: &Hub, since: Micros, max: usize) {
             return;
         }
     };
-    let interval = store.keys().interval();
     let mut replayed = 0usize;
     for (pair, sources) in markets {
         for source in sources {
             let Ok(candles) = store.history(pair, source, max).await else {
                 continue;
             };
+            // `history` returns only finals that passed the check.
             for wire in candles {
-                let Some(c) = HubCandle::decode(&wire.encode_to_vec(), interval) else {
+                let Ok(candle) = Candle::try_from(&wire) else {
                     continue;
                 };
-                if c.is_final && c.end >= since {
-                    hub.send(c);
+                if candle.end() >= since {
+                    hub.send(HubCandle::new(wire, &candle));
                     replayed += 1;
                 }
             }
@@ -152,7 +146,7 @@ pub async fn run_subscriber(
     let client = match redis::Client::open(url.as_str()) {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!(%url, error = %e, "invalid Redis URL; the Redis subscriber does not run");
+            tracing::error!(url = %crate::redis_input::redact(&url), error = %e, "invalid Redis URL; the Redis subscriber does not run");
             return;
         }
     };
@@ -195,7 +189,7 @@ pub async fn run_subscriber(
                         _ = stop.cancelled() => return,
                         msg = messages.next() => match msg {
                             Some(msg) => {
-                                if let Some(c) = HubCandle::decode(msg.get_payload_bytes(), interval) {
+                                if let Some(c) = HubCandle::decode(msg.get_payload_bytes(), store.check()) {
                                     hub.send(c);
                                 }
                             }

@@ -41,6 +41,7 @@
 //! - [`health`]: dependency state → standard gRPC health.
 //! - [`metrics`]: metric names.
 //! - [`ratelimit`]: rate-limited logging of lines fed from outside.
+//! - [`redis_input`]: what is accepted back from Redis (candles are validated; Redis is an input).
 #![forbid(unsafe_code)]
 
 pub mod admission;
@@ -51,6 +52,7 @@ pub mod health;
 pub mod hub;
 pub mod metrics;
 pub mod ratelimit;
+pub mod redis_input;
 pub mod store;
 
 pub use config::{ServiceConfig, TlsFiles};
@@ -100,17 +102,24 @@ pub async fn serve(
     metrics::describe();
 
     let status = Arc::new(health::DependencyStatus::default());
-    let store = store::Store::connect(
-        &config.redis_url,
+    let redis_prefix = config
+        .redis_prefix
+        .clone()
+        .unwrap_or_else(|| redis_input::default_prefix(&config.redis_url));
+    let check = redis_input::RedisCheck::new(
         config.engine.interval,
-        config.history_max,
-    )
-    .with_context(|| {
-        format!(
-            "invalid Redis URL {:?} (--redis / CANDLES_REDIS)",
-            config.redis_url
-        )
-    })?;
+        config.pairs.clone(),
+        config.trade_times,
+    );
+    let store =
+        store::Store::connect_with(&config.redis_url, &redis_prefix, config.history_max, check)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "invalid Redis URL {:?} (--redis / CANDLES_REDIS): {}",
+                    redis_input::redact(&config.redis_url),
+                    redis_input::redact(&e.to_string())
+                )
+            })?;
     let hub = hub::Hub::new(config.hub_capacity);
     let tracker = TaskTracker::new();
     // Tasks stop on this token; cancelled after the gRPC server and the consumer are done.

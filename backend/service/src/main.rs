@@ -32,6 +32,10 @@ struct Cli {
     /// Redis URL.
     #[arg(long, env = "CANDLES_REDIS", default_value = "redis://127.0.0.1:6379/")]
     redis: String,
+    /// Prefix of every Redis key and channel, separating deployments on one Redis server
+    /// (default: empty on DB 0, `db<N>.` on DB N, since Pub/Sub ignores the DB number).
+    #[arg(long, env = "CANDLES_REDIS_PREFIX")]
+    redis_prefix: Option<String>,
     /// gRPC listen address.
     #[arg(long, env = "CANDLES_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
@@ -126,6 +130,7 @@ impl Cli {
             group: self.group,
             dlq_topic: self.dlq_topic,
             redis_url: self.redis,
+            redis_prefix: self.redis_prefix,
             listen: self.listen,
             engine: EngineConfig {
                 interval: self.interval,

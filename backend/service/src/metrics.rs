@@ -41,6 +41,8 @@ pub const PAIR_PARTITION_CONFLICTS: &str = "candles_service_pair_partition_confl
 /// Counter: holes in a partition's offsets passed (compacted records or transaction markers;
 /// none in a plain `trades` topic).
 pub const OFFSET_GAPS: &str = "candles_service_offset_gaps_total";
+/// Counter, label `reason`: candles read back from Redis that were rejected (not served).
+pub const REDIS_REJECTED: &str = "candles_redis_rejected_total";
 /// Counter: Redis subscriber reconnects.
 pub const REDIS_RECONNECTS: &str = "candles_service_redis_reconnects_total";
 /// Gauge: 1 while the dependency (label `dependency` = `kafka` | `redis`) is reachable.
@@ -123,6 +125,10 @@ pub fn describe() {
         "Holes in a partition's offsets passed (compacted records, transaction markers)"
     );
     describe_counter!(REDIS_RECONNECTS, "Redis subscriber reconnects");
+    describe_counter!(
+        REDIS_REJECTED,
+        "Candles read from Redis rejected (by reason)"
+    );
     describe_gauge!(
         DEPENDENCY_UP,
         "1 while a dependency (kafka, redis) is reachable"

@@ -15,6 +15,7 @@
 //! order of start, so "newer than the newest stored" is the identity check, and it stays correct
 //! after trimming. Two instances replaying the same window publish it once.
 
+use crate::redis_input::{ReadFrom, RedisCheck, reject};
 use candles_core::{Candle, Interval, Micros, Pair, Source};
 use candles_proto::v1;
 use prost::Message as _;
@@ -26,7 +27,16 @@ use std::time::Duration;
 /// The atomic check-and-publish of a final candle. KEYS: history, markets. ARGV: start (µs),
 /// encoded candle, history max, channel, market member. Returns 1 if published, 0 if it was
 /// already there.
+/// ARGV[6] is the latest plausible start ([`RedisCheck::latest_start`], µs): a candle starting
+/// later is refused (-1), and stored entries scored later (written into Redis by someone else)
+/// are removed first, never compared with, so a forged final dated 2100 cannot silence the
+/// real ones.
 pub const PUBLISH_FINAL: &str = r#"
+local limit = tonumber(ARGV[6])
+if tonumber(ARGV[1]) > limit then
+  return -1
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '(' .. ARGV[6], '+inf')
 local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 if newest[2] ~= nil and tonumber(newest[2]) >= tonumber(ARGV[1]) then
   return 0
@@ -41,6 +51,10 @@ redis.call('SADD', KEYS[2], ARGV[5])
 redis.call('PUBLISH', ARGV[4], ARGV[2])
 return 1
 "#;
+
+/// The most series [`Store::markets`] returns (members beyond it were not written by this
+/// service: it serves at most [`crate::config::MAX_PAIRS`] pairs).
+pub const MAX_MARKETS: usize = crate::config::MAX_PAIRS * Source::ALL.len();
 
 /// A Redis failure, naming what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -67,8 +81,13 @@ pub struct Keys {
 impl Keys {
     /// The names for candles of `interval`.
     pub fn new(interval: Interval) -> Keys {
+        Keys::with_prefix("", interval)
+    }
+
+    /// The names for candles of `interval` under a deployment `prefix` (`--redis-prefix`).
+    pub fn with_prefix(prefix: &str, interval: Interval) -> Keys {
         Keys {
-            prefix: format!("candles.v1.{interval}"),
+            prefix: format!("{prefix}candles.v1.{interval}"),
             interval,
         }
     }
@@ -106,11 +125,27 @@ pub struct Store {
     keys: Keys,
     script: Arc<redis::Script>,
     history_max: usize,
+    check: Arc<RedisCheck>,
 }
 
 impl Store {
     /// A handle on Redis at `url`; connects lazily, so Redis need not be up yet.
+    /// No key prefix, any pair, the default [`candles_core::TimeBounds`] (tests, tools).
     pub fn connect(url: &str, interval: Interval, history_max: usize) -> Result<Store, StoreError> {
+        let check = RedisCheck::new(interval, Vec::new(), candles_core::TimeBounds::default());
+        Store::connect_with(url, "", history_max, check)
+    }
+
+    /// Like [`Store::connect`], with a deployment `prefix` on every key and channel
+    /// ([`crate::redis_input::default_prefix`]) and the [`RedisCheck`] every candle read back
+    /// must pass.
+    pub fn connect_with(
+        url: &str,
+        prefix: &str,
+        history_max: usize,
+        check: RedisCheck,
+    ) -> Result<Store, StoreError> {
+        let interval = check.interval();
         let client = redis::Client::open(url).map_err(err("URL parsing"))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
@@ -122,10 +157,16 @@ impl Store {
             .map_err(err("connection setup"))?;
         Ok(Store {
             conn,
-            keys: Keys::new(interval),
+            keys: Keys::with_prefix(prefix, interval),
             script: Arc::new(redis::Script::new(PUBLISH_FINAL)),
             history_max,
+            check: Arc::new(check),
         })
+    }
+
+    /// The validation applied to candles read back from Redis.
+    pub fn check(&self) -> &RedisCheck {
+        &self.check
     }
 
     /// The key names in use.
@@ -147,9 +188,14 @@ impl Store {
             .arg(self.history_max)
             .arg(self.keys.channel(candle.pair))
             .arg(format!("{} {}", candle.pair, candle.source))
+            .arg(self.check.latest_start(Micros::now()).0)
             .invoke_async(&mut conn)
             .await
             .map_err(err("publish of a final candle"))?;
+        if published < 0 {
+            tracing::warn!(pair = %candle.pair, source = %candle.source, start = %candles_core::bounds::Utc(candle.start),
+                "refused to publish a final candle starting beyond the plausible lead (--max-trade-lead)");
+        }
         Ok(published == 1)
     }
 
@@ -184,15 +230,24 @@ impl Store {
             .query_async(&mut conn)
             .await
             .map_err(err("history read"))?;
+        let now = Micros::now();
         Ok(raw
             .iter()
-            .filter_map(|bytes| match v1::Candle::decode(bytes.as_slice()) {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    tracing::warn!(%pair, %source, error = %e, "skipping an undecodable candle in Redis history");
-                    None
-                }
-            })
+            .filter_map(
+                |bytes| match self.check.check(bytes, now, ReadFrom::History) {
+                    Ok((wire, c)) if c.pair == pair && c.source == source && c.is_final => {
+                        Some(wire)
+                    }
+                    Ok(_) => {
+                        reject("wrong_series", bytes);
+                        None
+                    }
+                    Err(reason) => {
+                        reject(reason, bytes);
+                        None
+                    }
+                },
+            )
             .collect())
     }
 
@@ -221,6 +276,8 @@ impl Store {
                 let (pair, source) = m.split_once(' ')?;
                 Some((Pair::parse(pair).ok()?, Source::from_str(source).ok()?))
             })
+            .filter(|(pair, _)| self.check.serves(*pair))
+            .take(MAX_MARKETS)
             .collect();
         series.sort();
         let mut out: Vec<(Pair, Vec<Source>)> = Vec::new();

@@ -12,7 +12,7 @@ use candles_proto::v1;
 use common::*;
 use prost::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use std::time::{Duration, Instant};
 
 /// The resident memory of this process (the in-process service is most of it), in MiB.
@@ -24,44 +24,6 @@ fn rss_mib() -> f64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap();
     kib / 1024.0
-}
-
-/// A BTC trade (any exchange) now at `price`: the marker a test waits for.
-fn marker(price: &str) -> candles_core::Trade {
-    let mut t = TradeGen::new(7).trade(Exchange::Kraken, pairs()[0], Micros::now());
-    t.price = price.parse().unwrap();
-    t
-}
-
-/// Produces [`marker`]`(price)` as connectors do.
-async fn send_marker(producer: &FutureProducer, topic: &str, price: &str) {
-    produce(producer, topic, &marker(price), None).await;
-}
-
-/// Waits until a BTC composite candle (live or final) closes at `price`: the service consumed
-/// the marker trade, so everything before it in its partition too. Returns how long it took.
-async fn wait_marker(watcher: &Collected, price: &str, timeout: Duration) -> Option<Duration> {
-    let t = Instant::now();
-    while t.elapsed() < timeout {
-        let seen = watcher
-            .responses()
-            .iter()
-            .filter_map(|r| r.candle.as_ref())
-            .any(|c| c.pair == "BTC-USDT" && c.source == "composite" && c.close == price);
-        if seen {
-            return Some(t.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    None
-}
-
-async fn live_watcher(service: &InProcess) -> Collected {
-    Collected::subscribe(
-        &mut service.client().await,
-        request(&pairs()[..1], vec!["composite".into()], 0, true),
-    )
-    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -496,6 +496,16 @@ pub struct Child {
 
 impl Child {
     pub fn spawn(config: &ServiceConfig, name: &str, dir: &std::path::Path) -> Child {
+        Child::spawn_with_env(config, name, dir, &[])
+    }
+
+    /// Like [`Child::spawn`], with extra environment variables.
+    pub fn spawn_with_env(
+        config: &ServiceConfig,
+        name: &str,
+        dir: &std::path::Path,
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Child {
         let port = candles_testkit::free_port();
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let log = dir.join(format!("{name}.log"));
@@ -533,6 +543,7 @@ impl Child {
             ])
             .args(["--log-format", "json"])
             .env("RUST_LOG", "info,librdkafka=warn,rdkafka=warn")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(file)
             .spawn()
@@ -621,4 +632,43 @@ pub async fn dead_letters(brokers: &str, dlq: &str, n: usize) -> Vec<DeadLetter>
     rdkafka::consumer::Consumer::unsubscribe(&consumer);
     std::mem::forget(consumer);
     out
+}
+
+/// A BTC trade (any exchange) now at `price`: the marker a test waits for.
+pub fn marker(price: &str) -> candles_core::Trade {
+    let mut t = TradeGen::new(7).trade(Exchange::Kraken, pairs()[0], Micros::now());
+    t.price = price.parse().unwrap();
+    t
+}
+
+/// Produces [`marker`]`(price)` as connectors do.
+pub async fn send_marker(producer: &FutureProducer, topic: &str, price: &str) {
+    produce(producer, topic, &marker(price), None).await;
+}
+
+/// Waits until a BTC composite candle (live or final) closes at `price`: the service consumed
+/// the marker trade, so everything before it in its partition too. Returns how long it took.
+pub async fn wait_marker(watcher: &Collected, price: &str, timeout: Duration) -> Option<Duration> {
+    let t = Instant::now();
+    while t.elapsed() < timeout {
+        let seen = watcher
+            .responses()
+            .iter()
+            .filter_map(|r| r.candle.as_ref())
+            .any(|c| c.pair == "BTC-USDT" && c.source == "composite" && c.close == price);
+        if seen {
+            return Some(t.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
+}
+
+/// A live stream of BTC composite candles.
+pub async fn live_watcher(service: &InProcess) -> Collected {
+    Collected::subscribe(
+        &mut service.client().await,
+        request(&pairs()[..1], vec!["composite".into()], 0, true),
+    )
+    .await
 }
