@@ -17,6 +17,7 @@ fn candle(start_s: i64, close: i64) -> Candle {
     );
     c.trades = 1;
     c.volume = Decimal::ONE;
+    c.buy_volume = Decimal::ONE;
     c.quote_volume = Decimal::from(close);
     c
 }
