@@ -11,6 +11,7 @@
 //! - [`candle`]: the OHLC candle and its identity.
 //! - [`symbols`]: each exchange's names for a pair.
 //! - [`engine`]: trades in, candles out.
+//! - [`retry`]: the doubling delay of every retry loop against a dependency.
 //! - [`bounds`]: what is accepted from outside (short excerpts of untrusted text, plausible trade
 //!   times).
 #![forbid(unsafe_code)]
@@ -20,6 +21,7 @@ pub mod candle;
 pub mod engine;
 pub mod market;
 pub mod pair;
+pub mod retry;
 pub mod symbols;
 pub mod time;
 pub mod trade;
