@@ -22,6 +22,10 @@ pub enum Event {
     Markets(Vec<Pair>),
     /// The data source failed for good (e.g. the server does not know a pair); the message.
     Fatal(String),
+    /// Why a link is not live (DNS, refused, TLS, ...): the latest reason, until it is live again.
+    Problem(Link, String),
+    /// Something the user should know that is not an error (e.g. `--history` was capped).
+    Notice(String),
     /// Time passed (drives "stale" and reconnect countdowns).
     Tick,
 }
@@ -155,7 +159,19 @@ pub struct App {
     pub fatal: Option<String>,
     /// The pairs the server reported having candles for, once known.
     pub known: Option<Vec<Pair>>,
+    /// Why each link that is not live is down (the latest reason), shown on the status line.
+    pub problems: BTreeMap<Link, String>,
+    /// The latest notice and when it came (shown for [`NOTICE_FOR`]).
+    pub notice: Option<(String, Micros)>,
+    /// What to look at or try when a link is down (the log file, `scripts/demo.sh`, ...).
+    pub hint: Option<String>,
 }
+
+/// Intervals without a single trade after which a live source's panel says `stale`.
+pub const QUIET_INTERVALS: i64 = 3;
+
+/// How long a notice stays on the status line, microseconds.
+pub const NOTICE_FOR: i64 = 30_000_000;
 
 impl App {
     /// A dashboard for `pairs`, drawing `source`, fed from `origin`.
@@ -176,6 +192,9 @@ impl App {
             origin: origin.into(),
             fatal: None,
             known: None,
+            problems: BTreeMap::new(),
+            notice: None,
+            hint: None,
         }
     }
 
@@ -201,8 +220,15 @@ impl App {
             Event::Key(key) => return self.on_key(key),
             Event::Candle(candle) => self.on_candle(candle, now),
             Event::Conn(link, state) => {
+                if state == LinkState::Live {
+                    self.problems.remove(&link);
+                }
                 self.links.insert(link, (state, now));
             }
+            Event::Problem(link, reason) => {
+                self.problems.insert(link, reason);
+            }
+            Event::Notice(text) => self.notice = Some((text, now)),
             Event::BadData(reason) => {
                 self.bad_data += 1;
                 self.last_bad = Some(reason);
@@ -281,7 +307,7 @@ impl App {
             _ => self.best_link(),
         };
         let (state, since) = link_state?;
-        if state == LinkState::Live && self.is_stale(pair) {
+        if state == LinkState::Live && (self.is_stale(pair) || self.quiet_for(pair).is_some()) {
             return Some((LinkState::Stale, since));
         }
         Some((state, since))
@@ -316,6 +342,28 @@ impl App {
 }
 
 impl App {
+    /// How long (µs) `pair`'s current series has had no trade, when that is more than
+    /// [`QUIET_INTERVALS`] intervals: candles keep arriving (flat ones) but nothing trades.
+    /// Measured from the end of the last candle with a trade (or the first candle's start).
+    pub fn quiet_for(&self, pair: Pair) -> Option<i64> {
+        let series = self.series.get(&(pair, self.source))?;
+        let interval = series.interval()?.micros();
+        let since = match series.candles.values().rev().find(|c| c.trades > 0) {
+            Some(traded) => traded.end(),
+            None => *series.candles.keys().next()?,
+        };
+        let quiet = self.now.0.saturating_sub(since.0);
+        (quiet > QUIET_INTERVALS * interval).then_some(quiet)
+    }
+
+    /// The notice to show at this time, if one came less than [`NOTICE_FOR`] ago.
+    pub fn current_notice(&self) -> Option<&str> {
+        self.notice
+            .as_ref()
+            .filter(|(_, at)| self.now.0.saturating_sub(at.0) < NOTICE_FOR)
+            .map(|(text, _)| text.as_str())
+    }
+
     /// Whether the server said it has no candles for `pair` (it listed others).
     pub fn unknown_to_server(&self, pair: Pair) -> bool {
         self.known
@@ -439,6 +487,29 @@ mod tests {
         assert_eq!(app.state_for(pair).unwrap().0, LinkState::Live);
         app.handle(Event::Tick, Micros(11_000_001));
         assert_eq!(app.state_for(pair).unwrap().0, LinkState::Stale);
+    }
+
+    #[test]
+    fn a_live_source_without_trades_is_stale_although_flat_candles_arrive() {
+        let pair = Pair::defaults()[0];
+        let mut app = App::new(vec![pair], Source::Composite, "test");
+        app.handle(Event::Conn(Link::Server, LinkState::Live), Micros(0));
+        let mut traded = candle(pair, 0, 1, true);
+        traded.trades = 3;
+        app.handle(Event::Candle(traded), Micros(5_000_000));
+        // Flat (no-trade) candles keep arriving every interval, so nothing is late...
+        for i in 1..=4 {
+            let now = Micros((i + 1) * 5_000_000);
+            app.handle(Event::Candle(candle(pair, i, 1, true)), now);
+            assert_eq!(app.quiet_for(pair).is_some(), i > 3, "window {i}");
+        }
+        // ...but the last trade was in the window that ended at 5 s: 20 s ago.
+        assert_eq!(app.quiet_for(pair), Some(20_000_000));
+        assert_eq!(app.state_for(pair).unwrap().0, LinkState::Stale);
+        let mut again = candle(pair, 5, 2, false);
+        again.trades = 1;
+        app.handle(Event::Candle(again), Micros(26_000_000));
+        assert_eq!(app.state_for(pair).unwrap().0, LinkState::Live);
     }
 
     #[test]

@@ -32,10 +32,10 @@ async fn sims() -> Vec<SimHandle> {
 fn url_flags(sims: &[SimHandle]) -> Vec<String> {
     let mut args = vec!["--embedded".to_string()];
     for (sim, exchange) in sims.iter().zip(Exchange::ALL) {
-        args.push(format!("--{exchange}-ws-url"));
-        args.push(sim.ws_url());
-        args.push(format!("--{exchange}-rest-url"));
-        args.push(sim.rest_url());
+        args.push("--ws-url".into());
+        args.push(format!("{exchange}={}", sim.ws_url()));
+        args.push("--rest-url".into());
+        args.push(format!("{exchange}={}", sim.rest_url()));
     }
     args
 }

@@ -1,0 +1,190 @@
+//! One pair's panel: a bordered box titled with the pair, source, interval and state; a header
+//! (last price, change over the visible candles, their high, low and trades, `● forming`); the
+//! chart ([`crate::chart`]). Prices are shown at the pair's own precision everywhere (header,
+//! axis, last-price tag), and the last price, its tag and the change share one colour.
+
+use crate::app::App;
+use crate::chart::{CandleChart, DOWN, UP, price_decimals, rises};
+use crate::labels::state_label;
+use candles_core::{Candle, Decimal, Pair};
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Alignment, Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style, Stylize};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, BorderType, Borders, Paragraph, Widget};
+
+/// Draws `pair`'s panel (its place `index` in the tabs) into `area`.
+pub fn panel(app: &App, index: usize, pair: Pair, area: Rect, buf: &mut Buffer) {
+    let block = frame(app, index, pair);
+    let inner = block.inner(area);
+    block.render(area, buf);
+    if inner.height == 0 || inner.width == 0 {
+        return;
+    }
+    let candles: Vec<&Candle> = app
+        .series_for(pair)
+        .map(|s| s.candles.values().collect())
+        .unwrap_or_default();
+    if candles.is_empty() {
+        waiting(app, pair, inner, buf);
+        return;
+    }
+    let [head, chart_area] =
+        Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(inner);
+    let volume_rows = match chart_area.height {
+        h if h >= 20 => 4,
+        h if h >= 12 => 3,
+        h if h >= 8 => 2,
+        h if h >= 6 => 1,
+        _ => 0,
+    };
+    let chart = CandleChart {
+        candles: &candles,
+        step: app.step,
+        volume_rows,
+        decimals: price_decimals(&candles),
+        unit: pair.base.to_string(),
+    };
+    // The header summarises what the chart shows: the candles that fit.
+    let shown = chart.plan(chart_area).map_or(1, |p| p.shown);
+    header(
+        &candles[candles.len().saturating_sub(shown)..],
+        chart.decimals,
+        head,
+        buf,
+    );
+    chart.render(chart_area, buf);
+}
+
+/// The panel's border and titles: number, pair, source, interval; the state on the right.
+fn frame(app: &App, index: usize, pair: Pair) -> Block<'static> {
+    let border = if index == app.selected {
+        Style::default().fg(Color::Cyan)
+    } else {
+        Style::default().fg(Color::DarkGray)
+    };
+    let interval = app
+        .series_for(pair)
+        .and_then(|s| s.interval())
+        .map(|i| format!(" · {i}"))
+        .unwrap_or_default();
+    let title = Line::from(vec![
+        Span::styled(format!(" {} ", index + 1), border),
+        Span::styled(
+            pair.to_string(),
+            Style::default().add_modifier(Modifier::BOLD),
+        ),
+        Span::raw(format!(" · {}{interval} ", app.source)),
+    ]);
+    let mut block = Block::default()
+        .borders(Borders::ALL)
+        .border_type(BorderType::Rounded)
+        .border_style(border)
+        .title(title);
+    if let Some((state, since)) = app.state_for(pair) {
+        let (mut text, colour) = state_label(state, since, app.now);
+        if let Some(quiet) = app.quiet_for(pair) {
+            text = format!("{text}: no trades for {}s", quiet / 1_000_000);
+        }
+        block = block.title(
+            Line::from(vec![
+                Span::raw(" "),
+                Span::styled("● ", Style::default().fg(colour)),
+                Span::raw(format!("{text} ")),
+            ])
+            .right_aligned(),
+        );
+    }
+    block
+}
+
+/// The line shown before any candle: waiting, or the server has no candles for the pair.
+fn waiting(app: &App, pair: Pair, inner: Rect, buf: &mut Buffer) {
+    let msg = match &app.known {
+        Some(known) if app.unknown_to_server(pair) => format!(
+            "the server has no candles for {pair}; it has {}",
+            known
+                .iter()
+                .map(Pair::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        _ => format!("waiting for {pair} {} candles…", app.source),
+    };
+    let y = inner.y + inner.height / 2;
+    Paragraph::new(msg)
+        .alignment(Alignment::Center)
+        .fg(Color::DarkGray)
+        .render(
+            Rect {
+                y,
+                height: 1,
+                ..inner
+            },
+            buf,
+        );
+}
+
+/// A price at `decimals` places: `2921.04`, `97000.10`.
+pub fn price(d: Decimal, decimals: u32) -> String {
+    let d = d.round_dp(decimals);
+    format!("{d:.prec$}", prec = decimals as usize)
+}
+
+fn header(candles: &[&Candle], decimals: u32, area: Rect, buf: &mut Buffer) {
+    let (Some(first), Some(last)) = (candles.first(), candles.last()) else {
+        return;
+    };
+    let change = last.close - first.open;
+    let pct = if first.open.is_zero() {
+        Decimal::ZERO
+    } else {
+        (change / first.open * Decimal::ONE_HUNDRED).round_dp(2)
+    };
+    let up = rises(candles);
+    let colour = if up { UP } else { DOWN };
+    let (arrow, sign) = if up { ("▲", "+") } else { ("▼", "") };
+    let high = candles.iter().map(|c| c.high).max().unwrap_or_default();
+    let low = candles.iter().map(|c| c.low).min().unwrap_or_default();
+    let trades: u64 = candles.iter().map(|c| c.trades).sum();
+    let mut spans = vec![
+        Span::styled(
+            price(last.close, decimals),
+            Style::default().fg(colour).add_modifier(Modifier::BOLD),
+        ),
+        Span::styled(
+            format!(
+                "  {arrow} {sign}{} ({sign}{pct:.2}%)",
+                price(change, decimals)
+            ),
+            Style::default().fg(colour),
+        ),
+        Span::raw("  H ").dark_gray(),
+        Span::raw(price(high, decimals)),
+        Span::raw("  L ").dark_gray(),
+        Span::raw(price(low, decimals)),
+        Span::raw("  trades ").dark_gray(),
+        Span::raw(trades.to_string()),
+    ];
+    if !last.is_final {
+        spans.push(Span::styled(
+            "  ● forming",
+            Style::default().fg(Color::Cyan),
+        ));
+    }
+    Line::from(spans).render(area, buf);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prices_keep_their_decimals() {
+        let d = |s: &str| Decimal::from_str_exact(s).unwrap();
+        assert_eq!(price(d("2921.04"), 2), "2921.04");
+        assert_eq!(price(d("2921"), 2), "2921.00");
+        assert_eq!(price(d("2921.046"), 2), "2921.05");
+        assert_eq!(price(d("-0.5"), 1), "-0.5");
+    }
+}
