@@ -119,6 +119,9 @@ pub struct Cli {
     /// Flags given that this mode does not use (e.g. `--interval` without `--embedded`).
     #[arg(skip)]
     pub ignored: Vec<&'static str>,
+    /// `--history` was given (not the default), so capping it is worth a notice.
+    #[arg(skip)]
+    pub history_given: bool,
 }
 
 /// The `--server` value parser: the value if usable, else an error naming it and the form.
@@ -140,7 +143,6 @@ const SERVER_ONLY: [&str; 3] = ["server", "history", "token"];
 
 /// The flags given (on the command line or in the environment) that the chosen mode ignores.
 fn ignored_flags(matches: &clap::ArgMatches, embedded: bool) -> Vec<&'static str> {
-    use clap::parser::ValueSource;
     let unused: &[&'static str] = if embedded {
         &SERVER_ONLY
     } else {
@@ -149,13 +151,17 @@ fn ignored_flags(matches: &clap::ArgMatches, embedded: bool) -> Vec<&'static str
     unused
         .iter()
         .copied()
-        .filter(|id| {
-            matches!(
-                matches.value_source(id),
-                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-            )
-        })
+        .filter(|id| given(matches, id))
         .collect()
+}
+
+/// Whether flag `id` was given on the command line or in the environment (not defaulted).
+fn given(matches: &clap::ArgMatches, id: &str) -> bool {
+    use clap::parser::ValueSource;
+    matches!(
+        matches.value_source(id),
+        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+    )
 }
 
 /// `--ws-url` for the clap id `ws_url`.
@@ -179,6 +185,7 @@ impl Cli {
         let matches = Cli::command().try_get_matches_from(args)?;
         let mut cli = Cli::from_arg_matches(&matches)?.normalized();
         cli.ignored = ignored_flags(&matches, cli.embedded);
+        cli.history_given = given(&matches, "history");
         Ok(cli)
     }
 
@@ -256,6 +263,7 @@ impl Cli {
         let mut cfg = ClientConfig::new(self.server.clone(), self.pairs.clone());
         cfg.sources = sources;
         cfg.history = self.history;
+        cfg.history_given = self.history_given;
         cfg.live = self.live;
         cfg.token = self.token.clone();
         cfg.exit_on_eof = exit_on_eof;

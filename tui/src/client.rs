@@ -11,7 +11,7 @@ use crate::app::{Event, Link, LinkState};
 use candles_core::retry::Doubling;
 use candles_core::{Candle, Pair, Source};
 use candles_proto::v1::candle_service_client::CandleServiceClient;
-use candles_proto::v1::{ListMarketsRequest, SubscribeRequest};
+use candles_proto::v1::{ListMarketsRequest, ListMarketsResponse, SubscribeRequest};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -29,6 +29,8 @@ pub struct ClientConfig {
     pub sources: Vec<Source>,
     /// Finalized candles per pair and source to send first.
     pub history: u32,
+    /// The user asked for `history` (not the default): capping it is then said as a notice.
+    pub history_given: bool,
     /// Also stream in-progress candles.
     pub live: bool,
     /// Bearer token, if the server wants one.
@@ -50,6 +52,7 @@ impl ClientConfig {
             pairs,
             sources: vec![Source::Composite],
             history: 120,
+            history_given: false,
             live: true,
             token: None,
             exit_on_eof: false,
@@ -244,7 +247,7 @@ type Client = CandleServiceClient<Channel>;
 
 /// Asks the server which pairs it has (to name a pair it knows nothing about) and how much
 /// history it keeps (asking for more is an invalid request); returns the history to ask for,
-/// or `None` when `tx` is closed. A capped `--history` is said once, as a notice.
+/// or `None` when `tx` is closed. A capped `--history` the user asked for is said as a notice.
 async fn markets(
     cfg: &ClientConfig,
     client: &mut Client,
@@ -260,6 +263,13 @@ async fn markets(
     let markets = markets.into_inner();
     if markets.max_history > 0 && history > markets.max_history {
         history = markets.max_history;
+        if !cfg.history_given {
+            tracing::info!(
+                history,
+                "the server keeps less history; asking for its maximum"
+            );
+            return Ok(tx.send(known_pairs(&markets)).await.ok().map(|()| history));
+        }
         let notice = format!(
             "--history {} is more than the server keeps; asking for its maximum, {history}",
             cfg.history
@@ -269,12 +279,18 @@ async fn markets(
             return Ok(None);
         }
     }
-    let known = markets
-        .markets
-        .iter()
-        .filter_map(|m| Pair::parse(&m.pair).ok())
-        .collect();
-    Ok(tx.send(Event::Markets(known)).await.ok().map(|()| history))
+    Ok(tx.send(known_pairs(&markets)).await.ok().map(|()| history))
+}
+
+/// The pairs the server has, as an event.
+fn known_pairs(markets: &ListMarketsResponse) -> Event {
+    Event::Markets(
+        markets
+            .markets
+            .iter()
+            .filter_map(|m| Pair::parse(&m.pair).ok())
+            .collect(),
+    )
 }
 
 async fn subscribe_once(

@@ -267,6 +267,7 @@ async fn eth_until_the_end(
     let mut cfg = ClientConfig::new(url, vec![Pair::parse("ethusdt").unwrap()]);
     cfg.exit_on_eof = true;
     cfg.history = history;
+    cfg.history_given = true;
     let (tx, mut rx) = mpsc::channel(64);
     let result = tokio::time::timeout(
         Duration::from_secs(10),
