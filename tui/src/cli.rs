@@ -213,7 +213,7 @@ impl Cli {
         }
     }
 
-    /// What to check or try when a link is down, with the log file's path.
+    /// The log file's path and what to check or try when a link is down.
     pub fn hint(&self, log: &str) -> String {
         let try_this = if !self.embedded {
             format!(
@@ -225,7 +225,7 @@ impl Cli {
         } else {
             "are the exchange URLs (--ws-url, --rest-url) right?".to_string()
         };
-        format!("{try_this} · log: {log}")
+        format!("log: {log} · {try_this}")
     }
 
     /// Drops repeated pairs, sources and exchanges (first mention wins).

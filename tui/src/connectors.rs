@@ -71,7 +71,7 @@ async fn run_one(
             _ => {
                 tracing::warn!(%exchange, error = %e, "could not check the pairs' listing; connecting anyway");
                 // The connector's reconnects give no reason: this one is the best there is.
-                let _ = events.send(Event::Problem(link, format!("{e:#}"))).await;
+                let _ = events.send(Event::Problem(link, unreachable(&e))).await;
             }
         }
     }
@@ -97,5 +97,23 @@ async fn run_one(
     if let Err(e) = result {
         tracing::error!(%exchange, error = %e, "connector stopped");
         let _ = events.send(Event::Conn(link, LinkState::Stopped)).await;
+    }
+}
+
+/// Why an exchange's listing could not be fetched, short: `api.binance.com: error sending
+/// request` (the full message, with the URL, is in the log).
+fn unreachable(e: &anyhow::Error) -> String {
+    match e.downcast_ref::<ListingError>() {
+        Some(ListingError::Unreachable { url, reason, .. }) => {
+            let host = url
+                .split_once("://")
+                .map_or(url.as_str(), |(_, rest)| rest)
+                .split(['/', '?'])
+                .next()
+                .unwrap_or_default();
+            let reason = reason.split(" for url (").next().unwrap_or(reason);
+            format!("{host} unreachable: {reason}")
+        }
+        _ => format!("{e:#}"),
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! Screen: a title bar (origin, link states, source, pause; shortened to fit, the source and
 //! `PAUSED` always whole), pair tabs (naming pairs that did not fit), one panel per pair
-//! ([`crate::panel`]), a status line while a link is down or a notice is fresh (the reason, what
+//! ([`crate::panel`]), status lines while a link is down or a notice is fresh (the reason, what
 //! to try, the log file), and a key-hint line. `?` draws the help overlay on top.
 
 use crate::app::{App, Link, LinkState};
@@ -34,12 +34,14 @@ impl Widget for &App {
             too_small(area, buf);
             return;
         }
-        let status = status_lines(self);
+        let (reasons, rest) = status_lines(self);
+        let status_rows =
+            (u16::from(reasons.is_some()) + wrapped_rows(&rest, area.width)).min(area.height / 6);
         let [title, tabs, body, status_area, hints] = Layout::vertical([
             Constraint::Length(1),
             Constraint::Length(1),
             Constraint::Min(0),
-            Constraint::Length(status.len() as u16),
+            Constraint::Length(status_rows),
             Constraint::Length(1),
         ])
         .areas(area);
@@ -47,7 +49,7 @@ impl Widget for &App {
         title_bar(self, title, buf);
         tab_bar(self, &shown, tabs, buf);
         panels(self, &shown, body, buf);
-        Paragraph::new(status).render(status_area, buf);
+        status_bar(reasons, rest, status_area, buf);
         hint_bar(self, hints, buf);
         if self.help {
             help_overlay(area, buf);
@@ -212,32 +214,56 @@ fn tab_bar(app: &App, shown: &[(usize, Pair)], area: Rect, buf: &mut Buffer) {
     Line::from(spans).render(area, buf);
 }
 
-/// The status lines: why each link that is down is down and what to try (with the log
-/// file), and a fresh notice. Empty when all is well.
-pub fn status_lines(app: &App) -> Vec<Line<'static>> {
-    let mut lines = Vec::new();
+/// The status lines: why the links that are down are down (one line, cut to fit; the whole
+/// reasons are in the log and on stderr in line modes), then the log file and what to try, and
+/// a fresh notice (these two wrapped). Empty when all is well.
+pub fn status_lines(app: &App) -> (Option<Line<'static>>, Vec<Line<'static>>) {
+    let any_down = app
+        .links
+        .values()
+        .any(|(s, _)| matches!(s, LinkState::Reconnecting { .. } | LinkState::Stopped));
     let down: Vec<String> = app
         .problems
         .iter()
         .filter(|(link, _)| !matches!(app.links.get(link), Some((LinkState::Live, _))))
         .map(|(link, reason)| format!("{}: {reason}", link.name()))
         .collect();
-    let any_down = app
-        .links
-        .values()
-        .any(|(s, _)| matches!(s, LinkState::Reconnecting { .. } | LinkState::Stopped));
-    if !down.is_empty() {
-        lines.push(Line::from(format!(" ⚠ {}", down.join(" · "))).fg(Color::Red));
-    }
-    if (!down.is_empty() || any_down)
+    let reasons =
+        (!down.is_empty()).then(|| Line::from(format!(" ⚠ {}", down.join(" · "))).fg(Color::Red));
+    let mut rest = Vec::new();
+    if (reasons.is_some() || any_down)
         && let Some(hint) = &app.hint
     {
-        lines.push(Line::from(format!(" {hint}")).fg(Color::Yellow));
+        rest.push(Line::from(format!(" {hint}")).fg(Color::Yellow));
     }
     if let Some(notice) = app.current_notice() {
-        lines.push(Line::from(format!(" ℹ {notice}")).fg(Color::Cyan));
+        rest.push(Line::from(format!(" ℹ {notice}")).fg(Color::Cyan));
     }
+    (reasons, rest)
+}
+
+/// Draws the status lines (see [`status_lines`]) into `area`.
+fn status_bar(reasons: Option<Line>, rest: Vec<Line>, area: Rect, buf: &mut Buffer) {
+    let mut area = area;
+    if let Some(reasons) = reasons
+        && area.height > 0
+    {
+        reasons.render(Rect { height: 1, ..area }, buf);
+        area.y += 1;
+        area.height -= 1;
+    }
+    Paragraph::new(rest)
+        .wrap(Wrap { trim: false })
+        .render(area, buf);
+}
+
+/// How many rows `lines` take when wrapped at `width` columns.
+fn wrapped_rows(lines: &[Line], width: u16) -> u16 {
+    let width = usize::from(width.max(1));
     lines
+        .iter()
+        .map(|l| l.width().max(1).div_ceil(width) as u16)
+        .sum()
 }
 
 fn hint_bar(app: &App, area: Rect, buf: &mut Buffer) {
