@@ -165,6 +165,9 @@ pub struct App {
     pub notice: Option<(String, Micros)>,
     /// What to look at or try when a link is down (the log file, `scripts/demo.sh`, ...).
     pub hint: Option<String>,
+    /// Inspect mode: the window start of the candle under the cursor (in the selected pair's
+    /// series; the newest when that start is not in it).
+    pub inspect: Option<Micros>,
 }
 
 /// Intervals without a single trade after which a live source's panel says `stale`.
@@ -195,6 +198,7 @@ impl App {
             problems: BTreeMap::new(),
             notice: None,
             hint: None,
+            inspect: None,
         }
     }
 
@@ -258,6 +262,17 @@ impl App {
             return Action::None;
         }
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        if self.inspect.is_some() && !self.help {
+            match key.code {
+                KeyCode::Left | KeyCode::Char('h') => return self.move_cursor(-1),
+                KeyCode::Right | KeyCode::Char('l') => return self.move_cursor(1),
+                KeyCode::Esc | KeyCode::Char('i') => {
+                    self.inspect = None;
+                    return Action::None;
+                }
+                _ => {}
+            }
+        }
         match key.code {
             KeyCode::Char('c') if ctrl => return Action::Quit,
             KeyCode::Char('q') => return Action::Quit,
@@ -273,6 +288,7 @@ impl App {
                 }
             }
             KeyCode::Enter | KeyCode::Char('z') => self.zoomed = !self.zoomed,
+            KeyCode::Char('i') => self.inspect = self.inspected().map(|c| c.start),
             KeyCode::Char('s') => self.source = next_source(self.source, 1),
             KeyCode::Char('S') => self.source = next_source(self.source, -1),
             KeyCode::Char('+') | KeyCode::Char('=') => self.step = (self.step + 1).min(MAX_STEP),
@@ -286,6 +302,37 @@ impl App {
                 };
             }
             _ => {}
+        }
+        Action::None
+    }
+
+    /// The candle under the inspect cursor: in the selected pair's drawn series, the one
+    /// starting at [`App::inspect`], else the newest. `None` outside inspect mode only when
+    /// there is no candle (it also serves to enter inspect mode).
+    pub fn inspected(&self) -> Option<&Candle> {
+        let series = self.series_for(self.selected_pair()?)?;
+        self.inspect
+            .and_then(|start| series.candles.get(&start))
+            .or_else(|| series.candles.values().next_back())
+    }
+
+    /// Moves the inspect cursor `by` candles (negative: older), stopping at either end.
+    fn move_cursor(&mut self, by: isize) -> Action {
+        let Some(pair) = self.selected_pair() else {
+            return Action::None;
+        };
+        let (Some(current), Some(series)) =
+            (self.inspected().map(|c| c.start), self.series_for(pair))
+        else {
+            return Action::None;
+        };
+        let next = if by < 0 {
+            series.candles.range(..current).next_back()
+        } else {
+            series.candles.range(current..).nth(1)
+        };
+        if let Some((start, _)) = next {
+            self.inspect = Some(*start);
         }
         Action::None
     }
@@ -510,6 +557,42 @@ mod tests {
         again.trades = 1;
         app.handle(Event::Candle(again), Micros(26_000_000));
         assert_eq!(app.state_for(pair).unwrap().0, LinkState::Live);
+    }
+
+    #[test]
+    fn inspect_moves_a_cursor_over_the_candles_and_esc_leaves() {
+        let pair = Pair::defaults()[0];
+        let mut app = App::new(vec![pair], Source::Composite, "test");
+        app.handle(key('i'), Micros(0));
+        assert_eq!(app.inspect, None, "nothing to inspect yet");
+        for i in 0..5 {
+            app.handle(Event::Candle(candle(pair, i, 100 + i, true)), Micros(0));
+        }
+        app.handle(key('i'), Micros(0));
+        assert_eq!(app.inspected().unwrap().close, Decimal::from(104));
+        for k in [KeyCode::Left, KeyCode::Char('h'), KeyCode::Left] {
+            app.handle(Event::Key(KeyEvent::from(k)), Micros(0));
+        }
+        assert_eq!(app.inspected().unwrap().close, Decimal::from(101));
+        assert_eq!(app.selected, 0, "arrows move the cursor, not the pair");
+        app.handle(key('l'), Micros(0));
+        assert_eq!(app.inspected().unwrap().close, Decimal::from(102));
+        for _ in 0..9 {
+            app.handle(Event::Key(KeyEvent::from(KeyCode::Left)), Micros(0));
+        }
+        assert_eq!(
+            app.inspected().unwrap().close,
+            Decimal::from(100),
+            "stops at the oldest"
+        );
+        // New candles keep arriving; the cursor stays on its candle.
+        app.handle(Event::Candle(candle(pair, 5, 105, false)), Micros(0));
+        assert_eq!(app.inspected().unwrap().close, Decimal::from(100));
+        assert_eq!(
+            app.handle(Event::Key(KeyEvent::from(KeyCode::Esc)), Micros(0)),
+            Action::None
+        );
+        assert_eq!(app.inspect, None);
     }
 
     #[test]

@@ -156,7 +156,12 @@ pub struct CandleChart<'a> {
     pub decimals: u32,
     /// The unit of volume (the pair's base asset), shown by the volume scale.
     pub unit: String,
+    /// The window start of the candle under the inspect cursor: its columns are highlighted.
+    pub cursor: Option<Micros>,
 }
+
+/// Background of the candle under the inspect cursor.
+pub const CURSOR: Color = Color::DarkGray;
 
 /// Where things go in a chart's area: computed once, used by the chart and the header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -183,6 +188,12 @@ pub fn price_decimals(candles: &[&Candle]) -> u32 {
         .max()
         .unwrap_or(2)
         .min(8)
+}
+
+/// A price at `decimals` places: `2921.04`, `97000.10`.
+pub fn price(d: Decimal, decimals: u32) -> String {
+    let d = d.round_dp(decimals);
+    format!("{d:.prec$}", prec = decimals as usize)
 }
 
 /// Whether the candles rose over their span (last close ≥ first open): the one rule for the
@@ -311,6 +322,13 @@ impl CandleChart<'_> {
                 style = style.add_modifier(Modifier::BOLD);
             }
             let cols = Columns::of(area, plan, step, i);
+            if self.cursor == Some(c.start) {
+                for y in area.y..area.y + plan.rows + plan.volume_rows {
+                    for x in cols.left..cols.left + cols.width {
+                        buf[(x, y)].set_bg(CURSOR);
+                    }
+                }
+            }
             for row in 0..plan.rows {
                 let from_bottom = u32::from(plan.rows - 1 - row);
                 let (top, bottom) = (units.half(from_bottom * 2 + 1), units.half(from_bottom * 2));
@@ -537,6 +555,15 @@ mod tests {
         k.low = Decimal::from(l);
         k.close = Decimal::from(c);
         k
+    }
+
+    #[test]
+    fn prices_keep_their_decimals() {
+        let d = |s: &str| Decimal::from_str_exact(s).unwrap();
+        assert_eq!(price(d("2921.04"), 2), "2921.04");
+        assert_eq!(price(d("2921"), 2), "2921.00");
+        assert_eq!(price(d("2921.046"), 2), "2921.05");
+        assert_eq!(price(d("-0.5"), 1), "-0.5");
     }
 
     #[test]

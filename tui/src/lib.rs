@@ -3,6 +3,7 @@
 //! - A live candlestick dashboard (ratatui + crossterm): [`app`] holds the state (no terminal),
 //!   [`ui`] renders it as a pure function (each pair's [`panel`], link
 //!   [`labels`]), [`event`] runs the one loop over one event enum.
+//!   [`inspect`] is the readout of the candle under the cursor.
 //!   The chart is our own widget ([`chart`]) over a pure, tested price scale ([`scale`]).
 //! - `--plain` / `--json`: one line per finalized candle ([`output`]).
 //! - Data from candles-service over gRPC ([`client`]), or `--embedded`: connectors and a candle
@@ -20,6 +21,7 @@ pub mod connectors;
 pub mod embedded;
 pub mod embedded_config;
 pub mod event;
+pub mod inspect;
 pub mod labels;
 pub mod logging;
 pub mod output;

@@ -1,10 +1,13 @@
 //! One pair's panel: a bordered box titled with the pair, source, interval and state; a header
 //! (last price, change over the visible candles, their high, low and trades, `● forming`); the
 //! chart ([`crate::chart`]). Prices are shown at the pair's own precision everywhere (header,
-//! axis, last-price tag), and the last price, its tag and the change share one colour.
+//! axis, last-price tag), and the last price, its tag and the change share one colour. In
+//! inspect mode the selected panel's header is the readout of the candle under the cursor
+//! ([`crate::inspect`]), which the chart marks.
 
 use crate::app::App;
-use crate::chart::{CandleChart, DOWN, UP, price_decimals, rises};
+use crate::chart::{CandleChart, DOWN, UP, price, price_decimals, rises};
+use crate::inspect::readout;
 use crate::labels::state_label;
 use candles_core::{Candle, Decimal, Pair};
 use ratatui::buffer::Buffer;
@@ -29,8 +32,16 @@ pub fn panel(app: &App, index: usize, pair: Pair, area: Rect, buf: &mut Buffer) 
         waiting(app, pair, inner, buf);
         return;
     }
+    let decimals = price_decimals(&candles);
+    // Inspecting this pair: the readout of the candle under the cursor replaces the header.
+    let inspected = app
+        .inspect
+        .and(app.inspected())
+        .filter(|_| index == app.selected);
+    let lines = inspected.map(|c| readout(c, decimals));
+    let head_rows = lines.as_ref().map_or(1, Vec::len) as u16;
     let [head, chart_area] =
-        Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(inner);
+        Layout::vertical([Constraint::Length(head_rows), Constraint::Min(0)]).areas(inner);
     let volume_rows = match chart_area.height {
         h if h >= 20 => 4,
         h if h >= 12 => 3,
@@ -42,17 +53,23 @@ pub fn panel(app: &App, index: usize, pair: Pair, area: Rect, buf: &mut Buffer) 
         candles: &candles,
         step: app.step,
         volume_rows,
-        decimals: price_decimals(&candles),
+        decimals,
         unit: pair.base.to_string(),
+        cursor: inspected.map(|c| c.start),
     };
-    // The header summarises what the chart shows: the candles that fit.
-    let shown = chart.plan(chart_area).map_or(1, |p| p.shown);
-    header(
-        &candles[candles.len().saturating_sub(shown)..],
-        chart.decimals,
-        head,
-        buf,
-    );
+    match lines {
+        Some(lines) => Paragraph::new(lines).render(head, buf),
+        None => {
+            // The header summarises what the chart shows: the candles that fit.
+            let shown = chart.plan(chart_area).map_or(1, |p| p.shown);
+            header(
+                &candles[candles.len().saturating_sub(shown)..],
+                decimals,
+                head,
+                buf,
+            );
+        }
+    }
     chart.render(chart_area, buf);
 }
 
@@ -125,12 +142,6 @@ fn waiting(app: &App, pair: Pair, inner: Rect, buf: &mut Buffer) {
         );
 }
 
-/// A price at `decimals` places: `2921.04`, `97000.10`.
-pub fn price(d: Decimal, decimals: u32) -> String {
-    let d = d.round_dp(decimals);
-    format!("{d:.prec$}", prec = decimals as usize)
-}
-
 fn header(candles: &[&Candle], decimals: u32, area: Rect, buf: &mut Buffer) {
     let (Some(first), Some(last)) = (candles.first(), candles.last()) else {
         return;
@@ -173,18 +184,4 @@ fn header(candles: &[&Candle], decimals: u32, area: Rect, buf: &mut Buffer) {
         ));
     }
     Line::from(spans).render(area, buf);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prices_keep_their_decimals() {
-        let d = |s: &str| Decimal::from_str_exact(s).unwrap();
-        assert_eq!(price(d("2921.04"), 2), "2921.04");
-        assert_eq!(price(d("2921"), 2), "2921.00");
-        assert_eq!(price(d("2921.046"), 2), "2921.05");
-        assert_eq!(price(d("-0.5"), 1), "-0.5");
-    }
 }

@@ -202,7 +202,9 @@ fn tab_bar(app: &App, shown: &[(usize, Pair)], area: Rect, buf: &mut Buffer) {
         }
         spans.push(Span::raw(" "));
     }
-    if app.zoomed {
+    if app.inspect.is_some() {
+        spans.push(Span::styled("[inspect]", Style::default().fg(Color::Cyan)));
+    } else if app.zoomed {
         spans.push(Span::styled("[zoom]", Style::default().fg(Color::Cyan)));
     } else if shown.len() < app.pairs.len() {
         let hidden = app.pairs.len() - shown.len();
@@ -275,6 +277,7 @@ fn hint_bar(app: &App, area: Rect, buf: &mut Buffer) {
         ("s", "source"),
         ("+/-", "width"),
         ("p", "pause"),
+        ("i", "inspect"),
         ("?", "help"),
         ("q", "quit"),
     ] {
@@ -297,13 +300,13 @@ fn hint_bar(app: &App, area: Rect, buf: &mut Buffer) {
     }
 }
 
-/// The pairs whose panels are drawn in `height` rows: the selected one when zoomed, else as
-/// many as fit around it.
+/// The pairs whose panels are drawn in `height` rows: the selected one when zoomed or
+/// inspecting, else as many as fit around it.
 pub fn visible_pairs(app: &App, height: u16) -> Vec<(usize, Pair)> {
     if app.pairs.is_empty() {
         return Vec::new();
     }
-    if app.zoomed {
+    if app.zoomed || app.inspect.is_some() {
         return vec![(app.selected, app.pairs[app.selected])];
     }
     let fit = usize::from((height / MIN_PANEL_HEIGHT).max(1));
@@ -325,13 +328,14 @@ fn panels(app: &App, shown: &[(usize, Pair)], area: Rect, buf: &mut Buffer) {
 }
 
 /// The help overlay's rows: key, what it does.
-const HELP: [(&str, &str); 8] = [
+const HELP: [(&str, &str); 9] = [
     ("Tab / → / ←", "next / previous pair"),
     ("1-9", "select pair by number"),
     ("Enter / z", "zoom into the selected pair (others hidden)"),
     ("s / S", "next / previous source (composite, each exchange)"),
     ("+ / -", "wider candles (fewer fit) / narrower (more fit)"),
     ("p", "pause / resume the view (data keeps arriving)"),
+    ("i", "inspect: ←/→ or h/l move over the candles, Esc leaves"),
     ("?", "this help"),
     ("q / Esc / Ctrl-C", "quit"),
 ];

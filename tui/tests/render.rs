@@ -384,7 +384,7 @@ fn at_80x24_the_help_overlay_has_every_line_whole_and_nothing_shows_through() {
         );
     }
     // Every row inside the box is a help line or blank: no chart digits.
-    assert_eq!(inside.len(), 11, "{screen}");
+    assert_eq!(inside.len(), 12, "{screen}");
     assert_eq!(
         inside.iter().filter(|l| l.is_empty()).count(),
         1,
@@ -517,4 +517,51 @@ fn a_live_source_that_trades_nothing_says_so() {
     let app = app_with(&["btcusdt"], vec![candles]);
     let screen = text(draw(&app, 80, 24).backend().buffer());
     assert!(screen.contains("stale: no trades for 49s"), "{screen}");
+}
+
+#[test]
+fn inspect_reads_out_the_candle_under_the_cursor() {
+    let mut app = three_pairs();
+    let btc = walk("btcusdt", 97_000.0, 80, 1);
+    for key in [
+        KeyCode::Char('i'),
+        KeyCode::Left,
+        KeyCode::Char('h'),
+        KeyCode::Left,
+    ] {
+        app.handle(Event::Key(KeyEvent::from(key)), app.now);
+    }
+    let c = btc[btc.len() - 4];
+    assert_eq!(app.inspected(), Some(&c));
+    let t = draw(&app, 100, 30);
+    let buf = t.backend().buffer();
+    let screen = text(buf);
+    assert!(
+        screen.contains("◆ 2026-11-26T06:46:20Z – 2026-11-26T06:46:25Z  composite  final"),
+        "{screen}"
+    );
+    let ohlc = format!(
+        "O {:.2}  H {:.2}  L {:.2}  C {:.2}",
+        c.open, c.high, c.low, c.close
+    );
+    assert!(screen.contains(&ohlc), "{ohlc}\n{screen}");
+    assert!(
+        screen.contains(&format!("V {} BTC", c.volume.normalize())),
+        "{screen}"
+    );
+    assert!(screen.contains(&format!("trades {}", c.trades)), "{screen}");
+    assert!(
+        !screen.contains("ETH-USDT ·"),
+        "only the inspected pair is shown"
+    );
+    // The cursor's column is highlighted, four candles from the newest.
+    let cursor_cells = (0..buf.area.width)
+        .flat_map(|x| (0..buf.area.height).map(move |y| (x, y)))
+        .filter(|(x, y)| buf[(*x, *y)].bg == candles_tui::chart::CURSOR)
+        .count();
+    assert!(cursor_cells >= 10, "{cursor_cells}");
+    insta::assert_snapshot!(screen);
+    // Esc leaves inspect mode; the dashboard is back.
+    app.handle(Event::Key(KeyEvent::from(KeyCode::Esc)), app.now);
+    assert!(text(draw(&app, 100, 30).backend().buffer()).contains("ETH-USDT ·"));
 }
