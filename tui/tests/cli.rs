@@ -91,3 +91,54 @@ fn an_unreachable_server_is_explained_once_with_the_log_file() {
         .collect();
     assert_eq!(names, ["x.log"]);
 }
+
+#[test]
+fn an_unreachable_exchange_in_embedded_mode_is_explained_on_stderr() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let logs = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "--embedded",
+            "--plain",
+            "--exchanges",
+            "binance",
+            "--ws-url",
+        ])
+        .arg(format!("binance=ws://127.0.0.1:{port}"))
+        .arg("--rest-url")
+        .arg(format!("binance=http://127.0.0.1:{port}"))
+        .arg("--log-file")
+        .arg(logs.path().join("tui.log"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    let until = Instant::now() + Duration::from_secs(10);
+    while !lines.iter().any(|l: &String| l.contains("log:")) {
+        let Ok(line) = rx.recv_timeout(until.saturating_duration_since(Instant::now())) else {
+            break;
+        };
+        lines.push(line);
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let text = lines.join("\n");
+    assert!(
+        text.contains(&format!("binance: 127.0.0.1:{port} unreachable")),
+        "{text}"
+    );
+    assert!(text.contains("--ws-url, --rest-url"), "{text}");
+    assert!(text.contains("tui.log"), "{text}");
+}
