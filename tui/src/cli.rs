@@ -43,8 +43,8 @@ pub struct Cli {
     /// Pairs, comma-separated, in any spelling: btcusdt, BTC-USDT, btc/usdt, BTC_USDT.
     #[arg(long, env = "CANDLES_PAIRS", default_value = candles_core::pair::DEFAULT_PAIRS, value_delimiter = ',')]
     pub pairs: Vec<Pair>,
-    /// Source(s): composite, binance, kraken, coinbase. The dashboard starts on the first (`s`
-    /// cycles); --plain/--json print every one listed.
+    /// Source(s): composite (all exchanges together) or one exchange. The dashboard starts on
+    /// the first (`s` cycles); --plain/--json print every one listed.
     #[arg(
         long,
         env = "CANDLES_SOURCE",
@@ -71,11 +71,11 @@ pub struct Cli {
     /// history: the chart fills as trades arrive).
     #[arg(long, env = "CANDLES_EMBEDDED")]
     pub embedded: bool,
-    /// --embedded: exchanges to connect to.
+    /// --embedded: exchanges to connect to (default: every exchange there is a connector for).
     #[arg(
         long,
         env = "CANDLES_EXCHANGES",
-        default_value = "binance,kraken,coinbase",
+        default_values_t = Exchange::ALL,
         value_delimiter = ','
     )]
     pub exchanges: Vec<Exchange>,
@@ -449,6 +449,7 @@ mod tests {
             [Source::Exchange(Exchange::Kraken), Source::Composite]
         );
         assert!(cli.live);
+        assert_eq!(cli.exchanges, Exchange::ALL);
         assert_eq!(cli.history, 120);
         assert_eq!(cli.interval, Interval::seconds(5));
         let cli = Cli::try_parse_from([
