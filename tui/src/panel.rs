@@ -49,7 +49,7 @@ pub fn panel(app: &App, index: usize, pair: Pair, area: Rect, buf: &mut Buffer) 
         h if h >= 6 => 1,
         _ => 0,
     };
-    let chart = CandleChart {
+    let mut chart = CandleChart {
         candles: &candles,
         step: app.step,
         volume_rows,
@@ -57,6 +57,11 @@ pub fn panel(app: &App, index: usize, pair: Pair, area: Rect, buf: &mut Buffer) 
         unit: pair.base.to_string(),
         cursor: inspected.map(|c| c.start),
     };
+    // A cursor left of what fits scrolls the chart back, the cursor in the middle.
+    if let (Some(cursor), Some(plan)) = (chart.cursor, chart.plan(chart_area)) {
+        let at = candles.iter().position(|c| c.start == cursor).unwrap_or(0);
+        chart.candles = &candles[..scroll_end(at, plan.shown, candles.len())];
+    }
     match lines {
         Some(lines) => Paragraph::new(lines).render(head, buf),
         None => {
@@ -71,6 +76,16 @@ pub fn panel(app: &App, index: usize, pair: Pair, area: Rect, buf: &mut Buffer) 
         }
     }
     chart.render(chart_area, buf);
+}
+
+/// How many of `len` candles to draw (the newest first) so candle `at` is on screen when
+/// `shown` fit: all of them, or up to half a screen past `at` when `at` would be cut off.
+pub fn scroll_end(at: usize, shown: usize, len: usize) -> usize {
+    if at + shown >= len {
+        len
+    } else {
+        (at + shown / 2 + 1).min(len)
+    }
 }
 
 /// The panel's border and titles: number, pair, source, interval; the state on the right.
@@ -184,4 +199,25 @@ fn header(candles: &[&Candle], decimals: u32, area: Rect, buf: &mut Buffer) {
         ));
     }
     Line::from(spans).render(area, buf);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_out_of_view_scrolls_the_chart_back() {
+        assert_eq!(
+            scroll_end(95, 10, 100),
+            100,
+            "in view: the newest are drawn"
+        );
+        assert_eq!(scroll_end(90, 10, 100), 100);
+        assert_eq!(
+            scroll_end(50, 10, 100),
+            56,
+            "candles 46..56: the cursor in the middle"
+        );
+        assert_eq!(scroll_end(0, 10, 100), 6);
+    }
 }

@@ -565,3 +565,25 @@ fn inspect_reads_out_the_candle_under_the_cursor() {
     app.handle(Event::Key(KeyEvent::from(KeyCode::Esc)), app.now);
     assert!(text(draw(&app, 100, 30).backend().buffer()).contains("ETH-USDT ·"));
 }
+
+#[test]
+fn inspecting_past_the_left_edge_scrolls_back_through_history() {
+    let mut app = three_pairs();
+    let btc = walk("btcusdt", 97_000.0, 80, 1);
+    app.handle(Event::Key(KeyEvent::from(KeyCode::Char('i'))), app.now);
+    for _ in 0..60 {
+        app.handle(Event::Key(KeyEvent::from(KeyCode::Left)), app.now);
+    }
+    assert_eq!(app.inspected(), Some(&btc[19]));
+    let t = draw(&app, 100, 30);
+    let buf = t.backend().buffer();
+    let cursor_cells = (0..buf.area.width)
+        .flat_map(|x| (0..buf.area.height).map(move |y| (x, y)))
+        .filter(|(x, y)| buf[(*x, *y)].bg == candles_tui::chart::CURSOR)
+        .count();
+    assert!(
+        cursor_cells >= 10,
+        "the cursor is on screen:\n{}",
+        text(buf)
+    );
+}
