@@ -7,7 +7,7 @@
 //! reported as the link's [`Event::Problem`].
 
 use crate::app::{Event, Link, LinkState};
-use crate::embedded_config::EmbeddedConfig;
+use crate::embedded_config::{EmbeddedConfig, host};
 use candles_connector::rest::ListingError;
 use candles_connector::{ChannelSink, ConnState, ConnectorConfig};
 use candles_core::{Exchange, Trade};
@@ -100,19 +100,13 @@ async fn run_one(
     }
 }
 
-/// Why an exchange's listing could not be fetched, short: `api.binance.com: error sending
-/// request` (the full message, with the URL, is in the log).
+/// Why an exchange's listing could not be fetched, short: `api.binance.com unreachable: error
+/// sending request` (the full message, with the URL, is in the log).
 fn unreachable(e: &anyhow::Error) -> String {
     match e.downcast_ref::<ListingError>() {
         Some(ListingError::Unreachable { url, reason, .. }) => {
-            let host = url
-                .split_once("://")
-                .map_or(url.as_str(), |(_, rest)| rest)
-                .split(['/', '?'])
-                .next()
-                .unwrap_or_default();
             let reason = reason.split(" for url (").next().unwrap_or(reason);
-            format!("{host} unreachable: {reason}")
+            format!("{} unreachable: {reason}", host(url))
         }
         _ => format!("{e:#}"),
     }

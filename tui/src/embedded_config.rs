@@ -107,11 +107,16 @@ pub fn origin(feeds: &[Feed]) -> String {
     }
 }
 
-/// Whether a URL points at this machine (`localhost`, `127.x`, `[::1]`).
-fn is_local(url: &str) -> bool {
+/// The host (and port) of a URL: `api.binance.com` for `https://api.binance.com/api/v3?x`.
+pub fn host(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let host = rest.split(['/', '?']).next().unwrap_or("");
-    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    host.rsplit_once('@').map_or(host, |(_, h)| h)
+}
+
+/// Whether a URL points at this machine (`localhost`, `127.x`, `[::1]`).
+fn is_local(url: &str) -> bool {
+    let host = host(url);
     host.starts_with("localhost")
         || host.starts_with("127.")
         || host.starts_with("[::1]")
@@ -154,5 +159,9 @@ mod tests {
             &[],
         );
         assert_eq!(origin(&remote), "embedded · custom URLs");
+        assert_eq!(
+            host("https://u:p@api.binance.com:443/api/v3?x=1"),
+            "api.binance.com:443"
+        );
     }
 }
