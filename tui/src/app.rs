@@ -22,6 +22,10 @@ pub enum Event {
     Markets(Vec<Pair>),
     /// The data source failed for good (e.g. the server does not know a pair); the message.
     Fatal(String),
+    /// Why a link is not live (DNS, refused, TLS, ...): the latest reason, until it is live again.
+    Problem(Link, String),
+    /// Something the user should know that is not an error (e.g. `--history` was capped).
+    Notice(String),
     /// Time passed (drives "stale" and reconnect countdowns).
     Tick,
 }
@@ -155,7 +159,22 @@ pub struct App {
     pub fatal: Option<String>,
     /// The pairs the server reported having candles for, once known.
     pub known: Option<Vec<Pair>>,
+    /// Why each link that is not live is down (the latest reason), shown on the status line.
+    pub problems: BTreeMap<Link, String>,
+    /// The latest notice and when it came (shown for [`NOTICE_FOR`]).
+    pub notice: Option<(String, Micros)>,
+    /// What to look at or try when a link is down (the log file, `scripts/demo.sh`, ...).
+    pub hint: Option<String>,
+    /// Inspect mode: the window start of the candle under the cursor (in the selected pair's
+    /// series; the newest when that start is not in it).
+    pub inspect: Option<Micros>,
 }
+
+/// Intervals without a single trade after which a live source's panel says `stale`.
+pub const QUIET_INTERVALS: i64 = 3;
+
+/// How long a notice stays on the status line, microseconds.
+pub const NOTICE_FOR: i64 = 30_000_000;
 
 impl App {
     /// A dashboard for `pairs`, drawing `source`, fed from `origin`.
@@ -176,6 +195,10 @@ impl App {
             origin: origin.into(),
             fatal: None,
             known: None,
+            problems: BTreeMap::new(),
+            notice: None,
+            hint: None,
+            inspect: None,
         }
     }
 
@@ -201,8 +224,15 @@ impl App {
             Event::Key(key) => return self.on_key(key),
             Event::Candle(candle) => self.on_candle(candle, now),
             Event::Conn(link, state) => {
+                if state == LinkState::Live {
+                    self.problems.remove(&link);
+                }
                 self.links.insert(link, (state, now));
             }
+            Event::Problem(link, reason) => {
+                self.problems.insert(link, reason);
+            }
+            Event::Notice(text) => self.notice = Some((text, now)),
             Event::BadData(reason) => {
                 self.bad_data += 1;
                 self.last_bad = Some(reason);
@@ -232,6 +262,17 @@ impl App {
             return Action::None;
         }
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        if self.inspect.is_some() && !self.help {
+            match key.code {
+                KeyCode::Left | KeyCode::Char('h') => return self.move_cursor(-1),
+                KeyCode::Right | KeyCode::Char('l') => return self.move_cursor(1),
+                KeyCode::Esc | KeyCode::Char('i') => {
+                    self.inspect = None;
+                    return Action::None;
+                }
+                _ => {}
+            }
+        }
         match key.code {
             KeyCode::Char('c') if ctrl => return Action::Quit,
             KeyCode::Char('q') => return Action::Quit,
@@ -247,6 +288,7 @@ impl App {
                 }
             }
             KeyCode::Enter | KeyCode::Char('z') => self.zoomed = !self.zoomed,
+            KeyCode::Char('i') => self.inspect = self.inspected().map(|c| c.start),
             KeyCode::Char('s') => self.source = next_source(self.source, 1),
             KeyCode::Char('S') => self.source = next_source(self.source, -1),
             KeyCode::Char('+') | KeyCode::Char('=') => self.step = (self.step + 1).min(MAX_STEP),
@@ -260,6 +302,37 @@ impl App {
                 };
             }
             _ => {}
+        }
+        Action::None
+    }
+
+    /// The candle under the inspect cursor: in the selected pair's drawn series, the one
+    /// starting at [`App::inspect`], else the newest. `None` outside inspect mode only when
+    /// there is no candle (it also serves to enter inspect mode).
+    pub fn inspected(&self) -> Option<&Candle> {
+        let series = self.series_for(self.selected_pair()?)?;
+        self.inspect
+            .and_then(|start| series.candles.get(&start))
+            .or_else(|| series.candles.values().next_back())
+    }
+
+    /// Moves the inspect cursor `by` candles (negative: older), stopping at either end.
+    fn move_cursor(&mut self, by: isize) -> Action {
+        let Some(pair) = self.selected_pair() else {
+            return Action::None;
+        };
+        let (Some(current), Some(series)) =
+            (self.inspected().map(|c| c.start), self.series_for(pair))
+        else {
+            return Action::None;
+        };
+        let next = if by < 0 {
+            series.candles.range(..current).next_back()
+        } else {
+            series.candles.range(current..).nth(1)
+        };
+        if let Some((start, _)) = next {
+            self.inspect = Some(*start);
         }
         Action::None
     }
@@ -281,7 +354,7 @@ impl App {
             _ => self.best_link(),
         };
         let (state, since) = link_state?;
-        if state == LinkState::Live && self.is_stale(pair) {
+        if state == LinkState::Live && (self.is_stale(pair) || self.quiet_for(pair).is_some()) {
             return Some((LinkState::Stale, since));
         }
         Some((state, since))
@@ -316,6 +389,28 @@ impl App {
 }
 
 impl App {
+    /// How long (µs) `pair`'s current series has had no trade, when that is more than
+    /// [`QUIET_INTERVALS`] intervals: candles keep arriving (flat ones) but nothing trades.
+    /// Measured from the end of the last candle with a trade (or the first candle's start).
+    pub fn quiet_for(&self, pair: Pair) -> Option<i64> {
+        let series = self.series.get(&(pair, self.source))?;
+        let interval = series.interval()?.micros();
+        let since = match series.candles.values().rev().find(|c| c.trades > 0) {
+            Some(traded) => traded.end(),
+            None => *series.candles.keys().next()?,
+        };
+        let quiet = self.now.0.saturating_sub(since.0);
+        (quiet > QUIET_INTERVALS * interval).then_some(quiet)
+    }
+
+    /// The notice to show at this time, if one came less than [`NOTICE_FOR`] ago.
+    pub fn current_notice(&self) -> Option<&str> {
+        self.notice
+            .as_ref()
+            .filter(|(_, at)| self.now.0.saturating_sub(at.0) < NOTICE_FOR)
+            .map(|(text, _)| text.as_str())
+    }
+
     /// Whether the server said it has no candles for `pair` (it listed others).
     pub fn unknown_to_server(&self, pair: Pair) -> bool {
         self.known
@@ -439,6 +534,65 @@ mod tests {
         assert_eq!(app.state_for(pair).unwrap().0, LinkState::Live);
         app.handle(Event::Tick, Micros(11_000_001));
         assert_eq!(app.state_for(pair).unwrap().0, LinkState::Stale);
+    }
+
+    #[test]
+    fn a_live_source_without_trades_is_stale_although_flat_candles_arrive() {
+        let pair = Pair::defaults()[0];
+        let mut app = App::new(vec![pair], Source::Composite, "test");
+        app.handle(Event::Conn(Link::Server, LinkState::Live), Micros(0));
+        let mut traded = candle(pair, 0, 1, true);
+        traded.trades = 3;
+        app.handle(Event::Candle(traded), Micros(5_000_000));
+        // Flat (no-trade) candles keep arriving every interval, so nothing is late...
+        for i in 1..=4 {
+            let now = Micros((i + 1) * 5_000_000);
+            app.handle(Event::Candle(candle(pair, i, 1, true)), now);
+            assert_eq!(app.quiet_for(pair).is_some(), i > 3, "window {i}");
+        }
+        // ...but the last trade was in the window that ended at 5 s: 20 s ago.
+        assert_eq!(app.quiet_for(pair), Some(20_000_000));
+        assert_eq!(app.state_for(pair).unwrap().0, LinkState::Stale);
+        let mut again = candle(pair, 5, 2, false);
+        again.trades = 1;
+        app.handle(Event::Candle(again), Micros(26_000_000));
+        assert_eq!(app.state_for(pair).unwrap().0, LinkState::Live);
+    }
+
+    #[test]
+    fn inspect_moves_a_cursor_over_the_candles_and_esc_leaves() {
+        let pair = Pair::defaults()[0];
+        let mut app = App::new(vec![pair], Source::Composite, "test");
+        app.handle(key('i'), Micros(0));
+        assert_eq!(app.inspect, None, "nothing to inspect yet");
+        for i in 0..5 {
+            app.handle(Event::Candle(candle(pair, i, 100 + i, true)), Micros(0));
+        }
+        app.handle(key('i'), Micros(0));
+        assert_eq!(app.inspected().unwrap().close, Decimal::from(104));
+        for k in [KeyCode::Left, KeyCode::Char('h'), KeyCode::Left] {
+            app.handle(Event::Key(KeyEvent::from(k)), Micros(0));
+        }
+        assert_eq!(app.inspected().unwrap().close, Decimal::from(101));
+        assert_eq!(app.selected, 0, "arrows move the cursor, not the pair");
+        app.handle(key('l'), Micros(0));
+        assert_eq!(app.inspected().unwrap().close, Decimal::from(102));
+        for _ in 0..9 {
+            app.handle(Event::Key(KeyEvent::from(KeyCode::Left)), Micros(0));
+        }
+        assert_eq!(
+            app.inspected().unwrap().close,
+            Decimal::from(100),
+            "stops at the oldest"
+        );
+        // New candles keep arriving; the cursor stays on its candle.
+        app.handle(Event::Candle(candle(pair, 5, 105, false)), Micros(0));
+        assert_eq!(app.inspected().unwrap().close, Decimal::from(100));
+        assert_eq!(
+            app.handle(Event::Key(KeyEvent::from(KeyCode::Esc)), Micros(0)),
+            Action::None
+        );
+        assert_eq!(app.inspect, None);
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! Up candles (close ≥ open) are green, down candles red. Prices are exact decimals converted to
 //! `f64` here, for drawing only.
 
-use crate::scale::{Scale, format_price, label_decimals};
+use crate::scale::{Scale, format_price, nice_step, ticks};
 use candles_core::{Candle, Decimal, Interval, Micros};
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
@@ -142,16 +142,26 @@ pub fn time_label(t: Micros, interval: Interval) -> String {
 /// The chart of one pair: candles, price axis on the right, volume bars and time axis below.
 ///
 /// The newest candle is drawn against the price axis; older ones extend to the left as far as
-/// they fit.
+/// they fit. A candle is `step - 1` columns wide (one column at steps 1 and 2), with a gap of
+/// one column; its wick runs in its middle column.
 #[derive(Clone, Debug)]
 pub struct CandleChart<'a> {
     /// Candles, oldest first (more than fit is fine: the newest are drawn).
     pub candles: &'a [&'a Candle],
-    /// Columns per candle.
+    /// Columns per candle, gap included.
     pub step: u16,
     /// Rows of volume bars (0 for none).
     pub volume_rows: u16,
+    /// Decimals of the pair's prices (see [`price_decimals`]): labels and the tag use them.
+    pub decimals: u32,
+    /// The unit of volume (the pair's base asset), shown by the volume scale.
+    pub unit: String,
+    /// The window start of the candle under the inspect cursor: its columns are highlighted.
+    pub cursor: Option<Micros>,
 }
+
+/// Background of the candle under the inspect cursor.
+pub const CURSOR: Color = Color::DarkGray;
 
 /// Where things go in a chart's area: computed once, used by the chart and the header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,18 +178,51 @@ pub struct Plan {
     pub shown: usize,
 }
 
-/// The decimals and width of price labels for `candles` on `rows` rows.
-fn axis(candles: &[&Candle], rows: u16) -> (Scale, usize, usize) {
-    let scale = scale_for(candles, rows);
-    let step = (scale.max - scale.min) / f64::from(rows.max(1));
-    let decimals = label_decimals(step);
-    let width = [scale.min, scale.max]
+/// The decimals prices are written with: the most any open, high, low or close of `candles`
+/// carries (trailing zeros aside), at most 8.
+pub fn price_decimals(candles: &[&Candle]) -> u32 {
+    candles
         .iter()
-        .map(|p| format!("{p:.decimals$}").len())
+        .flat_map(|c| [c.open, c.high, c.low, c.close])
+        .map(|d| d.normalize().scale())
         .max()
-        .unwrap_or(8)
-        .clamp(6, 12);
-    (scale, decimals, width)
+        .unwrap_or(2)
+        .min(8)
+}
+
+/// A price at `decimals` places: `2921.04`, `97000.10`.
+pub fn price(d: Decimal, decimals: u32) -> String {
+    let d = d.round_dp(decimals);
+    format!("{d:.prec$}", prec = decimals as usize)
+}
+
+/// Whether the candles rose over their span (last close ≥ first open): the one rule for the
+/// colour of the last price, its tag on the axis and the change.
+pub fn rises(candles: &[&Candle]) -> bool {
+    match (candles.first(), candles.last()) {
+        (Some(first), Some(last)) => last.close >= first.open,
+        _ => true,
+    }
+}
+
+/// Labels are at most this wide; decimals are dropped before a label grows wider.
+const MAX_LABEL: usize = 12;
+
+/// The scale, label decimals and label width for `candles` on `rows` rows at `decimals`.
+fn axis(candles: &[&Candle], rows: u16, decimals: u32) -> (Scale, usize, usize) {
+    let scale = scale_for(candles, rows);
+    let len = |d: usize| {
+        [scale.min, scale.max]
+            .iter()
+            .map(|p| format!("{p:.d$}").len())
+            .max()
+            .unwrap_or(8)
+    };
+    let mut d = decimals as usize;
+    while d > 0 && len(d) > MAX_LABEL {
+        d -= 1;
+    }
+    (scale, d, len(d).clamp(6, MAX_LABEL))
 }
 
 impl CandleChart<'_> {
@@ -198,7 +241,8 @@ impl CandleChart<'_> {
         // The axis width depends on the candles shown, which depend on the width left: guess
         // with a typical axis, then settle.
         let guess = capacity(area.width.saturating_sub(10), step).clamp(1, self.candles.len());
-        let (_, _, label_w) = axis(&self.candles[self.candles.len() - guess..], rows);
+        let recent = &self.candles[self.candles.len() - guess..];
+        let (_, _, label_w) = axis(recent, rows, self.decimals);
         let plot_w = area.width.saturating_sub(label_w as u16 + 1);
         let shown = capacity(plot_w, step).min(self.candles.len());
         (shown > 0).then_some(Plan {
@@ -211,108 +255,165 @@ impl CandleChart<'_> {
     }
 }
 
+/// Where candle `i` of `n` shown sits: its first column and its width.
+#[derive(Clone, Copy, Debug)]
+struct Columns {
+    left: u16,
+    width: u16,
+}
+
+impl Columns {
+    fn of(area: Rect, plan: &Plan, step: u16, i: usize) -> Columns {
+        Columns {
+            left: area.x + plan.plot_w - step * (plan.shown - i) as u16,
+            width: step.saturating_sub(1).max(1),
+        }
+    }
+
+    /// The middle column, where the wick runs.
+    fn middle(self) -> u16 {
+        self.left + (self.width - 1) / 2
+    }
+}
+
+/// The glyph for a cell of a candle wider than one column: blocks for the body, the thin
+/// glyph in the middle column where the wick is.
+fn wide_glyph(top: Half, bottom: Half, middle: bool) -> &'static str {
+    let has_wick = top == Half::Wick || bottom == Half::Wick;
+    if middle && has_wick {
+        return glyph(top, bottom);
+    }
+    match (top == Half::Body, bottom == Half::Body) {
+        (true, true) => "█",
+        (true, false) => "▀",
+        (false, true) => "▄",
+        (false, false) => " ",
+    }
+}
+
 impl Widget for CandleChart<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
-        let Some(Plan {
-            rows,
-            volume_rows,
-            label_w,
-            plot_w,
-            shown: n,
-        }) = self.plan(area)
-        else {
+        let Some(plan) = self.plan(area) else {
             return;
         };
-        let step = self.step.max(1);
-        let shown = &self.candles[self.candles.len() - n..];
-        let (scale, decimals, _) = axis(shown, rows);
-        let axis_x = area.x + plot_w;
-        let x_of = |i: usize| area.x + plot_w - step * (n - i) as u16 + (step - 1) / 2;
-        let axis_style = Style::default().fg(AXIS);
+        let shown = &self.candles[self.candles.len() - plan.shown..];
+        let (scale, decimals, _) = axis(shown, plan.rows, self.decimals);
+        self.draw_candles(shown, &scale, &plan, area, buf);
+        draw_price_axis(shown, &scale, decimals, &plan, area, buf);
+        self.draw_volume(shown, &plan, area, buf);
+        self.draw_time_axis(shown, &plan, area, buf);
+    }
+}
 
-        // Candles.
+impl CandleChart<'_> {
+    fn draw_candles(
+        &self,
+        shown: &[&Candle],
+        scale: &Scale,
+        plan: &Plan,
+        area: Rect,
+        buf: &mut Buffer,
+    ) {
+        let step = self.step.max(1);
         for (i, c) in shown.iter().enumerate() {
-            let units = CandleUnits::of(c, &scale);
+            let units = CandleUnits::of(c, scale);
             let mut style = Style::default().fg(if is_up(c) { UP } else { DOWN });
             if !c.is_final {
                 style = style.add_modifier(Modifier::BOLD);
             }
-            let x = x_of(i);
-            for row in 0..rows {
-                let g = units.glyph_at(row, rows);
-                if g != " " {
-                    buf[(x, area.y + row)].set_symbol(g).set_style(style);
+            let cols = Columns::of(area, plan, step, i);
+            if self.cursor == Some(c.start) {
+                for y in area.y..area.y + plan.rows + plan.volume_rows {
+                    for x in cols.left..cols.left + cols.width {
+                        buf[(x, y)].set_bg(CURSOR);
+                    }
+                }
+            }
+            for row in 0..plan.rows {
+                let from_bottom = u32::from(plan.rows - 1 - row);
+                let (top, bottom) = (units.half(from_bottom * 2 + 1), units.half(from_bottom * 2));
+                for x in cols.left..cols.left + cols.width {
+                    let g = if cols.width == 1 {
+                        units.glyph_at(row, plan.rows)
+                    } else {
+                        wide_glyph(top, bottom, x == cols.middle())
+                    };
+                    if g != " " {
+                        buf[(x, area.y + row)].set_symbol(g).set_style(style);
+                    }
                 }
             }
         }
+    }
 
-        // Price axis: a tick and a label every few rows, the last price highlighted.
-        let gap = (rows / 6).max(2);
-        for row in 0..rows {
-            let y = area.y + row;
-            let labelled = row % gap == 0;
-            buf[(axis_x, y)]
-                .set_symbol(if labelled { "┤" } else { "│" })
-                .set_style(axis_style);
-            if labelled {
-                let text = format_price(scale.row_to_price(row), decimals, label_w);
-                buf.set_string(axis_x + 1, y, text, axis_style);
-            }
+    /// Volume bars (eighths of a cell) scaled to the largest visible volume; its value and the
+    /// unit (the base asset) beside them.
+    fn draw_volume(&self, shown: &[&Candle], plan: &Plan, area: Rect, buf: &mut Buffer) {
+        let volume_rows = plan.volume_rows;
+        if volume_rows == 0 {
+            return;
         }
-        if let Some(last) = shown.last() {
-            let row = scale.price_to_row(to_f64(last.close));
-            let colour = if is_up(last) { UP } else { DOWN };
-            let text = format_price(to_f64(last.close), decimals, label_w);
-            let style = Style::default().fg(Color::Black).bg(colour);
-            buf[(axis_x, area.y + row)]
-                .set_symbol("◀")
-                .set_style(Style::default().fg(colour));
-            buf.set_string(axis_x + 1, area.y + row, text, style);
-        }
-
-        // Volume bars (NINE_LEVELS: eighths of a cell), scaled to the largest visible volume.
-        if volume_rows > 0 {
-            let top = area.y + rows;
-            let max = shown.iter().map(|c| to_f64(c.volume)).fold(0.0, f64::max);
-            for (i, c) in shown.iter().enumerate() {
-                let v = to_f64(c.volume);
-                let eighths = if max > 0.0 && v > 0.0 {
-                    ((v / max * f64::from(volume_rows) * 8.0).round() as u32).max(1)
-                } else {
-                    0
+        let step = self.step.max(1);
+        let top = area.y + plan.rows;
+        let axis_x = area.x + plan.plot_w;
+        let max = shown.iter().map(|c| to_f64(c.volume)).fold(0.0, f64::max);
+        for (i, c) in shown.iter().enumerate() {
+            let v = to_f64(c.volume);
+            let eighths = if max > 0.0 && v > 0.0 {
+                ((v / max * f64::from(volume_rows) * 8.0).round() as u32).max(1)
+            } else {
+                0
+            };
+            let style = Style::default()
+                .fg(if is_up(c) { UP } else { DOWN })
+                .add_modifier(Modifier::DIM);
+            let cols = Columns::of(area, plan, step, i);
+            for r in 0..volume_rows {
+                let Some(sym) = eighth_bar(eighths.saturating_sub(u32::from(r) * 8).min(8)) else {
+                    continue;
                 };
-                let style = Style::default()
-                    .fg(if is_up(c) { UP } else { DOWN })
-                    .add_modifier(Modifier::DIM);
-                let x = x_of(i);
-                for r in 0..volume_rows {
-                    let level = eighths.saturating_sub(u32::from(r) * 8).min(8);
-                    let sym = match level {
-                        0 => continue,
-                        1 => NINE_LEVELS.one_eighth,
-                        2 => NINE_LEVELS.one_quarter,
-                        3 => NINE_LEVELS.three_eighths,
-                        4 => NINE_LEVELS.half,
-                        5 => NINE_LEVELS.five_eighths,
-                        6 => NINE_LEVELS.three_quarters,
-                        7 => NINE_LEVELS.seven_eighths,
-                        _ => NINE_LEVELS.full,
-                    };
+                for x in cols.left..cols.left + cols.width {
                     buf[(x, top + volume_rows - 1 - r)]
                         .set_symbol(sym)
                         .set_style(style);
                 }
             }
-            for r in 0..volume_rows {
-                buf[(axis_x, top + r)].set_symbol("│").set_style(axis_style);
-            }
-            let label = format!("{:>w$}", short_volume(max), w = label_w);
-            buf.set_string(axis_x + 1, top, label, axis_style);
         }
+        let axis_style = Style::default().fg(AXIS);
+        for r in 0..volume_rows {
+            buf[(axis_x, top + r)].set_symbol("│").set_style(axis_style);
+        }
+        let w = plan.label_w;
+        let short = short_volume(max);
+        let both = format!("{short} {}", self.unit);
+        let labels = if volume_rows >= 2 || both.len() > w {
+            vec![short, self.unit.clone()]
+        } else {
+            vec![both]
+        };
+        for (r, text) in labels
+            .into_iter()
+            .take(usize::from(volume_rows))
+            .enumerate()
+        {
+            let text: String = text.chars().take(w).collect();
+            buf.set_string(
+                axis_x + 1,
+                top + r as u16,
+                format!("{text:>w$}"),
+                axis_style,
+            );
+        }
+    }
 
-        // Time axis: labels at window starts that are multiples of k intervals, so they stay put
-        // as new candles arrive.
+    /// Time axis: labels at window starts that are multiples of k intervals, so they stay put
+    /// as new candles arrive.
+    fn draw_time_axis(&self, shown: &[&Candle], plan: &Plan, area: Rect, buf: &mut Buffer) {
+        let step = self.step.max(1);
+        let n = shown.len();
         let y = area.y + area.height - 1;
+        let axis_x = area.x + plan.plot_w;
+        let axis_style = Style::default().fg(AXIS);
         let interval = shown[n - 1].interval;
         let label_len = time_label(shown[n - 1].start, interval).len() as u16;
         let every = label_every(interval, i64::from((label_len + 2).div_ceil(step).max(1)));
@@ -322,7 +423,7 @@ impl Widget for CandleChart<'_> {
             if idx.rem_euclid(every) != 0 {
                 continue;
             }
-            let x = x_of(i);
+            let x = Columns::of(area, plan, step, i).middle();
             let start = x.saturating_sub(label_len / 2);
             if start < next_free || start + label_len > axis_x {
                 continue;
@@ -333,9 +434,74 @@ impl Widget for CandleChart<'_> {
         buf.set_string(
             axis_x,
             y,
-            format!("{:>w$}", "UTC", w = label_w + 1),
+            format!("{:>w$}", "UTC", w = plan.label_w + 1),
             axis_style,
         );
+    }
+}
+
+/// The bar glyph for `level` eighths of a cell (`None` for 0).
+fn eighth_bar(level: u32) -> Option<&'static str> {
+    Some(match level {
+        0 => return None,
+        1 => NINE_LEVELS.one_eighth,
+        2 => NINE_LEVELS.one_quarter,
+        3 => NINE_LEVELS.three_eighths,
+        4 => NINE_LEVELS.half,
+        5 => NINE_LEVELS.five_eighths,
+        6 => NINE_LEVELS.three_quarters,
+        7 => NINE_LEVELS.seven_eighths,
+        _ => NINE_LEVELS.full,
+    })
+}
+
+/// The price axis: a tick and a label at each round price ([`nice_step`]), the last price
+/// tagged in the colour of the change over the shown candles ([`rises`]).
+fn draw_price_axis(
+    shown: &[&Candle],
+    scale: &Scale,
+    decimals: usize,
+    plan: &Plan,
+    area: Rect,
+    buf: &mut Buffer,
+) {
+    let axis_x = area.x + plan.plot_w;
+    let axis_style = Style::default().fg(AXIS);
+    for row in 0..plan.rows {
+        buf[(axis_x, area.y + row)]
+            .set_symbol("│")
+            .set_style(axis_style);
+    }
+    let gap = (plan.rows / 6).max(2);
+    let step = nice_step(
+        (scale.max - scale.min) / f64::from(plan.rows / gap).max(1.0),
+        decimals,
+    );
+    let mut last_row = None;
+    for tick in ticks(scale.min, scale.max, step) {
+        let row = scale.price_to_row(tick);
+        if last_row.is_some_and(|r: u16| r.abs_diff(row) < 2) {
+            continue;
+        }
+        last_row = Some(row);
+        let y = area.y + row;
+        buf[(axis_x, y)].set_symbol("┤").set_style(axis_style);
+        buf.set_string(
+            axis_x + 1,
+            y,
+            format_price(tick, decimals, plan.label_w),
+            axis_style,
+        );
+    }
+    if let Some(last) = shown.last() {
+        let row = scale.price_to_row(to_f64(last.close));
+        let colour = if rises(shown) { UP } else { DOWN };
+        let text = format_price(to_f64(last.close), decimals, plan.label_w);
+        let style = Style::default().fg(Color::Black).bg(colour);
+        buf[(axis_x, area.y + row)]
+            .set_symbol("◀")
+            .set_style(Style::default().fg(colour));
+        buf.set_string(axis_x + 1, area.y + row, text, style);
     }
 }
 
@@ -389,6 +555,15 @@ mod tests {
         k.low = Decimal::from(l);
         k.close = Decimal::from(c);
         k
+    }
+
+    #[test]
+    fn prices_keep_their_decimals() {
+        let d = |s: &str| Decimal::from_str_exact(s).unwrap();
+        assert_eq!(price(d("2921.04"), 2), "2921.04");
+        assert_eq!(price(d("2921"), 2), "2921.00");
+        assert_eq!(price(d("2921.046"), 2), "2921.05");
+        assert_eq!(price(d("-0.5"), 1), "-0.5");
     }
 
     #[test]

@@ -4,11 +4,12 @@
 
 use crate::app::{App, Event};
 use crate::client::{self, ClientConfig};
-use crate::embedded::{self, EmbeddedConfig};
-use crate::output::{self, Format, Outcome};
+use crate::embedded;
+use crate::embedded_config::{self, EmbeddedConfig, ExchangeUrl};
+use crate::output::{Format, LineOutput, Outcome};
 use candles_core::time::Duration;
 use candles_core::{Exchange, Interval, Micros, Pair, Source};
-use clap::{ArgAction, Parser};
+use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,14 +32,19 @@ fn dedup<T: PartialEq>(items: &mut Vec<T>) {
 #[derive(Clone, Debug, Parser)]
 #[command(name = "candles-tui", version, about, long_about = None)]
 pub struct Cli {
-    /// candles-service gRPC address (http:// or https://).
-    #[arg(long, env = "CANDLES_SERVER", default_value = "http://127.0.0.1:8080")]
+    /// candles-service gRPC address: http://HOST:PORT or https://HOST:PORT.
+    #[arg(
+        long,
+        env = "CANDLES_SERVER",
+        default_value = "http://127.0.0.1:8080",
+        value_parser = server_url
+    )]
     pub server: String,
     /// Pairs, comma-separated, in any spelling: btcusdt, BTC-USDT, btc/usdt, BTC_USDT.
     #[arg(long, env = "CANDLES_PAIRS", default_value = candles_core::pair::DEFAULT_PAIRS, value_delimiter = ',')]
     pub pairs: Vec<Pair>,
-    /// Source(s): composite, binance, kraken, coinbase. The dashboard starts on the first (`s`
-    /// cycles); --plain/--json print every one listed.
+    /// Source(s): composite (all exchanges together) or one exchange. The dashboard starts on
+    /// the first (`s` cycles); --plain/--json print every one listed.
     #[arg(
         long,
         env = "CANDLES_SOURCE",
@@ -65,32 +71,32 @@ pub struct Cli {
     /// history: the chart fills as trades arrive).
     #[arg(long, env = "CANDLES_EMBEDDED")]
     pub embedded: bool,
-    /// --embedded: exchanges to connect to.
+    /// --embedded: exchanges to connect to (default: every exchange there is a connector for).
     #[arg(
         long,
         env = "CANDLES_EXCHANGES",
-        default_value = "binance,kraken,coinbase",
+        default_values_t = Exchange::ALL,
         value_delimiter = ','
     )]
     pub exchanges: Vec<Exchange>,
-    /// --embedded: Binance WebSocket URL (default: the real endpoint).
-    #[arg(long, env = "CANDLES_BINANCE_WS_URL")]
-    pub binance_ws_url: Option<String>,
-    /// --embedded: Binance REST URL (default: the real endpoint).
-    #[arg(long, env = "CANDLES_BINANCE_REST_URL")]
-    pub binance_rest_url: Option<String>,
-    /// --embedded: Kraken WebSocket URL (default: the real endpoint).
-    #[arg(long, env = "CANDLES_KRAKEN_WS_URL")]
-    pub kraken_ws_url: Option<String>,
-    /// --embedded: Kraken REST URL (default: the real endpoint).
-    #[arg(long, env = "CANDLES_KRAKEN_REST_URL")]
-    pub kraken_rest_url: Option<String>,
-    /// --embedded: Coinbase WebSocket URL (default: the real endpoint).
-    #[arg(long, env = "CANDLES_COINBASE_WS_URL")]
-    pub coinbase_ws_url: Option<String>,
-    /// --embedded: Coinbase REST URL (default: the real endpoint).
-    #[arg(long, env = "CANDLES_COINBASE_REST_URL")]
-    pub coinbase_rest_url: Option<String>,
+    /// --embedded: an exchange's WebSocket URL, as EXCHANGE=URL (repeatable, or comma-separated;
+    /// default: the real endpoint), e.g. --ws-url binance=ws://127.0.0.1:9001.
+    #[arg(
+        long = "ws-url",
+        env = "CANDLES_WS_URLS",
+        value_name = "EXCHANGE=URL",
+        value_delimiter = ','
+    )]
+    pub ws_url: Vec<ExchangeUrl>,
+    /// --embedded: an exchange's REST base URL, as EXCHANGE=URL (repeatable, or comma-separated;
+    /// default: the real endpoint), e.g. --rest-url binance=http://127.0.0.1:9002.
+    #[arg(
+        long = "rest-url",
+        env = "CANDLES_REST_URLS",
+        value_name = "EXCHANGE=URL",
+        value_delimiter = ','
+    )]
+    pub rest_url: Vec<ExchangeUrl>,
     /// --embedded: candle interval (500ms, 5s, 1m, ...).
     #[arg(long, env = "CANDLES_INTERVAL", default_value = "5s")]
     pub interval: Interval,
@@ -110,12 +116,116 @@ pub struct Cli {
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9102); off by default.
     #[arg(long, env = "CANDLES_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+    /// Flags given that this mode does not use (e.g. `--interval` without `--embedded`).
+    #[arg(skip)]
+    pub ignored: Vec<&'static str>,
+    /// `--history` was given (not the default), so capping it is worth a notice.
+    #[arg(skip)]
+    pub history_given: bool,
+}
+
+/// The `--server` value parser: the value if usable, else an error naming it and the form.
+fn server_url(value: &str) -> Result<String, String> {
+    client::check_server(value).map(|()| value.to_string())
+}
+
+/// Flags that only `--embedded` uses, and flags that only the server mode uses (clap ids).
+const EMBEDDED_ONLY: [&str; 6] = [
+    "exchanges",
+    "ws_url",
+    "rest_url",
+    "interval",
+    "grace",
+    "update_interval",
+];
+/// See [`EMBEDDED_ONLY`].
+const SERVER_ONLY: [&str; 3] = ["server", "history", "token"];
+
+/// The flags given (on the command line or in the environment) that the chosen mode ignores.
+fn ignored_flags(matches: &clap::ArgMatches, embedded: bool) -> Vec<&'static str> {
+    let unused: &[&'static str] = if embedded {
+        &SERVER_ONLY
+    } else {
+        &EMBEDDED_ONLY
+    };
+    unused
+        .iter()
+        .copied()
+        .filter(|id| given(matches, id))
+        .collect()
+}
+
+/// Whether flag `id` was given on the command line or in the environment (not defaulted).
+fn given(matches: &clap::ArgMatches, id: &str) -> bool {
+    use clap::parser::ValueSource;
+    matches!(
+        matches.value_source(id),
+        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+    )
+}
+
+/// `--ws-url` for the clap id `ws_url`.
+fn flag_name(id: &str) -> String {
+    format!("--{}", id.replace('_', "-"))
 }
 
 impl Cli {
-    /// Parses flags and the environment, dropping repeated pairs, sources and exchanges.
+    /// Parses flags and the environment, dropping repeated pairs, sources and exchanges; a bad
+    /// value exits with code 2 and an error naming it.
     pub fn parse_args() -> Cli {
-        Cli::parse().normalized()
+        Cli::try_parse_with_ignored(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// [`Cli::parse_args`] over `args`, without exiting.
+    pub fn try_parse_with_ignored<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = Cli::command().try_get_matches_from(args)?;
+        let mut cli = Cli::from_arg_matches(&matches)?.normalized();
+        cli.ignored = ignored_flags(&matches, cli.embedded);
+        cli.history_given = given(&matches, "history");
+        Ok(cli)
+    }
+
+    /// What to tell the user before starting: flags the chosen mode does not use.
+    pub fn notices(&self) -> Vec<String> {
+        if self.ignored.is_empty() {
+            return Vec::new();
+        }
+        let names: Vec<String> = self.ignored.iter().map(|id| flag_name(id)).collect();
+        let verb = if names.len() == 1 { "is" } else { "are" };
+        let why = if self.embedded {
+            "not used with --embedded (no server)"
+        } else {
+            "only used with --embedded (the server decides)"
+        };
+        vec![format!("{} {verb} {why}; ignored", names.join(", "))]
+    }
+
+    /// Where the data comes from, for the title bar.
+    pub fn origin(&self) -> String {
+        if self.embedded {
+            embedded_config::origin(&self.embedded_config().feeds)
+        } else {
+            self.server.clone()
+        }
+    }
+
+    /// The log file's path and what to check or try when a link is down.
+    pub fn hint(&self, log: &str) -> String {
+        let try_this = if !self.embedded {
+            format!(
+                "is candles-service running at {}? (--embedded needs no server)",
+                self.server
+            )
+        } else if self.ws_url.is_empty() && self.rest_url.is_empty() {
+            "no internet? scripts/demo.sh runs simulated exchanges offline".to_string()
+        } else {
+            "are the exchange URLs (--ws-url, --rest-url) right?".to_string()
+        };
+        format!("log: {log} · {try_this}")
     }
 
     /// Drops repeated pairs, sources and exchanges (first mention wins).
@@ -139,18 +249,9 @@ impl Cli {
     }
 
     fn embedded_config(&self) -> EmbeddedConfig {
-        let urls = |e: Exchange| match e {
-            Exchange::Binance => (self.binance_ws_url.clone(), self.binance_rest_url.clone()),
-            Exchange::Kraken => (self.kraken_ws_url.clone(), self.kraken_rest_url.clone()),
-            Exchange::Coinbase => (self.coinbase_ws_url.clone(), self.coinbase_rest_url.clone()),
-        };
         EmbeddedConfig {
             pairs: self.pairs.clone(),
-            exchanges: self
-                .exchanges
-                .iter()
-                .map(|e| (*e, urls(*e).0, urls(*e).1))
-                .collect(),
+            feeds: embedded_config::feeds(&self.exchanges, &self.ws_url, &self.rest_url),
             interval: self.interval,
             grace: self.grace,
             update_interval: self.update_interval,
@@ -162,6 +263,7 @@ impl Cli {
         let mut cfg = ClientConfig::new(self.server.clone(), self.pairs.clone());
         cfg.sources = sources;
         cfg.history = self.history;
+        cfg.history_given = self.history_given;
         cfg.live = self.live;
         cfg.token = self.token.clone();
         cfg.exit_on_eof = exit_on_eof;
@@ -214,75 +316,15 @@ async fn terminated() -> &'static str {
     }
 }
 
-/// Runs the program; returns the process exit code.
-pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+/// Runs the program; returns the process exit code. `log` is the log file's path, shown with
+/// any problem.
+pub async fn run(cli: Cli, log: String) -> anyhow::Result<std::process::ExitCode> {
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let (tx, mut rx) = mpsc::channel::<Event>(4_096);
     let code = match cli.format() {
-        Some(format) => {
-            start_source(&cli, cli.source.clone(), true, tx, &tracker, &shutdown)?;
-            let stdout = std::io::stdout();
-            let mut out = std::io::BufWriter::new(stdout.lock());
-            let outcome = tokio::select! {
-                outcome = output::print(format, &cli.pairs, &cli.source, &mut rx, &mut out) => outcome?,
-                _ = tokio::signal::ctrl_c() => Outcome::Done,
-            };
-            match outcome {
-                Outcome::Done => std::process::ExitCode::SUCCESS,
-                Outcome::Failed(message) => {
-                    eprintln!("candles-tui: {message}");
-                    std::process::ExitCode::FAILURE
-                }
-            }
-        }
-        None => {
-            // The dashboard subscribes to every source so `s` switches without a round trip.
-            start_source(
-                &cli,
-                Source::ALL.to_vec(),
-                false,
-                tx.clone(),
-                &tracker,
-                &shutdown,
-            )?;
-            tracker.spawn(crate::event::forward_terminal_events(
-                tx.clone(),
-                shutdown.clone(),
-            ));
-            tracker.spawn(crate::event::tick(
-                tx,
-                std::time::Duration::from_secs(1),
-                shutdown.clone(),
-            ));
-            let origin = if cli.embedded {
-                "embedded".to_string()
-            } else {
-                cli.server.clone()
-            };
-            let mut app = App::new(
-                cli.pairs.clone(),
-                cli.source.first().copied().unwrap_or(Source::Composite),
-                origin,
-            );
-            let mut terminal = ratatui::init();
-            let result = tokio::select! {
-                result = crate::event::run(&mut terminal, &mut app, &mut rx, Micros::now) => result,
-                signal = terminated() => {
-                    tracing::info!(signal, "terminated by a signal");
-                    Ok(())
-                }
-            };
-            ratatui::restore();
-            result?;
-            match app.fatal {
-                Some(message) => {
-                    eprintln!("candles-tui: {message}");
-                    std::process::ExitCode::FAILURE
-                }
-                None => std::process::ExitCode::SUCCESS,
-            }
-        }
+        Some(format) => line_mode(&cli, format, &log, tx, &mut rx, &tracker, &shutdown).await?,
+        None => dashboard(&cli, &log, tx, &mut rx, &tracker, &shutdown).await?,
     };
     shutdown.cancel();
     tracker.close();
@@ -290,6 +332,97 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     // Tasks end promptly on cancel; don't let a stuck one hold the process.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), tracker.wait()).await;
     Ok(code)
+}
+
+/// `--plain` / `--json`: lines on stdout, problems and notices on stderr.
+async fn line_mode(
+    cli: &Cli,
+    format: Format,
+    log: &str,
+    tx: mpsc::Sender<Event>,
+    rx: &mut mpsc::Receiver<Event>,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<std::process::ExitCode> {
+    for notice in cli.notices() {
+        eprintln!("candles-tui: {notice}");
+    }
+    start_source(cli, cli.source.clone(), true, tx, tracker, shutdown)?;
+    let lines = LineOutput {
+        format,
+        pairs: &cli.pairs,
+        sources: &cli.source,
+        hint: cli.hint(log),
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut err = std::io::stderr();
+    let outcome = tokio::select! {
+        outcome = lines.print(rx, &mut out, &mut err) => outcome?,
+        _ = tokio::signal::ctrl_c() => Outcome::Done,
+    };
+    Ok(match outcome {
+        Outcome::Done => std::process::ExitCode::SUCCESS,
+        Outcome::Failed(message) => {
+            eprintln!("candles-tui: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    })
+}
+
+/// The dashboard, until a key quits, a fatal event, or a signal.
+async fn dashboard(
+    cli: &Cli,
+    log: &str,
+    tx: mpsc::Sender<Event>,
+    rx: &mut mpsc::Receiver<Event>,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<std::process::ExitCode> {
+    for notice in cli.notices() {
+        let _ = tx.send(Event::Notice(notice)).await;
+    }
+    // The dashboard subscribes to every source so `s` switches without a round trip.
+    start_source(
+        cli,
+        Source::ALL.to_vec(),
+        false,
+        tx.clone(),
+        tracker,
+        shutdown,
+    )?;
+    tracker.spawn(crate::event::forward_terminal_events(
+        tx.clone(),
+        shutdown.clone(),
+    ));
+    tracker.spawn(crate::event::tick(
+        tx,
+        std::time::Duration::from_secs(1),
+        shutdown.clone(),
+    ));
+    let mut app = App::new(
+        cli.pairs.clone(),
+        cli.source.first().copied().unwrap_or(Source::Composite),
+        cli.origin(),
+    );
+    app.hint = Some(cli.hint(log));
+    let mut terminal = ratatui::init();
+    let result = tokio::select! {
+        result = crate::event::run(&mut terminal, &mut app, rx, Micros::now) => result,
+        signal = terminated() => {
+            tracing::info!(signal, "terminated by a signal");
+            Ok(())
+        }
+    };
+    ratatui::restore();
+    result?;
+    Ok(match app.fatal {
+        Some(message) => {
+            eprintln!("candles-tui: {message}");
+            std::process::ExitCode::FAILURE
+        }
+        None => std::process::ExitCode::SUCCESS,
+    })
 }
 
 #[cfg(test)]
@@ -316,6 +449,7 @@ mod tests {
             [Source::Exchange(Exchange::Kraken), Source::Composite]
         );
         assert!(cli.live);
+        assert_eq!(cli.exchanges, Exchange::ALL);
         assert_eq!(cli.history, 120);
         assert_eq!(cli.interval, Interval::seconds(5));
         let cli = Cli::try_parse_from([
@@ -338,5 +472,64 @@ mod tests {
             .to_string();
         assert!(err.contains("ftx") && err.contains("composite"), "{err}");
         assert!(Cli::try_parse_from(["candles-tui", "--plain", "--json"]).is_err());
+    }
+
+    #[test]
+    fn per_exchange_urls_are_one_repeatable_flag() {
+        let cli = Cli::try_parse_with_ignored([
+            "candles-tui",
+            "--embedded",
+            "--ws-url",
+            "binance=ws://127.0.0.1:1",
+            "--ws-url",
+            "kraken=ws://127.0.0.1:2,coinbase=ws://127.0.0.1:3",
+            "--rest-url",
+            "coinbase=http://127.0.0.1:4",
+        ])
+        .unwrap();
+        let feeds = cli.embedded_config().feeds;
+        assert_eq!(feeds.len(), 3);
+        assert_eq!(feeds[1].ws_url.as_deref(), Some("ws://127.0.0.1:2"));
+        assert_eq!(feeds[2].rest_url.as_deref(), Some("http://127.0.0.1:4"));
+        assert_eq!(feeds[0].rest_url, None);
+        assert!(cli.origin().contains("SIMULATED"), "{}", cli.origin());
+        let err = Cli::try_parse_with_ignored(["candles-tui", "--ws-url", "ftx=ws://x"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ftx") && err.contains("EXCHANGE=URL"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_server_is_a_usage_error_naming_the_value_and_the_form() {
+        for bad in ["127.0.0.1:8080", "not-a-url"] {
+            let err = Cli::try_parse_with_ignored(["candles-tui", "--server", bad]).unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            let text = err.to_string();
+            assert!(
+                text.contains(bad) && text.contains("http://HOST:PORT"),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn flags_the_mode_does_not_use_are_named() {
+        let cli = Cli::try_parse_with_ignored(["candles-tui", "--interval", "1m", "--grace", "1s"])
+            .unwrap();
+        let notices = cli.notices();
+        assert_eq!(notices.len(), 1);
+        assert!(
+            notices[0].contains("--interval, --grace") && notices[0].contains("--embedded"),
+            "{notices:?}"
+        );
+        let cli =
+            Cli::try_parse_with_ignored(["candles-tui", "--embedded", "--history", "5"]).unwrap();
+        assert!(
+            cli.notices()[0].contains("--history"),
+            "{:?}",
+            cli.notices()
+        );
+        let cli = Cli::try_parse_with_ignored(["candles-tui", "--embedded"]).unwrap();
+        assert!(cli.notices().is_empty());
     }
 }

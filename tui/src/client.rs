@@ -8,9 +8,10 @@
 //! cannot help, and the server's message names what was wrong.
 
 use crate::app::{Event, Link, LinkState};
+use candles_core::retry::Doubling;
 use candles_core::{Candle, Pair, Source};
 use candles_proto::v1::candle_service_client::CandleServiceClient;
-use candles_proto::v1::{ListMarketsRequest, SubscribeRequest};
+use candles_proto::v1::{ListMarketsRequest, ListMarketsResponse, SubscribeRequest};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -28,6 +29,8 @@ pub struct ClientConfig {
     pub sources: Vec<Source>,
     /// Finalized candles per pair and source to send first.
     pub history: u32,
+    /// The user asked for `history` (not the default): capping it is then said as a notice.
+    pub history_given: bool,
     /// Also stream in-progress candles.
     pub live: bool,
     /// Bearer token, if the server wants one.
@@ -49,6 +52,7 @@ impl ClientConfig {
             pairs,
             sources: vec![Source::Composite],
             history: 120,
+            history_given: false,
             live: true,
             token: None,
             exit_on_eof: false,
@@ -62,7 +66,7 @@ impl ClientConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The server URL is not usable.
-    #[error("invalid --server {url:?}: {reason}; expected e.g. http://127.0.0.1:8080")]
+    #[error("invalid --server: {reason}")]
     BadUrl {
         /// The URL given.
         url: String,
@@ -81,12 +85,39 @@ pub enum ClientError {
     },
 }
 
-/// The delay before reconnect attempt `attempt` (1-based): `min · 2^(attempt-1)`, at most `max`.
-pub fn backoff(attempt: u32, min: Duration, max: Duration) -> Duration {
-    let factor = 1u32
-        .checked_shl(attempt.saturating_sub(1).min(20))
-        .unwrap_or(u32::MAX);
-    min.saturating_mul(factor).min(max)
+/// Checks a `--server` value: `http://HOST:PORT` or `https://HOST:PORT`. The error names the
+/// value and the expected form.
+pub fn check_server(url: &str) -> Result<(), String> {
+    let expected = "expected http://HOST:PORT or https://HOST:PORT, e.g. http://127.0.0.1:8080";
+    let Some(rest) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    else {
+        return Err(format!(
+            "{url:?} must start with http:// or https://; {expected}"
+        ));
+    };
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!("{url:?} names no host; {expected}"));
+    }
+    Endpoint::from_shared(url.to_string())
+        .map(|_| ())
+        .map_err(|e| format!("{url:?} is not a URL ({}); {expected}", describe(&e)))
+}
+
+/// An error and its sources on one line (`transport error: tcp connect error: Connection
+/// refused (os error 111)`), each distinct text once.
+pub fn describe(e: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
 }
 
 fn fatal(code: Code) -> bool {
@@ -105,6 +136,7 @@ fn endpoint(cfg: &ClientConfig) -> Result<Endpoint, ClientError> {
         url: cfg.server.clone(),
         reason,
     };
+    check_server(&cfg.server).map_err(bad)?;
     let mut ep = Endpoint::from_shared(cfg.server.clone())
         .map_err(|e| bad(e.to_string()))?
         .connect_timeout(Duration::from_secs(5))
@@ -114,9 +146,7 @@ fn endpoint(cfg: &ClientConfig) -> Result<Endpoint, ClientError> {
     if cfg.server.starts_with("https://") {
         ep = ep
             .tls_config(ClientTlsConfig::new().with_webpki_roots())
-            .map_err(|e| bad(e.to_string()))?;
-    } else if !cfg.server.starts_with("http://") {
-        return Err(bad("it must start with http:// or https://".into()));
+            .map_err(|e| bad(describe(&e)))?;
     }
     Ok(ep)
 }
@@ -132,27 +162,29 @@ enum End {
 }
 
 /// Subscribes and forwards candles into `tx` until `shutdown`, a fatal rejection, `tx` closing,
-/// or (with `exit_on_eof`) the end of the stream.
+/// or (with `exit_on_eof`) the end of the stream. A failure that ends it (a bad URL, a
+/// rejection) is also sent as [`Event::Fatal`]; each reason for a reconnect as
+/// [`Event::Problem`].
 pub async fn run(
     cfg: ClientConfig,
     tx: mpsc::Sender<Event>,
     shutdown: CancellationToken,
 ) -> Result<(), ClientError> {
-    let ep = endpoint(&cfg)?;
+    let ep = match endpoint(&cfg) {
+        Ok(ep) => ep,
+        Err(e) => return Err(stop_fatally(&tx, e).await),
+    };
     let mut attempt = 0u32;
+    let mut backoff = Doubling::new(cfg.min_backoff, cfg.max_backoff);
     let _ = tx
         .send(Event::Conn(Link::Server, LinkState::Connecting))
         .await;
     loop {
         let end = tokio::select! {
             _ = shutdown.cancelled() => End::Stop,
-            end = subscribe_once(&cfg, &ep, &tx, &mut attempt) => match end {
+            end = subscribe_once(&cfg, &ep, &tx, &mut attempt, &mut backoff) => match end {
                 Ok(end) => end,
-                Err(e) => {
-                    let _ = tx.send(Event::Fatal(e.to_string())).await;
-                    let _ = tx.send(Event::Conn(Link::Server, LinkState::Stopped)).await;
-                    return Err(e);
-                }
+                Err(e) => return Err(stop_fatally(&tx, e).await),
             },
         };
         match end {
@@ -165,12 +197,15 @@ pub async fn run(
                 tracing::info!(server = %cfg.server, "the server ended the stream; reconnecting")
             }
             End::Retry(reason) => {
-                tracing::warn!(server = %cfg.server, %reason, "lost the server; reconnecting")
+                tracing::warn!(server = %cfg.server, %reason, "lost the server; reconnecting");
+                if tx.send(Event::Problem(Link::Server, reason)).await.is_err() {
+                    return Ok(());
+                }
             }
         }
         attempt += 1;
         metrics::counter!("tui_reconnects_total").increment(1);
-        let delay = backoff(attempt, cfg.min_backoff, cfg.max_backoff);
+        let delay = backoff.next_delay();
         let state = LinkState::Reconnecting {
             in_ms: delay.as_millis() as u64,
             attempt,
@@ -183,6 +218,13 @@ pub async fn run(
             _ = tokio::time::sleep(delay) => {}
         }
     }
+}
+
+/// Reports `e` as fatal (and the link as stopped); returns it.
+async fn stop_fatally(tx: &mpsc::Sender<Event>, e: ClientError) -> ClientError {
+    let _ = tx.send(Event::Fatal(e.to_string())).await;
+    let _ = tx.send(Event::Conn(Link::Server, LinkState::Stopped)).await;
+    e
 }
 
 /// A request carrying the bearer token, if one is configured.
@@ -201,42 +243,71 @@ fn authorized<T>(cfg: &ClientConfig, message: T) -> Result<tonic::Request<T>, Cl
     Ok(request)
 }
 
+type Client = CandleServiceClient<Channel>;
+
+/// Asks the server which pairs it has (to name a pair it knows nothing about) and how much
+/// history it keeps (asking for more is an invalid request); returns the history to ask for,
+/// or `None` when `tx` is closed. A capped `--history` the user asked for is said as a notice.
+async fn markets(
+    cfg: &ClientConfig,
+    client: &mut Client,
+    tx: &mpsc::Sender<Event>,
+) -> Result<Option<u32>, ClientError> {
+    let mut history = cfg.history;
+    let Ok(markets) = client
+        .list_markets(authorized(cfg, ListMarketsRequest {})?)
+        .await
+    else {
+        return Ok(Some(history));
+    };
+    let markets = markets.into_inner();
+    if markets.max_history > 0 && history > markets.max_history {
+        history = markets.max_history;
+        if !cfg.history_given {
+            tracing::info!(
+                history,
+                "the server keeps less history; asking for its maximum"
+            );
+            return Ok(tx.send(known_pairs(&markets)).await.ok().map(|()| history));
+        }
+        let notice = format!(
+            "--history {} is more than the server keeps; asking for its maximum, {history}",
+            cfg.history
+        );
+        tracing::info!(%notice);
+        if tx.send(Event::Notice(notice)).await.is_err() {
+            return Ok(None);
+        }
+    }
+    Ok(tx.send(known_pairs(&markets)).await.ok().map(|()| history))
+}
+
+/// The pairs the server has, as an event.
+fn known_pairs(markets: &ListMarketsResponse) -> Event {
+    Event::Markets(
+        markets
+            .markets
+            .iter()
+            .filter_map(|m| Pair::parse(&m.pair).ok())
+            .collect(),
+    )
+}
+
 async fn subscribe_once(
     cfg: &ClientConfig,
     ep: &Endpoint,
     tx: &mpsc::Sender<Event>,
     attempt: &mut u32,
+    backoff: &mut Doubling,
 ) -> Result<End, ClientError> {
     let channel: Channel = match ep.connect().await {
         Ok(c) => c,
-        Err(e) => return Ok(End::Retry(format!("connect: {e}"))),
+        Err(e) => return Ok(End::Retry(format!("cannot connect: {}", describe(&e)))),
     };
     let mut client = CandleServiceClient::new(channel).max_decoding_message_size(4 << 20);
-    // Which pairs the server has (to name a pair it knows nothing about) and how much history it
-    // keeps (asking for more is an invalid request).
-    let mut history = cfg.history;
-    if let Ok(markets) = client
-        .list_markets(authorized(cfg, ListMarketsRequest {})?)
-        .await
-    {
-        let markets = markets.into_inner();
-        if markets.max_history > 0 && history > markets.max_history {
-            tracing::info!(
-                asked = history,
-                max = markets.max_history,
-                "the server keeps less history; asking for its maximum"
-            );
-            history = markets.max_history;
-        }
-        let known = markets
-            .markets
-            .iter()
-            .filter_map(|m| Pair::parse(&m.pair).ok())
-            .collect();
-        if tx.send(Event::Markets(known)).await.is_err() {
-            return Ok(End::Stop);
-        }
-    }
+    let Some(history) = markets(cfg, &mut client, tx).await? else {
+        return Ok(End::Stop);
+    };
     let request = authorized(
         cfg,
         SubscribeRequest {
@@ -254,7 +325,7 @@ async fn subscribe_once(
     let mut stream = match client.subscribe(request).await {
         Ok(r) => r.into_inner(),
         Err(s) if fatal(s.code()) => return Err(rejected(s)),
-        Err(s) => return Ok(End::Retry(format!("subscribe: {s}"))),
+        Err(s) => return Ok(End::Retry(format!("subscribe: {}", describe(&s)))),
     };
     if tx
         .send(Event::Conn(Link::Server, LinkState::Live))
@@ -268,26 +339,31 @@ async fn subscribe_once(
             Ok(Some(m)) => m,
             Ok(None) => return Ok(End::Eof),
             Err(s) if fatal(s.code()) => return Err(rejected(s)),
-            Err(s) => return Ok(End::Retry(format!("stream: {s}"))),
+            Err(s) => return Ok(End::Retry(format!("stream: {}", describe(&s)))),
         };
         *attempt = 0;
-        let event = match message.candle.as_ref().map(Candle::try_from) {
-            Some(Ok(candle)) => {
-                metrics::counter!("tui_candles_received_total").increment(1);
-                Event::Candle(candle)
-            }
-            Some(Err(e)) => {
-                metrics::counter!("tui_bad_candles_total").increment(1);
-                tracing::warn!(error = %e, "skipping a candle that failed to decode");
-                Event::BadData(e.to_string())
-            }
-            None => {
-                metrics::counter!("tui_bad_candles_total").increment(1);
-                Event::BadData("a stream message without a candle".into())
-            }
-        };
-        if tx.send(event).await.is_err() {
+        backoff.reset();
+        if tx.send(decode(message)).await.is_err() {
             return Ok(End::Stop);
+        }
+    }
+}
+
+/// A stream message as an event: the candle, or what was wrong with it.
+fn decode(message: candles_proto::v1::SubscribeResponse) -> Event {
+    match message.candle.as_ref().map(Candle::try_from) {
+        Some(Ok(candle)) => {
+            metrics::counter!("tui_candles_received_total").increment(1);
+            Event::Candle(candle)
+        }
+        Some(Err(e)) => {
+            metrics::counter!("tui_bad_candles_total").increment(1);
+            tracing::warn!(error = %e, "skipping a candle that failed to decode");
+            Event::BadData(e.to_string())
+        }
+        None => {
+            metrics::counter!("tui_bad_candles_total").increment(1);
+            Event::BadData("a stream message without a candle".into())
         }
     }
 }
@@ -299,15 +375,20 @@ mod tests {
     #[test]
     fn backoff_doubles_up_to_the_cap() {
         let (min, max) = (Duration::from_millis(500), Duration::from_secs(30));
-        let delays: Vec<u128> = (1..=9).map(|a| backoff(a, min, max).as_millis()).collect();
+        let mut backoff = Doubling::new(min, max);
+        let delays: Vec<u128> = (1..=9).map(|_| backoff.next_delay().as_millis()).collect();
         assert_eq!(
             delays,
             [
                 500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000
             ]
         );
-        assert_eq!(backoff(u32::MAX, min, max), max);
-        assert_eq!(backoff(0, min, max), min);
+        for _ in 0..100 {
+            backoff.next_delay();
+        }
+        assert_eq!(backoff.next_delay(), max);
+        backoff.reset();
+        assert_eq!(backoff.next_delay(), min);
     }
 
     #[test]
@@ -320,5 +401,30 @@ mod tests {
         );
         cfg.server = "http://127.0.0.1:8080".into();
         assert!(endpoint(&cfg).is_ok());
+        for bad in [
+            "not-a-url",
+            "http://",
+            "https:///x",
+            "http://exa mple:1",
+            "",
+        ] {
+            let err = check_server(bad).unwrap_err();
+            assert!(
+                err.contains(&format!("{bad:?}")) && err.contains("http://HOST:PORT"),
+                "{err}"
+            );
+        }
+        assert!(check_server("https://candles.example:443").is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_bad_url_is_a_fatal_event_not_only_a_log_line() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let cfg = ClientConfig::new("not-a-url", Pair::defaults());
+        assert!(run(cfg, tx, CancellationToken::new()).await.is_err());
+        match rx.recv().await {
+            Some(Event::Fatal(message)) => assert!(message.contains("not-a-url"), "{message}"),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -3,10 +3,11 @@
 //! Before streaming, each exchange's REST API is asked whether it lists every pair: a pair it
 //! does not list is a fatal error naming the pair and the exchange. When the listing cannot be
 //! fetched (network down, a simulator without the endpoint) the connector starts anyway and its
-//! reconnect loop takes over.
+//! reconnect loop takes over; why the listing could not be fetched (DNS, refused, ...) is
+//! reported as the link's [`Event::Problem`].
 
 use crate::app::{Event, Link, LinkState};
-use crate::embedded::EmbeddedConfig;
+use crate::embedded_config::{EmbeddedConfig, host};
 use candles_connector::rest::ListingError;
 use candles_connector::{ChannelSink, ConnState, ConnectorConfig};
 use candles_core::{Exchange, Trade};
@@ -33,12 +34,12 @@ pub fn spawn(
     tracker: &TaskTracker,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    for (exchange, ws_url, rest_url) in &cfg.exchanges {
-        let mut config = ConnectorConfig::new(*exchange, cfg.pairs.clone());
-        config.ws_url = ws_url.clone();
-        config.rest_url = rest_url.clone();
+    for feed in &cfg.feeds {
+        let mut config = ConnectorConfig::new(feed.exchange, cfg.pairs.clone());
+        config.ws_url = feed.ws_url.clone();
+        config.rest_url = feed.rest_url.clone();
         tracker.spawn(run_one(
-            *exchange,
+            feed.exchange,
             config,
             trades.clone(),
             events.clone(),
@@ -68,7 +69,9 @@ async fn run_one(
                 return;
             }
             _ => {
-                tracing::warn!(%exchange, error = %e, "could not check the pairs' listing; connecting anyway")
+                tracing::warn!(%exchange, error = %e, "could not check the pairs' listing; connecting anyway");
+                // The connector's reconnects give no reason: this one is the best there is.
+                let _ = events.send(Event::Problem(link, unreachable(&e))).await;
             }
         }
     }
@@ -94,5 +97,17 @@ async fn run_one(
     if let Err(e) = result {
         tracing::error!(%exchange, error = %e, "connector stopped");
         let _ = events.send(Event::Conn(link, LinkState::Stopped)).await;
+    }
+}
+
+/// Why an exchange's listing could not be fetched, short: `api.binance.com unreachable: error
+/// sending request` (the full message, with the URL, is in the log).
+fn unreachable(e: &anyhow::Error) -> String {
+    match e.downcast_ref::<ListingError>() {
+        Some(ListingError::Unreachable { url, reason, .. }) => {
+            let reason = reason.split(" for url (").next().unwrap_or(reason);
+            format!("{} unreachable: {reason}", host(url))
+        }
+        _ => format!("{e:#}"),
     }
 }

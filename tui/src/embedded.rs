@@ -6,30 +6,12 @@
 //! connection state becomes an [`Event::Conn`] for that exchange.
 
 use crate::app::Event;
+use crate::embedded_config::EmbeddedConfig;
 use candles_core::time::Duration;
-use candles_core::{
-    ClockMode, Engine, EngineConfig, Exchange, Interval, Micros, Outcome, Pair, Trade,
-};
+use candles_core::{ClockMode, Engine, EngineConfig, Micros, Outcome, Trade};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-
-/// What the embedded pipeline runs.
-#[derive(Clone, Debug)]
-pub struct EmbeddedConfig {
-    /// Pairs to watch.
-    pub pairs: Vec<Pair>,
-    /// Exchanges, each with optional WebSocket and REST URL overrides.
-    pub exchanges: Vec<(Exchange, Option<String>, Option<String>)>,
-    /// Candle interval.
-    pub interval: Interval,
-    /// Grace period after a window's end.
-    pub grace: Duration,
-    /// How often forming candles are sent.
-    pub update_interval: Duration,
-    /// Send forming candles at all.
-    pub live: bool,
-}
 
 /// Starts the connectors and the engine; events go to `tx` until `shutdown`.
 pub fn start(
@@ -101,7 +83,7 @@ pub async fn drive_engine(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candles_core::Side;
+    use candles_core::{Exchange, Interval, Pair, Side};
 
     #[tokio::test]
     async fn trades_become_forming_then_final_candles() {

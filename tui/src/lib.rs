@@ -1,11 +1,15 @@
 //! candles-tui: the client of the candles system.
 //!
 //! - A live candlestick dashboard (ratatui + crossterm): [`app`] holds the state (no terminal),
-//!   [`ui`] renders it as a pure function, [`event`] runs the one loop over one event enum.
+//!   [`ui`] renders it as a pure function (each pair's [`panel`], link
+//!   [`labels`]), [`event`] runs the one loop over one event enum.
+//!   [`inspect`] is the readout of the candle under the cursor.
 //!   The chart is our own widget ([`chart`]) over a pure, tested price scale ([`scale`]).
 //! - `--plain` / `--json`: one line per finalized candle ([`output`]).
 //! - Data from candles-service over gRPC ([`client`]), or `--embedded`: connectors and a candle
-//!   engine inside this process ([`embedded`], [`connectors`]).
+//!   engine inside this process ([`embedded`], [`connectors`], both configured by
+//!   [`embedded_config`]).
+//! - [`logging`]: the log file (never the screen; its path is shown with any problem).
 //! - [`cli`]: flags (each with a `CANDLES_*` environment variable) and the program's modes.
 #![forbid(unsafe_code)]
 
@@ -15,8 +19,13 @@ pub mod cli;
 pub mod client;
 pub mod connectors;
 pub mod embedded;
+pub mod embedded_config;
 pub mod event;
+pub mod inspect;
+pub mod labels;
+pub mod logging;
 pub mod output;
+pub mod panel;
 pub mod scale;
 pub mod ui;
 

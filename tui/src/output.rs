@@ -96,64 +96,125 @@ pub enum Outcome {
     Failed(String),
 }
 
-/// Prints finalized candles of `sources` from `events` to `out` until the stream ends, a fatal
-/// event arrives, or the pipe closes.
-pub async fn print(
-    format: Format,
-    pairs: &[Pair],
-    sources: &[Source],
-    events: &mut mpsc::Receiver<Event>,
-    out: &mut impl Write,
-) -> io::Result<Outcome> {
-    let mut printed: HashMap<(Pair, Source), CandleId> = HashMap::new();
-    let mut warned: Vec<Pair> = Vec::new();
-    while let Some(event) = events.recv().await {
-        match event {
-            Event::Candle(c)
-                if c.is_final && pairs.contains(&c.pair) && sources.contains(&c.source) =>
-            {
-                let id = c.id();
-                if printed
-                    .get(&(c.pair, c.source))
-                    .is_some_and(|last| last.interval == id.interval && last.start >= id.start)
+/// What `--plain` / `--json` print, and the hint shown with the first problem.
+#[derive(Clone, Debug)]
+pub struct LineOutput<'a> {
+    /// The line format.
+    pub format: Format,
+    /// The pairs to print.
+    pub pairs: &'a [Pair],
+    /// The sources to print.
+    pub sources: &'a [Source],
+    /// What to check when a link is down, with the log file (said once, with the first problem).
+    pub hint: String,
+}
+
+/// What has been said on stderr, so each problem and notice is said once per change.
+#[derive(Default)]
+struct Said {
+    problems: HashMap<Link, String>,
+    notices: Vec<String>,
+    pairs: Vec<Pair>,
+    hint: bool,
+}
+
+impl LineOutput<'_> {
+    /// Prints finalized candles of the sources from `events` to `out` until the stream ends, a
+    /// fatal event arrives, or the pipe closes. Problems (why a link is down, once per change),
+    /// notices and pairs the server does not have go to `err`.
+    pub async fn print(
+        &self,
+        events: &mut mpsc::Receiver<Event>,
+        out: &mut impl Write,
+        err: &mut impl Write,
+    ) -> io::Result<Outcome> {
+        let mut printed: HashMap<(Pair, Source), CandleId> = HashMap::new();
+        let mut said = Said::default();
+        while let Some(event) = events.recv().await {
+            match event {
+                Event::Candle(c)
+                    if c.is_final
+                        && self.pairs.contains(&c.pair)
+                        && self.sources.contains(&c.source) =>
                 {
-                    continue;
+                    if !first_time(&mut printed, &c) {
+                        continue;
+                    }
+                    let line = match self.format {
+                        Format::Plain => plain_line(&c),
+                        Format::Json => json_line(&c),
+                    };
+                    match writeln!(out, "{line}").and_then(|_| out.flush()) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                            return Ok(Outcome::Done);
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
-                printed.insert((c.pair, c.source), id);
-                let line = match format {
-                    Format::Plain => plain_line(&c),
-                    Format::Json => json_line(&c),
-                };
-                match writeln!(out, "{line}").and_then(|_| out.flush()) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(Outcome::Done),
-                    Err(e) => return Err(e),
+                Event::Fatal(message) => return Ok(Outcome::Failed(message)),
+                other => self.tell(other, &mut said, err),
+            }
+        }
+        Ok(Outcome::Done)
+    }
+
+    /// Says on `err` what the user should know about `event`, once per change.
+    fn tell(&self, event: Event, said: &mut Said, err: &mut impl Write) {
+        let mut lines = Vec::new();
+        match event {
+            Event::Markets(known) if !known.is_empty() => {
+                let names: Vec<String> = known.iter().map(Pair::to_string).collect();
+                for pair in self.pairs {
+                    if !known.contains(pair) && !said.pairs.contains(pair) {
+                        said.pairs.push(*pair);
+                        lines.push(format!(
+                            "the server has no candles for {pair} (it has {}); waiting for them",
+                            names.join(", ")
+                        ));
+                    }
                 }
             }
-            Event::Fatal(message) => return Ok(Outcome::Failed(message)),
-            Event::Markets(known) if !known.is_empty() => {
-                let missing: Vec<Pair> = pairs
-                    .iter()
-                    .filter(|p| !known.contains(p) && !warned.contains(p))
-                    .copied()
-                    .collect();
-                let names: Vec<String> = known.iter().map(Pair::to_string).collect();
-                for pair in missing {
-                    warned.push(pair);
-                    eprintln!(
-                        "candles-tui: the server has no candles for {pair} (it has {}); waiting for them",
-                        names.join(", ")
-                    );
+            Event::Problem(link, reason) if said.problems.get(&link) != Some(&reason) => {
+                lines.push(format!("{}: {reason}; retrying", link.name()));
+                if !said.hint {
+                    said.hint = true;
+                    lines.push(self.hint.clone());
                 }
+                said.problems.insert(link, reason);
+            }
+            Event::Conn(link, state) => {
+                log_state(link, state);
+                if state == LinkState::Live && said.problems.remove(&link).is_some() {
+                    lines.push(format!("{}: live again", link.name()));
+                }
+            }
+            Event::Notice(text) if !said.notices.contains(&text) => {
+                lines.push(text.clone());
+                said.notices.push(text);
             }
             Event::BadData(reason) => {
                 tracing::warn!(%reason, "skipped a candle that failed to decode")
             }
-            Event::Conn(link, state) => log_state(link, state),
             _ => {}
         }
+        for line in lines {
+            let _ = writeln!(err, "candles-tui: {line}");
+        }
     }
-    Ok(Outcome::Done)
+}
+
+/// Whether `c` is newer than the last candle printed for its series (and records it if so).
+fn first_time(printed: &mut HashMap<(Pair, Source), CandleId>, c: &Candle) -> bool {
+    let id = c.id();
+    if printed
+        .get(&(c.pair, c.source))
+        .is_some_and(|last| last.interval == id.interval && last.start >= id.start)
+    {
+        return false;
+    }
+    printed.insert((c.pair, c.source), id);
+    true
 }
 
 fn log_state(link: Link, state: LinkState) {
@@ -184,6 +245,60 @@ mod tests {
             trades: 42,
             is_final: true,
         }
+    }
+
+    fn lines(format: Format, pairs: &[Pair]) -> LineOutput<'_> {
+        LineOutput {
+            format,
+            pairs,
+            sources: &[Source::Composite],
+            hint: "log: /tmp/x.log".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn problems_and_notices_go_to_stderr_once_per_change() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let refused = || Event::Problem(Link::Server, "cannot connect: Connection refused".into());
+        let retry = Event::Conn(
+            Link::Server,
+            LinkState::Reconnecting {
+                in_ms: 500,
+                attempt: 1,
+            },
+        );
+        for e in [
+            refused(),
+            retry.clone(),
+            refused(),
+            retry,
+            Event::Notice("--history 999 is more than the server keeps".into()),
+            Event::Notice("--history 999 is more than the server keeps".into()),
+            Event::Problem(Link::Server, "cannot connect: dns error".into()),
+            Event::Conn(Link::Server, LinkState::Live),
+            refused(),
+        ] {
+            tx.send(e).await.unwrap();
+        }
+        drop(tx);
+        let pair = Pair::parse("btcusdt").unwrap();
+        let mut err = Vec::new();
+        lines(Format::Plain, &[pair])
+            .print(&mut rx, &mut Vec::new(), &mut err)
+            .await
+            .unwrap();
+        let err = String::from_utf8(err).unwrap();
+        assert_eq!(
+            err.lines().collect::<Vec<_>>(),
+            [
+                "candles-tui: server: cannot connect: Connection refused; retrying",
+                "candles-tui: log: /tmp/x.log",
+                "candles-tui: --history 999 is more than the server keeps",
+                "candles-tui: server: cannot connect: dns error; retrying",
+                "candles-tui: server: live again",
+                "candles-tui: server: cannot connect: Connection refused; retrying",
+            ]
+        );
     }
 
     #[test]
@@ -227,15 +342,10 @@ mod tests {
         }
         drop(tx);
         let mut out = Vec::new();
-        let outcome = print(
-            Format::Plain,
-            &[c.pair],
-            &[Source::Composite],
-            &mut rx,
-            &mut out,
-        )
-        .await
-        .unwrap();
+        let outcome = lines(Format::Plain, &[c.pair])
+            .print(&mut rx, &mut out, &mut io::sink())
+            .await
+            .unwrap();
         assert_eq!(outcome, Outcome::Done);
         assert_eq!(String::from_utf8(out).unwrap().lines().count(), 1);
 
@@ -250,15 +360,10 @@ mod tests {
         }
         let (tx, mut rx) = mpsc::channel(16);
         tx.send(Event::Candle(c)).await.unwrap();
-        let outcome = print(
-            Format::Json,
-            &[c.pair],
-            &[Source::Composite],
-            &mut rx,
-            &mut Closed,
-        )
-        .await
-        .unwrap();
+        let outcome = lines(Format::Json, &[c.pair])
+            .print(&mut rx, &mut Closed, &mut io::sink())
+            .await
+            .unwrap();
         assert_eq!(outcome, Outcome::Done);
     }
 }

@@ -119,13 +119,37 @@ pub fn price_to_row(price: f64, min: f64, max: f64, rows: u16) -> u16 {
     rows - 1 - from_bottom.min(rows - 1)
 }
 
-/// How many decimals a price label needs so that neighbouring rows (`step` apart) differ.
-pub fn label_decimals(step: f64) -> usize {
-    if step.is_nan() || step <= 0.0 || !step.is_finite() {
-        return 2;
+/// The round step between price labels: the smallest 1, 2 or 5 × 10^k that is at least `raw`
+/// and at least one unit in the last of `decimals` places (no label shows digits it lacks).
+pub fn nice_step(raw: f64, decimals: usize) -> f64 {
+    let least = 10f64.powi(-(decimals.min(12) as i32));
+    let raw = if raw.is_finite() && raw > least {
+        raw
+    } else {
+        least
+    };
+    let magnitude = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * magnitude)
+        .find(|step| *step >= raw * (1.0 - 1e-9))
+        .unwrap_or(10.0 * magnitude)
+}
+
+/// The multiples of `step` from `min` to `max` (inclusive), lowest first; none for a bad step
+/// or range, or when there would be more than 200.
+pub fn ticks(min: f64, max: f64, step: f64) -> Vec<f64> {
+    if step.is_nan() || step <= 0.0 || !min.is_finite() || !max.is_finite() {
+        return Vec::new();
     }
-    let d = (-step.log10()).ceil() + 1.0;
-    d.clamp(0.0, 8.0) as usize
+    let first = (min / step).ceil();
+    let last = (max / step).floor();
+    if !(last - first).is_finite() || last < first || last - first > 200.0 {
+        return Vec::new();
+    }
+    (0..=(last - first) as u32)
+        .map(|k| (first + f64::from(k)) * step)
+        .collect()
 }
 
 /// A price label of exactly `width` characters (right-aligned), switching to scientific
@@ -226,11 +250,26 @@ mod tests {
     }
 
     #[test]
+    fn ticks_are_on_round_steps_at_the_pairs_precision() {
+        assert_eq!(nice_step(13.0, 2), 20.0);
+        assert_eq!(nice_step(0.3, 2), 0.5);
+        assert_eq!(nice_step(100.0, 0), 100.0);
+        assert_eq!(
+            nice_step(0.001, 2),
+            0.01,
+            "no finer than a cent for a 2-decimal pair"
+        );
+        assert_eq!(nice_step(f64::NAN, 0), 1.0);
+        assert_eq!(
+            ticks(2905.3, 2951.9, 10.0),
+            [2910.0, 2920.0, 2930.0, 2940.0, 2950.0]
+        );
+        assert!(ticks(0.0, 1e300, 1.0).is_empty());
+        assert!(ticks(0.0, 1.0, 0.0).is_empty());
+    }
+
+    #[test]
     fn labels_have_a_fixed_width() {
-        assert_eq!(label_decimals(10.0), 0);
-        assert_eq!(label_decimals(0.5), 2);
-        assert_eq!(label_decimals(0.001), 4);
-        assert_eq!(label_decimals(f64::NAN), 2);
         assert_eq!(format_price(97_000.123, 1, 9), "  97000.1");
         assert_eq!(format_price(1.5e20, 2, 9).len(), 9);
         assert!(format_price(1.5e20, 2, 9).contains('e'));

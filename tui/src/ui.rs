@@ -1,13 +1,15 @@
 //! Rendering: a pure function of [`App`] (`impl Widget for &App`). Nothing here touches a
 //! terminal, so tests render into ratatui's `TestBackend` and look at the buffer.
 //!
-//! Screen: a title bar (origin, link states, source, pause), pair tabs, one panel per pair
-//! (header with last price, change over the visible range, high/low, trades; the candle chart
-//! with volume and axes), and a key-hint line. `?` draws the help overlay on top.
+//! Screen: a title bar (origin, link states, source, pause; shortened to fit, the source and
+//! `PAUSED` always whole), pair tabs (naming pairs that did not fit), one panel per pair
+//! ([`crate::panel`]), status lines while a link is down or a notice is fresh (the reason, what
+//! to try, the log file), and a key-hint line. `?` draws the help overlay on top.
 
 use crate::app::{App, Link, LinkState};
-use crate::chart::{CandleChart, DOWN, UP};
-use candles_core::{Candle, Decimal, Micros, Pair};
+use crate::labels::{short_label, state_label};
+use crate::panel::panel;
+use candles_core::Pair;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
@@ -32,16 +34,22 @@ impl Widget for &App {
             too_small(area, buf);
             return;
         }
-        let [title, tabs, body, hints] = Layout::vertical([
+        let (reasons, rest) = status_lines(self);
+        let status_rows =
+            (u16::from(reasons.is_some()) + wrapped_rows(&rest, area.width)).min(area.height / 6);
+        let [title, tabs, body, status_area, hints] = Layout::vertical([
             Constraint::Length(1),
             Constraint::Length(1),
             Constraint::Min(0),
+            Constraint::Length(status_rows),
             Constraint::Length(1),
         ])
         .areas(area);
+        let shown = visible_pairs(self, body.height);
         title_bar(self, title, buf);
-        tab_bar(self, tabs, buf);
-        panels(self, body, buf);
+        tab_bar(self, &shown, tabs, buf);
+        panels(self, &shown, body, buf);
+        status_bar(reasons, rest, status_area, buf);
         hint_bar(self, hints, buf);
         if self.help {
             help_overlay(area, buf);
@@ -70,62 +78,112 @@ fn too_small(area: Rect, buf: &mut Buffer) {
         .render(rect, buf);
 }
 
-/// The text and colour of a link state at time `now` (a reconnect counts down).
-pub fn state_label(state: LinkState, since: Micros, now: Micros) -> (String, Color) {
-    match state {
-        LinkState::Connecting => ("connecting".into(), Color::Yellow),
-        LinkState::Live => ("live".into(), Color::Green),
-        LinkState::Stale => ("stale".into(), Color::Yellow),
-        LinkState::Reconnecting { in_ms, .. } => {
-            let waited = now.0.saturating_sub(since.0).max(0) / 1_000;
-            let left = (in_ms as i64).saturating_sub(waited);
-            if left > 0 {
-                (
-                    format!("reconnecting in {}s", (left + 999) / 1_000),
-                    Color::Red,
-                )
-            } else {
-                ("reconnecting".into(), Color::Red)
-            }
-        }
-        LinkState::Stopped => ("stopped".into(), Color::Red),
+/// How much the title bar says: everything, shorter words, or the least that still informs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Detail {
+    Full,
+    Short,
+    Tiny,
+}
+
+/// The origin in few characters: `127.0.0.1:8080`, `SIMULATED`, `embedded`.
+fn short_origin(origin: &str) -> &str {
+    if origin.contains("SIMULATED") {
+        "SIMULATED"
+    } else if origin.starts_with("embedded") {
+        "embedded"
+    } else {
+        origin.split_once("://").map_or(origin, |(_, rest)| rest)
     }
+}
+
+/// The left part of the title bar (origin and links) at a level of detail.
+fn title_left(app: &App, detail: Detail, bar: Style) -> Vec<Span<'static>> {
+    let mut spans = match detail {
+        Detail::Full => vec![
+            Span::styled(" candles ", bar.add_modifier(Modifier::BOLD)),
+            Span::styled(format!("│ {} ", app.origin), bar),
+        ],
+        _ => vec![Span::styled(
+            format!(" {} ", short_origin(&app.origin)),
+            bar.add_modifier(Modifier::BOLD),
+        )],
+    };
+    for (link, (state, since)) in &app.links {
+        let colour = state_label(*state, *since, app.now).1;
+        let name = match (link, detail) {
+            (Link::Server, _) => String::new(),
+            (Link::Exchange(e), Detail::Tiny) => e.as_str()[..3].to_string(),
+            (Link::Exchange(e), _) => format!("{e} "),
+        };
+        let separator = if detail == Detail::Full {
+            "│ "
+        } else {
+            "│"
+        };
+        spans.push(Span::styled(format!("{separator}{name}"), bar));
+        let text = match detail {
+            Detail::Full => format!("● {} ", state_label(*state, *since, app.now).0),
+            Detail::Short => format!("●{} ", short_label(*state, *since, app.now)),
+            Detail::Tiny => "● ".into(),
+        };
+        spans.push(Span::styled(text, bar.fg(colour)));
+    }
+    spans
 }
 
 fn title_bar(app: &App, area: Rect, buf: &mut Buffer) {
     let bar = Style::default().bg(Color::Blue).fg(Color::White);
     buf.set_style(area, bar);
-    let mut spans = vec![
-        Span::styled(" candles ", bar.add_modifier(Modifier::BOLD)),
-        Span::styled(format!("│ {} ", app.origin), bar),
-    ];
-    for (link, (state, since)) in &app.links {
-        let (text, colour) = state_label(*state, *since, app.now);
-        let name = match link {
-            Link::Server => String::new(),
-            Link::Exchange(e) => format!("{e} "),
-        };
-        spans.push(Span::styled(format!("│ {name}"), bar));
-        spans.push(Span::styled("● ", bar.fg(colour)));
-        spans.push(Span::styled(format!("{text} "), bar));
-    }
-    spans.push(Span::styled(
-        format!("│ source {} ", app.source),
-        bar.add_modifier(Modifier::BOLD),
-    ));
-    if app.paused.is_some() {
-        spans.push(Span::styled(
+    let paused = app.paused.is_some().then(|| {
+        Span::styled(
             " PAUSED ",
             Style::default()
                 .bg(Color::Yellow)
                 .fg(Color::Black)
                 .add_modifier(Modifier::BOLD),
-        ));
+        )
+    });
+    let width = usize::from(area.width);
+    let mut chosen = None;
+    for detail in [Detail::Full, Detail::Short, Detail::Tiny] {
+        let source = match detail {
+            Detail::Full => format!("│ source {} ", app.source),
+            _ => format!("│{} ", app.source),
+        };
+        let mut right = vec![Span::styled(source, bar.add_modifier(Modifier::BOLD))];
+        right.extend(paused.clone());
+        let left = title_left(app, detail, bar);
+        let fits = Line::from(left.clone()).width() + Line::from(right.clone()).width() <= width;
+        chosen = Some((left, right));
+        if fits {
+            break;
+        }
     }
-    Line::from(spans).render(area, buf);
+    let Some((left, right)) = chosen else {
+        return;
+    };
+    // The right part (source, PAUSED) is never cut; the left gives way if it must.
+    let right = Line::from(right);
+    let right_w = (right.width() as u16).min(area.width);
+    Line::from(left).render(
+        Rect {
+            width: area.width - right_w,
+            ..area
+        },
+        buf,
+    );
+    right.render(
+        Rect {
+            x: area.x + area.width - right_w,
+            width: right_w,
+            ..area
+        },
+        buf,
+    );
 }
 
-fn tab_bar(app: &App, area: Rect, buf: &mut Buffer) {
+fn tab_bar(app: &App, shown: &[(usize, Pair)], area: Rect, buf: &mut Buffer) {
     let mut spans = Vec::new();
     for (i, pair) in app.pairs.iter().enumerate() {
         let text = format!(" {} {} ", i + 1, pair);
@@ -137,15 +195,77 @@ fn tab_bar(app: &App, area: Rect, buf: &mut Buffer) {
                     .fg(Color::Black)
                     .add_modifier(Modifier::BOLD),
             ));
-        } else {
+        } else if shown.iter().any(|(j, _)| *j == i) {
             spans.push(Span::raw(text));
+        } else {
+            spans.push(Span::styled(text, Style::default().fg(Color::DarkGray)));
         }
         spans.push(Span::raw(" "));
     }
-    if app.zoomed {
+    if app.inspect.is_some() {
+        spans.push(Span::styled("[inspect]", Style::default().fg(Color::Cyan)));
+    } else if app.zoomed {
         spans.push(Span::styled("[zoom]", Style::default().fg(Color::Cyan)));
+    } else if shown.len() < app.pairs.len() {
+        let hidden = app.pairs.len() - shown.len();
+        spans.push(Span::styled(
+            format!("+{hidden} not shown: Tab or its number"),
+            Style::default().fg(Color::Yellow),
+        ));
     }
     Line::from(spans).render(area, buf);
+}
+
+/// The status lines: why the links that are down are down (one line, cut to fit; the whole
+/// reasons are in the log and on stderr in line modes), then the log file and what to try, and
+/// a fresh notice (these two wrapped). Empty when all is well.
+pub fn status_lines(app: &App) -> (Option<Line<'static>>, Vec<Line<'static>>) {
+    let any_down = app
+        .links
+        .values()
+        .any(|(s, _)| matches!(s, LinkState::Reconnecting { .. } | LinkState::Stopped));
+    let down: Vec<String> = app
+        .problems
+        .iter()
+        .filter(|(link, _)| !matches!(app.links.get(link), Some((LinkState::Live, _))))
+        .map(|(link, reason)| format!("{}: {reason}", link.name()))
+        .collect();
+    let reasons =
+        (!down.is_empty()).then(|| Line::from(format!(" ⚠ {}", down.join(" · "))).fg(Color::Red));
+    let mut rest = Vec::new();
+    if (reasons.is_some() || any_down)
+        && let Some(hint) = &app.hint
+    {
+        rest.push(Line::from(format!(" {hint}")).fg(Color::Yellow));
+    }
+    if let Some(notice) = app.current_notice() {
+        rest.push(Line::from(format!(" ℹ {notice}")).fg(Color::Cyan));
+    }
+    (reasons, rest)
+}
+
+/// Draws the status lines (see [`status_lines`]) into `area`.
+fn status_bar(reasons: Option<Line>, rest: Vec<Line>, area: Rect, buf: &mut Buffer) {
+    let mut area = area;
+    if let Some(reasons) = reasons
+        && area.height > 0
+    {
+        reasons.render(Rect { height: 1, ..area }, buf);
+        area.y += 1;
+        area.height -= 1;
+    }
+    Paragraph::new(rest)
+        .wrap(Wrap { trim: false })
+        .render(area, buf);
+}
+
+/// How many rows `lines` take when wrapped at `width` columns.
+fn wrapped_rows(lines: &[Line], width: u16) -> u16 {
+    let width = usize::from(width.max(1));
+    lines
+        .iter()
+        .map(|l| l.width().max(1).div_ceil(width) as u16)
+        .sum()
 }
 
 fn hint_bar(app: &App, area: Rect, buf: &mut Buffer) {
@@ -157,6 +277,7 @@ fn hint_bar(app: &App, area: Rect, buf: &mut Buffer) {
         ("s", "source"),
         ("+/-", "width"),
         ("p", "pause"),
+        ("i", "inspect"),
         ("?", "help"),
         ("q", "quit"),
     ] {
@@ -179,13 +300,13 @@ fn hint_bar(app: &App, area: Rect, buf: &mut Buffer) {
     }
 }
 
-/// The pairs whose panels are drawn in `height` rows: the selected one when zoomed, else as
-/// many as fit around it.
+/// The pairs whose panels are drawn in `height` rows: the selected one when zoomed or
+/// inspecting, else as many as fit around it.
 pub fn visible_pairs(app: &App, height: u16) -> Vec<(usize, Pair)> {
     if app.pairs.is_empty() {
         return Vec::new();
     }
-    if app.zoomed {
+    if app.zoomed || app.inspect.is_some() {
         return vec![(app.selected, app.pairs[app.selected])];
     }
     let fit = usize::from((height / MIN_PANEL_HEIGHT).max(1));
@@ -195,192 +316,66 @@ pub fn visible_pairs(app: &App, height: u16) -> Vec<(usize, Pair)> {
     (first..first + count).map(|i| (i, app.pairs[i])).collect()
 }
 
-fn panels(app: &App, area: Rect, buf: &mut Buffer) {
-    let shown = visible_pairs(app, area.height);
+fn panels(app: &App, shown: &[(usize, Pair)], area: Rect, buf: &mut Buffer) {
     if shown.is_empty() {
         return;
     }
     let constraints = vec![Constraint::Ratio(1, shown.len() as u32); shown.len()];
     let rects = Layout::vertical(constraints).split(area);
-    for ((i, pair), rect) in shown.into_iter().zip(rects.iter()) {
-        panel(app, i, pair, *rect, buf);
+    for ((i, pair), rect) in shown.iter().zip(rects.iter()) {
+        panel(app, *i, *pair, *rect, buf);
     }
 }
 
-fn panel(app: &App, index: usize, pair: Pair, area: Rect, buf: &mut Buffer) {
-    let selected = index == app.selected;
-    let border = if selected {
-        Style::default().fg(Color::Cyan)
-    } else {
-        Style::default().fg(Color::DarkGray)
-    };
-    let series = app.series_for(pair);
-    let interval = series
-        .and_then(|s| s.interval())
-        .map(|i| format!(" · {i}"))
-        .unwrap_or_default();
-    let title = Line::from(vec![
-        Span::styled(format!(" {} ", index + 1), border),
-        Span::styled(
-            pair.to_string(),
-            Style::default().add_modifier(Modifier::BOLD),
-        ),
-        Span::raw(format!(" · {}{interval} ", app.source)),
-    ]);
-    let mut block = Block::default()
-        .borders(Borders::ALL)
-        .border_type(BorderType::Rounded)
-        .border_style(border)
-        .title(title);
-    if let Some((state, since)) = app.state_for(pair) {
-        let (text, colour) = state_label(state, since, app.now);
-        block = block.title(
-            Line::from(vec![
-                Span::raw(" "),
-                Span::styled("● ", Style::default().fg(colour)),
-                Span::raw(format!("{text} ")),
-            ])
-            .right_aligned(),
-        );
-    }
-    let inner = block.inner(area);
-    block.render(area, buf);
-    if inner.height == 0 || inner.width == 0 {
-        return;
-    }
-    let candles: Vec<&Candle> = series
-        .map(|s| s.candles.values().collect())
-        .unwrap_or_default();
-    if candles.is_empty() {
-        let msg = match &app.known {
-            Some(known) if app.unknown_to_server(pair) => format!(
-                "the server has no candles for {pair}; it has {}",
-                known
-                    .iter()
-                    .map(Pair::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            _ => format!("waiting for {pair} {} candles…", app.source),
-        };
-        let y = inner.y + inner.height / 2;
-        Paragraph::new(msg)
-            .alignment(Alignment::Center)
-            .fg(Color::DarkGray)
-            .render(
-                Rect {
-                    y,
-                    height: 1,
-                    ..inner
-                },
-                buf,
-            );
-        return;
-    }
-    let [head, chart_area] =
-        Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(inner);
-    let volume_rows = match chart_area.height {
-        h if h >= 20 => 4,
-        h if h >= 12 => 3,
-        h if h >= 8 => 2,
-        h if h >= 6 => 1,
-        _ => 0,
-    };
-    let chart = CandleChart {
-        candles: &candles,
-        step: app.step,
-        volume_rows,
-    };
-    // The header summarises what the chart shows: the candles that fit.
-    let shown = chart.plan(chart_area).map_or(1, |p| p.shown);
-    header(&candles[candles.len().saturating_sub(shown)..], head, buf);
-    chart.render(chart_area, buf);
-}
+/// The help overlay's rows: key, what it does.
+const HELP: [(&str, &str); 9] = [
+    ("Tab / → / ←", "next / previous pair"),
+    ("1-9", "select pair by number"),
+    ("Enter / z", "zoom into the selected pair (others hidden)"),
+    ("s / S", "next / previous source (composite, each exchange)"),
+    ("+ / -", "wider candles (fewer fit) / narrower (more fit)"),
+    ("p", "pause / resume the view (data keeps arriving)"),
+    ("i", "inspect: ←/→ or h/l move over the candles, Esc leaves"),
+    ("?", "this help"),
+    ("q / Esc / Ctrl-C", "quit"),
+];
 
-/// Decimal text without trailing zeros.
-fn dec(d: Decimal) -> String {
-    d.normalize().to_string()
-}
+/// The help overlay's notes below the keys (dropped first when the terminal is short).
+const HELP_NOTES: [&str; 2] = [
+    "green: close ≥ open · red: close < open · bold: forming",
+    "times are window starts, UTC · stale: nothing new for 2 intervals",
+];
 
-fn header(candles: &[&Candle], area: Rect, buf: &mut Buffer) {
-    let (Some(first), Some(last)) = (candles.first(), candles.last()) else {
-        return;
-    };
-    let change = last.close - first.open;
-    let pct = if first.open.is_zero() {
-        Decimal::ZERO
-    } else {
-        (change / first.open * Decimal::ONE_HUNDRED).round_dp(2)
-    };
-    let colour = if change >= Decimal::ZERO { UP } else { DOWN };
-    let arrow = if change >= Decimal::ZERO {
-        "▲"
-    } else {
-        "▼"
-    };
-    let sign = if change >= Decimal::ZERO { "+" } else { "" };
-    let high = candles.iter().map(|c| c.high).max().unwrap_or_default();
-    let low = candles.iter().map(|c| c.low).min().unwrap_or_default();
-    let trades: u64 = candles.iter().map(|c| c.trades).sum();
-    let mut spans = vec![
-        Span::styled(
-            dec(last.close),
-            Style::default().fg(colour).add_modifier(Modifier::BOLD),
-        ),
-        Span::styled(
-            format!("  {arrow} {sign}{} ({sign}{pct:.2}%)", dec(change)),
-            Style::default().fg(colour),
-        ),
-        Span::raw("  H ").dark_gray(),
-        Span::raw(dec(high)),
-        Span::raw("  L ").dark_gray(),
-        Span::raw(dec(low)),
-        Span::raw("  trades ").dark_gray(),
-        Span::raw(trades.to_string()),
-    ];
-    if !last.is_final {
-        spans.push(Span::styled(
-            "  ● forming",
-            Style::default().fg(Color::Cyan),
-        ));
-    }
-    Line::from(spans).render(area, buf);
-}
-
+/// The help box: every key on one line each, never wrapped; opaque, centred; the notes only
+/// when there is room.
 fn help_overlay(area: Rect, buf: &mut Buffer) {
-    let rows = [
-        ("Tab / → / ←", "next / previous pair"),
-        ("1-9", "select pair by number"),
-        ("Enter / z", "zoom into the selected pair (others hidden)"),
-        (
-            "s / S",
-            "next / previous source: composite → binance → kraken → coinbase",
-        ),
-        ("+ / -", "wider candles (fewer fit) / narrower (more fit)"),
-        ("p", "pause / resume the view (data keeps arriving)"),
-        ("?", "this help"),
-        ("q / Esc / Ctrl-C", "quit"),
-    ];
-    let mut lines: Vec<Line> = rows
+    let key_w = HELP
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut lines: Vec<Line> = HELP
         .iter()
         .map(|(k, v)| {
             Line::from(vec![
-                Span::styled(format!("{k:>16}  "), Style::default().fg(Color::Cyan)),
+                Span::styled(format!(" {k:>key_w$}  "), Style::default().fg(Color::Cyan)),
                 Span::raw(*v),
             ])
         })
         .collect();
-    lines.push(Line::from(""));
-    lines.push(
-        Line::from(" green: close ≥ open · red: close < open · bold: the forming candle")
-            .dark_gray(),
-    );
-    lines.push(
-        Line::from(" times are window starts in UTC; stale = no candle for 2 intervals")
-            .dark_gray(),
-    );
-    let width = area.width.saturating_sub(4).min(90);
-    let height = (lines.len() as u16 + 2).min(area.height.saturating_sub(2));
+    let room = usize::from(area.height.saturating_sub(2));
+    if lines.len() + 1 + HELP_NOTES.len() <= room {
+        lines.push(Line::from(""));
+        lines.extend(
+            HELP_NOTES
+                .iter()
+                .map(|n| Line::from(format!(" {n}")).dark_gray()),
+        );
+    }
+    lines.truncate(room);
+    let content_w = lines.iter().map(Line::width).max().unwrap_or(0) + 1;
+    let width = (content_w as u16 + 2).min(area.width);
+    let height = (lines.len() as u16 + 2).min(area.height);
     let rect = Rect {
         x: area.x + (area.width - width) / 2,
         y: area.y + (area.height - height) / 2,
@@ -389,7 +384,7 @@ fn help_overlay(area: Rect, buf: &mut Buffer) {
     };
     Clear.render(rect, buf);
     Paragraph::new(lines)
-        .wrap(Wrap { trim: false })
+        .style(Style::default().bg(Color::Black).fg(Color::White))
         .block(
             Block::default()
                 .borders(Borders::ALL)

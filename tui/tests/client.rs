@@ -223,9 +223,10 @@ async fn a_rejected_subscription_is_fatal_with_the_servers_message() {
     stop.cancel();
 }
 
-#[tokio::test]
-async fn an_unreachable_server_is_retried_with_growing_delays() {
-    // A port nobody listens on.
+type ClientTask = tokio::task::JoinHandle<Result<(), client::ClientError>>;
+
+/// A client of a port nobody listens on, retrying from 20 ms: its events, its stop, its task.
+fn unreachable_client() -> (mpsc::Receiver<Event>, CancellationToken, ClientTask) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -233,9 +234,15 @@ async fn an_unreachable_server_is_retried_with_growing_delays() {
         .port();
     let mut cfg = ClientConfig::new(format!("http://127.0.0.1:{port}"), Pair::defaults());
     cfg.min_backoff = Duration::from_millis(20);
-    let (tx, mut rx) = mpsc::channel(64);
+    let (tx, rx) = mpsc::channel(64);
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(client::run(cfg, tx, shutdown.clone()));
+    (rx, shutdown, task)
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_retried_with_growing_delays() {
+    let (mut rx, shutdown, task) = unreachable_client();
     let mut delays = Vec::new();
     while delays.len() < 4 {
         let event = tokio::time::timeout(Duration::from_secs(10), rx.recv())
@@ -251,11 +258,16 @@ async fn an_unreachable_server_is_retried_with_growing_delays() {
     task.await.unwrap().unwrap();
 }
 
-#[tokio::test]
-async fn with_exit_on_eof_a_normal_end_of_stream_ends_the_client() {
-    let (url, _, stop) = serve().await;
+/// Runs a client for ETH-USDT (a finite stream) with `exit_on_eof` until it ends; its result
+/// and every event it sent.
+async fn eth_until_the_end(
+    url: String,
+    history: u32,
+) -> (Result<(), client::ClientError>, Vec<Event>) {
     let mut cfg = ClientConfig::new(url, vec![Pair::parse("ethusdt").unwrap()]);
     cfg.exit_on_eof = true;
+    cfg.history = history;
+    cfg.history_given = true;
     let (tx, mut rx) = mpsc::channel(64);
     let result = tokio::time::timeout(
         Duration::from_secs(10),
@@ -263,10 +275,21 @@ async fn with_exit_on_eof_a_normal_end_of_stream_ends_the_client() {
     )
     .await
     .unwrap();
+    let mut events = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        events.push(e);
+    }
+    (result, events)
+}
+
+#[tokio::test]
+async fn with_exit_on_eof_a_normal_end_of_stream_ends_the_client() {
+    let (url, _, stop) = serve().await;
+    let (result, events) = eth_until_the_end(url, 120).await;
     assert!(result.is_ok());
     let mut candles = 0;
     let mut last = None;
-    while let Ok(e) = rx.try_recv() {
+    for e in events {
         match e {
             Event::Candle(_) => candles += 1,
             Event::Conn(_, s) => last = Some(s),
@@ -276,4 +299,40 @@ async fn with_exit_on_eof_a_normal_end_of_stream_ends_the_client() {
     assert_eq!(candles, 1);
     assert_eq!(last, Some(LinkState::Stopped));
     stop.cancel();
+}
+
+#[tokio::test]
+async fn a_history_the_server_does_not_keep_is_capped_with_a_notice() {
+    let (url, _, stop) = serve().await;
+    let (result, events) = eth_until_the_end(url, 999_999).await;
+    assert!(result.is_ok());
+    let mut notices = Vec::new();
+    for e in events {
+        if let Event::Notice(n) = e {
+            notices.push(n);
+        }
+    }
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert!(
+        notices[0].contains("--history 999999") && notices[0].contains("100"),
+        "{notices:?}"
+    );
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn an_unreachable_server_says_why() {
+    let (mut rx, shutdown, task) = unreachable_client();
+    let reason = loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if let Event::Problem(Link::Server, reason) = event {
+            break reason;
+        }
+    };
+    assert!(reason.to_lowercase().contains("refused"), "{reason}");
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
 }

@@ -32,10 +32,10 @@ async fn sims() -> Vec<SimHandle> {
 fn url_flags(sims: &[SimHandle]) -> Vec<String> {
     let mut args = vec!["--embedded".to_string()];
     for (sim, exchange) in sims.iter().zip(Exchange::ALL) {
-        args.push(format!("--{exchange}-ws-url"));
-        args.push(sim.ws_url());
-        args.push(format!("--{exchange}-rest-url"));
-        args.push(sim.rest_url());
+        args.push("--ws-url".into());
+        args.push(format!("{exchange}={}", sim.ws_url()));
+        args.push("--rest-url".into());
+        args.push(format!("{exchange}={}", sim.rest_url()));
     }
     args
 }
@@ -232,4 +232,42 @@ async fn embedded_dashboard_in_a_terminal() {
     for sim in sims {
         sim.stop().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_embedded_dashboard_at_80x24_says_why_and_where_the_log_is() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let logs = tempfile::tempdir().unwrap();
+    let ws = format!("kraken=ws://127.0.0.1:{port}");
+    let rest = format!("kraken=http://127.0.0.1:{port}");
+    let args = [
+        "--embedded",
+        "--exchanges",
+        "kraken",
+        "--ws-url",
+        &ws,
+        "--rest-url",
+        &rest,
+    ];
+    let tmux = Tmux::start(&args, 80, 24, logs.path());
+    let screen = tmux
+        .wait_for(
+            "the reason and the log file",
+            Duration::from_secs(20),
+            |s| s.contains("unreachable") && s.contains("log:") && s.contains("tui.log"),
+        )
+        .await;
+    assert!(
+        screen.contains(&format!("kraken: 127.0.0.1:{port} unreachable")),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("SIMULATED") && screen.contains("composite"),
+        "{screen}"
+    );
+    tmux.keys("q");
 }

@@ -308,3 +308,110 @@ async fn json_and_plain_lines_then_a_closed_pipe_exits_quietly() {
     stop.cancel();
     service.stop().await;
 }
+
+/// The value after `name ` in a readout line (`O 97000.50  H ...` → `97000.50` for `O`).
+fn field<'a>(line: &'a str, name: &str) -> &'a str {
+    let at = line
+        .find(&format!("{name} "))
+        .unwrap_or_else(|| panic!("{name} in {line}"));
+    line[at + name.len() + 1..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_reads_out_the_candle_the_server_sent() {
+    let deps = Deps::start();
+    let service = Service::start(deps.config(), "127.0.0.1:0".parse().unwrap()).await;
+    let stop = CancellationToken::new();
+    produce(
+        deps.kafka.brokers(),
+        deps.topic.clone(),
+        vec![(pair("BTC-USDT"), "97000")],
+        Duration::from_millis(100),
+        stop.clone(),
+    );
+    let logs = tempfile::tempdir().unwrap();
+    let url = service.url();
+    let tmux = Tmux::start(
+        &["--pairs", "btcusdt", "--server", &url],
+        120,
+        40,
+        logs.path(),
+    );
+    tmux.wait_for("live BTC candles", Duration::from_secs(45), |s| {
+        s.contains("● live") && s.contains("97000.")
+    })
+    .await;
+    // At least five one-second candles, so three left of the newest is a final one.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    for key in ["i", "Left", "h", "Left"] {
+        tmux.keys(key);
+    }
+    let screen = tmux
+        .wait_for(
+            "the readout of a final candle",
+            Duration::from_secs(5),
+            |s| s.contains("◆ ") && s.contains("final") && s.contains("VWAP"),
+        )
+        .await;
+    let lines: Vec<&str> = screen.lines().collect();
+    let at = lines.iter().position(|l| l.contains("◆ ")).unwrap();
+    let start = field(lines[at], "◆");
+    let (ohlc, volumes, rest) = (lines[at + 1], lines[at + 2], lines[at + 3]);
+    tmux.keys("q");
+
+    // The same window as the server sends it to --json.
+    let mut child = Command::new(BIN)
+        .args([
+            "--json",
+            "--pairs",
+            "btcusdt",
+            "--server",
+            &url,
+            "--log-file",
+        ])
+        .arg(logs.path().join("json.log"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rx = lines_of(child.stdout.take().unwrap());
+    let json = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("no --json line for {start}"));
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if v["start"] == start {
+            break v;
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let dec = |s: &str| Decimal::from_str(s).unwrap();
+    for (name, key) in [("O", "open"), ("H", "high"), ("L", "low"), ("C", "close")] {
+        assert_eq!(
+            dec(field(ohlc, name)),
+            dec(json[key].as_str().unwrap()),
+            "{key}: {ohlc} vs {json}"
+        );
+    }
+    for (name, key) in [
+        ("V", "volume"),
+        ("buy", "buy_volume"),
+        ("sell", "sell_volume"),
+    ] {
+        assert_eq!(
+            dec(field(volumes, name)),
+            dec(json[key].as_str().unwrap()),
+            "{key}: {volumes} vs {json}"
+        );
+    }
+    assert_eq!(
+        field(rest, "trades"),
+        json["trades"].to_string(),
+        "{rest} vs {json}"
+    );
+    stop.cancel();
+    service.stop().await;
+}

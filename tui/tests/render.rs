@@ -313,3 +313,277 @@ fn a_pair_the_server_does_not_know_is_named() {
         "{screen}"
     );
 }
+
+/// The rows of `screen` as strings.
+fn rows(screen: &str) -> Vec<&str> {
+    screen.lines().collect()
+}
+
+/// Three exchanges, one of them down, as `--embedded` shows them.
+fn embedded_links(app: &mut App) {
+    let now = app.now;
+    app.links.clear();
+    app.origin = "embedded · SIMULATED".into();
+    for (exchange, state) in [
+        (Exchange::Binance, LinkState::Live),
+        (
+            Exchange::Kraken,
+            LinkState::Reconnecting {
+                in_ms: 30_000,
+                attempt: 6,
+            },
+        ),
+        (Exchange::Coinbase, LinkState::Connecting),
+    ] {
+        app.handle(Event::Conn(Link::Exchange(exchange), state), now);
+    }
+}
+
+#[test]
+fn at_80x24_the_title_keeps_source_and_paused_and_a_hidden_pair_is_named() {
+    let mut app = three_pairs();
+    embedded_links(&mut app);
+    app.handle(Event::Key(KeyEvent::from(KeyCode::Char('p'))), app.now);
+    let screen = text(draw(&app, 80, 24).backend().buffer());
+    let lines = rows(&screen);
+    assert!(lines[0].contains("composite"), "{screen}");
+    assert!(lines[0].trim_end().ends_with("PAUSED"), "{screen}");
+    assert!(
+        lines[0].contains("kraken") || lines[0].contains("kra"),
+        "{screen}"
+    );
+    assert!(lines[1].contains("+1 not shown"), "{screen}");
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn at_80x24_the_help_overlay_has_every_line_whole_and_nothing_shows_through() {
+    let mut app = three_pairs();
+    app.handle(Event::Key(KeyEvent::from(KeyCode::Char('?'))), app.now);
+    let screen = text(draw(&app, 80, 24).backend().buffer());
+    let lines = rows(&screen);
+    let top = lines.iter().position(|l| l.contains('╔')).unwrap();
+    let bottom = lines.iter().position(|l| l.contains('╚')).unwrap();
+    let inside: Vec<String> = lines[top + 1..bottom]
+        .iter()
+        .map(|l| {
+            let from = l.find('║').unwrap() + '║'.len_utf8();
+            let to = l.rfind('║').unwrap();
+            l[from..to].trim().to_string()
+        })
+        .collect();
+    for expected in [
+        "Tab / → / ←  next / previous pair",
+        "s / S  next / previous source (composite, each exchange)",
+        "q / Esc / Ctrl-C  quit",
+        "times are window starts, UTC · stale: nothing new for 2 intervals",
+    ] {
+        assert!(
+            inside.iter().any(|l| l == expected),
+            "{expected:?}\n{screen}"
+        );
+    }
+    // Every row inside the box is a help line or blank: no chart digits.
+    assert_eq!(inside.len(), 12, "{screen}");
+    assert_eq!(
+        inside.iter().filter(|l| l.is_empty()).count(),
+        1,
+        "{screen}"
+    );
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn a_link_that_is_down_says_why_and_where_the_log_is() {
+    let mut app = three_pairs();
+    let now = app.now;
+    app.hint = Some("is candles-service running? · log: /tmp/logs/tui.log".into());
+    app.handle(
+        Event::Problem(
+            Link::Server,
+            "cannot connect: tcp connect error: Connection refused (os error 111)".into(),
+        ),
+        now,
+    );
+    app.handle(
+        Event::Conn(
+            Link::Server,
+            LinkState::Reconnecting {
+                in_ms: 1_000,
+                attempt: 2,
+            },
+        ),
+        now,
+    );
+    let screen = text(draw(&app, 80, 24).backend().buffer());
+    assert!(
+        screen.contains("⚠ server: cannot connect: tcp connect error: Connection refused"),
+        "{screen}"
+    );
+    assert!(screen.contains("log: /tmp/logs/tui.log"), "{screen}");
+    // Live again: the reason goes.
+    app.handle(Event::Conn(Link::Server, LinkState::Live), now);
+    let screen = text(draw(&app, 80, 24).backend().buffer());
+    assert!(
+        !screen.contains("refused") && !screen.contains("log:"),
+        "{screen}"
+    );
+}
+
+/// ETH candles at 2-decimal precision falling by 1 a window, the last close 2921.04.
+fn eth_candles() -> Vec<Candle> {
+    let mut candles = walk("ethusdt", 2_950.0, 40, 7);
+    let d = |x: f64| Decimal::from_f64_retain(x).unwrap().round_dp(2);
+    for (i, c) in candles.iter_mut().enumerate() {
+        let open = 2_960.25 - i as f64;
+        (c.open, c.close) = (d(open), d(open - 0.75));
+        (c.high, c.low) = (d(open + 0.3), d(open - 1.05));
+    }
+    candles.last_mut().unwrap().close = Decimal::from_str_exact("2921.04").unwrap();
+    candles
+}
+
+#[test]
+fn prices_have_the_pairs_precision_ticks_are_round_and_colours_agree() {
+    let app = app_with(&["ethusdt"], vec![eth_candles()]);
+    let t = draw(&app, 80, 24);
+    let buf = t.backend().buffer();
+    let screen = text(buf);
+    let lines = rows(&screen);
+    let head = lines
+        .iter()
+        .find(|l| l.contains('▼') || l.contains('▲'))
+        .unwrap();
+    assert!(head.contains("2921.04  ▼"), "{screen}");
+    // The tag on the axis is the same price, not rounded.
+    let tag_y = (0..buf.area.height)
+        .find(|y| (0..buf.area.width).any(|x| buf[(x, *y)].symbol() == "◀"))
+        .unwrap();
+    assert!(lines[usize::from(tag_y)].contains("2921.04"), "{screen}");
+    // Labels: round steps, written with the pair's two decimals.
+    let labels: Vec<f64> = lines
+        .iter()
+        .filter_map(|l| l.split_once('┤'))
+        .map(|(_, label)| label.trim().trim_end_matches('│').trim())
+        .map(|label| {
+            assert!(
+                label.split_once('.').is_some_and(|(_, d)| d.len() == 2),
+                "{label}"
+            );
+            label.parse::<f64>().unwrap()
+        })
+        .collect();
+    assert!(labels.len() >= 2, "{screen}");
+    assert!(
+        labels.iter().all(|l| (l / 5.0).fract() == 0.0),
+        "{labels:?}"
+    );
+    // The volume scale names its unit.
+    assert!(screen.contains("ETH"), "{screen}");
+    // The header's price and change, and the tag, are one colour: the range fell.
+    let tag_x = (0..buf.area.width)
+        .find(|x| buf[(*x, tag_y)].symbol() == "◀")
+        .unwrap();
+    assert_eq!(buf[(tag_x + 1, tag_y)].bg, DOWN);
+    let head_y = lines.iter().position(|l| l.contains('▼')).unwrap() as u16;
+    let price_x = (0..buf.area.width)
+        .find(|x| buf[(*x, head_y)].symbol() == "2")
+        .unwrap();
+    assert_eq!(buf[(price_x, head_y)].fg, DOWN);
+}
+
+#[test]
+fn wider_steps_widen_the_candles_not_only_the_gaps() {
+    let mut app = app_with(&["btcusdt"], vec![walk("btcusdt", 97_000.0, 10, 3)]);
+    app.step = 5;
+    let buf = draw(&app, 80, 24).backend().buffer().clone();
+    let row_with_body = (0..buf.area.height)
+        .map(|y| {
+            (0..buf.area.width)
+                .filter(|x| matches!(buf[(*x, y)].symbol(), "█" | "▀" | "▄"))
+                .count()
+        })
+        .max()
+        .unwrap();
+    assert!(row_with_body >= 8, "bodies 4 columns wide:\n{}", text(&buf));
+}
+
+#[test]
+fn a_live_source_that_trades_nothing_says_so() {
+    let mut candles = walk("btcusdt", 97_000.0, 20, 2);
+    for c in candles.iter_mut().skip(10) {
+        c.trades = 0;
+    }
+    let app = app_with(&["btcusdt"], vec![candles]);
+    let screen = text(draw(&app, 80, 24).backend().buffer());
+    assert!(screen.contains("stale: no trades for 49s"), "{screen}");
+}
+
+#[test]
+fn inspect_reads_out_the_candle_under_the_cursor() {
+    let mut app = three_pairs();
+    let btc = walk("btcusdt", 97_000.0, 80, 1);
+    for key in [
+        KeyCode::Char('i'),
+        KeyCode::Left,
+        KeyCode::Char('h'),
+        KeyCode::Left,
+    ] {
+        app.handle(Event::Key(KeyEvent::from(key)), app.now);
+    }
+    let c = btc[btc.len() - 4];
+    assert_eq!(app.inspected(), Some(&c));
+    let t = draw(&app, 100, 30);
+    let buf = t.backend().buffer();
+    let screen = text(buf);
+    assert!(
+        screen.contains("◆ 2026-11-26T06:46:20Z – 2026-11-26T06:46:25Z  composite  final"),
+        "{screen}"
+    );
+    let ohlc = format!(
+        "O {:.2}  H {:.2}  L {:.2}  C {:.2}",
+        c.open, c.high, c.low, c.close
+    );
+    assert!(screen.contains(&ohlc), "{ohlc}\n{screen}");
+    assert!(
+        screen.contains(&format!("V {} BTC", c.volume.normalize())),
+        "{screen}"
+    );
+    assert!(screen.contains(&format!("trades {}", c.trades)), "{screen}");
+    assert!(
+        !screen.contains("ETH-USDT ·"),
+        "only the inspected pair is shown"
+    );
+    // The cursor's column is highlighted, four candles from the newest.
+    let cursor_cells = (0..buf.area.width)
+        .flat_map(|x| (0..buf.area.height).map(move |y| (x, y)))
+        .filter(|(x, y)| buf[(*x, *y)].bg == candles_tui::chart::CURSOR)
+        .count();
+    assert!(cursor_cells >= 10, "{cursor_cells}");
+    insta::assert_snapshot!(screen);
+    // Esc leaves inspect mode; the dashboard is back.
+    app.handle(Event::Key(KeyEvent::from(KeyCode::Esc)), app.now);
+    assert!(text(draw(&app, 100, 30).backend().buffer()).contains("ETH-USDT ·"));
+}
+
+#[test]
+fn inspecting_past_the_left_edge_scrolls_back_through_history() {
+    let mut app = three_pairs();
+    let btc = walk("btcusdt", 97_000.0, 80, 1);
+    app.handle(Event::Key(KeyEvent::from(KeyCode::Char('i'))), app.now);
+    for _ in 0..60 {
+        app.handle(Event::Key(KeyEvent::from(KeyCode::Left)), app.now);
+    }
+    assert_eq!(app.inspected(), Some(&btc[19]));
+    let t = draw(&app, 100, 30);
+    let buf = t.backend().buffer();
+    let cursor_cells = (0..buf.area.width)
+        .flat_map(|x| (0..buf.area.height).map(move |y| (x, y)))
+        .filter(|(x, y)| buf[(*x, *y)].bg == candles_tui::chart::CURSOR)
+        .count();
+    assert!(
+        cursor_cells >= 10,
+        "the cursor is on screen:\n{}",
+        text(buf)
+    );
+}

@@ -1,0 +1,223 @@
+//! One pair's panel: a bordered box titled with the pair, source, interval and state; a header
+//! (last price, change over the visible candles, their high, low and trades, `● forming`); the
+//! chart ([`crate::chart`]). Prices are shown at the pair's own precision everywhere (header,
+//! axis, last-price tag), and the last price, its tag and the change share one colour. In
+//! inspect mode the selected panel's header is the readout of the candle under the cursor
+//! ([`crate::inspect`]), which the chart marks.
+
+use crate::app::App;
+use crate::chart::{CandleChart, DOWN, UP, price, price_decimals, rises};
+use crate::inspect::readout;
+use crate::labels::state_label;
+use candles_core::{Candle, Decimal, Pair};
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Alignment, Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style, Stylize};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, BorderType, Borders, Paragraph, Widget};
+
+/// Draws `pair`'s panel (its place `index` in the tabs) into `area`.
+pub fn panel(app: &App, index: usize, pair: Pair, area: Rect, buf: &mut Buffer) {
+    let block = frame(app, index, pair);
+    let inner = block.inner(area);
+    block.render(area, buf);
+    if inner.height == 0 || inner.width == 0 {
+        return;
+    }
+    let candles: Vec<&Candle> = app
+        .series_for(pair)
+        .map(|s| s.candles.values().collect())
+        .unwrap_or_default();
+    if candles.is_empty() {
+        waiting(app, pair, inner, buf);
+        return;
+    }
+    let decimals = price_decimals(&candles);
+    // Inspecting this pair: the readout of the candle under the cursor replaces the header.
+    let inspected = app
+        .inspect
+        .and(app.inspected())
+        .filter(|_| index == app.selected);
+    let lines = inspected.map(|c| readout(c, decimals));
+    let head_rows = lines.as_ref().map_or(1, Vec::len) as u16;
+    let [head, chart_area] =
+        Layout::vertical([Constraint::Length(head_rows), Constraint::Min(0)]).areas(inner);
+    let volume_rows = match chart_area.height {
+        h if h >= 20 => 4,
+        h if h >= 12 => 3,
+        h if h >= 8 => 2,
+        h if h >= 6 => 1,
+        _ => 0,
+    };
+    let mut chart = CandleChart {
+        candles: &candles,
+        step: app.step,
+        volume_rows,
+        decimals,
+        unit: pair.base.to_string(),
+        cursor: inspected.map(|c| c.start),
+    };
+    // A cursor left of what fits scrolls the chart back, the cursor in the middle.
+    if let (Some(cursor), Some(plan)) = (chart.cursor, chart.plan(chart_area)) {
+        let at = candles.iter().position(|c| c.start == cursor).unwrap_or(0);
+        chart.candles = &candles[..scroll_end(at, plan.shown, candles.len())];
+    }
+    match lines {
+        Some(lines) => Paragraph::new(lines).render(head, buf),
+        None => {
+            // The header summarises what the chart shows: the candles that fit.
+            let shown = chart.plan(chart_area).map_or(1, |p| p.shown);
+            header(
+                &candles[candles.len().saturating_sub(shown)..],
+                decimals,
+                head,
+                buf,
+            );
+        }
+    }
+    chart.render(chart_area, buf);
+}
+
+/// How many of `len` candles to draw (the newest first) so candle `at` is on screen when
+/// `shown` fit: all of them, or up to half a screen past `at` when `at` would be cut off.
+pub fn scroll_end(at: usize, shown: usize, len: usize) -> usize {
+    if at + shown >= len {
+        len
+    } else {
+        (at + shown / 2 + 1).min(len)
+    }
+}
+
+/// The panel's border and titles: number, pair, source, interval; the state on the right.
+fn frame(app: &App, index: usize, pair: Pair) -> Block<'static> {
+    let border = if index == app.selected {
+        Style::default().fg(Color::Cyan)
+    } else {
+        Style::default().fg(Color::DarkGray)
+    };
+    let interval = app
+        .series_for(pair)
+        .and_then(|s| s.interval())
+        .map(|i| format!(" · {i}"))
+        .unwrap_or_default();
+    let title = Line::from(vec![
+        Span::styled(format!(" {} ", index + 1), border),
+        Span::styled(
+            pair.to_string(),
+            Style::default().add_modifier(Modifier::BOLD),
+        ),
+        Span::raw(format!(" · {}{interval} ", app.source)),
+    ]);
+    let mut block = Block::default()
+        .borders(Borders::ALL)
+        .border_type(BorderType::Rounded)
+        .border_style(border)
+        .title(title);
+    if let Some((state, since)) = app.state_for(pair) {
+        let (mut text, colour) = state_label(state, since, app.now);
+        if let Some(quiet) = app.quiet_for(pair) {
+            text = format!("{text}: no trades for {}s", quiet / 1_000_000);
+        }
+        block = block.title(
+            Line::from(vec![
+                Span::raw(" "),
+                Span::styled("● ", Style::default().fg(colour)),
+                Span::raw(format!("{text} ")),
+            ])
+            .right_aligned(),
+        );
+    }
+    block
+}
+
+/// The line shown before any candle: waiting, or the server has no candles for the pair.
+fn waiting(app: &App, pair: Pair, inner: Rect, buf: &mut Buffer) {
+    let msg = match &app.known {
+        Some(known) if app.unknown_to_server(pair) => format!(
+            "the server has no candles for {pair}; it has {}",
+            known
+                .iter()
+                .map(Pair::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        _ => format!("waiting for {pair} {} candles…", app.source),
+    };
+    let y = inner.y + inner.height / 2;
+    Paragraph::new(msg)
+        .alignment(Alignment::Center)
+        .fg(Color::DarkGray)
+        .render(
+            Rect {
+                y,
+                height: 1,
+                ..inner
+            },
+            buf,
+        );
+}
+
+fn header(candles: &[&Candle], decimals: u32, area: Rect, buf: &mut Buffer) {
+    let (Some(first), Some(last)) = (candles.first(), candles.last()) else {
+        return;
+    };
+    let change = last.close - first.open;
+    let pct = if first.open.is_zero() {
+        Decimal::ZERO
+    } else {
+        (change / first.open * Decimal::ONE_HUNDRED).round_dp(2)
+    };
+    let up = rises(candles);
+    let colour = if up { UP } else { DOWN };
+    let (arrow, sign) = if up { ("▲", "+") } else { ("▼", "") };
+    let high = candles.iter().map(|c| c.high).max().unwrap_or_default();
+    let low = candles.iter().map(|c| c.low).min().unwrap_or_default();
+    let trades: u64 = candles.iter().map(|c| c.trades).sum();
+    let mut spans = vec![
+        Span::styled(
+            price(last.close, decimals),
+            Style::default().fg(colour).add_modifier(Modifier::BOLD),
+        ),
+        Span::styled(
+            format!(
+                "  {arrow} {sign}{} ({sign}{pct:.2}%)",
+                price(change, decimals)
+            ),
+            Style::default().fg(colour),
+        ),
+        Span::raw("  H ").dark_gray(),
+        Span::raw(price(high, decimals)),
+        Span::raw("  L ").dark_gray(),
+        Span::raw(price(low, decimals)),
+        Span::raw("  trades ").dark_gray(),
+        Span::raw(trades.to_string()),
+    ];
+    if !last.is_final {
+        spans.push(Span::styled(
+            "  ● forming",
+            Style::default().fg(Color::Cyan),
+        ));
+    }
+    Line::from(spans).render(area, buf);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_out_of_view_scrolls_the_chart_back() {
+        assert_eq!(
+            scroll_end(95, 10, 100),
+            100,
+            "in view: the newest are drawn"
+        );
+        assert_eq!(scroll_end(90, 10, 100), 100);
+        assert_eq!(
+            scroll_end(50, 10, 100),
+            56,
+            "candles 46..56: the cursor in the middle"
+        );
+        assert_eq!(scroll_end(0, 10, 100), 6);
+    }
+}
