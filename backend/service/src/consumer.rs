@@ -54,8 +54,8 @@
 
 use crate::admission;
 use crate::config::ServiceConfig;
-use crate::health::DependencyStatus;
 use crate::metrics as m;
+use crate::status::DependencyStatus;
 use crate::store::Store;
 use anyhow::Context as _;
 use candles_core::bounds::LogLimit;

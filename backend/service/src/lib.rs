@@ -38,6 +38,8 @@
 //! - [`store`]: Redis: publish-once of final candles (a Lua script), live updates, history.
 //! - [`hub`]: one Redis subscriber per instance, fanned out to its gRPC clients.
 //! - [`grpc`]: the `candles.v1.CandleService` implementation.
+//! - [`status`]: the dependency state the tasks share (set by the ones that see it, read by
+//!   health).
 //! - [`health`]: dependency state → standard gRPC health.
 //! - [`metrics`]: metric names.
 //! - [`ratelimit`]: rate-limited logging of lines fed from outside.
@@ -53,6 +55,7 @@ pub mod hub;
 pub mod metrics;
 pub mod ratelimit;
 pub mod redis_input;
+pub mod status;
 pub mod store;
 
 pub use config::{ServiceConfig, TlsFiles};
@@ -101,7 +104,7 @@ pub async fn serve(
     };
     metrics::describe();
 
-    let status = Arc::new(health::DependencyStatus::default());
+    let status = Arc::new(status::DependencyStatus::default());
     let redis_prefix = config
         .redis_prefix
         .clone()
