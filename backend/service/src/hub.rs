@@ -51,6 +51,12 @@ impl HubCandle {
         }
     }
 
+    /// A stored candle as a hub candle (for history); `None` if invalid or of another interval.
+    pub fn decode_wire(wire: v1::Candle, interval: Interval) -> Option<HubCandle> {
+        let candle = Candle::try_from(&wire).ok()?;
+        (candle.interval == interval).then(|| HubCandle::new(wire, &candle))
+    }
+
     fn new(wire: v1::Candle, candle: &Candle) -> HubCandle {
         HubCandle {
             pair: candle.pair,
@@ -63,21 +69,18 @@ impl HubCandle {
     }
 }
 
-/// The in-process fan-out of candles to client tasks.
+/// The in-process fan-out of candles to client tasks (client streams end on the service's
+/// shutdown token, not on the hub).
 #[derive(Clone)]
 pub struct Hub {
     tx: broadcast::Sender<Arc<HubCandle>>,
-    closed: CancellationToken,
 }
 
 impl Hub {
     /// A hub buffering up to `capacity` candles for the slowest client task.
     pub fn new(capacity: usize) -> Hub {
         let (tx, _) = broadcast::channel(capacity.max(16));
-        Hub {
-            tx,
-            closed: CancellationToken::new(),
-        }
+        Hub { tx }
     }
 
     /// A receiver of every candle sent from now on.
@@ -88,16 +91,6 @@ impl Hub {
     /// Sends a candle to every client task.
     pub fn send(&self, candle: HubCandle) {
         let _ = self.tx.send(Arc::new(candle));
-    }
-
-    /// Ends every client stream (shutdown).
-    pub fn close(&self) {
-        self.closed.cancel();
-    }
-
-    /// Cancelled when the hub is closed.
-    pub fn closed(&self) -> &CancellationToken {
-        &self.closed
     }
 }
 

@@ -169,8 +169,14 @@ pub async fn serve(
 
     let limits = &config.grpc;
     let max_request = limits.max_request_bytes;
-    let candles = CandleServiceServer::new(grpc::Candles::new(&config, store.clone(), hub.clone()))
-        .max_decoding_message_size(max_request);
+    let candles = CandleServiceServer::new(grpc::Candles::new(
+        &config,
+        store.clone(),
+        hub,
+        tracker.clone(),
+        shutdown.clone(),
+    ))
+    .max_decoding_message_size(max_request);
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(candles_proto::v1::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -211,17 +217,12 @@ pub async fn serve(
         ))
         .prepare();
     tracing::info!(%addr, tls = config.tls.is_some(), auth = config.auth_token.is_some(), max_connections = limits.max_connections, max_streams = limits.max_streams_per_connection, "serving gRPC");
-    let incoming = grpc::limits::incoming(listener, limits);
-    let grpc_shutdown = shutdown.clone();
-    let hub_for_shutdown = hub.clone();
+    let incoming = grpc::limits::incoming(listener, limits, tracker.clone(), shutdown.clone());
+    // Client streams end on the same token; the server then drains within its own timeout.
     let server = builder.serve_with_incoming_shutdown(
         grpc::limits::Counted::new(routes),
         incoming,
-        async move {
-            grpc_shutdown.cancelled().await;
-            // Streams end with the hub; the server then drains within its own timeout.
-            hub_for_shutdown.close();
-        },
+        shutdown.clone().cancelled_owned(),
     );
 
     // The server can stall on clients that never read; bound the drain after shutdown.
