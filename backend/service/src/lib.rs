@@ -150,8 +150,9 @@ pub async fn serve(
         let store = store.clone();
         let status = status.clone();
         let shutdown = shutdown.clone();
+        let tracker = tracker.clone();
         tokio::spawn(async move {
-            let result = consumer::run(config, store, status, shutdown.clone()).await;
+            let result = consumer::run(config, store, status, tracker, shutdown.clone()).await;
             if let Err(e) = &result {
                 tracing::error!(error = %format!("{e:#}"), "the Kafka consumer failed; shutting down");
                 shutdown.cancel();
