@@ -4,15 +4,20 @@
 //! for all of them: the end of the window containing `now - grace`, plus the grace. Pure: the
 //! caller passes the clock in and sleeps; [`Finality`] only says until when.
 //!
-//! A loop on tokio uses it like this (the service's consume loop and `--embedded` both do):
+//! A loop on tokio uses it like this (`--embedded` can; the service's consume loop starts a
+//! watermark round instead of advancing at once):
 //!
 //! ```ignore
-//! let mut finality = Finality::new(config, Micros::now());
+//! let mut finality = Finality::new(engine_config, Micros::now());
 //! loop {
-//!     let wake = tokio::time::Instant::now() + finality.wait(Micros::now());
-//!     tokio::time::sleep_until(wake).await;
-//!     if finality.reached(Micros::now()).is_some() {
-//!         engine.advance(Micros::now(), &mut finals); // windows due by now are final
+//!     tokio::select! {
+//!         _ = tokio::time::sleep(finality.wait(Micros::now())) => {
+//!             // `None`: the timer woke a little early; the loop sleeps the rest.
+//!             if finality.reached(Micros::now()).is_some() {
+//!                 engine.advance(Micros::now(), &mut finals); // every window due by now
+//!             }
+//!         }
+//!         Some(trade) = trades.recv() => { engine.apply(&trade); }
 //!     }
 //! }
 //! ```

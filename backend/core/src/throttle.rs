@@ -6,20 +6,27 @@
 //! latest state always goes out and never more often than once per interval. Pure: the caller
 //! passes the clock in and sleeps until [`Throttle::due`].
 //!
-//! A loop on tokio uses it like this (the service's consume loop and `--embedded` both do):
+//! A loop on tokio uses it like this (the service's consume loop does; `--embedded` can):
 //!
 //! ```ignore
 //! let mut throttle = Throttle::new(update_interval);
 //! loop {
 //!     let due = throttle.due();
-//!     tokio::select! {
-//!         trade = trades.recv() => {
-//!             engine.apply(&trade);
-//!             throttle.changed(std::time::Instant::now());
+//!     let live = async move {
+//!         match due {
+//!             Some(at) => tokio::time::sleep_until(at.into()).await,
+//!             None => std::future::pending().await,
 //!         }
-//!         _ = sleep_until(due.map(Instant::from_std)), if due.is_some() => {
+//!     };
+//!     tokio::select! {
+//!         Some(trade) = trades.recv() => {
+//!             if engine.apply(&trade) == Outcome::Applied {
+//!                 throttle.changed(std::time::Instant::now());
+//!             }
+//!         }
+//!         _ = live => {
 //!             throttle.sent(std::time::Instant::now());
-//!             engine.take_updates(&mut out); // and send them
+//!             engine.take_updates(&mut updates); // and send them
 //!         }
 //!     }
 //! }
