@@ -11,6 +11,8 @@
 //! - [`candle`]: the OHLC candle and its identity.
 //! - [`symbols`]: each exchange's names for a pair.
 //! - [`engine`]: trades in, candles out.
+//! - [`finality`]: when windows become final (end plus grace): the instant a loop sleeps until.
+//! - [`throttle`]: live updates at most once per update interval (leading and trailing edge).
 //! - [`retry`]: the doubling delay of every retry loop against a dependency.
 //! - [`bounds`]: what is accepted from outside (short excerpts of untrusted text, plausible trade
 //!   times).
@@ -19,10 +21,12 @@
 pub mod bounds;
 pub mod candle;
 pub mod engine;
+pub mod finality;
 pub mod market;
 pub mod pair;
 pub mod retry;
 pub mod symbols;
+pub mod throttle;
 pub mod time;
 pub mod trade;
 

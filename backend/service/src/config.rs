@@ -1,7 +1,7 @@
 //! The service's configuration: every knob, with the defaults the binary's flags use.
 
 use anyhow::{Context as _, bail};
-use candles_core::{EngineConfig, Interval};
+use candles_core::EngineConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -127,11 +127,6 @@ impl ServiceConfig {
             );
         }
         Ok(())
-    }
-
-    /// The window length.
-    pub fn interval(&self) -> Interval {
-        self.engine.interval
     }
 }
 

@@ -2,75 +2,19 @@
 //!
 //! The service (both `""` and `candles.v1.CandleService`) is `SERVING` only while Kafka answers
 //! metadata requests, Redis answers `PING`, the Redis subscriber is subscribed and the consume
-//! loop is alive (it went round within [`LOOP_STALL`]: a loop stuck on one record delivers
+//! loop is alive (it went round within [`crate::status::LOOP_STALL`]: a loop stuck on one record delivers
 //! nothing however reachable Kafka is); otherwise `NOT_SERVING`, so load balancers and
 //! orchestrators route around an instance that cannot deliver candles.
 
 use crate::metrics as m;
+use crate::status::DependencyStatus;
 use crate::store::Store;
-use candles_proto::v1::candle_service_server::CandleServiceServer;
+use candles_proto::v1::candle_service_server::SERVICE_NAME;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
-
-/// The consume loop goes round at least every 50 ms; one that has not for this long is stuck.
-pub const LOOP_STALL: Duration = Duration::from_secs(10);
-
-/// Reachability of the service's dependencies, updated by the tasks that use them.
-#[derive(Debug, Default)]
-pub struct DependencyStatus {
-    kafka: AtomicBool,
-    redis: AtomicBool,
-    subscriber: AtomicBool,
-    /// When the consume loop last went round, ms since the epoch (0: not yet).
-    consume_loop: AtomicI64,
-}
-
-impl DependencyStatus {
-    /// The consume loop went round at `now`.
-    pub fn consume_loop_beat(&self, now: candles_core::Micros) {
-        self.consume_loop.store(now.as_millis(), Ordering::Relaxed);
-    }
-
-    /// Whether the consume loop went round within [`LOOP_STALL`] of `now`.
-    pub fn consume_loop_alive(&self, now: candles_core::Micros) -> bool {
-        let beat = self.consume_loop.load(Ordering::Relaxed);
-        beat > 0 && now.as_millis() - beat <= LOOP_STALL.as_millis() as i64
-    }
-
-    /// Kafka answered (or stopped answering) a metadata request.
-    pub fn set_kafka(&self, up: bool) {
-        self.kafka.store(up, Ordering::Relaxed);
-    }
-
-    /// Redis answered (or stopped answering) a `PING`.
-    pub fn set_redis(&self, up: bool) {
-        self.redis.store(up, Ordering::Relaxed);
-    }
-
-    /// The Redis subscriber is (or is no longer) subscribed.
-    pub fn set_subscriber(&self, up: bool) {
-        self.subscriber.store(up, Ordering::Relaxed);
-    }
-
-    /// Kafka reachable.
-    pub fn kafka(&self) -> bool {
-        self.kafka.load(Ordering::Relaxed)
-    }
-
-    /// Redis reachable and subscribed.
-    pub fn redis(&self) -> bool {
-        self.redis.load(Ordering::Relaxed) && self.subscriber.load(Ordering::Relaxed)
-    }
-
-    /// Everything the service needs is reachable, and the consume loop is alive.
-    pub fn serving(&self) -> bool {
-        self.kafka() && self.redis() && self.consume_loop_alive(candles_core::Micros::now())
-    }
-}
 
 /// Pings Redis every 500 ms and keeps the health service in line with [`DependencyStatus`].
 pub async fn monitor(
@@ -111,40 +55,11 @@ pub async fn monitor(
                 "health changed"
             );
             reporter.set_service_status("", state).await;
-            if serving {
-                reporter
-                    .set_serving::<CandleServiceServer<crate::grpc::Candles>>()
-                    .await;
-            } else {
-                reporter
-                    .set_not_serving::<CandleServiceServer<crate::grpc::Candles>>()
-                    .await;
-            }
+            reporter.set_service_status(SERVICE_NAME, state).await;
             last = Some(serving);
         }
     }
     reporter
         .set_service_status("", ServingStatus::NotServing)
         .await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use candles_core::Micros;
-
-    #[test]
-    fn a_consume_loop_that_stopped_going_round_is_not_serving() {
-        let status = DependencyStatus::default();
-        status.set_kafka(true);
-        status.set_redis(true);
-        status.set_subscriber(true);
-        assert!(!status.serving(), "not before the loop has started");
-        let now = Micros::now();
-        status.consume_loop_beat(now);
-        assert!(status.serving());
-        let stalled = Micros(now.0 + LOOP_STALL.as_micros() as i64 + 1_000);
-        assert!(status.consume_loop_alive(Micros(now.0 + 1_000_000)));
-        assert!(!status.consume_loop_alive(stalled));
-    }
 }

@@ -8,11 +8,12 @@
 //! resubscription and sent into the hub *before* anything the new subscription carries, so every
 //! client gets them in order; a client's own filter drops any it already had.
 
-use crate::health::DependencyStatus;
 use crate::metrics as m;
 use crate::redis_input::{ReadFrom, RedisCheck, reject};
+use crate::status::DependencyStatus;
 use crate::store::{Keys, Store};
-use candles_core::{Candle, Micros, Pair, Source};
+use candles_core::retry::Doubling;
+use candles_core::{Candle, Interval, Micros, Pair, Source};
 use candles_proto::v1;
 use futures::StreamExt as _;
 use std::sync::Arc;
@@ -50,6 +51,12 @@ impl HubCandle {
         }
     }
 
+    /// A stored candle as a hub candle (for history); `None` if invalid or of another interval.
+    pub fn decode_wire(wire: v1::Candle, interval: Interval) -> Option<HubCandle> {
+        let candle = Candle::try_from(&wire).ok()?;
+        (candle.interval == interval).then(|| HubCandle::new(wire, &candle))
+    }
+
     fn new(wire: v1::Candle, candle: &Candle) -> HubCandle {
         HubCandle {
             pair: candle.pair,
@@ -62,21 +69,18 @@ impl HubCandle {
     }
 }
 
-/// The in-process fan-out of candles to client tasks.
+/// The in-process fan-out of candles to client tasks (client streams end on the service's
+/// shutdown token, not on the hub).
 #[derive(Clone)]
 pub struct Hub {
     tx: broadcast::Sender<Arc<HubCandle>>,
-    closed: CancellationToken,
 }
 
 impl Hub {
     /// A hub buffering up to `capacity` candles for the slowest client task.
     pub fn new(capacity: usize) -> Hub {
         let (tx, _) = broadcast::channel(capacity.max(16));
-        Hub {
-            tx,
-            closed: CancellationToken::new(),
-        }
+        Hub { tx }
     }
 
     /// A receiver of every candle sent from now on.
@@ -87,16 +91,6 @@ impl Hub {
     /// Sends a candle to every client task.
     pub fn send(&self, candle: HubCandle) {
         let _ = self.tx.send(Arc::new(candle));
-    }
-
-    /// Ends every client stream (shutdown).
-    pub fn close(&self) {
-        self.closed.cancel();
-    }
-
-    /// Cancelled when the hub is closed.
-    pub fn closed(&self) -> &CancellationToken {
-        &self.closed
     }
 }
 
@@ -134,6 +128,44 @@ async fn replay_history(store: &Store, hub: &Hub, since: Micros, max: usize) {
     );
 }
 
+/// Replays the finals published since a subscription was lost at `lost` (wall clock, monotonic),
+/// with a margin of a few windows before the loss: it covers finals published just before it
+/// that the old subscription may not have delivered.
+async fn replay_missed(
+    store: &Store,
+    hub: &Hub,
+    interval: Interval,
+    (at, since): (Micros, std::time::Instant),
+) {
+    let margin = (3 * interval.micros()).max(10_000_000);
+    let windows = since.elapsed().as_micros() as usize / interval.micros().max(1) as usize;
+    let max = windows.saturating_add(8).min(10_000);
+    replay_history(store, hub, Micros(at.0 - margin), max).await;
+}
+
+/// Sends the subscription's candles into `hub` until it is lost (`false`) or `stop` (`true`).
+async fn forward(
+    mut pubsub: redis::aio::PubSub,
+    store: &Store,
+    hub: &Hub,
+    stop: &CancellationToken,
+) -> bool {
+    let mut messages = pubsub.on_message();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return true,
+            msg = messages.next() => match msg {
+                Some(msg) => {
+                    if let Some(c) = HubCandle::decode(msg.get_payload_bytes(), store.check()) {
+                        hub.send(c);
+                    }
+                }
+                None => return false,
+            }
+        }
+    }
+}
+
 /// Subscribes to Redis until `stop`, feeding `hub`; reconnects with backoff when Redis is gone.
 pub async fn run_subscriber(
     url: String,
@@ -151,7 +183,7 @@ pub async fn run_subscriber(
         }
     };
     let interval = keys.interval();
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Doubling::new(Duration::from_millis(100), Duration::from_secs(2));
     let mut first = true;
     // When the last subscription was lost (wall clock), to replay what was missed since.
     let mut lost_at: Option<(Micros, std::time::Instant)> = None;
@@ -170,32 +202,15 @@ pub async fn run_subscriber(
             r = tokio::time::timeout(Duration::from_secs(2), connect) => r,
         };
         match pubsub {
-            Ok(Ok(mut pubsub)) => {
+            Ok(Ok(pubsub)) => {
                 tracing::info!(pattern = %keys.pattern(), "subscribed to Redis");
                 status.set_subscriber(true);
-                backoff = Duration::from_millis(100);
-                if let Some((at, since)) = lost_at.take() {
-                    // A margin of a few windows before the loss covers finals published just
-                    // before it that the old subscription may not have delivered.
-                    let margin = (3 * interval.micros()).max(10_000_000);
-                    let windows =
-                        since.elapsed().as_micros() as usize / interval.micros().max(1) as usize;
-                    let max = windows.saturating_add(8).min(10_000);
-                    replay_history(&store, &hub, Micros(at.0 - margin), max).await;
+                backoff.reset();
+                if let Some(lost) = lost_at.take() {
+                    replay_missed(&store, &hub, interval, lost).await;
                 }
-                let mut messages = pubsub.on_message();
-                loop {
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        msg = messages.next() => match msg {
-                            Some(msg) => {
-                                if let Some(c) = HubCandle::decode(msg.get_payload_bytes(), store.check()) {
-                                    hub.send(c);
-                                }
-                            }
-                            None => break,
-                        }
-                    }
+                if forward(pubsub, &store, &hub, &stop).await {
+                    return;
                 }
                 status.set_subscriber(false);
                 lost_at.get_or_insert((Micros::now(), std::time::Instant::now()));
@@ -203,17 +218,16 @@ pub async fn run_subscriber(
             }
             Ok(Err(e)) => {
                 status.set_subscriber(false);
-                tracing::warn!(error = %e, retry_in = ?backoff, "cannot subscribe to Redis; retrying");
+                tracing::warn!(error = %e, retry_in = ?backoff.peek(), "cannot subscribe to Redis; retrying");
             }
             Err(_) => {
                 status.set_subscriber(false);
-                tracing::warn!(retry_in = ?backoff, "Redis subscription timed out; retrying");
+                tracing::warn!(retry_in = ?backoff.peek(), "Redis subscription timed out; retrying");
             }
         }
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(2));
     }
 }

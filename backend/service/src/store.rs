@@ -299,15 +299,6 @@ impl Store {
             .map_err(err("PING"))?;
         Ok(())
     }
-
-    /// The newest stored start of a series (tests and diagnostics).
-    pub async fn newest_start(
-        &self,
-        pair: Pair,
-        source: Source,
-    ) -> Result<Option<Micros>, StoreError> {
-        Ok(self.last_final(pair, source).await?.map(|c| c.start))
-    }
 }
 
 /// The wire form of `candle`, stamped with the moment it is published (`published_at`).

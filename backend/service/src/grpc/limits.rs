@@ -22,6 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_stream::StreamExt as _;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::task::TaskTracker;
 use tonic::codegen::http;
 use tonic::transport::server::{Connected, TcpIncoming};
 
@@ -159,10 +160,13 @@ impl Connected for LimitedIo {
 /// The listener's connections under `limits`: at most `max_connections` at once (one more is
 /// closed as soon as it is accepted), TCP keepalive and no-delay set, idle ones closed. Accept
 /// errors (such as running out of file descriptors) are logged at a bounded rate and retried
-/// after a short pause instead of spinning.
+/// after a short pause instead of spinning. Idle watches run on `tracker` until their connection
+/// ends or `shutdown`.
 pub fn incoming(
     listener: TcpListener,
     limits: &GrpcLimits,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
 ) -> impl Stream<Item = io::Result<LimitedIo>> + Send + 'static {
     let tcp = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
@@ -170,52 +174,56 @@ pub fn incoming(
     let cap = Arc::new(Semaphore::new(limits.max_connections));
     let max = limits.max_connections;
     let idle = limits.idle_timeout;
-    futures::stream::unfold((tcp, cap), move |(mut tcp, cap)| async move {
-        loop {
-            let stream = match tcp.next().await? {
-                Ok(s) => s,
-                Err(e) => {
-                    if let Some(suppressed) = ACCEPT_ERROR_LOG.check() {
-                        tracing::warn!(error = %e, suppressed, "cannot accept a gRPC connection; retrying in 50ms");
+    futures::stream::unfold((tcp, cap), move |(mut tcp, cap)| {
+        let (tracker, shutdown) = (tracker.clone(), shutdown.clone());
+        async move {
+            loop {
+                let stream = match tcp.next().await? {
+                    Ok(s) => s,
+                    Err(e) => {
+                        if let Some(suppressed) = ACCEPT_ERROR_LOG.check() {
+                            tracing::warn!(error = %e, suppressed, "cannot accept a gRPC connection; retrying in 50ms");
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
                     }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                };
+                let Ok(permit) = cap.clone().try_acquire_owned() else {
+                    metrics::counter!(CONNECTIONS_REFUSED).increment(1);
+                    if let Some(suppressed) = REFUSED_LOG.check() {
+                        tracing::warn!(max, peer = ?stream.peer_addr().ok(), suppressed, "gRPC connection cap reached; closing a new connection");
+                    }
+                    drop(stream);
                     continue;
+                };
+                let kill = CancellationToken::new();
+                let conn = Arc::new(Conn {
+                    kill: kill.clone(),
+                    streams: AtomicUsize::new(0),
+                    idle_since: Mutex::new(Instant::now()),
+                });
+                if let Some(idle) = idle {
+                    tracker.spawn(watch_idle(conn.clone(), idle, shutdown.clone()));
                 }
-            };
-            let Ok(permit) = cap.clone().try_acquire_owned() else {
-                metrics::counter!(CONNECTIONS_REFUSED).increment(1);
-                if let Some(suppressed) = REFUSED_LOG.check() {
-                    tracing::warn!(max, peer = ?stream.peer_addr().ok(), suppressed, "gRPC connection cap reached; closing a new connection");
-                }
-                drop(stream);
-                continue;
-            };
-            let kill = CancellationToken::new();
-            let conn = Arc::new(Conn {
-                kill: kill.clone(),
-                streams: AtomicUsize::new(0),
-                idle_since: Mutex::new(Instant::now()),
-            });
-            if let Some(idle) = idle {
-                tokio::spawn(watch_idle(conn.clone(), idle));
+                metrics::gauge!(CONNECTIONS_OPEN).increment(1.0);
+                let io = LimitedIo {
+                    info: ConnInfo {
+                        remote: stream.peer_addr().ok(),
+                        conn,
+                    },
+                    inner: stream,
+                    killed: Box::pin(kill.cancelled_owned()),
+                    _permit: permit,
+                };
+                return Some((Ok(io), (tcp, cap)));
             }
-            metrics::gauge!(CONNECTIONS_OPEN).increment(1.0);
-            let io = LimitedIo {
-                info: ConnInfo {
-                    remote: stream.peer_addr().ok(),
-                    conn,
-                },
-                inner: stream,
-                killed: Box::pin(kill.cancelled_owned()),
-                _permit: permit,
-            };
-            return Some((Ok(io), (tcp, cap)));
         }
     })
 }
 
-/// Closes `conn` once it has had no open stream for `idle`.
-async fn watch_idle(conn: Arc<Conn>, idle: Duration) {
+/// Closes `conn` once it has had no open stream for `idle`; returns when the connection ends or
+/// on `shutdown`.
+async fn watch_idle(conn: Arc<Conn>, idle: Duration, shutdown: CancellationToken) {
     loop {
         let wait = if conn.streams.load(Ordering::SeqCst) > 0 {
             idle
@@ -237,6 +245,7 @@ async fn watch_idle(conn: Arc<Conn>, idle: Duration) {
         };
         tokio::select! {
             _ = conn.kill.cancelled() => return,
+            _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
         }
     }
