@@ -546,6 +546,41 @@ async fn the_binary_rejects_bad_input_with_messages_that_name_it() {
     );
 }
 
+/// An exchange that cannot be asked (nothing listens on its REST port) is not an unlisted pair:
+/// the connector retries the check for about 30 s, then exits with 1, never with 2 (the code
+/// the README keeps for a pair the exchange does not list).
+#[test]
+fn an_unreachable_exchange_exits_with_1_not_the_unlisted_pair_code() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut child = connector_binary()
+        .args(["--exchange", "kraken", "--pairs", "btcusdt"])
+        .args(["--ws-url", &format!("ws://127.0.0.1:{port}/v2")])
+        .args(["--rest-url", &format!("http://127.0.0.1:{port}")])
+        .args(["--brokers", "127.0.0.1:1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stop_by = Instant::now() + Duration::from_secs(90);
+    while child.try_wait().unwrap().is_none() && Instant::now() < stop_by {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let exited = child.try_wait().unwrap().is_some();
+    if !exited {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(exited, "still running after 90 s:\n{err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("could not check whether kraken lists BTC-USDT"),
+        "{err}"
+    );
+}
+
 /// The binary's own start instant is not known here: compare from each pair's first published
 /// trade on (the library tests check the start rule).
 const ANY_START: Micros = Micros(i64::MAX);

@@ -160,11 +160,7 @@ pub(crate) fn rfc3339_micros(
     field: &'static str,
     text: &str,
 ) -> Result<Micros, ParseError> {
-    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .map_err(|e| ParseError::field(what, field, text, format!("not an RFC 3339 time ({e})")))?;
-    i64::try_from(t.unix_timestamp_nanos().div_euclid(1_000))
-        .map(Micros)
-        .map_err(|_| ParseError::field(what, field, text, "out of range"))
+    Micros::parse_rfc3339(text).map_err(|e| ParseError::field(what, field, text, e))
 }
 
 /// Milliseconds since the epoch as microseconds, rejecting values that would overflow.
