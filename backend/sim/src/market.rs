@@ -253,13 +253,9 @@ mod tests {
     use super::*;
     use candles_core::{Micros, Side};
 
-    fn pairs() -> Vec<Pair> {
-        Pair::defaults()
-    }
-
     #[test]
     fn the_store_keeps_ids_sorted_and_ignores_duplicates() {
-        let pair = pairs()[0];
+        let pair = Pair::defaults()[0];
         let t =
             |id| Trade::new(Exchange::Binance, pair, id, "1", "1", Side::Buy, Micros(0)).unwrap();
         let mut store = Store::default();

@@ -11,8 +11,9 @@ pub mod coinbase;
 pub mod kraken;
 
 use crate::error::ParseError;
+use candles_core::symbols::pair_from_symbol;
 use candles_core::trade::parse_positive_decimal;
-use candles_core::{Decimal, Exchange, Micros, Pair, Trade};
+use candles_core::{Decimal, Exchange, Micros, Pair, Side, Trade};
 
 /// What one text frame from the exchange means to the session.
 #[derive(Debug, Clone, PartialEq)]
@@ -143,6 +144,49 @@ pub(crate) fn join_url(base: &str, path: &str) -> String {
         base.trim_end_matches('/'),
         path.trim_start_matches('/')
     )
+}
+
+/// Which message a trade is read from: its name in errors (`"binance frame"`) and its exchange.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Origin {
+    /// What is being parsed, for errors.
+    pub what: &'static str,
+    /// Whose message it is.
+    pub exchange: Exchange,
+}
+
+impl Origin {
+    /// The origin `what` of `exchange`.
+    pub(crate) const fn new(what: &'static str, exchange: Exchange) -> Origin {
+        Origin { what, exchange }
+    }
+
+    /// The pair of the exchange's `symbol`, read from `field`.
+    pub(crate) fn pair(self, field: &'static str, symbol: &str) -> Result<Pair, ParseError> {
+        pair_from_symbol(self.exchange, symbol)
+            .map_err(|e| ParseError::field(self.what, field, symbol, e.reason))
+    }
+
+    /// A trade from the exchange's text of its price and quantity (`[(field, text); 2]`, read
+    /// as exact positive decimals), stamped as received at its trade time (the caller restamps).
+    pub(crate) fn trade(
+        self,
+        (pair, id): (Pair, u64),
+        side: Side,
+        time: Micros,
+        [price, quantity]: [(&'static str, &str); 2],
+    ) -> Result<Trade, ParseError> {
+        Ok(Trade {
+            exchange: self.exchange,
+            pair,
+            id,
+            price: decimal(self.what, price.0, price.1)?,
+            quantity: decimal(self.what, quantity.0, quantity.1)?,
+            side,
+            time,
+            received: time,
+        })
+    }
 }
 
 /// An exact positive decimal from the exchange's text.

@@ -9,7 +9,7 @@
 pub mod messages;
 
 use super::{
-    ForPair, Frame, Gap, Keepalive, Listing, Page, Venue, decimal, join_url, rfc3339_micros,
+    ForPair, Frame, Gap, Keepalive, Listing, Origin, Page, Venue, join_url, rfc3339_micros,
 };
 use crate::error::ParseError;
 use candles_core::symbols::{pair_from_symbol, rest_symbol, ws_symbol};
@@ -20,6 +20,9 @@ const WHAT: &str = "coinbase frame";
 const WHAT_REST: &str = "coinbase trades";
 /// Coinbase's largest page.
 const PAGE_LIMIT: u64 = 1000;
+
+const WS: Origin = Origin::new(WHAT, Exchange::Coinbase);
+const REST: Origin = Origin::new(WHAT_REST, Exchange::Coinbase);
 
 /// The Coinbase Exchange protocol.
 #[derive(Debug, Clone, Copy, Default)]
@@ -43,17 +46,16 @@ impl TryFrom<&Match> for Trade {
     type Error = ParseError;
     fn try_from(m: &Match) -> Result<Trade, ParseError> {
         let time = rfc3339_micros(WHAT, "time", &m.time)?;
-        Ok(Trade {
-            exchange: Exchange::Coinbase,
-            pair: pair_from_symbol(Exchange::Coinbase, &m.product_id)
-                .map_err(|e| ParseError::field(WHAT, "product_id", &m.product_id, e.reason))?,
-            id: m.trade_id,
-            price: decimal(WHAT, "price", &m.price)?,
-            quantity: decimal(WHAT, "size", &m.size)?,
-            side: taker_side(WHAT, &m.side)?,
+        let (pair, side) = (
+            WS.pair("product_id", &m.product_id)?,
+            taker_side(WHAT, &m.side)?,
+        );
+        WS.trade(
+            (pair, m.trade_id),
+            side,
             time,
-            received: time,
-        })
+            [("price", &m.price), ("size", &m.size)],
+        )
     }
 }
 
@@ -61,16 +63,13 @@ impl TryFrom<ForPair<'_, RestTrade>> for Trade {
     type Error = ParseError;
     fn try_from(ForPair(m, pair): ForPair<'_, RestTrade>) -> Result<Trade, ParseError> {
         let time = rfc3339_micros(WHAT_REST, "time", &m.time)?;
-        Ok(Trade {
-            exchange: Exchange::Coinbase,
-            pair,
-            id: m.trade_id,
-            price: decimal(WHAT_REST, "price", &m.price)?,
-            quantity: decimal(WHAT_REST, "size", &m.size)?,
-            side: taker_side(WHAT_REST, &m.side)?,
+        let side = taker_side(WHAT_REST, &m.side)?;
+        REST.trade(
+            (pair, m.trade_id),
+            side,
             time,
-            received: time,
-        })
+            [("price", &m.price), ("size", &m.size)],
+        )
     }
 }
 
