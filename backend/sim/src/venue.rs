@@ -4,7 +4,7 @@
 //! The connection loop (`server`) is the same for every exchange: it asks the [`Venue`] how to
 //! greet, how to answer a client message, how to encode trades and heartbeats, and how to answer
 //! REST requests. Adding an exchange means adding one module with one `impl Venue` and its line
-//! in [`crate::registry`].
+//! in `registry.rs`.
 
 use crate::http::{Request, Response};
 use crate::market::Market;
