@@ -149,7 +149,7 @@ impl KafkaSink {
         let (brokers, topic, trades) = (self.brokers.clone(), self.topic.clone(), pending.clone());
         let properties = self.properties.clone();
         let present = tokio::task::spawn_blocking(move || {
-            resume::already_published_with(
+            resume::already_published(
                 &brokers,
                 &topic,
                 &properties,

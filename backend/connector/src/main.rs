@@ -163,7 +163,7 @@ async fn last_published(
     );
     let (exchange, properties) = (config.exchange, properties.clone());
     let read = tokio::task::spawn_blocking(move || {
-        resume::last_published_with(
+        resume::last_published(
             &brokers,
             &topic,
             &properties,
