@@ -50,6 +50,18 @@ impl Exchange {
     }
 }
 
+// `Exchange::index` is the position in `Exchange::ALL`: checked when compiling.
+const _: () = {
+    let mut i = 0;
+    while i < Exchange::COUNT {
+        assert!(
+            Exchange::ALL[i].index() == i,
+            "declare the variants in the order of ALL"
+        );
+        i += 1;
+    }
+};
+
 /// The error for an unknown exchange or source name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown {what} {input}: expected one of {expected}")]
