@@ -189,6 +189,20 @@ impl Origin {
     }
 }
 
+/// Converts parsed rows into trades stamped as received at `received`; the first row that does
+/// not convert is the error.
+pub(crate) fn stamped<R>(
+    rows: impl IntoIterator<Item = R>,
+    received: Micros,
+) -> Result<Vec<Trade>, ParseError>
+where
+    Trade: TryFrom<R, Error = ParseError>,
+{
+    rows.into_iter()
+        .map(|row| Trade::try_from(row).map(|t| Trade { received, ..t }))
+        .collect()
+}
+
 /// An exact positive decimal from the exchange's text.
 pub(crate) fn decimal(
     what: &'static str,

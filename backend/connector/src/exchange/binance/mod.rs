@@ -9,7 +9,7 @@
 pub mod messages;
 
 use super::{
-    ForPair, Frame, Gap, Keepalive, Listing, Origin, Page, Venue, join_url, millis_micros,
+    ForPair, Frame, Gap, Keepalive, Listing, Origin, Page, Venue, join_url, millis_micros, stamped,
 };
 use crate::error::ParseError;
 use candles_core::symbols::{binance_stream, rest_symbol};
@@ -145,12 +145,7 @@ impl Venue for Binance {
         }
         let rows: Vec<HistoricalTrade> =
             serde_json::from_str(body).map_err(ParseError::json(WHAT_REST))?;
-        let mut trades = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let mut t = Trade::try_from(ForPair(row, gap.pair))?;
-            t.received = received;
-            trades.push(t);
-        }
+        let trades = stamped(rows.iter().map(|r| ForPair(r, gap.pair)), received)?;
         // Ascending from `fromId`: go on after the highest id until the gap is covered; a short
         // page means there is nothing newer.
         let full = trades.len() as u64 >= gap.len().clamp(1, PAGE_LIMIT);

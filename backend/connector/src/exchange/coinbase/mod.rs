@@ -9,7 +9,7 @@
 pub mod messages;
 
 use super::{
-    ForPair, Frame, Gap, Keepalive, Listing, Origin, Page, Venue, join_url, rfc3339_micros,
+    ForPair, Frame, Gap, Keepalive, Listing, Origin, Page, Venue, join_url, rfc3339_micros, stamped,
 };
 use crate::error::ParseError;
 use candles_core::symbols::{pair_from_symbol, rest_symbol, ws_symbol};
@@ -159,12 +159,7 @@ impl Venue for Coinbase {
         }
         let rows: Vec<RestTrade> =
             serde_json::from_str(body).map_err(ParseError::json(WHAT_REST))?;
-        let mut trades = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let mut t = Trade::try_from(ForPair(row, gap.pair))?;
-            t.received = received;
-            trades.push(t);
-        }
+        let trades = stamped(rows.iter().map(|r| ForPair(r, gap.pair)), received)?;
         // Newest first: go on below the lowest id until the gap is covered; a short page means
         // there is nothing older.
         let full = trades.len() as u64 >= gap.len().clamp(1, PAGE_LIMIT);

@@ -9,7 +9,7 @@
 pub mod messages;
 
 use super::{
-    ForPair, Frame, Gap, Keepalive, Listing, Origin, Page, Venue, join_url, rfc3339_micros,
+    ForPair, Frame, Gap, Keepalive, Listing, Origin, Page, Venue, join_url, rfc3339_micros, stamped,
 };
 use crate::error::ParseError;
 use candles_core::symbols::{rest_symbol, ws_symbol};
@@ -127,12 +127,7 @@ impl Venue for Kraken {
                     .ok_or_else(|| ParseError::field(WHAT, "data", "", "missing"))?;
                 let rows: Vec<TradeData> =
                     serde_json::from_str(data.get()).map_err(ParseError::json(WHAT))?;
-                let mut trades = Vec::with_capacity(rows.len());
-                for row in &rows {
-                    let mut t = Trade::try_from(row)?;
-                    t.received = received;
-                    trades.push(t);
-                }
+                let trades = stamped(&rows, received)?;
                 match env.kind.as_deref() {
                     Some("snapshot") => Ok(Frame::Snapshot(trades)),
                     Some("update") => Ok(Frame::Trades(trades)),
@@ -198,11 +193,10 @@ impl Venue for Kraken {
             // The one pair asked for, under Kraken's own key (e.g. `XXBTZUSD`).
             let rows: Vec<RestTrade> =
                 serde_json::from_value(value.clone()).map_err(ParseError::json(WHAT_REST))?;
-            for row in &rows {
-                let mut t = Trade::try_from(ForPair(row, gap.pair))?;
-                t.received = received;
-                trades.push(t);
-            }
+            trades.extend(stamped(
+                rows.iter().map(|r| ForPair(r, gap.pair)),
+                received,
+            )?);
         }
         // Oldest first, at most PAGE_ROWS a page: a short page means there is nothing newer.
         // `since` is exclusive, and several trades can share a time: the next page starts just
