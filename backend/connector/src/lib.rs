@@ -8,9 +8,14 @@
 //! - [`backoff`]: exponential backoff with full jitter.
 //! - [`rest`]: REST gap fill and the listing check.
 //! - [`session`]: the connect → subscribe → read → reconnect loop, [`run`].
-//! - [`sink`]: [`TradeSink`], [`ChannelSink`], [`KafkaSink`].
+//! - [`sink`]: [`TradeSink`], [`ChannelSink`].
 //! - [`telemetry`]: metric names, shared counters and the log rate limit.
-//! - [`kafka`]: `--kafka-property key=value` client settings, with secrets kept out of logs.
+//!
+//! With feature `kafka` (on by default; `candles-tui --embedded` goes without it, so it does not
+//! build librdkafka):
+//! - `kafka_sink`: `KafkaSink`, trades into a Kafka topic, acknowledged by every replica.
+//! - `resume`: the last trade published per pair, read back from the topic after a restart.
+//! - `kafka`: `--kafka-property key=value` client settings, with secrets kept out of logs.
 //!
 //! Guarantee: within one [`run`], every trade id of a pair is published at most once and in
 //! increasing order; a gap (an id above last + 1, in-stream or after a reconnect) is filled from
@@ -28,8 +33,12 @@ pub mod backoff;
 pub mod error;
 pub mod exchange;
 /// Kafka client properties from the user (`--kafka-property`): the shared `candles-kafka` crate.
+#[cfg(feature = "kafka")]
 pub use candles_kafka as kafka;
+#[cfg(feature = "kafka")]
+pub mod kafka_sink;
 pub mod rest;
+#[cfg(feature = "kafka")]
 pub mod resume;
 pub mod sequencer;
 pub mod session;
@@ -41,9 +50,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use backoff::BackoffConfig;
+#[cfg(feature = "kafka")]
+pub use kafka_sink::KafkaSink;
 pub use rest::check_pairs;
 pub use session::run;
-pub use sink::{ChannelSink, KafkaSink, TradeSink};
+pub use sink::{ChannelSink, TradeSink};
 pub use telemetry::Counters;
 
 /// Everything [`run`] needs to know. Build it with [`ConnectorConfig::new`] (real endpoints) and
@@ -82,7 +93,7 @@ pub struct ConnectorConfig {
     /// Counters shared with whoever wants figures without scraping Prometheus (tests, the TUI).
     pub counters: Arc<Counters>,
     /// The last trade already published per pair (id, trade time), e.g. read back from Kafka by
-    /// [`resume::last_published`] after a restart: the sequencer continues from these ids, so
+    /// `resume::last_published` after a restart: the sequencer continues from these ids, so
     /// what was missed while down is fetched from REST and nothing is published twice.
     pub resume: std::collections::HashMap<Pair, (u64, candles_core::Micros)>,
     /// Trades (WebSocket and REST) whose time is outside this window around the wall clock are

@@ -1,31 +1,26 @@
 //! `candles-connector`: one exchange's public trade stream → Kafka topic `trades`.
 //!
 //! A thin shell over the library: parses flags (each with an environment variable), sets up
-//! logs and the Prometheus endpoint, checks that the exchange lists the pairs, then runs
-//! [`candles_connector::run`] with a [`KafkaSink`] until SIGINT/SIGTERM, and flushes.
+//! logs and the Prometheus endpoint (`candles-runtime`), checks that the exchange lists the
+//! pairs, then runs [`candles_connector::run`] with a [`KafkaSink`] until SIGINT/SIGTERM, and
+//! flushes. Exit codes: 0 after a stop, 2 for bad flags or a pair the exchange does not list,
+//! 1 for anything else (an exchange that cannot be asked, Kafka refusing a setting).
 #![forbid(unsafe_code)]
 
-use anyhow::Context;
 use candles_connector::kafka::KafkaProperties;
 use candles_connector::rest::ListingError;
 use candles_connector::{
     ConnState, ConnectorConfig, KafkaSink, check_pairs, resume, run, telemetry,
 };
-use candles_core::{Exchange, Pair};
-use clap::{Parser, ValueEnum};
+use candles_core::retry::Doubling;
+use candles_core::{Exchange, Micros, Pair};
+use candles_runtime::LogFormat;
+use clap::Parser;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-/// Log line format.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
 
 /// Streams one exchange's public trades into Kafka, exactly once and in order per pair.
 #[derive(Debug, Parser)]
@@ -94,57 +89,120 @@ fn parse_bound(s: &str) -> Result<candles_core::time::Duration, String> {
     candles_core::time::Duration::parse(s).map_err(|e| e.to_string())
 }
 
-fn init_logs(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-    // rdkafka logs through the `log` crate.
-    let _ = tracing_log::LogTracer::init();
+/// How many times the start-up pair check asks an unreachable REST API, waiting 1, 2, 4, 8 and
+/// 16 s between the asks (about 30 s in all).
+const PAIR_CHECK_TRIES: u32 = 6;
+
+/// Why the connector stopped with an error, and so its exit code.
+#[derive(Debug)]
+struct Failure {
+    /// 2 for a configuration the exchange refuses (an unlisted pair, a bad flag), else 1.
+    code: u8,
+    error: anyhow::Error,
 }
 
-async fn signalled() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Self {
+        Failure { code: 1, error }
+    }
+}
+
+impl From<ListingError> for Failure {
+    fn from(error: ListingError) -> Self {
+        // Only an unlisted pair is the user's to fix; an exchange we could not ask is not.
+        let code = if matches!(error, ListingError::NotListed { .. }) {
+            2
+        } else {
+            1
+        };
+        Failure {
+            code,
+            error: error.into(),
         }
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }
 
-/// How long the start-up pair check keeps retrying an unreachable REST API (1 + 2 + … s).
-const PAIR_CHECK_PATIENCE: Duration = Duration::from_secs(16);
-
-fn is_unreachable(e: &anyhow::Error) -> bool {
-    matches!(
-        e.downcast_ref::<ListingError>(),
-        Some(ListingError::Unreachable { .. })
-    )
+/// Asks the exchange whether it lists every pair, retrying while it cannot be asked. `Ok` also
+/// when a stop is requested meanwhile.
+async fn check_listing(
+    config: &ConnectorConfig,
+    shutdown: &CancellationToken,
+) -> Result<(), ListingError> {
+    let mut wait = Doubling::new(Duration::from_secs(1), Duration::from_secs(16));
+    for attempt in 1..=PAIR_CHECK_TRIES {
+        let check = tokio::select! {
+            r = check_pairs(config) => r,
+            _ = shutdown.cancelled() => return Ok(()),
+        };
+        match check {
+            Err(e) if e.is_retryable() && attempt < PAIR_CHECK_TRIES => {
+                let delay = wait.next_delay();
+                tracing::warn!(error = %e, retry_in = ?delay, "pair check failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.cancelled() => return Ok(()),
+                }
+            }
+            other => return other,
+        }
+    }
+    Ok(())
 }
 
-async fn main_inner(args: Args, properties: KafkaProperties) -> anyhow::Result<()> {
+/// The last trade published per pair by an earlier run of this connector (see `resume`);
+/// empty, with a warning, when the topic cannot be read back.
+async fn last_published(
+    args: &Args,
+    properties: &KafkaProperties,
+    config: &ConnectorConfig,
+) -> anyhow::Result<HashMap<Pair, (u64, Micros)>> {
+    let (brokers, topic, pairs) = (
+        args.brokers.clone(),
+        args.topic.clone(),
+        config.pairs.clone(),
+    );
+    let (exchange, properties) = (config.exchange, properties.clone());
+    let read = tokio::task::spawn_blocking(move || {
+        resume::last_published(
+            &brokers,
+            &topic,
+            &properties,
+            exchange,
+            &pairs,
+            Duration::from_secs(30),
+        )
+    })
+    .await?;
+    Ok(match read {
+        Ok(last) => {
+            for (pair, (id, _)) in &last {
+                tracing::info!(%pair, id, "resuming after the last published trade");
+            }
+            last
+        }
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "could not read back the last published trades; starting fresh");
+            HashMap::new()
+        }
+    })
+}
+
+/// The library's configuration from the flags.
+fn connector_config(args: &Args) -> ConnectorConfig {
+    let mut config = ConnectorConfig::new(args.exchange, args.pairs.0.clone());
+    config.ws_url = args.ws_url.clone();
+    config.rest_url = args.rest_url.clone();
+    config.stale_after = args.stale_after;
+    config.time_bounds = candles_core::TimeBounds {
+        max_age: args.max_trade_age,
+        max_lead: args.max_trade_lead,
+    };
+    config
+}
+
+async fn main_inner(args: Args, properties: KafkaProperties) -> Result<(), Failure> {
     if let Some(addr) = args.metrics_addr {
-        metrics_exporter_prometheus::PrometheusBuilder::new()
-            .with_http_listener(addr)
-            .install()
-            .with_context(|| format!("serving metrics on {addr} (--metrics-addr)"))?;
+        candles_runtime::serve_metrics(addr)?;
         telemetry::describe();
     }
     if !properties.is_empty() {
@@ -153,79 +211,17 @@ async fn main_inner(args: Args, properties: KafkaProperties) -> anyhow::Result<(
     }
     // First, so a property librdkafka refuses stops the start with its name.
     let sink = KafkaSink::with_properties(&args.brokers, &args.topic, &properties)?;
-    let mut config = ConnectorConfig::new(args.exchange, args.pairs.0);
-    config.ws_url = args.ws_url;
-    config.rest_url = args.rest_url;
-    config.stale_after = args.stale_after;
-    config.time_bounds = candles_core::TimeBounds {
-        max_age: args.max_trade_age,
-        max_lead: args.max_trade_lead,
-    };
-
+    let mut config = connector_config(&args);
     let shutdown = CancellationToken::new();
-    tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            signalled().await;
-            tracing::info!("stop requested; finishing");
-            shutdown.cancel();
-        }
-    });
-
+    candles_runtime::cancel_on_shutdown(shutdown.clone());
     if !args.skip_pair_check {
-        // An unlisted pair is final; an unreachable REST API is worth a few more tries.
-        let mut wait = Duration::from_secs(1);
-        loop {
-            let check = tokio::select! {
-                r = check_pairs(&config) => r,
-                _ = shutdown.cancelled() => return Ok(()),
-            };
-            match check {
-                Err(e) if wait <= PAIR_CHECK_PATIENCE && is_unreachable(&e) => {
-                    tracing::warn!(error = %format!("{e:#}"), retry_in = ?wait, "pair check failed; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = shutdown.cancelled() => return Ok(()),
-                    }
-                    wait *= 2;
-                }
-                other => break other?,
-            }
+        check_listing(&config, &shutdown).await?;
+        if shutdown.is_cancelled() {
+            return Ok(());
         }
     }
-
-    // Continue exactly where an earlier run of this connector stopped (see `resume`).
-    let resume = {
-        let (brokers, topic, pairs) = (
-            args.brokers.clone(),
-            args.topic.clone(),
-            config.pairs.clone(),
-        );
-        let exchange = config.exchange;
-        let properties = properties.clone();
-        tokio::task::spawn_blocking(move || {
-            resume::last_published_with(
-                &brokers,
-                &topic,
-                &properties,
-                exchange,
-                &pairs,
-                Duration::from_secs(30),
-            )
-        })
-        .await?
-    };
-    match resume {
-        Ok(last) => {
-            for (pair, (id, _)) in &last {
-                tracing::info!(%pair, id, "resuming after the last published trade");
-            }
-            config.resume = last;
-        }
-        Err(e) => {
-            tracing::warn!(error = %format!("{e:#}"), "could not read back the last published trades; starting fresh")
-        }
-    }
+    // Continue exactly where an earlier run of this connector stopped.
+    config.resume = last_published(&args, &properties, &config).await?;
     let (status_tx, mut status_rx) = tokio::sync::watch::channel(ConnState::Connecting);
     tokio::spawn(async move {
         while status_rx.changed().await.is_ok() {
@@ -235,7 +231,7 @@ async fn main_inner(args: Args, properties: KafkaProperties) -> anyhow::Result<(
     let result = run(config, sink.clone(), status_tx, shutdown).await;
     let flushed = sink.flush(Duration::from_secs(10)).await;
     result?;
-    flushed
+    Ok(flushed?)
 }
 
 #[tokio::main]
@@ -248,17 +244,12 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logs(args.log_format);
+    candles_runtime::init_logs(args.log_format, "info");
     match main_inner(args, properties).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let code = if e.downcast_ref::<ListingError>().is_some() {
-                2
-            } else {
-                1
-            };
-            tracing::error!("{e:#}");
-            eprintln!("candles-connector: {e:#}");
+        Err(Failure { code, error }) => {
+            tracing::error!("{error:#}");
+            eprintln!("candles-connector: {error:#}");
             ExitCode::from(code)
         }
     }

@@ -11,6 +11,7 @@ use crate::exchange::{Gap, Listing, Venue, venue};
 use crate::sequencer::GapFiller;
 use crate::telemetry::LogLimits;
 use anyhow::Context;
+use candles_core::retry::Doubling;
 use candles_core::symbols::rest_symbol;
 use candles_core::{Exchange, Micros, Pair, Trade};
 use std::collections::BTreeMap;
@@ -77,7 +78,7 @@ impl RestFiller {
 
     /// One page, retried: `None` once the tries are used up (each failure logged).
     async fn page(&self, url: &str, gap: &Gap) -> Option<crate::exchange::Page> {
-        let mut wait = Duration::from_millis(200);
+        let mut wait = Doubling::new(Duration::from_millis(200), Duration::from_secs(1));
         for attempt in 1..=TRIES {
             let result = match get(&self.client, url).await {
                 Ok((status, body)) => self
@@ -100,8 +101,7 @@ impl RestFiller {
                 }
             }
             if attempt < TRIES {
-                tokio::time::sleep(wait).await;
-                wait *= 2;
+                tokio::time::sleep(wait.next_delay()).await;
             }
         }
         None
@@ -139,7 +139,9 @@ impl GapFiller for RestFiller {
     }
 }
 
-/// A pair the exchange does not list, or cannot be asked about.
+/// Why the listing check failed: a pair the exchange does not list (final: the configuration is
+/// wrong), or an exchange that could not be asked or whose answer could not be read (worth
+/// retrying: the configuration may well be right).
 #[derive(Debug, thiserror::Error)]
 pub enum ListingError {
     /// The exchange does not list the pair.
@@ -156,7 +158,7 @@ pub enum ListingError {
         /// The URL asked.
         url: String,
     },
-    /// The listing could not be fetched or read.
+    /// The exchange could not be asked: no connection, a timeout, a body cut off.
     #[error(
         "could not check whether {exchange} lists {pair} ({url}): {reason}; check the REST URL and the network"
     )]
@@ -170,24 +172,54 @@ pub enum ListingError {
         /// What failed.
         reason: String,
     },
+    /// The exchange answered, but not with a listing we can read (an error page, say).
+    #[error(
+        "could not read {exchange}'s answer about {pair} ({url}): {reason}; check the REST URL"
+    )]
+    Protocol {
+        /// The exchange.
+        exchange: Exchange,
+        /// The pair.
+        pair: Pair,
+        /// The URL asked.
+        url: String,
+        /// The HTTP status and what was wrong with the body.
+        reason: String,
+    },
+    /// The HTTP client could not be built (no TLS roots, say).
+    #[error("cannot build the HTTP client for the listing check: {0}")]
+    Client(String),
+}
+
+impl ListingError {
+    /// Whether the check is worth repeating: the exchange could not be asked or understood, as
+    /// opposed to a pair it does not list.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ListingError::Unreachable { .. } | ListingError::Protocol { .. }
+        )
+    }
 }
 
 /// Asks the exchange's REST API whether it lists every configured pair. A pair it does not list
 /// is an error naming it ([`ListingError::NotListed`]); a listed pair that is not trading is
 /// logged as a warning.
-pub async fn check_pairs(config: &ConnectorConfig) -> anyhow::Result<()> {
+pub async fn check_pairs(config: &ConnectorConfig) -> Result<(), ListingError> {
     let venue = venue(config.exchange);
-    let client = client(config.rest_timeout)?;
+    let client = client(config.rest_timeout).map_err(|e| ListingError::Client(format!("{e:#}")))?;
     let base = config.rest_url();
     for &pair in &config.pairs {
         let url = venue.listing_url(&base, pair);
-        let unreachable = |reason: String| ListingError::Unreachable {
-            exchange: config.exchange,
-            pair,
-            url: url.clone(),
-            reason,
-        };
-        let (status, body) = get(&client, &url).await.map_err(unreachable)?;
+        let (status, body) =
+            get(&client, &url)
+                .await
+                .map_err(|reason| ListingError::Unreachable {
+                    exchange: config.exchange,
+                    pair,
+                    url: url.clone(),
+                    reason,
+                })?;
         match venue.parse_listing(status, &body, pair) {
             Ok(Listing::Trading) => tracing::debug!(%pair, "listed and trading"),
             Ok(Listing::Status(s)) => {
@@ -199,10 +231,16 @@ pub async fn check_pairs(config: &ConnectorConfig) -> anyhow::Result<()> {
                     pair,
                     symbol: rest_symbol(config.exchange, pair),
                     url,
-                }
-                .into());
+                });
             }
-            Err(e) => return Err(unreachable(format!("HTTP {status}: {e}")).into()),
+            Err(e) => {
+                return Err(ListingError::Protocol {
+                    exchange: config.exchange,
+                    pair,
+                    url,
+                    reason: format!("HTTP {status}: {e}"),
+                });
+            }
         }
     }
     Ok(())

@@ -28,27 +28,10 @@ use std::time::{Duration, Instant};
 /// How many records at the end of each partition are read to find each pair's last trade.
 pub const SCAN_PER_PARTITION: i64 = 50_000;
 
-/// The last published trade (id, trade time) of each of `pairs` from `exchange` in `topic`.
-/// An empty map when the topic does not exist yet. Blocking: call it from `spawn_blocking`.
+/// The last published trade (id, trade time) of each of `pairs` from `exchange` in `topic`,
+/// read with the user's client properties (`--kafka-property`, e.g. SASL/TLS). An empty map
+/// when the topic does not exist yet. Blocking: call it from `spawn_blocking`.
 pub fn last_published(
-    brokers: &str,
-    topic: &str,
-    exchange: Exchange,
-    pairs: &[Pair],
-    timeout: Duration,
-) -> anyhow::Result<HashMap<Pair, (u64, Micros)>> {
-    last_published_with(
-        brokers,
-        topic,
-        &KafkaProperties::new(),
-        exchange,
-        pairs,
-        timeout,
-    )
-}
-
-/// [`last_published`] with the user's client properties (`--kafka-property`, e.g. SASL/TLS).
-pub fn last_published_with(
     brokers: &str,
     topic: &str,
     properties: &KafkaProperties,
@@ -71,18 +54,9 @@ pub fn last_published_with(
 /// Which of `trades` are already in the tail of `topic` (same exchange, pair and id). The sink
 /// asks this before it sends again a trade whose delivery failed: a delivery can fail after the
 /// broker wrote the record (the acknowledgement was lost with the connection), and sending it
-/// again would publish it twice. Blocking: call it from `spawn_blocking`.
+/// again would publish it twice. Read with the user's client properties (`--kafka-property`).
+/// Blocking: call it from `spawn_blocking`.
 pub fn already_published(
-    brokers: &str,
-    topic: &str,
-    trades: &[Trade],
-    timeout: Duration,
-) -> anyhow::Result<HashSet<(Exchange, Pair, u64)>> {
-    already_published_with(brokers, topic, &KafkaProperties::new(), trades, timeout)
-}
-
-/// [`already_published`] with the user's client properties (`--kafka-property`).
-pub fn already_published_with(
     brokers: &str,
     topic: &str,
     properties: &KafkaProperties,

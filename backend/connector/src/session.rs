@@ -161,6 +161,10 @@ struct Session<'a> {
     keepalive_seq: u64,
 }
 
+/// A WebSocket connection to the exchange.
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
 /// Whether a trades frame is live or replayed history.
 enum Kind {
     Live,
@@ -261,36 +265,55 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
+    /// Connects to `url`: the socket, or how the attempt ended.
+    async fn connect(&self, url: &str, shutdown: &CancellationToken) -> Result<Ws, End> {
+        let connect = tokio::time::timeout(
+            self.config.connect_timeout,
+            tokio_tungstenite::connect_async_with_config(url, None, true),
+        );
+        let ws = tokio::select! {
+            r = connect => match r {
+                Ok(Ok((ws, _response))) => ws,
+                Ok(Err(e)) => return Err(End::ConnectFailed(format!("connecting to {url}: {e}"))),
+                Err(_) => return Err(End::ConnectFailed(format!("connecting to {url}: timed out after {:?}", self.config.connect_timeout))),
+            },
+            _ = shutdown.cancelled() => return Err(End::Shutdown),
+        };
+        Ok(ws)
+    }
+
     /// One connection, from connect to its end. `Err` only when the publisher is gone.
     async fn connection(
         &mut self,
         url: &str,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<(End, Duration)> {
-        let connect = tokio::time::timeout(
-            self.config.connect_timeout,
-            tokio_tungstenite::connect_async_with_config(url, None, true),
-        );
-        let mut ws = tokio::select! {
-            r = connect => match r {
-                Ok(Ok((ws, _response))) => ws,
-                Ok(Err(e)) => return Ok((End::ConnectFailed(format!("connecting to {url}: {e}")), Duration::ZERO)),
-                Err(_) => return Ok((End::ConnectFailed(format!("connecting to {url}: timed out after {:?}", self.config.connect_timeout)), Duration::ZERO)),
-            },
-            _ = shutdown.cancelled() => return Ok((End::Shutdown, Duration::ZERO)),
+        let mut ws = match self.connect(url, shutdown).await {
+            Ok(ws) => ws,
+            Err(end) => return Ok((end, Duration::ZERO)),
         };
         let connected = Instant::now();
-        let up = || connected.elapsed();
         for msg in self.venue.subscribe_messages(&self.config.pairs) {
             if let Err(e) = ws.send(Message::text(msg)).await {
-                return Ok((End::ConnectFailed(format!("subscribing: {e}")), up()));
+                let end = End::ConnectFailed(format!("subscribing: {e}"));
+                return Ok((end, connected.elapsed()));
             }
         }
         tracing::info!(exchange = self.exchange, %url, "connected and subscribed");
         // Whatever happened while we were away (nothing to do on the first connection).
         let caught_up = self.sequencer.catch_up(&mut self.filler).await;
         self.publish(caught_up).await?;
+        let end = self.read_until_end(&mut ws, connected, shutdown).await?;
+        Ok((end, connected.elapsed()))
+    }
 
+    /// Reads the socket until the connection ends, keeping it alive and watching for silence.
+    async fn read_until_end(
+        &mut self,
+        ws: &mut Ws,
+        connected: Instant,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<End> {
         let stale_after = self.config.stale_after.max(Duration::from_millis(10));
         let every = self
             .config
@@ -301,8 +324,7 @@ impl<'a> Session<'a> {
         keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let max_age = connected + self.config.max_session;
         let mut last_heard = connected;
-        let mut live = false;
-        let mut stale_shown = false;
+        let (mut live, mut stale_shown) = (false, false);
         loop {
             let half = last_heard + stale_after / 2;
             let dead = last_heard + stale_after;
@@ -310,42 +332,15 @@ impl<'a> Session<'a> {
                 biased;
                 _ = shutdown.cancelled() => {
                     let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
-                    return Ok((End::Shutdown, up()));
+                    return Ok(End::Shutdown);
                 }
-                msg = ws.next() => match msg {
-                    Some(Ok(Message::Text(text))) => {
-                        if let Some(end) = self.on_text(text.as_str()).await? {
-                            return Ok((end, up()));
-                        }
-                        true
-                    }
-                    Some(Ok(Message::Binary(bytes))) => {
-                        self.reject(&"a binary frame; the exchange sends JSON text", &excerpt_bytes(&bytes));
-                        true
-                    }
-                    Some(Ok(Message::Ping(_))) => {
-                        // tungstenite queued the pong; make sure it leaves now.
-                        if let Err(e) = ws.flush().await {
-                            return Ok((End::Closed(format!("answering a ping: {e}")), up()));
-                        }
-                        true
-                    }
-                    Some(Ok(Message::Pong(_) | Message::Frame(_))) => true,
-                    Some(Ok(Message::Close(frame))) => {
-                        let why = frame.map_or_else(|| "no reason".to_string(), |f| format!("{} {}", f.code, f.reason));
-                        return Ok((End::Closed(format!("the server closed the connection: {why}")), up()));
-                    }
-                    Some(Err(e)) => return Ok((End::Closed(e.to_string()), up())),
-                    None => return Ok((End::Closed("the connection ended".into()), up())),
+                msg = ws.next() => match self.on_message(msg, ws).await? {
+                    Ok(()) => true,
+                    Err(end) => return Ok(end),
                 },
                 _ = keepalive.tick() => {
-                    self.keepalive_seq += 1;
-                    let msg = match self.venue.keepalive(self.keepalive_seq) {
-                        Keepalive::Ping => Message::Ping(Vec::new().into()),
-                        Keepalive::Text(text) => Message::text(text),
-                    };
-                    if let Err(e) = ws.send(msg).await {
-                        return Ok((End::Closed(format!("sending a keep-alive: {e}")), up()));
+                    if let Err(e) = self.send_keepalive(ws).await {
+                        return Ok(End::Closed(format!("sending a keep-alive: {e}")));
                     }
                     false
                 }
@@ -358,21 +353,73 @@ impl<'a> Session<'a> {
                 _ = sleep_until(dead) => {
                     Counters::add(&self.counters.stale, 1);
                     tracing::warn!(exchange = self.exchange, silent = ?stale_after, "nothing heard; replacing the connection");
-                    return Ok((End::Stale, up()));
+                    return Ok(End::Stale);
                 }
-                _ = sleep_until(max_age) => return Ok((End::MaxAge, up())),
+                _ = sleep_until(max_age) => return Ok(End::MaxAge),
             };
             if heard {
                 // Processing time (a gap fill) is not silence: count from now.
                 last_heard = Instant::now();
                 if !live || stale_shown {
-                    live = true;
-                    stale_shown = false;
+                    (live, stale_shown) = (true, false);
                     self.status.send_replace(ConnState::Live);
                     metrics::gauge!(telemetry::CONNECTED, "exchange" => self.exchange).set(1.0);
                 }
             }
         }
+    }
+
+    /// Handles one message from the socket (`None`: it ended). `Ok(Err(end))` ends the
+    /// connection; `Err` only when the publisher is gone.
+    async fn on_message(
+        &mut self,
+        msg: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+        ws: &mut Ws,
+    ) -> anyhow::Result<Result<(), End>> {
+        match msg {
+            Some(Ok(Message::Text(text))) => {
+                if let Some(end) = self.on_text(text.as_str()).await? {
+                    return Ok(Err(end));
+                }
+            }
+            Some(Ok(Message::Binary(bytes))) => {
+                self.reject(
+                    &"a binary frame; the exchange sends JSON text",
+                    &excerpt_bytes(&bytes),
+                );
+            }
+            Some(Ok(Message::Ping(_))) => {
+                // tungstenite queued the pong; make sure it leaves now.
+                if let Err(e) = ws.flush().await {
+                    return Ok(Err(End::Closed(format!("answering a ping: {e}"))));
+                }
+            }
+            Some(Ok(Message::Pong(_) | Message::Frame(_))) => {}
+            Some(Ok(Message::Close(frame))) => {
+                let why = frame.map_or_else(
+                    || "no reason".to_string(),
+                    |f| format!("{} {}", f.code, f.reason),
+                );
+                let why = format!("the server closed the connection: {why}");
+                return Ok(Err(End::Closed(why)));
+            }
+            Some(Err(e)) => return Ok(Err(End::Closed(e.to_string()))),
+            None => return Ok(Err(End::Closed("the connection ended".into()))),
+        }
+        Ok(Ok(()))
+    }
+
+    /// Sends the exchange's keep-alive.
+    async fn send_keepalive(
+        &mut self,
+        ws: &mut Ws,
+    ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+        self.keepalive_seq += 1;
+        let msg = match self.venue.keepalive(self.keepalive_seq) {
+            Keepalive::Ping => Message::Ping(Vec::new().into()),
+            Keepalive::Text(text) => Message::text(text),
+        };
+        ws.send(msg).await
     }
 
     /// Counts and (rate-limited) logs a frame that could not be used; `shown` is already an

@@ -211,6 +211,31 @@ fn logs() {
         .try_init();
 }
 
+/// One line of what a run made, published and counted (for the test log).
+fn print_figures(
+    exchange: Exchange,
+    truth: &[Trade],
+    start: Micros,
+    in_kafka: usize,
+    figures: &Snapshot,
+    summary: &str,
+) {
+    println!(
+        "{exchange}: made {} trades ({} after the connector started), {in_kafka} in Kafka, {summary}; gaps {} (backfilled {}, unfilled {}), \
+         reconnects {}, rejected frames {}, duplicates dropped {}, received on ws {}, stale {}",
+        truth.len(),
+        truth.iter().filter(|t| t.time >= start).count(),
+        figures.gaps,
+        figures.backfilled,
+        figures.unfilled,
+        figures.reconnects,
+        figures.rejected,
+        figures.duplicates,
+        figures.received,
+        figures.stale,
+    );
+}
+
 async fn exactly_once_into_kafka(exchange: Exchange) {
     logs();
     let kafka = Kafka::shared();
@@ -258,22 +283,11 @@ async fn exactly_once_into_kafka(exchange: Exchange) {
     }
     let published: Vec<Trade> = records.iter().map(|r| r.trade).collect();
     let compared = compare(&truth, &published, start);
-    println!(
-        "{exchange}: made {} trades ({} after the connector started), {} in Kafka, compared {compared:?}; gaps {} (backfilled {}, unfilled {}), \
-         reconnects {}, rejected frames {}, duplicates dropped {}, received on ws {}, stale {} (caught up: {caught_up}, {:?})",
-        truth.len(),
-        truth.iter().filter(|t| t.time >= start).count(),
-        records.len(),
-        figures.gaps,
-        figures.backfilled,
-        figures.unfilled,
-        figures.reconnects,
-        figures.rejected,
-        figures.duplicates,
-        figures.received,
-        figures.stale,
-        started.elapsed(),
+    let summary = format!(
+        "compared {compared:?}; caught up: {caught_up}, {:?}",
+        started.elapsed()
     );
+    print_figures(exchange, &truth, start, records.len(), &figures, &summary);
     let compared = compared.unwrap();
     assert!(
         compared >= truth.len() - 15,
@@ -546,6 +560,41 @@ async fn the_binary_rejects_bad_input_with_messages_that_name_it() {
     );
 }
 
+/// An exchange that cannot be asked (nothing listens on its REST port) is not an unlisted pair:
+/// the connector retries the check for about 30 s, then exits with 1, never with 2 (the code
+/// the README keeps for a pair the exchange does not list).
+#[test]
+fn an_unreachable_exchange_exits_with_1_not_the_unlisted_pair_code() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut child = connector_binary()
+        .args(["--exchange", "kraken", "--pairs", "btcusdt"])
+        .args(["--ws-url", &format!("ws://127.0.0.1:{port}/v2")])
+        .args(["--rest-url", &format!("http://127.0.0.1:{port}")])
+        .args(["--brokers", "127.0.0.1:1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stop_by = Instant::now() + Duration::from_secs(90);
+    while child.try_wait().unwrap().is_none() && Instant::now() < stop_by {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let exited = child.try_wait().unwrap().is_some();
+    if !exited {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(exited, "still running after 90 s:\n{err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("could not check whether kraken lists BTC-USDT"),
+        "{err}"
+    );
+}
+
 /// The binary's own start instant is not known here: compare from each pair's first published
 /// trade on (the library tests check the start rule).
 const ANY_START: Micros = Micros(i64::MAX);
@@ -569,7 +618,7 @@ async fn the_binary_streams_to_kafka_serves_metrics_and_stops_on_sigterm() {
     .unwrap();
     let reader = Reader::start(&kafka.brokers(), topic);
     let metrics_port = candles_testkit::free_port();
-    let mut child = connector_binary()
+    let child = connector_binary()
         .env("CANDLES_EXCHANGE", "coinbase")
         .env("CANDLES_TOPIC", topic)
         .args([
@@ -600,25 +649,9 @@ async fn the_binary_streams_to_kafka_serves_metrics_and_stops_on_sigterm() {
         .text()
         .await
         .unwrap();
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
+    let status = tokio::task::spawn_blocking(move || terminate(child))
+        .await
         .unwrap();
-    let status = tokio::task::spawn_blocking(move || {
-        let stop_by = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return Some(status);
-            }
-            if Instant::now() > stop_by {
-                let _ = child.kill();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    })
-    .await
-    .unwrap();
     let records = reader.stop();
     let truth = sim.trades();
     sim.stop().await;
@@ -1134,16 +1167,10 @@ async fn coinbase_trades_of_unsubscribed_pairs_never_reach_kafka() {
     unsubscribed_pairs_are_dropped(Exchange::Coinbase).await;
 }
 
-/// The binary against a hostile simulator: a 1 MB garbage frame on every connection, foreign
-/// pairs, absurd times. Its stderr stays small (excerpts, rate-limited lines), it keeps
-/// streaming (every plausible trade once in Kafka), and the refusals are in `/metrics` by
-/// reason, without a pair label.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_binary_logs_a_huge_frame_as_an_excerpt_and_keeps_streaming() {
-    let kafka = Kafka::shared();
-    let topic = "trades-hostile-binary";
-    kafka.create_topic(topic, PARTITIONS as u32).unwrap();
-    let sim = exchange_sim::start(SimConfig {
+/// A Binance simulator at its most hostile: a 1 MB garbage frame on every connection, a
+/// disconnect every 2 s, foreign pairs, absurd times and 5% malformed frames; 500 trades.
+fn hostile_sim_config() -> SimConfig {
+    SimConfig {
         exchange: Exchange::Binance,
         source: TradeSource::Synthetic { rate: 150.0 },
         huge_frame: Some(1_000_000),
@@ -1154,9 +1181,39 @@ async fn the_binary_logs_a_huge_frame_as_an_excerpt_and_keeps_streaming() {
         max_trades: Some(500),
         seed: 23,
         ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    }
+}
+
+/// Sends SIGTERM to the binary and waits up to 15 s for it to exit: its exit status, or `None`
+/// when it had to be killed.
+fn terminate(mut child: std::process::Child) -> Option<std::process::ExitStatus> {
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let stop_by = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() > stop_by {
+            let _ = child.kill();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The binary against a hostile simulator: a 1 MB garbage frame on every connection, foreign
+/// pairs, absurd times. Its stderr stays small (excerpts, rate-limited lines), it keeps
+/// streaming (every plausible trade once in Kafka), and the refusals are in `/metrics` by
+/// reason, without a pair label.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_logs_a_huge_frame_as_an_excerpt_and_keeps_streaming() {
+    let kafka = Kafka::shared();
+    let topic = "trades-hostile-binary";
+    kafka.create_topic(topic, PARTITIONS as u32).unwrap();
+    let sim = exchange_sim::start(hostile_sim_config()).await.unwrap();
     let reader = Reader::start(&kafka.brokers(), topic);
     let metrics_port = candles_testkit::free_port();
     let stderr_path = tempfile::NamedTempFile::new().unwrap().into_temp_path();
@@ -1177,20 +1234,7 @@ async fn the_binary_logs_a_huge_frame_as_an_excerpt_and_keeps_streaming() {
     .await;
     let alive = child.try_wait().unwrap().is_none();
     let metrics = candles_testkit::scrape_metrics(metrics_port);
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = tokio::task::spawn_blocking(move || {
-        let stop_by = Instant::now() + Duration::from_secs(15);
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > stop_by {
-                let _ = child.kill();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    })
-    .await;
+    let _ = tokio::task::spawn_blocking(move || terminate(child)).await;
     let records = reader.stop();
     let connections = sim.connections();
     let truth = sim.trades();

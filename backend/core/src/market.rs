@@ -18,18 +18,49 @@ pub enum Exchange {
 }
 
 impl Exchange {
+    /// How many exchanges there are: the length of [`Exchange::ALL`] and of every per-exchange
+    /// array (the engine's series, for one).
+    pub const COUNT: usize = 3;
+
     /// Every exchange, in a fixed order (which is also the tie-break order across exchanges).
-    pub const ALL: [Exchange; 3] = [Exchange::Binance, Exchange::Kraken, Exchange::Coinbase];
+    /// THE exchange list: adding an exchange means adding its variant, its entry here and its
+    /// name in [`Exchange::as_str`]; everything else (names, parsing, sources) derives from it.
+    pub const ALL: [Exchange; Exchange::COUNT] =
+        [Exchange::Binance, Exchange::Kraken, Exchange::Coinbase];
 
     /// Lower-case name: `binance`, `kraken`, `coinbase`.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Exchange::Binance => "binance",
             Exchange::Kraken => "kraken",
             Exchange::Coinbase => "coinbase",
         }
     }
+
+    /// The position of this exchange in [`Exchange::ALL`] (`0..COUNT`), for per-exchange arrays.
+    pub const fn index(self) -> usize {
+        // The variants are declared in the order of `ALL` (a test checks it).
+        self as usize
+    }
+
+    /// Every exchange's name, comma-separated in the order of [`Exchange::ALL`]:
+    /// `binance, kraken, coinbase`.
+    pub fn names() -> String {
+        Exchange::ALL.map(Exchange::as_str).join(", ")
+    }
 }
+
+// `Exchange::index` is the position in `Exchange::ALL`: checked when compiling.
+const _: () = {
+    let mut i = 0;
+    while i < Exchange::COUNT {
+        assert!(
+            Exchange::ALL[i].index() == i,
+            "declare the variants in the order of ALL"
+        );
+        i += 1;
+    }
+};
 
 /// The error for an unknown exchange or source name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,23 +70,22 @@ pub struct NameError {
     pub what: &'static str,
     /// The text given, as [`crate::excerpt`] shows it (quoted, cut when long).
     pub input: String,
-    /// The accepted names.
-    pub expected: &'static str,
+    /// The accepted names (from [`Exchange::ALL`]).
+    pub expected: String,
 }
 
 impl FromStr for Exchange {
     type Err = NameError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "binance" => Ok(Exchange::Binance),
-            "kraken" => Ok(Exchange::Kraken),
-            "coinbase" => Ok(Exchange::Coinbase),
-            _ => Err(NameError {
+        let name = s.trim();
+        Exchange::ALL
+            .into_iter()
+            .find(|e| e.as_str().eq_ignore_ascii_case(name))
+            .ok_or_else(|| NameError {
                 what: "exchange",
                 input: crate::excerpt(s),
-                expected: "binance, kraken, coinbase",
-            }),
-        }
+                expected: Exchange::names(),
+            })
     }
 }
 
@@ -76,12 +106,15 @@ pub enum Source {
 
 impl Source {
     /// Every source: the composite first, then each exchange.
-    pub const ALL: [Source; 4] = [
-        Source::Composite,
-        Source::Exchange(Exchange::Binance),
-        Source::Exchange(Exchange::Kraken),
-        Source::Exchange(Exchange::Coinbase),
-    ];
+    pub const ALL: [Source; Exchange::COUNT + 1] = {
+        let mut all = [Source::Composite; Exchange::COUNT + 1];
+        let mut i = 0;
+        while i < Exchange::COUNT {
+            all[i + 1] = Source::Exchange(Exchange::ALL[i]);
+            i += 1;
+        }
+        all
+    };
 
     /// `composite` or the exchange's name.
     pub fn as_str(self) -> &'static str {
@@ -103,7 +136,7 @@ impl FromStr for Source {
             .map_err(|_| NameError {
                 what: "source",
                 input: crate::excerpt(s),
-                expected: "composite, binance, kraken, coinbase",
+                expected: format!("composite, {}", Exchange::names()),
             })
     }
 }
@@ -150,6 +183,21 @@ mod tests {
         let err = "ftx".parse::<Source>().unwrap_err().to_string();
         assert!(
             err.contains("\"ftx\"") && err.contains("composite, binance"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_exchange_list_is_the_one_order() {
+        for (i, e) in Exchange::ALL.into_iter().enumerate() {
+            assert_eq!(e.index(), i, "{e}");
+            assert_eq!(e.as_str().parse::<Exchange>().unwrap(), e);
+            assert_eq!(Source::ALL[i + 1], Source::Exchange(e));
+        }
+        assert_eq!(Exchange::names(), "binance, kraken, coinbase");
+        let err = "ftx".parse::<Exchange>().unwrap_err().to_string();
+        assert!(
+            err.ends_with("expected one of binance, kraken, coinbase"),
             "{err}"
         );
     }

@@ -86,11 +86,6 @@ pub struct PairError {
 }
 
 impl Pair {
-    /// Builds a pair from two asset symbols.
-    pub fn new(base: &str, quote: &str) -> Result<Pair, PairError> {
-        Pair::parse(&format!("{base}-{quote}"))
-    }
-
     /// Parses any accepted spelling: `btcusdt`, `BTC-USDT`, `btc/usdt`, `BTC_USDT`.
     pub fn parse(input: &str) -> Result<Pair, PairError> {
         let err = |reason| PairError {

@@ -43,6 +43,58 @@ impl Micros {
     }
 }
 
+/// Why a text is not an RFC 3339 time the system can hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Rfc3339Error(String);
+
+impl Micros {
+    /// RFC 3339 UTC with six sub-second digits, as exchanges send it:
+    /// `2023-09-25T07:48:36.925533Z`. A time beyond year 9999 is written as `<n>us`.
+    pub fn to_rfc3339(self) -> String {
+        self.rfc3339(false)
+    }
+
+    /// RFC 3339 UTC with sub-second digits only as far as they are not zero:
+    /// `2026-11-26T06:40:05Z`, `1970-01-01T00:00:00.5Z`. A time beyond year 9999 is `<n>us`.
+    pub fn to_rfc3339_short(self) -> String {
+        self.rfc3339(true)
+    }
+
+    fn rfc3339(self, short: bool) -> String {
+        let (secs, micros) = (self.0.div_euclid(1_000_000), self.0.rem_euclid(1_000_000));
+        let Ok(dt) = ::time::OffsetDateTime::from_unix_timestamp(secs) else {
+            return format!("{}us", self.0);
+        };
+        let base = format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            dt.year(),
+            u8::from(dt.month()),
+            dt.day(),
+            dt.hour(),
+            dt.minute(),
+            dt.second()
+        );
+        let fraction = format!("{micros:06}");
+        match (short, fraction.trim_end_matches('0')) {
+            (true, "") => format!("{base}Z"),
+            (true, digits) => format!("{base}.{digits}Z"),
+            (false, _) => format!("{base}.{fraction}Z"),
+        }
+    }
+
+    /// Parses an RFC 3339 time (any offset; digits below the microsecond are dropped, rounding
+    /// down): `2023-09-25T07:48:36.925533Z`.
+    pub fn parse_rfc3339(text: &str) -> Result<Micros, Rfc3339Error> {
+        let dt =
+            ::time::OffsetDateTime::parse(text, &::time::format_description::well_known::Rfc3339)
+                .map_err(|e| Rfc3339Error(format!("not an RFC 3339 time ({e})")))?;
+        i64::try_from(dt.unix_timestamp_nanos().div_euclid(1_000))
+            .map(Micros)
+            .map_err(|_| Rfc3339Error("out of range".to_string()))
+    }
+}
+
 /// A non-negative length of time in microseconds (used for grace periods and update throttles).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct Duration(pub i64);
@@ -188,11 +240,6 @@ impl Interval {
     pub const fn window_end(self, start: Micros) -> Micros {
         Micros(start.0 + self.0)
     }
-
-    /// As a [`Duration`].
-    pub const fn as_duration(self) -> Duration {
-        Duration(self.0)
-    }
 }
 
 impl FromStr for Interval {
@@ -261,5 +308,21 @@ mod tests {
         assert_eq!(i.window_start(Micros(-1)), Micros(-5_000_000));
         assert_eq!(i.window_end(Micros(5_000_000)), Micros(10_000_000));
         assert_eq!(Micros(1_500_250).to_secs_nanos(), (1, 500_250_000));
+    }
+
+    #[test]
+    fn rfc3339_formats_and_parses_with_microseconds() {
+        let t = Micros(1_695_628_116_925_533);
+        assert_eq!(t.to_rfc3339(), "2023-09-25T07:48:36.925533Z");
+        assert_eq!(Micros::parse_rfc3339("2023-09-25T07:48:36.925533Z"), Ok(t));
+        assert_eq!(
+            Micros::parse_rfc3339("2023-02-09T20:19:35.39625135Z"),
+            Ok(Micros(1_675_973_975_396_251))
+        );
+        assert!(Micros::parse_rfc3339("yesterday").is_err());
+        assert_eq!(Micros(500_000).to_rfc3339_short(), "1970-01-01T00:00:00.5Z");
+        assert_eq!(Micros(0).to_rfc3339_short(), "1970-01-01T00:00:00Z");
+        assert_eq!(Micros(0).to_rfc3339(), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(Micros(i64::MAX).to_rfc3339(), format!("{}us", i64::MAX));
     }
 }

@@ -177,6 +177,10 @@ impl Venue for Binance {
         Exchange::Binance
     }
 
+    fn ws_path(&self) -> &'static str {
+        "/ws"
+    }
+
     fn open(&self, path: &str, query: &str, market: &Market) -> Option<Session> {
         let mut session = Session::default();
         if path == "/ws" || path == "/ws/" {

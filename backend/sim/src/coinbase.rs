@@ -16,7 +16,7 @@
 
 use crate::http::{Request, Response};
 use crate::market::Market;
-use crate::venue::{Parsed, Session, Venue, json_str, parse_rfc3339, pseudo_uuid, rfc3339_micros};
+use crate::venue::{Parsed, Session, Venue, json_str, pseudo_uuid};
 use candles_core::symbols::{pair_from_symbol, ws_symbol};
 use candles_core::{Exchange, Micros, Pair, Side, Trade};
 use serde_json::{Value, json};
@@ -57,7 +57,7 @@ fn match_message(kind: &str, t: &Trade) -> String {
         sequence(t.id),
         pseudo_uuid(&[pair_key(t.pair), t.id, 1]),
         pseudo_uuid(&[pair_key(t.pair), t.id, 2]),
-        rfc3339_micros(t.time),
+        t.time.to_rfc3339(),
         ws_symbol(Exchange::Coinbase, t.pair),
         t.quantity,
         t.price,
@@ -86,18 +86,20 @@ struct Wanted {
     whole: Vec<String>,
 }
 
+/// The strings of `value`'s `product_ids` array, if it has one.
+fn product_ids(value: &Value) -> Option<Vec<String>> {
+    let ids = value.get("product_ids")?.as_array()?;
+    Some(
+        ids.iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
 /// Reads `channels` (names and/or objects) with the top-level `product_ids` as default.
 fn channels(request: &Value) -> Result<Wanted, String> {
-    let top: Vec<String> = request
-        .get("product_ids")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
+    let top: Vec<String> = product_ids(request).unwrap_or_default();
     let mut out = Wanted {
         matches: Vec::new(),
         heartbeat: Vec::new(),
@@ -113,16 +115,7 @@ fn channels(request: &Value) -> Result<Wanted, String> {
             Value::String(name) => (name.as_str(), top.clone()),
             Value::Object(o) => {
                 let name = o.get("name").and_then(Value::as_str).unwrap_or("");
-                let products = o
-                    .get("product_ids")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(Value::as_str)
-                            .map(str::to_string)
-                            .collect()
-                    })
-                    .unwrap_or_else(|| top.clone());
+                let products = product_ids(channel).unwrap_or_else(|| top.clone());
                 (name, products)
             }
             _ => return Err("channels must be names or objects".into()),
@@ -290,7 +283,7 @@ impl Coinbase {
             .map(|t| {
                 format!(
                     r#"{{"time":"{}","trade_id":{},"price":"{}","size":"{}","side":"{}"}}"#,
-                    rfc3339_micros(t.time),
+                    t.time.to_rfc3339(),
                     t.id,
                     t.price,
                     t.quantity,
@@ -311,6 +304,10 @@ impl Coinbase {
 impl Venue for Coinbase {
     fn exchange(&self) -> Exchange {
         Exchange::Coinbase
+    }
+
+    fn ws_path(&self) -> &'static str {
+        "/"
     }
 
     fn open(&self, path: &str, _query: &str, _market: &Market) -> Option<Session> {
@@ -341,7 +338,7 @@ impl Venue for Coinbase {
     }
 
     fn heartbeats(&self, session: &Session, market: &Market) -> Vec<String> {
-        let now = rfc3339_micros(Micros::now());
+        let now = Micros::now().to_rfc3339();
         session
             .heartbeats
             .iter()
@@ -378,7 +375,7 @@ impl Venue for Coinbase {
             let now = Micros::now();
             return Response::ok(format!(
                 r#"{{"iso":"{}","epoch":{}.{:03}}}"#,
-                rfc3339_micros(now),
+                now.to_rfc3339(),
                 now.0 / 1_000_000,
                 (now.0 / 1_000) % 1_000
             ));
@@ -433,7 +430,7 @@ fn parse_match(value: &Value) -> Option<Trade> {
         _ => Side::Unknown,
     };
     let id = value.get("trade_id")?.as_u64()?;
-    let time = parse_rfc3339(value.get("time")?.as_str()?)?;
+    let time = Micros::parse_rfc3339(value.get("time")?.as_str()?).ok()?;
     let price = value.get("price")?.as_str()?;
     let size = value.get("size")?.as_str()?;
     Trade::new(Exchange::Coinbase, pair, id, price, size, side, time).ok()

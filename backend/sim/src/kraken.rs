@@ -13,7 +13,7 @@
 
 use crate::http::{Request, Response};
 use crate::market::Market;
-use crate::venue::{Parsed, Session, Venue, json_str, parse_rfc3339, rfc3339_micros};
+use crate::venue::{Parsed, Session, Venue, json_str};
 use candles_core::symbols::{pair_from_symbol, rest_symbol, ws_symbol};
 use candles_core::{Decimal, Exchange, Micros, Pair, Side, Trade};
 use serde_json::{Value, json};
@@ -45,7 +45,7 @@ fn trade_item(t: &Trade) -> String {
         t.quantity,
         ord_type(t),
         t.id,
-        rfc3339_micros(t.time),
+        t.time.to_rfc3339(),
     )
 }
 
@@ -125,7 +125,7 @@ impl Kraken {
         error: Option<&str>,
         request: &Value,
     ) -> String {
-        let now = rfc3339_micros(Micros::now());
+        let now = Micros::now().to_rfc3339();
         let mut out = String::from("{");
         if let Some(error) = error {
             let _ = write!(out, r#""error":{},"#, json_str(error));
@@ -343,6 +343,10 @@ impl Venue for Kraken {
         Exchange::Kraken
     }
 
+    fn ws_path(&self) -> &'static str {
+        "/v2"
+    }
+
     fn open(&self, path: &str, _query: &str, _market: &Market) -> Option<Session> {
         matches!(path, "/v2" | "/v2/").then(Session::default)
     }
@@ -356,7 +360,7 @@ impl Venue for Kraken {
 
     fn on_text(&self, text: &str, session: &mut Session, market: &Market) -> Vec<String> {
         let Ok(request) = serde_json::from_str::<Value>(text) else {
-            let now = rfc3339_micros(Micros::now());
+            let now = Micros::now().to_rfc3339();
             return vec![format!(
                 r#"{{"error":"Malformed request","success":false,"time_in":"{now}","time_out":"{now}"}}"#
             )];
@@ -365,7 +369,7 @@ impl Venue for Kraken {
             "subscribe" => self.subscribe(&request, session, market),
             "unsubscribe" => self.unsubscribe(&request, session),
             "ping" => {
-                let now = rfc3339_micros(Micros::now());
+                let now = Micros::now().to_rfc3339();
                 vec![format!(
                     r#"{{"method":"pong"{},"time_in":"{now}","time_out":"{now}"}}"#,
                     req_id_suffix(&request)
@@ -373,7 +377,7 @@ impl Venue for Kraken {
             }
             other => {
                 let error = format!("Method {other:?} is not supported by exchange-sim");
-                let now = rfc3339_micros(Micros::now());
+                let now = Micros::now().to_rfc3339();
                 vec![format!(
                     r#"{{"error":{},"method":{},"success":false,"time_in":"{now}","time_out":"{now}"{}}}"#,
                     json_str(&error),
@@ -473,7 +477,7 @@ fn parse_item(item: &Value) -> Option<Trade> {
         _ => None,
     };
     let id = item.get("trade_id")?.as_u64()?;
-    let time = parse_rfc3339(item.get("timestamp")?.as_str()?)?;
+    let time = Micros::parse_rfc3339(item.get("timestamp")?.as_str()?).ok()?;
     Trade::new(
         Exchange::Kraken,
         pair,

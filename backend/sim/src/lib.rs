@@ -11,9 +11,11 @@
 mod binance;
 mod coinbase;
 mod faults;
+mod generator;
 mod http;
 mod kraken;
 mod market;
+mod registry;
 mod replay;
 mod server;
 mod venue;
@@ -225,12 +227,7 @@ impl Drop for SimHandle {
 
 /// The WebSocket URL of a simulator of `exchange` listening on `addr`.
 pub fn ws_url(exchange: Exchange, addr: SocketAddr) -> String {
-    let path = match exchange {
-        Exchange::Binance => "/ws",
-        Exchange::Kraken => "/v2",
-        Exchange::Coinbase => "/",
-    };
-    format!("ws://{addr}{path}")
+    format!("ws://{addr}{}", registry::venue(exchange).ws_path())
 }
 
 /// A configuration that cannot work.
@@ -285,10 +282,32 @@ fn check(config: &SimConfig) -> Result<(), ConfigError> {
     }
 }
 
+/// Opens `--trade-log` for appending.
+fn open_trade_log(path: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open the trade log {} for appending", path.display()))
+}
+
+/// The faults every connection applies.
+fn fault_config(config: &SimConfig) -> faults::FaultConfig {
+    faults::FaultConfig {
+        disconnect_every: config.disconnect_every,
+        drop_ratio: config.drop_ratio,
+        stall: config.stall,
+        stall_after: config.timing.stall_after,
+        malformed_ratio: config.malformed_ratio,
+        unsubscribed_every: config.unsubscribed_every,
+        huge_frame: config.huge_frame,
+    }
+}
+
 /// Starts a simulator: binds `config.listen`, starts the trade source and serves clients.
 pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
     check(&config)?;
-    let venue = venue::venue(config.exchange);
+    let venue = registry::venue(config.exchange);
     let recording = match &config.source {
         TradeSource::Replay { path, .. } => Some(replay::Recording::load(path, &*venue)?),
         TradeSource::Synthetic { .. } => None,
@@ -299,18 +318,11 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
             listed.push(pair);
         }
     }
-    let trade_log = match &config.trade_log {
-        None => None,
-        Some(path) => Some(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| {
-                    format!("cannot open the trade log {} for appending", path.display())
-                })?,
-        ),
-    };
+    let trade_log = config
+        .trade_log
+        .as_deref()
+        .map(open_trade_log)
+        .transpose()?;
     let market = Arc::new(Market::new(config.exchange, listed, trade_log));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -326,15 +338,7 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
     let shared = Arc::new(server::Shared {
         market: market.clone(),
         venue,
-        faults: faults::FaultConfig {
-            disconnect_every: config.disconnect_every,
-            drop_ratio: config.drop_ratio,
-            stall: config.stall,
-            stall_after: config.timing.stall_after,
-            malformed_ratio: config.malformed_ratio,
-            unsubscribed_every: config.unsubscribed_every,
-            huge_frame: config.huge_frame,
-        },
+        faults: fault_config(&config),
         timing: config.timing,
         seed: config.seed,
         cancel: cancel.clone(),
@@ -353,7 +357,7 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
             cancel.clone(),
         ));
     } else if let TradeSource::Synthetic { rate } = config.source {
-        let generator = market::Generator {
+        let generator = generator::Generator {
             rate,
             max_trades: config.max_trades,
             seed: config.seed,

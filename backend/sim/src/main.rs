@@ -6,9 +6,9 @@
 //! per exchange, can run side by side). Logs go to stderr.
 #![forbid(unsafe_code)]
 
-use anyhow::Context as _;
 use candles_core::{Exchange, Pair};
-use clap::{Parser, ValueEnum};
+use candles_runtime::LogFormat;
+use clap::Parser;
 use exchange_sim::{SimConfig, Speed, TradeSource};
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -100,15 +100,6 @@ struct Args {
     log_format: LogFormat,
 }
 
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
 /// A parsed `--pairs` value (a newtype so clap does not treat it as a repeated argument).
 #[derive(Debug, Clone)]
 struct PairList(Vec<Pair>);
@@ -137,28 +128,12 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         .map_err(|e| e.to_string())
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_logging(args.log_format);
+    candles_runtime::init_logs(args.log_format, "info");
     if let Some(addr) = args.metrics_addr {
-        metrics_exporter_prometheus::PrometheusBuilder::new()
-            .with_http_listener(addr)
-            .install()
-            .with_context(|| format!("cannot serve metrics on {addr}: is the port in use?"))?;
+        candles_runtime::serve_metrics(addr)?;
     }
     let source = match &args.replay {
         Some(path) => TradeSource::Replay {
@@ -196,24 +171,8 @@ async fn main() -> anyhow::Result<()> {
         )?;
         stdout.flush()?;
     }
-    shutdown_signal().await;
-    tracing::info!(trades = sim.generated(), "shutting down");
+    let signal = candles_runtime::shutdown_signal().await;
+    tracing::info!(signal, trades = sim.generated(), "shutting down");
     sim.stop().await;
     Ok(())
-}
-
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

@@ -163,12 +163,13 @@ enum End {
     Close(CloseCode, &'static str),
 }
 
-async fn websocket(stream: Prefixed, shared: &Shared) -> anyhow::Result<()> {
-    let market = &shared.market;
-    let venue = &*shared.venue;
-    let conn = market.connections.fetch_add(1, Ordering::Relaxed) + 1;
-    // Listen before subscribing (which may happen in the handshake), so no trade falls between.
-    let mut rx = market.listen();
+/// The WebSocket stream of one client.
+type Ws = tokio_tungstenite::WebSocketStream<Prefixed>;
+
+/// Completes the WebSocket handshake on a path the venue serves: the socket and its session,
+/// `None` when the path is not the exchange's (answered with 404).
+async fn handshake(stream: Prefixed, shared: &Shared) -> anyhow::Result<Option<(Ws, Session)>> {
+    let (market, venue) = (&shared.market, &*shared.venue);
     let mut session: Option<Session> = None;
     // The signature is tungstenite's `Callback`; its error type is what it is.
     #[allow(clippy::result_large_err)]
@@ -191,118 +192,99 @@ async fn websocket(stream: Prefixed, shared: &Shared) -> anyhow::Result<()> {
         }
     };
     let ws = tokio_tungstenite::accept_hdr_async(stream, callback).await?;
-    let Some(mut session) = session else {
+    Ok(session.map(|session| (ws, session)))
+}
+
+/// One client connection's state between events.
+struct Conn<'a> {
+    shared: &'a Shared,
+    session: Session,
+    faults: Faults,
+    /// Messages waiting to be written.
+    out: Vec<Message>,
+}
+
+impl Conn<'_> {
+    /// Answers a text message from the client.
+    fn on_text(&mut self, text: &str) {
+        let (venue, market) = (&*self.shared.venue, &self.shared.market);
+        let was_subscribed = self.session.subscribed;
+        let answers = venue.on_text(text, &mut self.session, market);
+        self.out.extend(answers.into_iter().map(Message::text));
+        if self.session.subscribed && !was_subscribed {
+            self.faults.on_subscribed(Instant::now());
+        }
+    }
+
+    /// Queues what a market event means to this client (nothing while it is `silent`), with
+    /// the faults applied.
+    fn on_event(&mut self, event: &Event, silent: bool) {
+        let (venue, market) = (&*self.shared.venue, &self.shared.market);
+        let session = &mut self.session;
+        let messages = match event {
+            Event::Trades(trades) => {
+                let mut new = session.take_new(trades);
+                // Trades the market keeps off the WebSocket (REST has them).
+                new.retain(|t| !market.is_withheld(t));
+                if new.is_empty() {
+                    Vec::new()
+                } else {
+                    venue.encode(&new, session)
+                }
+            }
+            Event::Raw { pair, line, trades } => {
+                session.take_new(trades);
+                if session.wants_line(*pair) {
+                    vec![line.clone()]
+                } else {
+                    Vec::new()
+                }
+            }
+        };
+        if silent {
+            return;
+        }
+        for message in messages {
+            if let Some(garbage) = self.faults.garbage(venue, &message) {
+                self.out.push(Message::text(garbage));
+            }
+            if self.faults.drop_next() {
+                metrics::counter!("sim_messages_dropped_total").increment(1);
+                continue;
+            }
+            let hostile = self.faults.hostile_after(venue, &self.session, &message);
+            self.out.push(Message::text(message));
+            self.out.extend(hostile.into_iter().map(Message::text));
+        }
+    }
+}
+
+/// Writes `batch` within [`WRITE_TIMEOUT`]; whether it went out.
+async fn send_all(sink: &mut futures::stream::SplitSink<Ws, Message>, batch: Vec<Message>) -> bool {
+    metrics::counter!("sim_messages_sent_total").increment(batch.len() as u64);
+    let sent = timeout(WRITE_TIMEOUT, async {
+        for message in batch {
+            sink.feed(message).await?;
+        }
+        sink.flush().await
+    })
+    .await;
+    matches!(sent, Ok(Ok(())))
+}
+
+async fn websocket(stream: Prefixed, shared: &Shared) -> anyhow::Result<()> {
+    let conn = shared.market.connections.fetch_add(1, Ordering::Relaxed) + 1;
+    // Listen before subscribing (which may happen in the handshake), so no trade falls between.
+    let rx = shared.market.listen();
+    let Some((ws, mut session)) = handshake(stream, shared).await? else {
         return Ok(());
     };
     session.id = conn;
     metrics::counter!("sim_ws_connections_total").increment(1);
     metrics::gauge!("sim_ws_clients").increment(1.0);
     tracing::debug!(conn, "WebSocket client connected");
-
     let (mut sink, mut stream) = ws.split();
-    let opened = Instant::now();
-    let mut faults = Faults::new(shared.faults, shared.seed, conn, opened);
-    if session.subscribed {
-        faults.on_subscribed(opened);
-    }
-    let timing = shared.timing;
-    let mut heartbeat =
-        tokio::time::interval_at(opened + timing.heartbeat_every, timing.heartbeat_every);
-    let mut ping = tokio::time::interval_at(opened + timing.ws_ping_every, timing.ws_ping_every);
-    // After a stall, resume the rhythm instead of firing the missed ticks in a burst.
-    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let subscribe_deadline = opened + timing.subscribe_timeout;
-    let mut out: Vec<Message> = venue
-        .greeting(&session)
-        .into_iter()
-        .map(Message::text)
-        .collect();
-
-    let end = loop {
-        if !out.is_empty() {
-            let batch = std::mem::take(&mut out);
-            metrics::counter!("sim_messages_sent_total").increment(batch.len() as u64);
-            let sent = timeout(WRITE_TIMEOUT, async {
-                for message in batch {
-                    sink.feed(message).await?;
-                }
-                sink.flush().await
-            })
-            .await;
-            if !matches!(sent, Ok(Ok(()))) {
-                break End::Client;
-            }
-        }
-        let silent = faults.silent(Instant::now());
-        let stall_change = faults.next_stall_change();
-        tokio::select! {
-            biased;
-            _ = shared.cancel.cancelled() => break End::Close(CloseCode::Away, "exchange-sim is shutting down"),
-            _ = sleep_until(faults.disconnect_at.unwrap_or(opened)), if faults.disconnect_at.is_some() => {
-                metrics::counter!("sim_disconnects_total").increment(1);
-                break End::Close(CloseCode::Away, "exchange-sim: simulated disconnect");
-            }
-            _ = sleep_until(subscribe_deadline), if venue.requires_early_subscribe() && !session.subscribed => {
-                break End::Close(CloseCode::Policy, "no subscribe message within the subscribe timeout");
-            }
-            _ = sleep_until(stall_change.unwrap_or(opened)), if stall_change.is_some() => {}
-            incoming = stream.next(), if !silent => match incoming {
-                Some(Ok(Message::Text(text))) => {
-                    let was_subscribed = session.subscribed;
-                    out.extend(venue.on_text(&text, &mut session, market).into_iter().map(Message::text));
-                    if session.subscribed && !was_subscribed {
-                        faults.on_subscribed(Instant::now());
-                    }
-                }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break End::Client,
-                // Pings are answered by tungstenite itself; pongs and binary frames are ignored.
-                Some(Ok(_)) => {}
-            },
-            event = rx.recv() => match event {
-                Ok(event) => {
-                    let messages = match &*event {
-                        Event::Trades(trades) => {
-                            let mut new = session.take_new(trades);
-                            // Trades the market keeps off the WebSocket (REST has them).
-                            new.retain(|t| !market.is_withheld(t));
-                            if new.is_empty() { Vec::new() } else { venue.encode(&new, &session) }
-                        }
-                        Event::Raw { pair, line, trades } => {
-                            session.take_new(trades);
-                            if session.wants_line(*pair) { vec![line.clone()] } else { Vec::new() }
-                        }
-                    };
-                    if silent {
-                        continue;
-                    }
-                    for message in messages {
-                        if let Some(garbage) = faults.garbage(venue, &message) {
-                            out.push(Message::text(garbage));
-                        }
-                        if faults.drop_next() {
-                            metrics::counter!("sim_messages_dropped_total").increment(1);
-                            continue;
-                        }
-                        let hostile = faults.hostile_after(venue, &session, &message);
-                        out.push(Message::text(message));
-                        out.extend(hostile.into_iter().map(Message::text));
-                    }
-                }
-                Err(RecvError::Lagged(n)) => {
-                    tracing::warn!(conn, missed = n, "client too slow: it misses market events");
-                    metrics::counter!("sim_lagged_events_total").increment(n);
-                }
-                Err(RecvError::Closed) => break End::Close(CloseCode::Away, "exchange-sim is shutting down"),
-            },
-            _ = heartbeat.tick(), if !silent => {
-                out.extend(venue.heartbeats(&session, market).into_iter().map(Message::text));
-            }
-            _ = ping.tick(), if !silent && venue.sends_pings() => {
-                out.push(Message::Ping(Vec::new().into()));
-            }
-        }
-    };
+    let end = serve(&mut sink, &mut stream, rx, session, shared, conn).await;
     metrics::gauge!("sim_ws_clients").decrement(1.0);
     if let End::Close(code, reason) = end {
         tracing::debug!(conn, reason, "closing WebSocket");
@@ -318,4 +300,81 @@ async fn websocket(stream: Prefixed, shared: &Shared) -> anyhow::Result<()> {
         .await;
     }
     Ok(())
+}
+
+/// The connection loop: market events, client messages, heartbeats, pings and faults, until
+/// the connection ends.
+async fn serve(
+    sink: &mut futures::stream::SplitSink<Ws, Message>,
+    stream: &mut futures::stream::SplitStream<Ws>,
+    mut rx: tokio::sync::broadcast::Receiver<Arc<Event>>,
+    session: Session,
+    shared: &Shared,
+    conn: u64,
+) -> End {
+    let venue = &*shared.venue;
+    let opened = Instant::now();
+    let mut faults = Faults::new(shared.faults, shared.seed, conn, opened);
+    if session.subscribed {
+        faults.on_subscribed(opened);
+    }
+    let timing = shared.timing;
+    let mut heartbeat =
+        tokio::time::interval_at(opened + timing.heartbeat_every, timing.heartbeat_every);
+    let mut ping = tokio::time::interval_at(opened + timing.ws_ping_every, timing.ws_ping_every);
+    // After a stall, resume the rhythm instead of firing the missed ticks in a burst.
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let subscribe_deadline = opened + timing.subscribe_timeout;
+    let out = venue
+        .greeting(&session)
+        .into_iter()
+        .map(Message::text)
+        .collect();
+    let mut c = Conn {
+        shared,
+        session,
+        faults,
+        out,
+    };
+    loop {
+        if !c.out.is_empty() && !send_all(sink, std::mem::take(&mut c.out)).await {
+            return End::Client;
+        }
+        let silent = c.faults.silent(Instant::now());
+        let stall_change = c.faults.next_stall_change();
+        let disconnect_at = c.faults.disconnect_at;
+        tokio::select! {
+            biased;
+            _ = shared.cancel.cancelled() => return End::Close(CloseCode::Away, "exchange-sim is shutting down"),
+            _ = sleep_until(disconnect_at.unwrap_or(opened)), if disconnect_at.is_some() => {
+                metrics::counter!("sim_disconnects_total").increment(1);
+                return End::Close(CloseCode::Away, "exchange-sim: simulated disconnect");
+            }
+            _ = sleep_until(subscribe_deadline), if venue.requires_early_subscribe() && !c.session.subscribed => {
+                return End::Close(CloseCode::Policy, "no subscribe message within the subscribe timeout");
+            }
+            _ = sleep_until(stall_change.unwrap_or(opened)), if stall_change.is_some() => {}
+            incoming = stream.next(), if !silent => match incoming {
+                Some(Ok(Message::Text(text))) => c.on_text(&text),
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return End::Client,
+                // Pings are answered by tungstenite itself; pongs and binary frames are ignored.
+                Some(Ok(_)) => {}
+            },
+            event = rx.recv() => match event {
+                Ok(event) => c.on_event(&event, silent),
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(conn, missed = n, "client too slow: it misses market events");
+                    metrics::counter!("sim_lagged_events_total").increment(n);
+                }
+                Err(RecvError::Closed) => return End::Close(CloseCode::Away, "exchange-sim is shutting down"),
+            },
+            _ = heartbeat.tick(), if !silent => {
+                c.out.extend(venue.heartbeats(&c.session, &shared.market).into_iter().map(Message::text));
+            }
+            _ = ping.tick(), if !silent && venue.sends_pings() => {
+                c.out.push(Message::Ping(Vec::new().into()));
+            }
+        }
+    }
 }

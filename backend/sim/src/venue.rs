@@ -3,11 +3,12 @@
 //!
 //! The connection loop (`server`) is the same for every exchange: it asks the [`Venue`] how to
 //! greet, how to answer a client message, how to encode trades and heartbeats, and how to answer
-//! REST requests. Adding an exchange means adding one module with one `impl Venue`.
+//! REST requests. Adding an exchange means adding one module with one `impl Venue` and its line
+//! in `registry.rs`.
 
 use crate::http::{Request, Response};
 use crate::market::Market;
-use candles_core::{Exchange, Micros, Pair, Trade};
+use candles_core::{Exchange, Pair, Trade};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One connection's subscriptions and protocol state.
@@ -77,6 +78,9 @@ pub(crate) trait Venue: Send + Sync + 'static {
     /// Which exchange.
     fn exchange(&self) -> Exchange;
 
+    /// The path of the WebSocket endpoint, as the real exchange has it (`/ws` for Binance).
+    fn ws_path(&self) -> &'static str;
+
     /// A new WebSocket connection to `path` (query without `?`): its initial session, or
     /// `None` if the path is not this exchange's (answered with 404).
     fn open(&self, path: &str, query: &str, market: &Market) -> Option<Session>;
@@ -123,35 +127,6 @@ pub(crate) trait Venue: Send + Sync + 'static {
     fn wire(&self, trade: Trade) -> Trade;
 }
 
-/// The venue for `exchange`.
-pub(crate) fn venue(exchange: Exchange) -> Box<dyn Venue> {
-    match exchange {
-        Exchange::Binance => Box::new(crate::binance::Binance),
-        Exchange::Kraken => Box::new(crate::kraken::Kraken),
-        Exchange::Coinbase => Box::new(crate::coinbase::Coinbase),
-    }
-}
-
-/// RFC 3339 UTC with microseconds: `2023-09-25T07:48:36.925533Z`.
-pub(crate) fn rfc3339_micros(t: Micros) -> String {
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
-    );
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.0) * 1_000)
-        .ok()
-        .and_then(|dt| dt.format(&format).ok())
-        .unwrap_or_else(|| "1970-01-01T00:00:00.000000Z".to_string())
-}
-
-/// Parses an RFC 3339 time to microseconds (sub-microsecond digits are truncated).
-pub(crate) fn parse_rfc3339(text: &str) -> Option<Micros> {
-    let dt =
-        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
-    i64::try_from(dt.unix_timestamp_nanos().div_euclid(1_000))
-        .ok()
-        .map(Micros)
-}
-
 /// A deterministic UUID-shaped id (for Coinbase order ids) from some numbers.
 pub(crate) fn pseudo_uuid(parts: &[u64]) -> String {
     let mut h = 0x9E37_79B9_7F4A_7C15u64;
@@ -189,18 +164,6 @@ pub(crate) fn json_str(text: &str) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn times_format_and_parse_with_microseconds() {
-        let t = Micros(1_695_628_116_925_533);
-        assert_eq!(rfc3339_micros(t), "2023-09-25T07:48:36.925533Z");
-        assert_eq!(parse_rfc3339("2023-09-25T07:48:36.925533Z"), Some(t));
-        assert_eq!(
-            parse_rfc3339("2023-02-09T20:19:35.39625135Z"),
-            Some(Micros(1_675_973_975_396_251))
-        );
-        assert_eq!(parse_rfc3339("yesterday"), None);
-    }
 
     #[test]
     fn pseudo_uuids_are_stable_and_uuid_shaped() {

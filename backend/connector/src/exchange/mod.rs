@@ -11,8 +11,9 @@ pub mod coinbase;
 pub mod kraken;
 
 use crate::error::ParseError;
+use candles_core::symbols::pair_from_symbol;
 use candles_core::trade::parse_positive_decimal;
-use candles_core::{Decimal, Exchange, Micros, Pair, Trade};
+use candles_core::{Decimal, Exchange, Micros, Pair, Side, Trade};
 
 /// What one text frame from the exchange means to the session.
 #[derive(Debug, Clone, PartialEq)]
@@ -145,6 +146,63 @@ pub(crate) fn join_url(base: &str, path: &str) -> String {
     )
 }
 
+/// Which message a trade is read from: its name in errors (`"binance frame"`) and its exchange.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Origin {
+    /// What is being parsed, for errors.
+    pub what: &'static str,
+    /// Whose message it is.
+    pub exchange: Exchange,
+}
+
+impl Origin {
+    /// The origin `what` of `exchange`.
+    pub(crate) const fn new(what: &'static str, exchange: Exchange) -> Origin {
+        Origin { what, exchange }
+    }
+
+    /// The pair of the exchange's `symbol`, read from `field`.
+    pub(crate) fn pair(self, field: &'static str, symbol: &str) -> Result<Pair, ParseError> {
+        pair_from_symbol(self.exchange, symbol)
+            .map_err(|e| ParseError::field(self.what, field, symbol, e.reason))
+    }
+
+    /// A trade from the exchange's text of its price and quantity (`[(field, text); 2]`, read
+    /// as exact positive decimals), stamped as received at its trade time (the caller restamps).
+    pub(crate) fn trade(
+        self,
+        (pair, id): (Pair, u64),
+        side: Side,
+        time: Micros,
+        [price, quantity]: [(&'static str, &str); 2],
+    ) -> Result<Trade, ParseError> {
+        Ok(Trade {
+            exchange: self.exchange,
+            pair,
+            id,
+            price: decimal(self.what, price.0, price.1)?,
+            quantity: decimal(self.what, quantity.0, quantity.1)?,
+            side,
+            time,
+            received: time,
+        })
+    }
+}
+
+/// Converts parsed rows into trades stamped as received at `received`; the first row that does
+/// not convert is the error.
+pub(crate) fn stamped<R>(
+    rows: impl IntoIterator<Item = R>,
+    received: Micros,
+) -> Result<Vec<Trade>, ParseError>
+where
+    Trade: TryFrom<R, Error = ParseError>,
+{
+    rows.into_iter()
+        .map(|row| Trade::try_from(row).map(|t| Trade { received, ..t }))
+        .collect()
+}
+
 /// An exact positive decimal from the exchange's text.
 pub(crate) fn decimal(
     what: &'static str,
@@ -160,11 +218,7 @@ pub(crate) fn rfc3339_micros(
     field: &'static str,
     text: &str,
 ) -> Result<Micros, ParseError> {
-    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .map_err(|e| ParseError::field(what, field, text, format!("not an RFC 3339 time ({e})")))?;
-    i64::try_from(t.unix_timestamp_nanos().div_euclid(1_000))
-        .map(Micros)
-        .map_err(|_| ParseError::field(what, field, text, "out of range"))
+    Micros::parse_rfc3339(text).map_err(|e| ParseError::field(what, field, text, e))
 }
 
 /// Milliseconds since the epoch as microseconds, rejecting values that would overflow.

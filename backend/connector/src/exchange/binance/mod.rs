@@ -9,10 +9,10 @@
 pub mod messages;
 
 use super::{
-    ForPair, Frame, Gap, Keepalive, Listing, Page, Venue, decimal, join_url, millis_micros,
+    ForPair, Frame, Gap, Keepalive, Listing, Origin, Page, Venue, join_url, millis_micros, stamped,
 };
 use crate::error::ParseError;
-use candles_core::symbols::{binance_stream, pair_from_symbol, rest_symbol};
+use candles_core::symbols::{binance_stream, rest_symbol};
 use candles_core::{Exchange, Micros, Pair, Side, Trade};
 use messages::{Envelope, ExchangeInfo, HistoricalTrade, RestError, TradeEvent};
 
@@ -20,6 +20,18 @@ const WHAT: &str = "binance frame";
 const WHAT_REST: &str = "binance historicalTrades";
 /// Binance's largest page.
 const PAGE_LIMIT: u64 = 1000;
+
+const WS: Origin = Origin::new(WHAT, Exchange::Binance);
+const REST: Origin = Origin::new(WHAT_REST, Exchange::Binance);
+
+/// `m == true`: the buyer was the maker, so the taker sold.
+fn taker_side(buyer_is_maker: bool) -> Side {
+    if buyer_is_maker {
+        Side::Sell
+    } else {
+        Side::Buy
+    }
+}
 
 /// The Binance Spot protocol.
 #[derive(Debug, Clone, Copy, Default)]
@@ -29,21 +41,13 @@ impl TryFrom<&TradeEvent> for Trade {
     type Error = ParseError;
     fn try_from(m: &TradeEvent) -> Result<Trade, ParseError> {
         let time = millis_micros(WHAT, "T", m.trade_time)?;
-        Ok(Trade {
-            exchange: Exchange::Binance,
-            pair: pair_from_symbol(Exchange::Binance, &m.symbol)
-                .map_err(|e| ParseError::field(WHAT, "s", &m.symbol, e.reason))?,
-            id: m.trade_id,
-            price: decimal(WHAT, "p", &m.price)?,
-            quantity: decimal(WHAT, "q", &m.quantity)?,
-            side: if m.buyer_is_maker {
-                Side::Sell
-            } else {
-                Side::Buy
-            },
+        let (pair, side) = (WS.pair("s", &m.symbol)?, taker_side(m.buyer_is_maker));
+        WS.trade(
+            (pair, m.trade_id),
+            side,
             time,
-            received: time,
-        })
+            [("p", &m.price), ("q", &m.quantity)],
+        )
     }
 }
 
@@ -52,20 +56,13 @@ impl TryFrom<ForPair<'_, HistoricalTrade>> for Trade {
     type Error = ParseError;
     fn try_from(ForPair(m, pair): ForPair<'_, HistoricalTrade>) -> Result<Trade, ParseError> {
         let time = millis_micros(WHAT_REST, "time", m.time)?;
-        Ok(Trade {
-            exchange: Exchange::Binance,
-            pair,
-            id: m.id,
-            price: decimal(WHAT_REST, "price", &m.price)?,
-            quantity: decimal(WHAT_REST, "qty", &m.qty)?,
-            side: if m.is_buyer_maker {
-                Side::Sell
-            } else {
-                Side::Buy
-            },
+        let side = taker_side(m.is_buyer_maker);
+        REST.trade(
+            (pair, m.id),
+            side,
             time,
-            received: time,
-        })
+            [("price", &m.price), ("qty", &m.qty)],
+        )
     }
 }
 
@@ -148,12 +145,7 @@ impl Venue for Binance {
         }
         let rows: Vec<HistoricalTrade> =
             serde_json::from_str(body).map_err(ParseError::json(WHAT_REST))?;
-        let mut trades = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let mut t = Trade::try_from(ForPair(row, gap.pair))?;
-            t.received = received;
-            trades.push(t);
-        }
+        let trades = stamped(rows.iter().map(|r| ForPair(r, gap.pair)), received)?;
         // Ascending from `fromId`: go on after the highest id until the gap is covered; a short
         // page means there is nothing newer.
         let full = trades.len() as u64 >= gap.len().clamp(1, PAGE_LIMIT);

@@ -9,7 +9,7 @@
 pub mod messages;
 
 use super::{
-    ForPair, Frame, Gap, Keepalive, Listing, Page, Venue, decimal, join_url, rfc3339_micros,
+    ForPair, Frame, Gap, Keepalive, Listing, Origin, Page, Venue, join_url, rfc3339_micros, stamped,
 };
 use crate::error::ParseError;
 use candles_core::symbols::{pair_from_symbol, rest_symbol, ws_symbol};
@@ -20,6 +20,9 @@ const WHAT: &str = "coinbase frame";
 const WHAT_REST: &str = "coinbase trades";
 /// Coinbase's largest page.
 const PAGE_LIMIT: u64 = 1000;
+
+const WS: Origin = Origin::new(WHAT, Exchange::Coinbase);
+const REST: Origin = Origin::new(WHAT_REST, Exchange::Coinbase);
 
 /// The Coinbase Exchange protocol.
 #[derive(Debug, Clone, Copy, Default)]
@@ -43,17 +46,16 @@ impl TryFrom<&Match> for Trade {
     type Error = ParseError;
     fn try_from(m: &Match) -> Result<Trade, ParseError> {
         let time = rfc3339_micros(WHAT, "time", &m.time)?;
-        Ok(Trade {
-            exchange: Exchange::Coinbase,
-            pair: pair_from_symbol(Exchange::Coinbase, &m.product_id)
-                .map_err(|e| ParseError::field(WHAT, "product_id", &m.product_id, e.reason))?,
-            id: m.trade_id,
-            price: decimal(WHAT, "price", &m.price)?,
-            quantity: decimal(WHAT, "size", &m.size)?,
-            side: taker_side(WHAT, &m.side)?,
+        let (pair, side) = (
+            WS.pair("product_id", &m.product_id)?,
+            taker_side(WHAT, &m.side)?,
+        );
+        WS.trade(
+            (pair, m.trade_id),
+            side,
             time,
-            received: time,
-        })
+            [("price", &m.price), ("size", &m.size)],
+        )
     }
 }
 
@@ -61,16 +63,13 @@ impl TryFrom<ForPair<'_, RestTrade>> for Trade {
     type Error = ParseError;
     fn try_from(ForPair(m, pair): ForPair<'_, RestTrade>) -> Result<Trade, ParseError> {
         let time = rfc3339_micros(WHAT_REST, "time", &m.time)?;
-        Ok(Trade {
-            exchange: Exchange::Coinbase,
-            pair,
-            id: m.trade_id,
-            price: decimal(WHAT_REST, "price", &m.price)?,
-            quantity: decimal(WHAT_REST, "size", &m.size)?,
-            side: taker_side(WHAT_REST, &m.side)?,
+        let side = taker_side(WHAT_REST, &m.side)?;
+        REST.trade(
+            (pair, m.trade_id),
+            side,
             time,
-            received: time,
-        })
+            [("price", &m.price), ("size", &m.size)],
+        )
     }
 }
 
@@ -160,12 +159,7 @@ impl Venue for Coinbase {
         }
         let rows: Vec<RestTrade> =
             serde_json::from_str(body).map_err(ParseError::json(WHAT_REST))?;
-        let mut trades = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let mut t = Trade::try_from(ForPair(row, gap.pair))?;
-            t.received = received;
-            trades.push(t);
-        }
+        let trades = stamped(rows.iter().map(|r| ForPair(r, gap.pair)), received)?;
         // Newest first: go on below the lowest id until the gap is covered; a short page means
         // there is nothing older.
         let full = trades.len() as u64 >= gap.len().clamp(1, PAGE_LIMIT);

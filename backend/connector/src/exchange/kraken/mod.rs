@@ -9,10 +9,10 @@
 pub mod messages;
 
 use super::{
-    ForPair, Frame, Gap, Keepalive, Listing, Page, Venue, decimal, join_url, rfc3339_micros,
+    ForPair, Frame, Gap, Keepalive, Listing, Origin, Page, Venue, join_url, rfc3339_micros, stamped,
 };
 use crate::error::ParseError;
-use candles_core::symbols::{pair_from_symbol, rest_symbol, ws_symbol};
+use candles_core::symbols::{rest_symbol, ws_symbol};
 use candles_core::{Decimal, Exchange, Micros, Pair, Side, Trade};
 use messages::{AssetPair, Envelope, RestResponse, RestTrade, TradeData};
 
@@ -20,6 +20,9 @@ const WHAT: &str = "kraken frame";
 const WHAT_REST: &str = "kraken Trades";
 /// Rows of a full `Trades` page (Kraken's default and maximum `count`).
 const PAGE_ROWS: usize = 1000;
+
+const WS: Origin = Origin::new(WHAT, Exchange::Kraken);
+const REST: Origin = Origin::new(WHAT_REST, Exchange::Kraken);
 
 /// The Kraken Spot (WebSocket v2) protocol.
 #[derive(Debug, Clone, Copy, Default)]
@@ -42,17 +45,9 @@ impl TryFrom<&TradeData> for Trade {
     type Error = ParseError;
     fn try_from(m: &TradeData) -> Result<Trade, ParseError> {
         let time = rfc3339_micros(WHAT, "timestamp", &m.timestamp)?;
-        Ok(Trade {
-            exchange: Exchange::Kraken,
-            pair: pair_from_symbol(Exchange::Kraken, &m.symbol)
-                .map_err(|e| ParseError::field(WHAT, "symbol", &m.symbol, e.reason))?,
-            id: m.trade_id,
-            price: decimal(WHAT, "price", m.price.as_str())?,
-            quantity: decimal(WHAT, "qty", m.qty.as_str())?,
-            side: side(WHAT, "side", &m.side)?,
-            time,
-            received: time,
-        })
+        let (pair, side) = (WS.pair("symbol", &m.symbol)?, side(WHAT, "side", &m.side)?);
+        let text = [("price", m.price.as_str()), ("qty", m.qty.as_str())];
+        WS.trade((pair, m.trade_id), side, time, text)
     }
 }
 
@@ -73,16 +68,8 @@ impl TryFrom<ForPair<'_, RestTrade>> for Trade {
     type Error = ParseError;
     fn try_from(ForPair(m, pair): ForPair<'_, RestTrade>) -> Result<Trade, ParseError> {
         let time = seconds_micros(m.2.as_str())?;
-        Ok(Trade {
-            exchange: Exchange::Kraken,
-            pair,
-            id: m.6,
-            price: decimal(WHAT_REST, "price", &m.0)?,
-            quantity: decimal(WHAT_REST, "volume", &m.1)?,
-            side: side(WHAT_REST, "side", &m.3)?,
-            time,
-            received: time,
-        })
+        let side = side(WHAT_REST, "side", &m.3)?;
+        REST.trade((pair, m.6), side, time, [("price", &m.0), ("volume", &m.1)])
     }
 }
 
@@ -140,12 +127,7 @@ impl Venue for Kraken {
                     .ok_or_else(|| ParseError::field(WHAT, "data", "", "missing"))?;
                 let rows: Vec<TradeData> =
                     serde_json::from_str(data.get()).map_err(ParseError::json(WHAT))?;
-                let mut trades = Vec::with_capacity(rows.len());
-                for row in &rows {
-                    let mut t = Trade::try_from(row)?;
-                    t.received = received;
-                    trades.push(t);
-                }
+                let trades = stamped(&rows, received)?;
                 match env.kind.as_deref() {
                     Some("snapshot") => Ok(Frame::Snapshot(trades)),
                     Some("update") => Ok(Frame::Trades(trades)),
@@ -211,11 +193,10 @@ impl Venue for Kraken {
             // The one pair asked for, under Kraken's own key (e.g. `XXBTZUSD`).
             let rows: Vec<RestTrade> =
                 serde_json::from_value(value.clone()).map_err(ParseError::json(WHAT_REST))?;
-            for row in &rows {
-                let mut t = Trade::try_from(ForPair(row, gap.pair))?;
-                t.received = received;
-                trades.push(t);
-            }
+            trades.extend(stamped(
+                rows.iter().map(|r| ForPair(r, gap.pair)),
+                received,
+            )?);
         }
         // Oldest first, at most PAGE_ROWS a page: a short page means there is nothing newer.
         // `since` is exclusive, and several trades can share a time: the next page starts just

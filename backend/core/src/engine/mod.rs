@@ -9,7 +9,7 @@
 //!   exactly the candle of the union of their trades.
 //! - Open is the price of the earliest trade, close of the latest, ordered by the key
 //!   (trade time, exchange, trade id, arrival): ties in time are broken by the exchange's trade id;
-//!   across exchanges (whose ids are unrelated) by the fixed exchange order of [`Exchange::ALL`],
+//!   across exchanges (whose ids are unrelated) by the fixed exchange order of [`crate::Exchange::ALL`],
 //!   then by arrival. The key is total, so replaying the same trades gives the same candle.
 //! - A window is finalized once the clock reaches its end plus the grace period. The clock is
 //!   [`ClockMode::Wall`] (the `now` the caller passes to [`Engine::advance`]) or
@@ -33,15 +33,19 @@
 //! allocate once a series exists and its window buffer has grown to the number of windows open
 //! at once (usually one or two); `tests/no_alloc.rs` checks this with a counting allocator.
 
+mod series;
+
 use crate::candle::Candle;
-use crate::market::{Exchange, Side, Source};
+use crate::market::Source;
 use crate::pair::Pair;
 use crate::time::{Duration, Interval, Micros};
 use crate::trade::Trade;
 use rust_decimal::Decimal;
-use std::cmp::Ordering;
-use std::collections::{HashMap, VecDeque};
+use series::{Key, PairState};
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+
+pub use series::MAX_QUIET_WINDOWS;
 
 /// Which clock finalizes windows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -97,9 +101,6 @@ pub enum Outcome {
     Late,
 }
 
-/// Total order of trades within a window: (trade time, exchange, trade id, arrival).
-type Key = (Micros, u8, u64, u64);
-
 /// The trade times (and clock readings) the engine works with: ±(`i64::MAX` / 4) µs, about
 /// ±73,000 years around 1970, so that window arithmetic (start, end, end + grace) can never
 /// overflow. A trade outside this range cannot be placed in a window and is rejected like a late
@@ -112,409 +113,8 @@ const TIME_LIMIT: i64 = i64::MAX / 4;
 /// Such a trade is rejected and counted like a late one.
 pub const MAX_AHEAD_OF_WALL_CLOCK: Duration = Duration(3_600_000_000);
 
-/// A series that had no trade for this many windows in a row ends (see the module docs): at
-/// most this many flat candles follow its last trade, and one `advance` emits at most this many
-/// per series.
-pub const MAX_QUIET_WINDOWS: u32 = 10_000;
-
 /// Up to this many pairs, a linear scan finds a pair faster than hashing it.
 const LINEAR_LOOKUP: usize = 8;
-
-/// One open window of one exchange's series. The pair's composite window for the same start is
-/// the merge of its exchanges' windows ([`Window::merge`]), built only when a composite candle
-/// is needed, so each trade is added once.
-#[derive(Clone, Copy, Debug)]
-struct Window {
-    start: Micros,
-    open_key: Key,
-    close_key: Key,
-    open: Decimal,
-    high: Decimal,
-    low: Decimal,
-    close: Decimal,
-    quote_volume: Decimal,
-    /// Σ quantity of trades whose taker bought.
-    buy_volume: Decimal,
-    /// Σ quantity of trades whose taker sold.
-    sell_volume: Decimal,
-    /// Σ quantity of trades without a taker side. Volume is the sum of the three, computed when
-    /// a candle is built (one addition per trade instead of two).
-    unknown_volume: Decimal,
-    trades: u64,
-    /// Changed since the last in-progress snapshot of the exchange's candle.
-    dirty: bool,
-    /// Changed since the last in-progress snapshot of the composite candle.
-    composite_dirty: bool,
-}
-
-impl Window {
-    fn new(start: Micros, key: Key, trade: &Trade, notional: Decimal) -> Window {
-        let mut w = Window {
-            start,
-            open_key: key,
-            close_key: key,
-            open: trade.price,
-            high: trade.price,
-            low: trade.price,
-            close: trade.price,
-            quote_volume: notional,
-            buy_volume: Decimal::ZERO,
-            sell_volume: Decimal::ZERO,
-            unknown_volume: Decimal::ZERO,
-            trades: 1,
-            dirty: true,
-            composite_dirty: true,
-        };
-        *w.side_volume(trade.side) = trade.quantity;
-        w
-    }
-
-    #[inline]
-    fn side_volume(&mut self, side: Side) -> &mut Decimal {
-        match side {
-            Side::Buy => &mut self.buy_volume,
-            Side::Sell => &mut self.sell_volume,
-            Side::Unknown => &mut self.unknown_volume,
-        }
-    }
-
-    #[inline]
-    fn add(&mut self, key: Key, trade: &Trade, notional: Decimal) {
-        // open_key <= close_key and low <= high, so each pair of tests needs at most one branch.
-        if key < self.open_key {
-            self.open_key = key;
-            self.open = trade.price;
-        } else if key > self.close_key {
-            self.close_key = key;
-            self.close = trade.price;
-        }
-        if cmp(&trade.price, &self.high).is_gt() {
-            self.high = trade.price;
-        } else if cmp(&trade.price, &self.low).is_lt() {
-            self.low = trade.price;
-        }
-        add(&mut self.quote_volume, notional);
-        add(self.side_volume(trade.side), trade.quantity);
-        self.trades += 1;
-        self.dirty = true;
-        self.composite_dirty = true;
-    }
-
-    /// Adds another window of the same start (another exchange's) into this one: the result is
-    /// the window that every trade of both would have built.
-    fn merge(&mut self, other: &Window) {
-        if other.open_key < self.open_key {
-            self.open_key = other.open_key;
-            self.open = other.open;
-        }
-        if other.close_key > self.close_key {
-            self.close_key = other.close_key;
-            self.close = other.close;
-        }
-        self.high = self.high.max(other.high);
-        self.low = self.low.min(other.low);
-        add(&mut self.quote_volume, other.quote_volume);
-        add(&mut self.buy_volume, other.buy_volume);
-        add(&mut self.sell_volume, other.sell_volume);
-        add(&mut self.unknown_volume, other.unknown_volume);
-        self.trades += other.trades;
-    }
-
-    fn candle(&self, pair: Pair, source: Source, interval: Interval, is_final: bool) -> Candle {
-        Candle {
-            pair,
-            source,
-            interval,
-            start: self.start,
-            open: self.open,
-            high: self.high,
-            low: self.low,
-            close: self.close,
-            volume: {
-                let mut volume = self.buy_volume;
-                add(&mut volume, self.sell_volume);
-                add(&mut volume, self.unknown_volume);
-                volume
-            },
-            quote_volume: self.quote_volume,
-            buy_volume: self.buy_volume,
-            sell_volume: self.sell_volume,
-            trades: self.trades,
-            is_final,
-        }
-    }
-}
-
-/// Where one series (a pair and source) stands in its sequence of final candles.
-#[derive(Clone, Copy, Debug, Default)]
-struct Progress {
-    /// Close of the last finalized candle: the price of the next flat candle.
-    last_close: Option<Decimal>,
-    /// Start of the next window to finalize; `None` until the series' first candle is final,
-    /// and again once it has ended after [`MAX_QUIET_WINDOWS`] flat candles.
-    next_emit: Option<Micros>,
-    /// Flat candles in a row since the last window with a trade.
-    quiet: u32,
-}
-
-impl Progress {
-    /// Whether the window starting at `start` was already finalized (or seeded) in this series.
-    #[inline]
-    fn is_final(&self, start: Micros) -> bool {
-        self.next_emit.is_some_and(|n| start < n)
-    }
-
-    /// The next window to finalize if it starts before `before`: its start.
-    fn next_before(&self, first_open: Option<Micros>, before: Micros) -> Option<Micros> {
-        self.next_emit.or(first_open).filter(|&next| next < before)
-    }
-
-    /// Records `candle` as this series' latest final candle; a flat one that makes the series
-    /// quiet for [`MAX_QUIET_WINDOWS`] windows ends it.
-    fn emitted(&mut self, candle: &Candle) {
-        self.last_close = Some(candle.close);
-        self.next_emit = Some(candle.end());
-        if candle.trades == 0 {
-            self.quiet += 1;
-            if self.quiet >= MAX_QUIET_WINDOWS {
-                self.next_emit = None;
-                self.quiet = 0;
-            }
-        } else {
-            self.quiet = 0;
-        }
-    }
-
-    /// The candle for the window at `start`: `window`'s, or a flat one at the last close if the
-    /// window had no trade. `None` only before the series' first candle.
-    fn final_candle(
-        &mut self,
-        window: Option<&Window>,
-        pair: Pair,
-        source: Source,
-        interval: Interval,
-        start: Micros,
-    ) -> Option<Candle> {
-        let candle = match window {
-            Some(w) => w.candle(pair, source, interval, true),
-            None => Candle::flat(pair, source, interval, start, self.last_close?),
-        };
-        self.emitted(&candle);
-        Some(candle)
-    }
-}
-
-/// One exchange's series of one pair: its open windows (sorted by start) and its progress.
-#[derive(Clone, Debug, Default)]
-struct Series {
-    open: VecDeque<Window>,
-    progress: Progress,
-}
-
-impl Series {
-    /// Adds a trade to its window.
-    #[inline]
-    fn add(&mut self, start: Micros, key: Key, trade: &Trade, notional: Decimal) {
-        // Most trades land in the newest window: search from the back.
-        let mut at = self.open.len();
-        while at > 0 {
-            let w = &mut self.open[at - 1];
-            if w.start == start {
-                w.add(key, trade, notional);
-                return;
-            }
-            if w.start < start {
-                break;
-            }
-            at -= 1;
-        }
-        self.open
-            .insert(at, Window::new(start, key, trade, notional));
-    }
-
-    /// Finalizes every window that starts before `before`, appending candles to `out`.
-    fn finalize(
-        &mut self,
-        pair: Pair,
-        source: Source,
-        interval: Interval,
-        before: Micros,
-        out: &mut Vec<Candle>,
-    ) {
-        // Windows this series already has a final for (seeded) were kept for the composite only.
-        while self
-            .open
-            .front()
-            .is_some_and(|w| self.progress.is_final(w.start))
-        {
-            self.open.pop_front();
-        }
-        while let Some(next) = self
-            .progress
-            .next_before(self.open.front().map(|w| w.start), before)
-        {
-            let window = self.open.front().filter(|w| w.start == next);
-            let Some(candle) = self
-                .progress
-                .final_candle(window, pair, source, interval, next)
-            else {
-                return;
-            };
-            if window.is_some() {
-                self.open.pop_front();
-            }
-            out.push(candle);
-        }
-    }
-}
-
-/// All series of one pair: one per exchange, and the composite's progress (its windows are
-/// merged from the exchanges' when needed).
-#[derive(Clone, Debug)]
-struct PairState {
-    pair: Pair,
-    composite: Progress,
-    exchanges: [Series; 3],
-}
-
-/// A cursor over the windows of a pair's three exchanges, in order of window start.
-#[derive(Default)]
-struct Cursor([usize; 3]);
-
-impl Cursor {
-    /// The earliest window start at or after the cursor in any exchange.
-    fn peek(&self, exchanges: &[Series; 3]) -> Option<Micros> {
-        exchanges
-            .iter()
-            .zip(self.0)
-            .filter_map(|(s, at)| s.open.get(at).map(|w| w.start))
-            .min()
-    }
-
-    /// Merges the exchanges' windows that start at `start` (skipping earlier ones), moves past
-    /// them, and says whether any had changed since the last composite snapshot.
-    fn merge_at(&mut self, exchanges: &[Series; 3], start: Micros) -> (Option<Window>, bool) {
-        let mut merged: Option<Window> = None;
-        let mut dirty = false;
-        for (series, at) in exchanges.iter().zip(self.0.iter_mut()) {
-            while let Some(w) = series.open.get(*at) {
-                if w.start > start {
-                    break;
-                }
-                *at += 1;
-                if w.start == start {
-                    dirty |= w.composite_dirty;
-                    match &mut merged {
-                        Some(m) => m.merge(w),
-                        None => merged = Some(*w),
-                    }
-                }
-            }
-        }
-        (merged, dirty)
-    }
-}
-
-impl PairState {
-    fn new(pair: Pair) -> PairState {
-        PairState {
-            pair,
-            composite: Progress::default(),
-            exchanges: Default::default(),
-        }
-    }
-
-    /// Finalizes every window of every series of this pair that starts before `before`.
-    fn finalize(&mut self, interval: Interval, before: Micros, out: &mut Vec<Candle>) {
-        let pair = self.pair;
-        // The composite first: it reads the exchanges' windows, which their finalization removes.
-        let mut cursor = Cursor::default();
-        while let Some(next) = self
-            .composite
-            .next_before(cursor.peek(&self.exchanges), before)
-        {
-            let (window, _) = cursor.merge_at(&self.exchanges, next);
-            match self.composite.final_candle(
-                window.as_ref(),
-                pair,
-                Source::Composite,
-                interval,
-                next,
-            ) {
-                Some(candle) => out.push(candle),
-                None => break,
-            }
-        }
-        for (series, e) in self.exchanges.iter_mut().zip(Exchange::ALL) {
-            series.finalize(pair, Source::Exchange(e), interval, before, out);
-        }
-    }
-
-    /// In-progress candles of every open window, or only of those changed since the last
-    /// [`PairState::mark_unchanged`] if `changed_only`.
-    fn in_progress(&self, interval: Interval, changed_only: bool, out: &mut Vec<Candle>) {
-        let pair = self.pair;
-        let mut cursor = Cursor::default();
-        while let Some(start) = cursor.peek(&self.exchanges) {
-            let (window, dirty) = cursor.merge_at(&self.exchanges, start);
-            if let Some(w) = window
-                && (dirty || !changed_only)
-                && !self.composite.is_final(start)
-            {
-                out.push(w.candle(pair, Source::Composite, interval, false));
-            }
-        }
-        for (series, e) in self.exchanges.iter().zip(Exchange::ALL) {
-            for w in &series.open {
-                if (w.dirty || !changed_only) && !series.progress.is_final(w.start) {
-                    out.push(w.candle(pair, Source::Exchange(e), interval, false));
-                }
-            }
-        }
-    }
-
-    /// Marks every window as reported by a live update.
-    fn mark_unchanged(&mut self) {
-        for w in self.exchanges.iter_mut().flat_map(|s| s.open.iter_mut()) {
-            w.dirty = false;
-            w.composite_dirty = false;
-        }
-    }
-}
-
-/// `sum += x`; sums of one series nearly always share the scale of their terms, and then adding
-/// the mantissas is exact and much cheaper than the general addition (which this falls back to).
-#[inline]
-fn add(sum: &mut Decimal, x: Decimal) {
-    if sum.scale() == x.scale()
-        && let Ok(total) =
-            Decimal::try_from_i128_with_scale(sum.mantissa() + x.mantissa(), x.scale())
-    {
-        *sum = total;
-    } else {
-        // Beyond Decimal's range (~7.9e28), which no real market reaches: saturate, never panic.
-        *sum = sum.checked_add(x).unwrap_or(Decimal::MAX);
-    }
-}
-
-/// Compares two decimals; prices of one series nearly always share a scale, and then comparing
-/// the (signed) mantissas is exact and much cheaper than the general comparison.
-#[inline]
-fn cmp(a: &Decimal, b: &Decimal) -> Ordering {
-    if a.scale() == b.scale() {
-        a.mantissa().cmp(&b.mantissa())
-    } else {
-        a.cmp(b)
-    }
-}
-
-fn exchange_index(e: Exchange) -> usize {
-    match e {
-        Exchange::Binance => 0,
-        Exchange::Kraken => 1,
-        Exchange::Coinbase => 2,
-    }
-}
 
 /// A small, fast hasher for the pair index (FxHash's multiply-rotate); the keys are our own
 /// `Pair` values, not attacker-chosen, so a DoS-resistant hash buys nothing here.
@@ -645,7 +245,7 @@ impl Engine {
         let state = &mut self.pairs[at];
         let progress = match source {
             Source::Composite => &mut state.composite,
-            Source::Exchange(e) => &mut state.exchanges[exchange_index(e)].progress,
+            Source::Exchange(e) => &mut state.exchanges[e.index()].progress,
         };
         let next = interval.window_end(interval.window_start(start));
         if progress.next_emit.is_none_or(|n| n < next) {
@@ -684,7 +284,7 @@ impl Engine {
             return Outcome::Late;
         }
         let at = self.pair_index(trade.pair);
-        let ex = exchange_index(trade.exchange);
+        let ex = trade.exchange.index();
         let state = &mut self.pairs[at];
         let series = &mut state.exchanges[ex];
         if series.progress.is_final(start) && state.composite.is_final(start) {
