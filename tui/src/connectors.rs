@@ -63,8 +63,8 @@ async fn run_one(
         check = candles_connector::check_pairs(&config) => check,
     };
     if let Err(e) = check {
-        match e.downcast_ref::<ListingError>() {
-            Some(ListingError::NotListed { .. }) => {
+        match e {
+            ListingError::NotListed { .. } => {
                 let _ = events.send(Event::Fatal(e.to_string())).await;
                 return;
             }
@@ -102,9 +102,9 @@ async fn run_one(
 
 /// Why an exchange's listing could not be fetched, short: `api.binance.com unreachable: error
 /// sending request` (the full message, with the URL, is in the log).
-fn unreachable(e: &anyhow::Error) -> String {
-    match e.downcast_ref::<ListingError>() {
-        Some(ListingError::Unreachable { url, reason, .. }) => {
+fn unreachable(e: &ListingError) -> String {
+    match e {
+        ListingError::Unreachable { url, reason, .. } => {
             let reason = reason.split(" for url (").next().unwrap_or(reason);
             format!("{} unreachable: {reason}", host(url))
         }
