@@ -17,9 +17,11 @@
 
 use crate::client::{self, Progress, Recording};
 use crate::procstat;
-use crate::stack::{Binaries, Stack, StackOptions};
 use crate::stats::{self, Summary};
+use crate::view::Programs;
 use anyhow::{Context as _, Result, bail};
+use candles_core::Interval;
+use candles_testkit::stack::Stack;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -44,8 +46,8 @@ pub struct FanoutSettings {
     pub exchanges: Vec<String>,
     /// Pairs.
     pub pairs: Vec<String>,
-    /// Candle interval (text and µs).
-    pub interval: (String, i64),
+    /// Candle interval (text and value).
+    pub interval: (String, Interval),
     /// Grace (text and µs).
     pub grace: (String, i64),
     /// Output directory.
@@ -93,7 +95,7 @@ pub struct FanoutResult {
 pub fn run(
     rt: &tokio::runtime::Runtime,
     settings: &FanoutSettings,
-    bins: &Binaries,
+    programs: &Programs,
 ) -> Result<Vec<FanoutResult>> {
     std::fs::create_dir_all(&settings.out)
         .with_context(|| format!("cannot create {}", settings.out.display()))?;
@@ -103,7 +105,7 @@ pub fn run(
             "== fanout: {n} subscribers, {} per connection, {} trades/s fed",
             settings.streams_per_connection, settings.rate
         );
-        let r = run_one(rt, settings, bins, n)?;
+        let r = run_one(rt, settings, programs, n)?;
         println!(
             "   connected in {:.1} s over {} connections; service RSS {:.1} → {:.1} MiB = {:.1} KiB/client (peak {:.1} MiB)",
             r.connect_seconds,
@@ -136,26 +138,20 @@ pub fn run(
 fn run_one(
     rt: &tokio::runtime::Runtime,
     s: &FanoutSettings,
-    bins: &Binaries,
+    programs: &Programs,
     n: usize,
 ) -> Result<FanoutResult> {
     let run_dir = s.out.join(format!("fanout-{n}"));
     let _ = std::fs::remove_dir_all(&run_dir);
-    let options = StackOptions {
-        exchanges: s.exchanges.clone(),
-        rate_per_sim: s.rate / s.exchanges.len() as f64,
-        pairs: s.pairs.join(","),
-        instances: 1,
-        interval: s.interval.0.clone(),
-        grace: s.grace.0.clone(),
-        update_interval: "250ms".into(),
-        partitions: 6,
-        trade_logs: false,
-        run_dir: run_dir.clone(),
-    };
-    let mut stack = Stack::start(options, bins.clone())?;
+    let mut config = programs.config(&run_dir, &s.exchanges, &s.pairs)?;
+    config.rate = s.rate / s.exchanges.len() as f64;
+    config.instances = 1;
+    config.interval = s.interval.0.clone();
+    config.grace = s.grace.0.clone();
+    config.trade_logs = false;
+    let mut stack = Stack::start(config)?;
     let pid = stack.service_pid(0).context("no service")?;
-    let url = format!("http://127.0.0.1:{}", stack.grpc_ports[0]);
+    let url = stack.grpc_urls().remove(0);
     stack.start_feeds()?;
 
     // A probe subscriber tells when finals flow (the consumer group has joined).
@@ -240,7 +236,7 @@ fn run_one(
     let t1 = candles_core::Micros::now().0;
     let usage: Vec<_> = watches.iter().map(|w| w.end(ticks)).collect();
     std::thread::sleep(
-        Duration::from_micros((s.grace.1 + s.interval.1) as u64) + Duration::from_secs(2),
+        Duration::from_micros((s.grace.1 + s.interval.1.micros()) as u64) + Duration::from_secs(2),
     );
     let end = procstat::sample(pid);
     let _ = stop_tx.send(true);
@@ -252,9 +248,8 @@ fn run_one(
     drop(stack);
 
     // Judge.
-    let iv = s.interval.1;
-    let from = (t0 + iv - 1).div_euclid(iv) * iv;
-    let to = t1.div_euclid(iv) * iv;
+    let iv = s.interval.1.micros();
+    let (from, to) = stats::measured_range(s.interval.1, t0, t1);
     let mut windows = Vec::new();
     for pair in &s.pairs {
         let pair = candles_core::Pair::parse(pair)

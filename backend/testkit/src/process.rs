@@ -215,6 +215,26 @@ impl Proc {
         }
     }
 
+    /// Waits until something accepts TCP connections on `addr`; fails, quoting the log, when the
+    /// process exits first or nothing listens within `timeout`.
+    pub fn wait_listening(&mut self, addr: std::net::SocketAddr, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.check_running()?;
+            if crate::net::wait_for_port(addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} did not listen on {addr} within {timeout:?}; end of {}:\n{}",
+                    self.name,
+                    self.log.display(),
+                    self.log_tail(30)
+                );
+            }
+        }
+    }
+
     /// Sends `signal` (a name `kill` knows: `TERM`, `STOP`, `CONT`, ...) to the program.
     pub fn signal(&self, signal: &str) -> Result<()> {
         let status = Command::new("kill")
