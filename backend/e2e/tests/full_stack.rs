@@ -284,7 +284,7 @@ fn redis_restart_loses_nothing() {
 #[test]
 fn connector_kill9_and_restart_loses_nothing() {
     let mut config = StackConfig::new("kill9-connector");
-    config.grace = "10s".into();
+    config.grace = Some("10s".into());
     run_scenario(
         config,
         Box::new(|stack| {

@@ -135,6 +135,7 @@ fn run_rate(
     topic: &str,
     rate: f64,
 ) -> Result<FloorResult> {
+    let _guard = rt.enter(); // rdkafka's clients need the runtime's context
     let consumer = consumer(brokers, &format!("{topic}-group"))?;
     consumer.subscribe(&[topic]).context("subscribing")?;
     let consumer = Arc::new(consumer);
@@ -158,7 +159,13 @@ fn run_rate(
     }
     stop.store(true, Ordering::Relaxed);
     let received = rt.block_on(task).ok();
-    std::thread::spawn(move || drop((producer, consumer))); // rd_kafka_destroy can hang
+    // rd_kafka_destroy can hang: drop the clients on a thread, waiting up to 5 s for it.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop((producer, consumer));
+        let _ = done_tx.send(());
+    });
+    let _ = done_rx.recv_timeout(Duration::from_secs(5));
     let r = received.unwrap_or(Received {
         latencies_us: Vec::new(),
         measured: 0,

@@ -62,6 +62,20 @@ impl Programs {
     }
 }
 
+/// Waits (up to 60 s, checking that every process runs) until `done` says so; the error names
+/// `what` was awaited and where the logs are.
+pub fn wait_until(stack: &mut Stack, what: &str, done: impl Fn() -> bool) -> Result<()> {
+    let waited = std::time::Instant::now();
+    while !done() {
+        stack.check_running()?;
+        if waited.elapsed() > Duration::from_secs(60) {
+            anyhow::bail!("no {what} within 60 s; logs in {}", stack.dir.display());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
 /// A watch per running process of the stack (for CPU and memory).
 pub fn watches(stack: &Stack) -> Vec<Watch> {
     stack

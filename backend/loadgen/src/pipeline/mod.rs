@@ -39,7 +39,7 @@ use crate::procstat::{self, ProcUsage};
 use crate::stats::{LossReport, Summary};
 use crate::truth;
 use crate::view::{self, Programs, TopicCounts};
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use candles_core::Interval;
 use candles_testkit::stack::Stack;
 use serde::Serialize;
@@ -191,7 +191,7 @@ fn run_rate(
     config.rate = rate / s.exchanges.len() as f64;
     config.instances = s.instances;
     config.interval = s.interval.0.clone();
-    config.grace = s.grace.0.clone();
+    config.grace = Some(s.grace.0.clone());
     config.update_interval = s.update_interval.clone();
     config.partitions = s.partitions;
     config.trade_logs = true;
@@ -286,17 +286,9 @@ fn read_truth(s: &PipelineSettings, logs: &[PathBuf]) -> Result<truth::SendTimes
 /// memory of every process, and the clients' progress once a second.
 fn measure(stack: &mut Stack, s: &PipelineSettings, progress: &Progress) -> Result<Measured> {
     println!("   feeds up; waiting for the first live update");
-    let waited = Instant::now();
-    while progress.live.load(Ordering::Relaxed) == 0 {
-        stack.check_running()?;
-        if waited.elapsed() > Duration::from_secs(60) {
-            bail!(
-                "no live candle within 60 s of starting the feeds; logs in {}",
-                stack.dir.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    view::wait_until(stack, "live candle", || {
+        progress.live.load(Ordering::Relaxed) > 0
+    })?;
     std::thread::sleep(s.warmup);
     let ticks = procstat::clock_ticks_per_second();
     let mut watches = view::watches(stack);

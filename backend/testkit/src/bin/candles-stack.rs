@@ -26,8 +26,8 @@ struct Args {
     #[arg(long, default_value = "5s")]
     interval: String,
     /// Finalization grace (default: the service's own).
-    #[arg(long, default_value = "")]
-    grace: String,
+    #[arg(long)]
+    grace: Option<String>,
     /// Synthetic trades per second per simulator.
     #[arg(long, default_value_t = 20.0)]
     rate: f64,

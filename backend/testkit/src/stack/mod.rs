@@ -38,39 +38,39 @@ pub const TOPIC: &str = "trades";
 pub struct StackConfig {
     /// A short name, used for the run directory.
     pub name: String,
-    /// Logs and trade logs go here (created if needed).
-    pub run_dir: PathBuf,
     /// The directory of the workspace's binaries; `None`: [`bins::dir`], built first by
     /// [`bins::ensure_built`].
     pub bin_dir: Option<PathBuf>,
+    /// Logs and trade logs go here (created if needed).
+    pub run_dir: PathBuf,
     /// The `redis-server` binary; `None`: `$REDIS_SERVER_BIN`, `~/.cache/candles/bin` or `PATH`.
     pub redis_bin: Option<PathBuf>,
     /// candles-service instances.
     pub instances: usize,
+    /// Synthetic trades per second per simulator.
+    pub rate: f64,
     /// Exchanges: one simulator (unless [`StackConfig::real`]) and one connector each.
     pub exchanges: Vec<Exchange>,
     /// Connect to the real exchanges instead of simulators.
     pub real: bool,
     /// Pairs, comma-separated.
     pub pairs: String,
-    /// Synthetic trades per second per simulator.
-    pub rate: f64,
     /// Trades each simulator generates before it stops (0: no end).
     pub max_trades: u64,
+    /// Extra flags for every simulator (faults).
+    pub sim_args: Vec<String>,
     /// Seed of the first simulator (the others use seed + 1, + 2).
     pub seed: u64,
     /// Whether the simulators write trade logs (the ground truth).
     pub trade_logs: bool,
-    /// `--interval` of the service.
-    pub interval: String,
-    /// `--grace` of the service (empty: the service's default).
-    pub grace: String,
-    /// `--update-interval` of the service.
-    pub update_interval: String,
-    /// Extra flags for every simulator (faults).
-    pub sim_args: Vec<String>,
     /// Extra flags for every connector.
     pub connector_args: Vec<String>,
+    /// `--interval` of the service.
+    pub interval: String,
+    /// `--grace` of the service (`None`: the service's default).
+    pub grace: Option<String>,
+    /// `--update-interval` of the service.
+    pub update_interval: String,
     /// Kafka topic partitions.
     pub partitions: u32,
     /// Consumer group of the services.
@@ -106,7 +106,7 @@ impl StackConfig {
             seed: 7,
             trade_logs: true,
             interval: "1s".into(),
-            grace: "2s".into(),
+            grace: Some("2s".into()),
             update_interval: "250ms".into(),
             sim_args: Vec::new(),
             connector_args: Vec::new(),
@@ -268,8 +268,8 @@ impl Stack {
             .args(["--interval", &c.interval, "--clock", "wall"])
             .args(["--update-interval", &c.update_interval])
             .args(["--metrics-addr", &format!("127.0.0.1:{}", s.metrics_port)]);
-        if !c.grace.is_empty() {
-            cmd.args(["--grace", &c.grace]);
+        if let Some(grace) = &c.grace {
+            cmd.args(["--grace", grace]);
         }
         let proc = Proc::spawn(
             &format!("candles-service-{i}"),
