@@ -101,10 +101,15 @@ fn print_addresses(stack: &Stack) {
     );
     println!("  Redis             {}", stack.redis_url());
     for sim in stack.sims() {
+        let name = sim.exchange.as_str();
         println!(
-            "  exchange-sim {:<8} {} (REST {})",
-            sim.exchange, sim.ws_url, sim.rest_url
+            "  exchange-sim {name:<8} {} (REST {})",
+            sim.ws_url, sim.rest_url
         );
+    }
+    for c in stack.connectors() {
+        let (name, port) = (c.exchange.as_str(), c.metrics_port);
+        println!("  connector {name:<8}    metrics http://127.0.0.1:{port}/metrics");
     }
     for (i, s) in stack.services().iter().enumerate() {
         println!(
@@ -114,8 +119,10 @@ fn print_addresses(stack: &Stack) {
     }
     let first = stack.grpc_urls().into_iter().next().unwrap_or_default();
     println!("  logs              {}/*.log\n", stack.dir.display());
-    println!("Attach the dashboard:  candles-tui --server {first}");
-    println!("Plain output:          candles-tui --server {first} --plain");
+    let tui = stack.bin_dir().join("candles-tui");
+    let tui = tui.display();
+    println!("Attach the dashboard:  {tui} --server {first}");
+    println!("Plain output:          {tui} --server {first} --plain");
     println!("Stop: Ctrl-C (or kill -TERM {}).", std::process::id());
 }
 

@@ -74,6 +74,11 @@ impl Stack {
         &self.sims
     }
 
+    /// The connectors (exchange, metrics port).
+    pub fn connectors(&self) -> &[Connector] {
+        &self.connectors
+    }
+
     /// (Re)starts the connector of `exchange` and waits until it serves metrics.
     pub fn start_connector(&mut self, exchange: Exchange) -> Result<()> {
         let urls = match self.sims.iter().find(|s| s.exchange == exchange) {

@@ -241,6 +241,11 @@ impl Stack {
             .collect()
     }
 
+    /// The directory of the workspace's binaries the stack runs.
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin_dir
+    }
+
     /// The service instances (ports).
     pub fn services(&self) -> &[Service] {
         &self.services
