@@ -8,7 +8,8 @@ binary (its output only when it fails), and ends with one line `N passed, N fail
 It exits non-zero on any failure and on any ignored test (CI must see every test run).
 
 Slowest first: each binary's wall time is kept in $CARGO_TARGET_DIR/test-times.json for the
-next run; binaries not timed yet start first. `-p PACKAGE` (repeatable) limits the run to those
+next run; binaries not timed yet start first, the known slow ones (KNOWN_SLOW) before the others.
+`--list` prints the binaries in that order and runs nothing. `-p PACKAGE` (repeatable) limits the run to those
 packages (they must be built too); every other argument is passed to every test binary (e.g. a
 name filter).
 """
@@ -21,6 +22,19 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+
+# Binaries known to take minutes (each starts brokers and whole stacks), slowest first: the
+# order of a first run, before test-times.json has their times.
+KNOWN_SLOW = [
+    "--test full_stack",
+    "--test broker_persistence",
+    "--test two_instances",
+    "--test kill",
+    "--test with_connectors",
+    "--test e2e_service",
+    "--test e2e_embedded",
+    "--test against_sim",
+]
 
 RESULT = re.compile(
     r"test result: (\w+)\. (\d+) passed; (\d+) failed; (\d+) ignored; (\d+) measured"
@@ -36,6 +50,7 @@ def target_dir():
 def split_args(argv):
     """(cargo's package selection, the test binaries' arguments) from the command line."""
     select, rest, i = [], [], 0
+    argv = [a for a in argv if a != "--list"]
     while i < len(argv):
         if argv[i] in ("-p", "--package") and i + 1 < len(argv):
             select += ["-p", argv[i + 1]]
@@ -72,6 +87,14 @@ def list_binaries(select):
     return found
 
 
+def expected_seconds(name):
+    """A first run's guess: known slow binaries first (in KNOWN_SLOW's order), then the rest."""
+    for rank, slow in enumerate(KNOWN_SLOW):
+        if name.endswith(slow):
+            return 2e9 - rank
+    return 1e9
+
+
 def summarize(text):
     """(passed, failed, ignored) over every `test result:` line of libtest output."""
     passed = failed = ignored = 0
@@ -104,7 +127,11 @@ def main():
     work = [(n, [exe], cwd) for n, exe, cwd in list_binaries(select)]
     # The doc tests run through cargo (rustdoc compiles them); they take no filter arguments.
     work.append(("--doc", ["cargo", "test", *select, "--locked", "--doc"], os.getcwd()))
-    work.sort(key=lambda j: -times.get(j[0], 1e9))
+    work.sort(key=lambda j: -times.get(j[0], expected_seconds(j[0])))
+    if "--list" in sys.argv[1:]:
+        for name, command, _ in work:
+            print(f"{times.get(name, '-'):>6} s  {name}  ({command[0]})")
+        return 0
     env = dict(os.environ)
     # The workspace's binaries are built already: the full-stack tests must not run cargo.
     env["CANDLES_E2E_NO_BUILD"] = "1"
