@@ -128,6 +128,16 @@ impl Stack {
         }
     }
 
+    /// Stops the connector of `exchange` with SIGTERM (it flushes what it holds to Kafka),
+    /// `kill -9` after 10 s.
+    pub fn stop_connector(&mut self, exchange: Exchange) {
+        if let Some(c) = self.connectors.iter_mut().find(|c| c.exchange == exchange)
+            && let Some(mut p) = c.proc.take()
+        {
+            p.terminate(Duration::from_secs(10));
+        }
+    }
+
     /// Stops the simulators (SIGTERM), so their trade logs are complete.
     pub fn stop_sims(&mut self) {
         for s in &mut self.sims {
