@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the tests need, if it is missing: redis-server and openssl (Debian; openssl makes the TLS tests' certificates), tmux for the terminal
+# Installs what the tests need, if it is missing: python3 (scripts/run_tests.py runs the test
+# binaries), redis-server and openssl (Debian; openssl makes the TLS tests' certificates), tmux for the terminal
 # end-to-end tests, docker-compose (validates docker-compose.yml without an engine), Java 17+ and
 # Maven (Debian, when the machine has none), and Apache Kafka's broker: its jars from Maven
 # Central (scripts/kafka/pom.xml, `mvn dependency:copy-dependencies`), once per machine, into
@@ -12,6 +13,7 @@ KAFKA_VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' scrip
 KAFKA_LIBS="${CANDLES_KAFKA_LIBS:-$HOME/.cache/candles/kafka-$KAFKA_VERSION/libs}"
 
 apt_missing=()
+command -v python3 >/dev/null || apt_missing+=(python3)
 command -v redis-server >/dev/null || apt_missing+=(redis-server)
 command -v openssl >/dev/null || apt_missing+=(openssl)
 command -v tmux >/dev/null || apt_missing+=(tmux)

@@ -1,12 +1,12 @@
-//! Full-stack test harness: the real binaries (`exchange-sim`, `candles-connector`,
+//! Full-stack tests: the real binaries (`exchange-sim`, `candles-connector`,
 //! `candles-service`) with a real Apache Kafka broker and redis-server, started as
-//! processes on loopback ports, plus the ground truth to check their candles against.
+//! processes on loopback ports by the harness of `candles-testkit`, and what judges them.
 //!
-//! - [`bins`]: locating (and building) the workspace's binaries.
-//! - [`process`]: child processes killed on drop, with log files (`candles_testkit::process`).
-//! - the broker: `candles_testkit::Kafka`, data on disk, so it survives a restart.
-//! - [`stack`]: the whole topology and the faults tests inject.
-//! - [`kafka`]: reading the trades topic back.
+//! Started and stopped by `candles-testkit` (re-exported here): [`bins`] (locating and building
+//! the workspace's binaries), [`process`] (child processes killed on drop, with log files),
+//! [`stack`] (the whole topology and the faults tests inject), [`topic`] (reading the trades
+//! topic back); the broker is `candles_testkit::Kafka`, data on disk, so it survives a restart.
+//! Judging, in this crate:
 //! - [`truth`]: expected candles from the simulators' trade logs; Kafka vs generated trades.
 //! - [`client`]: gRPC clients that record every candle, reconnecting like a dashboard.
 //! - [`compare`]: received vs expected, with a readable diff.
@@ -18,10 +18,8 @@
 //! (deleted when the scenario passes).
 #![forbid(unsafe_code)]
 
-pub mod bins;
 pub mod client;
 pub mod compare;
-pub mod kafka;
-pub use candles_testkit::process;
-pub mod stack;
 pub mod truth;
+
+pub use candles_testkit::{bins, process, stack, topic};

@@ -1,55 +1,14 @@
 //! Ground truth: the candles computed independently from the simulators' trade logs, and the
 //! check of what reached Kafka against what the simulators generated.
 
-use crate::kafka::Record;
-use anyhow::{Context as _, Result};
 use candles_core::time::Duration;
 use candles_core::{
     Candle, ClockMode, Engine, EngineConfig, Exchange, Interval, Micros, Pair, Side, Trade,
 };
+use candles_testkit::topic::Record;
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
-use std::path::Path;
-
-/// One line of `exchange-sim --trade-log`.
-#[derive(serde::Deserialize)]
-struct LogLine {
-    exchange: Exchange,
-    pair: Pair,
-    id: u64,
-    price: String,
-    quantity: String,
-    side: Side,
-    time_us: i64,
-}
-
-/// Reads a simulator's trade log.
-pub fn read_trade_log(path: &Path) -> Result<Vec<Trade>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read trade log {}", path.display()))?;
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .enumerate()
-        .map(|(n, line)| {
-            let l: LogLine = serde_json::from_str(line).with_context(|| {
-                format!("{}:{}: not a trade log line: {line}", path.display(), n + 1)
-            })?;
-            let mut t = Trade::new(
-                l.exchange,
-                l.pair,
-                l.id,
-                &l.price,
-                &l.quantity,
-                l.side,
-                Micros(l.time_us),
-            )
-            .with_context(|| format!("{}:{}: bad trade: {line}", path.display(), n + 1))?;
-            t.received = t.time;
-            Ok(t)
-        })
-        .collect()
-}
 
 /// The final candles of `trades` (any order), computed with the candle engine in event mode and
 /// flushed: every window from each series' first trade to the last trade's window.

@@ -88,8 +88,7 @@ fn run_scenario(config: StackConfig, fault: Fault, late_joiners: bool) {
         .unwrap_or_else(|e| panic!("{name}: starting simulators and connectors failed: {e:#}"));
     let feeds_started = Instant::now();
     fault(&mut stack).unwrap_or_else(|e| panic!("{name}: injecting the fault failed: {e:#}"));
-    let generation =
-        Duration::from_secs_f64(stack.config.max_trades as f64 / stack.config.rate as f64);
+    let generation = Duration::from_secs_f64(stack.config.max_trades as f64 / stack.config.rate);
     stack
         .wait_sims_done(generation + Duration::from_secs(30))
         .unwrap_or_else(|e| panic!("{name}: {e:#}"));
@@ -107,7 +106,7 @@ fn run_scenario(config: StackConfig, fault: Fault, late_joiners: bool) {
         .map(|t| (t.exchange, t.pair))
         .collect::<std::collections::HashSet<_>>()
         .len();
-    let all_seen = move |records: &[candles_e2e::kafka::Record]| {
+    let all_seen = move |records: &[candles_e2e::topic::Record]| {
         records
             .iter()
             .filter_map(|r| r.trade.as_ref().ok())
@@ -285,7 +284,7 @@ fn redis_restart_loses_nothing() {
 #[test]
 fn connector_kill9_and_restart_loses_nothing() {
     let mut config = StackConfig::new("kill9-connector");
-    config.grace = "10s".into();
+    config.grace = Some("10s".into());
     run_scenario(
         config,
         Box::new(|stack| {

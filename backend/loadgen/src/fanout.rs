@@ -17,9 +17,11 @@
 
 use crate::client::{self, Progress, Recording};
 use crate::procstat;
-use crate::stack::{Binaries, Stack, StackOptions};
 use crate::stats::{self, Summary};
-use anyhow::{Context as _, Result, bail};
+use crate::view::{self, Programs};
+use anyhow::{Context as _, Result};
+use candles_core::Interval;
+use candles_testkit::stack::Stack;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -44,8 +46,8 @@ pub struct FanoutSettings {
     pub exchanges: Vec<String>,
     /// Pairs.
     pub pairs: Vec<String>,
-    /// Candle interval (text and µs).
-    pub interval: (String, i64),
+    /// Candle interval (text and value).
+    pub interval: (String, Interval),
     /// Grace (text and µs).
     pub grace: (String, i64),
     /// Output directory.
@@ -93,7 +95,7 @@ pub struct FanoutResult {
 pub fn run(
     rt: &tokio::runtime::Runtime,
     settings: &FanoutSettings,
-    bins: &Binaries,
+    programs: &Programs,
 ) -> Result<Vec<FanoutResult>> {
     std::fs::create_dir_all(&settings.out)
         .with_context(|| format!("cannot create {}", settings.out.display()))?;
@@ -103,7 +105,7 @@ pub fn run(
             "== fanout: {n} subscribers, {} per connection, {} trades/s fed",
             settings.streams_per_connection, settings.rate
         );
-        let r = run_one(rt, settings, bins, n)?;
+        let r = run_one(rt, settings, programs, n)?;
         println!(
             "   connected in {:.1} s over {} connections; service RSS {:.1} → {:.1} MiB = {:.1} KiB/client (peak {:.1} MiB)",
             r.connect_seconds,
@@ -113,16 +115,14 @@ pub fn run(
             r.kib_per_client,
             r.peak_rss_mib
         );
+        let (lat, del) = (r.latency_ms.brief(), r.delivery_ms.brief());
         println!(
-            "   {} windows × {n}: missing {} mismatched {} failed streams {}; latency ms after end + grace {}; after publication {}; cpu service {:.0}% loadgen {:.0}%",
-            r.windows,
-            r.missing,
-            r.mismatched,
-            r.failed_streams,
-            r.latency_ms.brief(),
-            r.delivery_ms.brief(),
-            r.service_cpu_percent,
-            r.loadgen_cpu_percent
+            "   {} windows × {n}: missing {} mismatched {} failed streams {}",
+            r.windows, r.missing, r.mismatched, r.failed_streams
+        );
+        println!(
+            "   latency ms after end + grace {lat}; after publication {del}; cpu service {:.0}% loadgen {:.0}%",
+            r.service_cpu_percent, r.loadgen_cpu_percent
         );
         results.push(r);
         let path = settings.out.join("fanout.json");
@@ -136,26 +136,20 @@ pub fn run(
 fn run_one(
     rt: &tokio::runtime::Runtime,
     s: &FanoutSettings,
-    bins: &Binaries,
+    programs: &Programs,
     n: usize,
 ) -> Result<FanoutResult> {
     let run_dir = s.out.join(format!("fanout-{n}"));
     let _ = std::fs::remove_dir_all(&run_dir);
-    let options = StackOptions {
-        exchanges: s.exchanges.clone(),
-        rate_per_sim: s.rate / s.exchanges.len() as f64,
-        pairs: s.pairs.join(","),
-        instances: 1,
-        interval: s.interval.0.clone(),
-        grace: s.grace.0.clone(),
-        update_interval: "250ms".into(),
-        partitions: 6,
-        trade_logs: false,
-        run_dir: run_dir.clone(),
-    };
-    let mut stack = Stack::start(options, bins.clone())?;
+    let mut config = programs.config(&run_dir, &s.exchanges, &s.pairs)?;
+    config.rate = s.rate / s.exchanges.len() as f64;
+    config.instances = 1;
+    config.interval = s.interval.0.clone();
+    config.grace = Some(s.grace.0.clone());
+    config.trade_logs = false;
+    let mut stack = Stack::start(config)?;
     let pid = stack.service_pid(0).context("no service")?;
-    let url = format!("http://127.0.0.1:{}", stack.grpc_ports[0]);
+    let url = stack.grpc_urls().remove(0);
     stack.start_feeds()?;
 
     // A probe subscriber tells when finals flow (the consumer group has joined).
@@ -171,26 +165,71 @@ fn run_one(
         probe_progress.clone(),
     ));
     println!("   stack up; waiting for the first final candle");
-    let waited = Instant::now();
-    while probe_progress.finals.load(Ordering::Relaxed) == 0 {
-        stack.check_running()?;
-        if waited.elapsed() > Duration::from_secs(60) {
-            bail!("no final candle within 60 s; logs in {}", run_dir.display());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    view::wait_until(&mut stack, "final candle", || {
+        probe_progress.finals.load(Ordering::Relaxed) > 0
+    })?;
     std::thread::sleep(Duration::from_secs(2));
     let before = procstat::sample(pid).context("cannot read the service's /proc entry")?;
 
     let progress = Arc::new(Progress::default());
+    let connect_start = Instant::now();
+    let (tasks, connections) = subscribe_many(rt, s, &url, n, &stop_rx, &progress)?;
+    let connect_seconds = connect_start.elapsed().as_secs_f64();
+    println!("   all {n} subscribed in {connect_seconds:.1} s; settling");
+    std::thread::sleep(s.settle);
+    let after = procstat::sample(pid).context("cannot read the service's /proc entry")?;
+    let (t0, t1, usage) = measure(&mut stack, s, pid, &progress)?;
+    std::thread::sleep(
+        Duration::from_micros((s.grace.1 + s.interval.1.micros()) as u64) + Duration::from_secs(2),
+    );
+    let end = procstat::sample(pid);
+    let _ = stop_tx.send(true);
+    let recordings: Vec<Recording> = tasks
+        .into_iter()
+        .map(|t| rt.block_on(t).unwrap_or_default())
+        .collect();
+    let _ = rt.block_on(probe);
+    drop(stack);
+
+    let j = judge(s, t0, t1, &recordings);
+    let kib = |k: u64| k as f64 / 1024.0;
+    Ok(FanoutResult {
+        clients: n,
+        connections,
+        connect_seconds,
+        rss_before_mib: kib(before.rss_kib),
+        rss_after_mib: kib(after.rss_kib),
+        kib_per_client: (after.rss_kib as f64 - before.rss_kib as f64) / n as f64,
+        peak_rss_mib: kib(end.map_or(after.hwm_kib, |e| e.hwm_kib)),
+        service_cpu_percent: usage[0].cpu_percent,
+        loadgen_cpu_percent: usage[1].cpu_percent,
+        windows: j.windows,
+        missing: j.missing,
+        mismatched: j.mismatched,
+        failed_streams: j.failed,
+        errors: j.errors,
+        latency_ms: Summary::of(j.latency),
+        delivery_ms: Summary::of(j.delivery),
+    })
+}
+
+/// Opens `n` subscriptions (`--streams-per-connection` per HTTP/2 connection) recording until
+/// `stop` turns true; returns their tasks and the number of connections.
+fn subscribe_many(
+    rt: &tokio::runtime::Runtime,
+    s: &FanoutSettings,
+    url: &str,
+    n: usize,
+    stop: &tokio::sync::watch::Receiver<bool>,
+    progress: &Arc<Progress>,
+) -> Result<(Vec<tokio::task::JoinHandle<Recording>>, usize)> {
     let per = s.streams_per_connection.max(1);
     let connections = n.div_ceil(per);
-    let connect_start = Instant::now();
     let mut tasks = Vec::with_capacity(n);
     rt.block_on(async {
         let mut opening = Vec::with_capacity(n);
         for c in 0..connections {
-            let client = client::connect(&url).await?;
+            let client = client::connect(url).await?;
             for _ in 0..per.min(n - c * per) {
                 let mut client = client.clone();
                 let pairs = s.pairs.clone();
@@ -201,22 +240,25 @@ fn run_one(
         }
         for (i, o) in opening.into_iter().enumerate() {
             let stream = o.await.context("subscribe task")??;
-            tasks.push(tokio::spawn(client::record(
-                stream,
-                stop_rx.clone(),
-                progress.clone(),
-            )));
+            let record = client::record(stream, stop.clone(), progress.clone());
+            tasks.push(tokio::spawn(record));
             if (i + 1) % 1000 == 0 {
                 println!("   {} subscriptions open", i + 1);
             }
         }
         anyhow::Ok(())
     })?;
-    let connect_seconds = connect_start.elapsed().as_secs_f64();
-    println!("   all {n} subscribed in {connect_seconds:.1} s; settling");
-    std::thread::sleep(s.settle);
-    let after = procstat::sample(pid).context("cannot read the service's /proc entry")?;
+    Ok((tasks, connections))
+}
 
+/// The measured interval: `[t0, t1]` (µs since the epoch) and the CPU of the service and of
+/// this process over it.
+fn measure(
+    stack: &mut Stack,
+    s: &FanoutSettings,
+    pid: u32,
+    progress: &Progress,
+) -> Result<(i64, i64, Vec<procstat::ProcUsage>)> {
     let ticks = procstat::clock_ticks_per_second();
     let mut watches = [
         procstat::Watch::new("candles-service", pid),
@@ -238,23 +280,25 @@ fn run_one(
         );
     }
     let t1 = candles_core::Micros::now().0;
-    let usage: Vec<_> = watches.iter().map(|w| w.end(ticks)).collect();
-    std::thread::sleep(
-        Duration::from_micros((s.grace.1 + s.interval.1) as u64) + Duration::from_secs(2),
-    );
-    let end = procstat::sample(pid);
-    let _ = stop_tx.send(true);
-    let recordings: Vec<Recording> = tasks
-        .into_iter()
-        .map(|t| rt.block_on(t).unwrap_or_default())
-        .collect();
-    let _ = rt.block_on(probe);
-    drop(stack);
+    Ok((t0, t1, watches.iter().map(|w| w.end(ticks)).collect()))
+}
 
-    // Judge.
-    let iv = s.interval.1;
-    let from = (t0 + iv - 1).div_euclid(iv) * iv;
-    let to = t1.div_euclid(iv) * iv;
+/// What the subscribers received over the judged windows.
+struct Judged {
+    windows: usize,
+    missing: u64,
+    mismatched: u64,
+    failed: usize,
+    errors: Vec<String>,
+    latency: Vec<f64>,
+    delivery: Vec<f64>,
+}
+
+/// Every (pair, window) lying wholly inside `[t0, t1]` must reach every subscriber as a final
+/// with the same trade count (the majority count per window is the reference).
+fn judge(s: &FanoutSettings, t0: i64, t1: i64, recordings: &[Recording]) -> Judged {
+    let iv = s.interval.1.micros();
+    let (from, to) = stats::measured_range(s.interval.1, t0, t1);
     let mut windows = Vec::new();
     for pair in &s.pairs {
         let pair = candles_core::Pair::parse(pair)
@@ -267,60 +311,46 @@ fn run_one(
         }
     }
     let mut counts: BTreeMap<(String, i64), BTreeMap<u64, u64>> = BTreeMap::new();
-    let mut latency = Vec::new();
-    let mut delivery = Vec::new();
-    let mut missing = 0u64;
-    let mut errors = Vec::new();
-    let mut failed = 0;
-    for rec in &recordings {
+    let mut j = Judged {
+        windows: windows.len(),
+        missing: 0,
+        mismatched: 0,
+        failed: 0,
+        errors: Vec::new(),
+        latency: Vec::new(),
+        delivery: Vec::new(),
+    };
+    for rec in recordings {
         if let Some(e) = &rec.error {
-            failed += 1;
-            if errors.len() < 5 {
-                errors.push(e.clone());
+            j.failed += 1;
+            if j.errors.len() < 5 {
+                j.errors.push(e.clone());
             }
         }
         let mut got = BTreeMap::new();
         for c in rec.candles.iter().filter(|c| c.is_final) {
             if stats::in_measured_range(c.start_us, iv, from, to) {
-                latency.push((c.recv_us - (c.end_us + s.grace.1)) as f64 / 1000.0);
+                j.latency
+                    .push((c.recv_us - (c.end_us + s.grace.1)) as f64 / 1000.0);
                 if let Some(published) = c.published_us {
-                    delivery.push((c.recv_us - published) as f64 / 1000.0);
+                    j.delivery.push((c.recv_us - published) as f64 / 1000.0);
                 }
                 got.insert((c.pair.clone(), c.start_us), c.trades);
             }
         }
         for key in &windows {
             match got.get(key) {
-                None => missing += 1,
+                None => j.missing += 1,
                 Some(&t) => *counts.entry(key.clone()).or_default().entry(t).or_default() += 1,
             }
         }
     }
-    // The majority trade count per window is the reference; others are mismatches.
-    let mismatched: u64 = counts
+    j.mismatched = counts
         .values()
         .map(|by_count| {
             let total: u64 = by_count.values().sum();
             total - by_count.values().max().copied().unwrap_or(0)
         })
         .sum();
-    let kib = |k: u64| k as f64 / 1024.0;
-    Ok(FanoutResult {
-        clients: n,
-        connections,
-        connect_seconds,
-        rss_before_mib: kib(before.rss_kib),
-        rss_after_mib: kib(after.rss_kib),
-        kib_per_client: (after.rss_kib as f64 - before.rss_kib as f64) / n as f64,
-        peak_rss_mib: kib(end.map_or(after.hwm_kib, |e| e.hwm_kib)),
-        service_cpu_percent: usage[0].cpu_percent,
-        loadgen_cpu_percent: usage[1].cpu_percent,
-        windows: windows.len(),
-        missing,
-        mismatched,
-        failed_streams: failed,
-        errors,
-        latency_ms: Summary::of(latency),
-        delivery_ms: Summary::of(delivery),
-    })
+    j
 }

@@ -3,7 +3,8 @@
 #![forbid(unsafe_code)]
 
 use anyhow::{Context as _, Result, bail};
-use candles_loadgen::{fanout, pipeline, stack::Binaries};
+use candles_core::Interval;
+use candles_loadgen::{fanout, floor, pipeline, view::Programs};
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -81,11 +82,25 @@ enum Command {
     /// One candles-service and N concurrent gRPC subscribers: memory per client, every final at
     /// every subscriber, latency across subscribers.
     Fanout(FanoutArgs),
+    /// Apache Kafka alone: produce-to-consume latency (p50/p99/p999) with the connector's
+    /// producer and the service's consumer settings, the floor under the pipeline's latencies.
+    KafkaFloor(FloorArgs),
 }
 
 #[derive(Debug, ClapArgs)]
-struct PipelineArgs {
-    /// Total trades per second over all simulators; one fresh stack per rate.
+struct FloorArgs {
+    #[command(flatten)]
+    run: RateArgs,
+
+    /// Partitions of each rate's topic.
+    #[arg(long, env = "LOADGEN_PARTITIONS", default_value_t = 6)]
+    partitions: u32,
+}
+
+/// The rates of a run and how long each is measured.
+#[derive(Debug, ClapArgs)]
+struct RateArgs {
+    /// Total trades (records) per second; one fresh stack (topic) per rate.
     #[arg(
         long,
         env = "LOADGEN_RATES",
@@ -98,9 +113,15 @@ struct PipelineArgs {
     #[arg(long, env = "LOADGEN_DURATION", default_value = "20s")]
     duration: String,
 
-    /// Wait after the first live update before measuring.
+    /// Wait after the first record (pipeline: live update) before measuring.
     #[arg(long, env = "LOADGEN_WARMUP", default_value = "3s")]
     warmup: String,
+}
+
+#[derive(Debug, ClapArgs)]
+struct PipelineArgs {
+    #[command(flatten)]
+    run: RateArgs,
 
     /// candles-service instances (one consumer group).
     #[arg(long, env = "LOADGEN_INSTANCES", default_value_t = 2)]
@@ -158,6 +179,18 @@ fn duration(text: &str, flag: &str) -> Result<Duration> {
         .with_context(|| format!("invalid {flag} {text:?}: write e.g. 500ms, 20s, 1m"))
 }
 
+fn interval(text: &str, flag: &str) -> Result<(String, Interval)> {
+    let iv = Interval::parse(text).with_context(|| format!("invalid {flag} {text:?}"))?;
+    Ok((text.to_string(), iv))
+}
+
+fn positive_rates(rates: &[f64]) -> Result<()> {
+    if rates.iter().any(|r| !(*r > 0.0 && r.is_finite())) {
+        bail!("--rates must be positive numbers, got {rates:?}");
+    }
+    Ok(())
+}
+
 fn micros(text: &str, flag: &str) -> Result<(String, i64)> {
     let d = duration(text, flag)?;
     let us = i64::try_from(d.as_micros()).context("duration too large")?;
@@ -199,50 +232,68 @@ fn main() -> Result<()> {
     if c.exchanges.is_empty() || c.pairs.is_empty() {
         bail!("--exchanges and --pairs must not be empty");
     }
-    let bins = Binaries::locate(
-        &c.bin_dir.clone().unwrap_or_else(default_bin_dir),
-        c.redis_server_bin.clone(),
-    )?;
-    let interval = micros(&c.interval, "--interval")?;
-    let grace = micros(&c.grace, "--grace")?;
     match cli.command {
-        Command::Pipeline(a) => {
-            if a.rates.iter().any(|r| !(*r > 0.0 && r.is_finite())) {
-                bail!("--rates must be positive numbers, got {:?}", a.rates);
-            }
-            let settings = pipeline::PipelineSettings {
-                rates: a.rates,
-                duration: duration(&a.duration, "--duration")?,
-                warmup: duration(&a.warmup, "--warmup")?,
-                exchanges: c.exchanges.clone(),
-                pairs: c.pairs.clone(),
-                instances: a.instances.max(1),
-                interval,
-                grace,
-                update_interval: a.update_interval,
-                partitions: a.partitions,
-                out: c.out.clone(),
-                keep_trade_logs: a.keep_trade_logs,
-                verify_kafka: a.verify_kafka,
-            };
-            pipeline::run(&rt, &settings, &bins)?;
-        }
-        Command::Fanout(a) => {
-            let settings = fanout::FanoutSettings {
-                clients: a.clients,
-                streams_per_connection: a.streams_per_connection,
-                rate: a.rate,
-                duration: duration(&a.duration, "--duration")?,
-                settle: duration(&a.settle, "--settle")?,
-                exchanges: c.exchanges.clone(),
-                pairs: c.pairs.clone(),
-                interval,
-                grace,
-                out: c.out.clone(),
-            };
-            fanout::run(&rt, &settings, &bins)?;
-        }
+        Command::Pipeline(a) => run_pipeline(&rt, c, a)?,
+        Command::Fanout(a) => run_fanout(&rt, c, a)?,
+        Command::KafkaFloor(a) => run_floor(&rt, c, a)?,
     }
     rt.shutdown_timeout(Duration::from_secs(1));
     Ok(())
+}
+
+fn programs(c: &Common) -> Result<Programs> {
+    Programs::locate(
+        c.bin_dir.clone().unwrap_or_else(default_bin_dir),
+        c.redis_server_bin.clone(),
+    )
+}
+
+fn run_pipeline(rt: &tokio::runtime::Runtime, c: &Common, a: PipelineArgs) -> Result<()> {
+    let programs = programs(c)?;
+    positive_rates(&a.run.rates)?;
+    let settings = pipeline::PipelineSettings {
+        rates: a.run.rates,
+        duration: duration(&a.run.duration, "--duration")?,
+        warmup: duration(&a.run.warmup, "--warmup")?,
+        exchanges: c.exchanges.clone(),
+        pairs: c.pairs.clone(),
+        instances: a.instances.max(1),
+        interval: interval(&c.interval, "--interval")?,
+        grace: micros(&c.grace, "--grace")?,
+        update_interval: a.update_interval,
+        partitions: a.partitions,
+        out: c.out.clone(),
+        keep_trade_logs: a.keep_trade_logs,
+        verify_kafka: a.verify_kafka,
+    };
+    pipeline::run(rt, &settings, &programs).map(drop)
+}
+
+fn run_fanout(rt: &tokio::runtime::Runtime, c: &Common, a: FanoutArgs) -> Result<()> {
+    let programs = programs(c)?;
+    let settings = fanout::FanoutSettings {
+        clients: a.clients,
+        streams_per_connection: a.streams_per_connection,
+        rate: a.rate,
+        duration: duration(&a.duration, "--duration")?,
+        settle: duration(&a.settle, "--settle")?,
+        exchanges: c.exchanges.clone(),
+        pairs: c.pairs.clone(),
+        interval: interval(&c.interval, "--interval")?,
+        grace: micros(&c.grace, "--grace")?,
+        out: c.out.clone(),
+    };
+    fanout::run(rt, &settings, &programs).map(drop)
+}
+
+fn run_floor(rt: &tokio::runtime::Runtime, c: &Common, a: FloorArgs) -> Result<()> {
+    positive_rates(&a.run.rates)?;
+    let settings = floor::FloorSettings {
+        rates: a.run.rates,
+        duration: duration(&a.run.duration, "--duration")?,
+        warmup: duration(&a.run.warmup, "--warmup")?,
+        partitions: a.partitions.max(1),
+        out: c.out.clone(),
+    };
+    floor::run(rt, &settings).map(drop)
 }

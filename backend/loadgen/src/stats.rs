@@ -1,6 +1,7 @@
 //! Pure measurement arithmetic: percentiles, loss accounting and the live-update latency rule.
 //! No I/O here, so all of it is unit-tested.
 
+use candles_core::{Interval, Micros};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -157,6 +158,14 @@ pub fn bucket_quantile(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
     sorted.iter().find(|(_, n)| *n >= rank).map(|(le, _)| *le)
 }
 
+/// The judged range of a measured interval `[t0_us, t1_us]`: from the start of the first window
+/// that starts at or after `t0_us` to the start of the window that holds `t1_us` (windows
+/// aligned by [`Interval::window_start`]).
+pub fn measured_range(interval: Interval, t0_us: i64, t1_us: i64) -> (i64, i64) {
+    let first = interval.window_start(Micros(t0_us + interval.micros() - 1));
+    (first.0, interval.window_start(Micros(t1_us)).0)
+}
+
 /// The measured windows of length `interval_us`: those that start at or after `from_us` and end
 /// at or before `to_us`.
 pub fn in_measured_range(start_us: i64, interval_us: i64, from_us: i64, to_us: i64) -> bool {
@@ -167,6 +176,19 @@ pub fn in_measured_range(start_us: i64, interval_us: i64, from_us: i64, to_us: i
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_measured_range_holds_whole_windows() {
+        let s = Interval::seconds(1);
+        assert_eq!(
+            measured_range(s, 1_000_000, 3_500_000),
+            (1_000_000, 3_000_000)
+        );
+        assert_eq!(
+            measured_range(s, 1_000_001, 3_000_000),
+            (2_000_000, 3_000_000)
+        );
+    }
 
     #[test]
     fn nearest_rank_percentiles() {

@@ -1,52 +1,28 @@
-//! Ground truth from the simulators' trade logs (`exchange-sim --trade-log`): one JSON object per
-//! generated trade, with `exchange`, `pair` and `time_us` (the wall-clock time the simulator stamped when it
-//! generated the trade, just before sending it).
+//! Ground truth from the simulators' trade logs (`candles_testkit::trade_log`): the send times
+//! (`time_us`, stamped by the simulator just before sending) of every (series, window).
 
 use crate::stats::WindowKey;
-use anyhow::{Context as _, Result};
+use anyhow::Result;
+use candles_core::{Interval, Micros};
+use candles_testkit::trade_log;
 use std::collections::BTreeMap;
-use std::io::BufRead as _;
 use std::path::Path;
-
-#[derive(serde::Deserialize)]
-struct Line<'a> {
-    #[serde(borrow)]
-    exchange: std::borrow::Cow<'a, str>,
-    #[serde(borrow)]
-    pair: std::borrow::Cow<'a, str>,
-    time_us: i64,
-}
 
 /// Send times of the generated trades of every (series, window), ascending. The series is the
 /// pair (`BTC-USDT`: the composite of all exchanges) or [`exchange_series`] (one exchange).
 pub type SendTimes = BTreeMap<WindowKey, Vec<i64>>;
 
-/// Adds the trades of the log at `path` to `out`, placed in windows of `interval_us`.
+/// Adds the trades of the log at `path` to `out`, placed in windows of `interval`.
 /// Returns how many trades it read.
-pub fn read_trade_log(path: &Path, interval_us: i64, out: &mut SendTimes) -> Result<u64> {
-    let file = std::fs::File::open(path)
-        .with_context(|| format!("cannot open trade log {}", path.display()))?;
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-    let mut line = String::new();
-    let mut n = 0u64;
-    loop {
-        line.clear();
-        if reader.read_line(&mut line)? == 0 {
-            break;
-        }
-        let Ok(t) = serde_json::from_str::<Line<'_>>(line.trim_end()) else {
-            continue; // a torn last line of a killed simulator
-        };
-        let start = t.time_us.div_euclid(interval_us) * interval_us;
-        out.entry((exchange_series(&t.pair, &t.exchange), start))
+pub fn read_trade_log(path: &Path, interval: Interval, out: &mut SendTimes) -> Result<u64> {
+    trade_log::for_each(path, |t| {
+        let start = interval.window_start(Micros(t.time_us)).0;
+        let pair = t.pair.to_string();
+        out.entry((exchange_series(&pair, t.exchange.as_str()), start))
             .or_default()
             .push(t.time_us);
-        out.entry((t.pair.into_owned(), start))
-            .or_default()
-            .push(t.time_us);
-        n += 1;
-    }
-    Ok(n)
+        out.entry((pair, start)).or_default().push(t.time_us);
+    })
 }
 
 /// The series key of one exchange's candles of `pair`: `PAIR/exchange`.
@@ -70,22 +46,24 @@ mod tests {
     fn trades_are_placed_in_windows() {
         let dir = std::env::temp_dir().join(format!("loadgen-truth-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("t.jsonl");
-        std::fs::write(
-            &path,
-            concat!(
-                r#"{"exchange":"binance","pair":"BTC-USDT","id":1,"price":"1","quantity":"1","side":"buy","time_us":1500000}"#,
-                "\n",
-                r#"{"exchange":"binance","pair":"BTC-USDT","id":2,"price":"1","quantity":"1","side":"buy","time_us":1200000}"#,
-                "\n",
-                r#"{"exchange":"binance","pair":"ETH-USDT","id":1,"price":"1","quantity":"1","side":"buy","time_us":2000000}"#,
-                "\n",
-                r#"{"exchange":"binance","pair":"ETH"#
-            ),
-        )
-        .unwrap();
+        let path = dir.join("t.jsonl"); // the last line is torn: a killed simulator
+        let line = |pair: &str, id: u32, time_us: u32| {
+            format!(
+                r#"{{"exchange":"binance","pair":"{pair}","id":{id},"price":"1","quantity":"1","side":"buy","time_us":{time_us}}}"#
+            )
+        };
+        let text = [
+            line("BTC-USDT", 1, 1_500_000),
+            line("BTC-USDT", 2, 1_200_000),
+            line("ETH-USDT", 1, 2_000_000),
+            r#"{"exchange":"binance","pair":"ETH"#.to_string(),
+        ];
+        std::fs::write(&path, text.join("\n")).unwrap();
         let mut times = SendTimes::new();
-        assert_eq!(read_trade_log(&path, 1_000_000, &mut times).unwrap(), 3);
+        assert_eq!(
+            read_trade_log(&path, Interval::seconds(1), &mut times).unwrap(),
+            3
+        );
         finish(&mut times);
         assert_eq!(
             times[&("BTC-USDT".to_string(), 1_000_000)],

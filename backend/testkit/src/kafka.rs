@@ -12,8 +12,8 @@
 //! [`Kafka::shared`] is one broker per test process, for the many tests that only need a topic of
 //! their own; a test that stops, kills or freezes the broker starts its own with [`Kafka::start`].
 
+use crate::net::{free_port, wait_for_port};
 use crate::process::Proc;
-use crate::{free_port, wait_for_port};
 use anyhow::{Context as _, Result, bail};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -407,7 +407,7 @@ impl Kafka {
 }
 
 /// Drops an rdkafka client on a thread nobody joins: `rd_kafka_destroy` can hang (PITFALLS).
-fn drop_detached<T: Send + 'static>(client: T) {
+pub(crate) fn drop_detached<T: Send + 'static>(client: T) {
     std::thread::spawn(move || drop(client));
 }
 

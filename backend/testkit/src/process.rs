@@ -116,15 +116,20 @@ impl Proc {
     pub fn spawn(name: &str, cmd: Command, log: &Path) -> Result<Proc> {
         let mut file = open_log(log)?;
         writeln!(file, "==== testkit: starting {name}: {cmd:?}")?;
-        let (mut child, _stdout, _, pid) = start(name, &cmd, &file, false)?;
-        Ok(Proc {
+        let (child, _stdout, _, pid) = start(name, &cmd, &file, false)?;
+        Ok(Proc::watching(name, child, pid, log))
+    }
+
+    /// The [`Proc`] of a started watchdog `child` whose program is `pid`.
+    fn watching(name: &str, mut child: Child, pid: u32, log: &Path) -> Proc {
+        Proc {
             name: name.to_string(),
             _lifeline: child.stdin.take(),
             child,
             pid,
             log: log.to_path_buf(),
             exited: None,
-        })
+        }
     }
 
     /// Starts `cmd` and waits (up to `timeout`) for the first line it prints on stdout, which is
@@ -137,7 +142,7 @@ impl Proc {
     ) -> Result<(Proc, String)> {
         let mut file = open_log(log)?;
         writeln!(file, "==== testkit: starting {name}: {cmd:?}")?;
-        let (mut child, mut reader, early, pid) = start(name, &cmd, &file, true)?;
+        let (child, mut reader, early, pid) = start(name, &cmd, &file, true)?;
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut early = early.into_iter();
@@ -159,14 +164,7 @@ impl Proc {
                 let _ = file.write_all(&buf[..n]);
             }
         });
-        let mut proc = Proc {
-            name: name.to_string(),
-            _lifeline: child.stdin.take(),
-            child,
-            pid,
-            log: log.to_path_buf(),
-            exited: None,
-        };
+        let mut proc = Proc::watching(name, child, pid, log);
         match rx.recv_timeout(timeout) {
             Ok(line) if !line.trim().is_empty() => Ok((proc, line.trim().to_string())),
             _ => {
@@ -212,6 +210,26 @@ impl Proc {
                 self.log.display(),
                 self.log_tail(40)
             ),
+        }
+    }
+
+    /// Waits until something accepts TCP connections on `addr`; fails, quoting the log, when the
+    /// process exits first or nothing listens within `timeout`.
+    pub fn wait_listening(&mut self, addr: std::net::SocketAddr, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.check_running()?;
+            if crate::net::wait_for_port(addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} did not listen on {addr} within {timeout:?}; end of {}:\n{}",
+                    self.name,
+                    self.log.display(),
+                    self.log_tail(30)
+                );
+            }
         }
     }
 

@@ -1,9 +1,11 @@
-//! Where the binaries under test live, and building them when a test needs them.
+//! The workspace's own binaries (`exchange-sim`, `candles-connector`, `candles-service`): where
+//! they are, and building them when a test needs them.
 //!
-//! The binaries are the workspace's own (`exchange-sim`, `candles-connector`,
-//! `candles-service`), built with the same cargo, profile and target directory as the running
-//! test, so `cargo test -p candles-e2e` works on its own. Set `CANDLES_E2E_NO_BUILD=1` to use
-//! whatever is already built, or `CANDLES_E2E_BIN_DIR=DIR` to use the binaries in DIR (no build).
+//! By default they are next to the running executable (a test's `target/<profile>/deps/..`, or
+//! `candles-loadgen` and `candles-stack` in `target/<profile>`), built with the same cargo,
+//! profile and target directory as the running test, so `cargo test -p candles-e2e` works on its
+//! own. Set `CANDLES_E2E_NO_BUILD=1` to use whatever is already built (scripts/test.sh builds
+//! everything first), or `CANDLES_E2E_BIN_DIR=DIR` to use the binaries in DIR (no build).
 
 use anyhow::{Context as _, Result, bail};
 use std::path::{Path, PathBuf};
@@ -13,7 +15,7 @@ use std::sync::OnceLock;
 /// The packages whose binaries the full-stack tests drive.
 pub const PACKAGES: &[&str] = &["exchange-sim", "candles-connector", "candles-service"];
 
-/// The workspace root (two levels above this crate).
+/// The workspace root (two levels above the testkit crate).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -34,16 +36,31 @@ pub fn profile_dir() -> Result<PathBuf> {
         .with_context(|| format!("cannot find the target directory of {}", exe.display()))
 }
 
-/// The path of one of the workspace's binaries, next to the test executable's target dir.
+/// Where the workspace's binaries are: `$CANDLES_E2E_BIN_DIR`, else [`profile_dir`].
+pub fn dir() -> Result<PathBuf> {
+    match std::env::var_os("CANDLES_E2E_BIN_DIR") {
+        Some(dir) => Ok(PathBuf::from(dir)),
+        None => profile_dir(),
+    }
+}
+
+/// The path of one of the workspace's binaries in [`dir`].
 pub fn bin(name: &str) -> Result<PathBuf> {
-    let dir = match std::env::var_os("CANDLES_E2E_BIN_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => profile_dir()?,
-    };
+    in_dir(&dir()?, name)
+}
+
+/// The path of `name` in `dir`; when it is missing, the error names the cargo command that
+/// builds it (`--release` unless it is a `debug` directory).
+pub fn in_dir(dir: &Path, name: &str) -> Result<PathBuf> {
     let path = dir.join(name);
     if !path.is_file() {
+        let release = if dir.ends_with("debug") {
+            ""
+        } else {
+            " --release"
+        };
         bail!(
-            "{} does not exist: build it with `cargo build --bins -p {name}` (the tests do this themselves unless CANDLES_E2E_NO_BUILD is set)",
+            "{} is missing: build it with `cargo build{release} --bins -p exchange-sim -p candles-connector -p candles-service` (the tests do this themselves unless CANDLES_E2E_NO_BUILD is set; candles-loadgen takes --bin-dir)",
             path.display()
         );
     }
@@ -97,4 +114,34 @@ pub fn build(packages: &[&str]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Where the test services' binaries are looked for: `$CANDLES_BIN_DIR`, else `~/.cache/candles/bin`.
+pub fn bin_dir() -> PathBuf {
+    std::env::var_os("CANDLES_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/candles/bin")
+        })
+}
+
+/// Finds a service binary: `$env` if set, else the first of `extra_dirs`, [`bin_dir`] and `PATH`
+/// that has it. The error says where it looked and how to install it.
+pub fn find_binary(name: &str, env: &str, extra_dirs: &[PathBuf]) -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os(env) {
+        return Ok(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let local = [bin_dir()];
+    let dirs = extra_dirs.iter().chain(&local);
+    for dir in dirs.clone().cloned().chain(std::env::split_paths(&path)) {
+        if dir.join(name).is_file() {
+            return Ok(dir.join(name));
+        }
+    }
+    let looked: Vec<String> = dirs.map(|d| d.display().to_string()).collect();
+    bail!(
+        "`{name}` was not found (looked at ${env}, {}, and PATH); run scripts/install-test-deps.sh to install it",
+        looked.join(", ")
+    )
 }
