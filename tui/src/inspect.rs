@@ -3,7 +3,6 @@
 //! the pair's precision. Pure: lines in, no drawing.
 
 use crate::chart::{DOWN, UP, is_up, price};
-use crate::output::rfc3339;
 use candles_core::{Candle, Decimal};
 use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::{Line, Span};
@@ -50,7 +49,11 @@ pub fn readout(c: &Candle, decimals: u32) -> Vec<Line<'static>> {
         Line::from(vec![
             Span::styled("◆ ", Style::default().fg(Color::Cyan)),
             Span::styled(
-                format!("{} – {}", rfc3339(c.start), rfc3339(c.end())),
+                format!(
+                    "{} – {}",
+                    c.start.to_rfc3339_short(),
+                    c.end().to_rfc3339_short()
+                ),
                 Style::default().add_modifier(Modifier::BOLD),
             ),
             Span::raw(format!("  {}  {state}", c.source)),

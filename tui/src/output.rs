@@ -8,7 +8,7 @@
 //! ends the program quietly with success.
 
 use crate::app::{Event, Link, LinkState};
-use candles_core::{Candle, CandleId, Micros, Pair, Source};
+use candles_core::{Candle, CandleId, Pair, Source};
 use std::collections::HashMap;
 use std::io::{self, Write};
 use tokio::sync::mpsc;
@@ -22,35 +22,11 @@ pub enum Format {
     Json,
 }
 
-/// RFC 3339 UTC with `Z`, sub-second digits only when present: `2026-11-26T06:40:05Z`.
-pub fn rfc3339(t: Micros) -> String {
-    let secs = t.0.div_euclid(1_000_000);
-    let micros = t.0.rem_euclid(1_000_000);
-    let Ok(dt) = time::OffsetDateTime::from_unix_timestamp(secs) else {
-        return format!("{}us", t.0);
-    };
-    let base = format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        dt.year(),
-        u8::from(dt.month()),
-        dt.day(),
-        dt.hour(),
-        dt.minute(),
-        dt.second()
-    );
-    if micros == 0 {
-        format!("{base}Z")
-    } else {
-        let frac = format!("{micros:06}");
-        format!("{base}.{}Z", frac.trim_end_matches('0'))
-    }
-}
-
 /// One human-readable line (no newline).
 pub fn plain_line(c: &Candle) -> String {
     format!(
         "{} {} {} {} O {} H {} L {} C {} V {} n {}",
-        rfc3339(c.start),
+        c.start.to_rfc3339_short(),
         c.pair,
         c.source,
         c.interval,
@@ -70,8 +46,8 @@ pub fn json_line(c: &Candle) -> String {
         "pair": wire.pair,
         "source": wire.source,
         "interval": c.interval.to_string(),
-        "start": rfc3339(c.start),
-        "end": rfc3339(c.end()),
+        "start": c.start.to_rfc3339_short(),
+        "end": c.end().to_rfc3339_short(),
         "open": wire.open,
         "high": wire.high,
         "low": wire.low,
@@ -224,7 +200,7 @@ fn log_state(link: Link, state: LinkState) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candles_core::{Decimal, Interval};
+    use candles_core::{Decimal, Interval, Micros};
     use std::str::FromStr;
 
     fn sample() -> Candle {
@@ -323,12 +299,6 @@ mod tests {
         assert_eq!(v["final"], true);
         assert!(v["vwap"].is_string());
         assert_eq!(v.as_object().unwrap().len(), 16);
-    }
-
-    #[test]
-    fn rfc3339_handles_fractions() {
-        assert_eq!(rfc3339(Micros(500_000)), "1970-01-01T00:00:00.5Z");
-        assert_eq!(rfc3339(Micros(0)), "1970-01-01T00:00:00Z");
     }
 
     #[tokio::test]
