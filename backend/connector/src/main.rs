@@ -254,3 +254,37 @@ async fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listing_error(unreachable: bool) -> ListingError {
+        let (exchange, pair) = (Exchange::Kraken, Pair::defaults()[0]);
+        let url = "http://127.0.0.1:1/0/public/AssetPairs".to_string();
+        if unreachable {
+            ListingError::Unreachable {
+                exchange,
+                pair,
+                url,
+                reason: "connection refused".into(),
+            }
+        } else {
+            ListingError::NotListed {
+                exchange,
+                pair,
+                symbol: "XBTUSDT".into(),
+                url,
+            }
+        }
+    }
+
+    #[test]
+    fn only_an_unlisted_pair_exits_with_2() {
+        assert_eq!(Failure::from(listing_error(false)).code, 2);
+        let unreachable = listing_error(true);
+        assert!(unreachable.is_retryable());
+        assert_eq!(Failure::from(unreachable).code, 1);
+        assert_eq!(Failure::from(anyhow::anyhow!("Kafka refused")).code, 1);
+    }
+}

@@ -2,6 +2,7 @@
 //!
 //! - [`init_logs`]: log lines on stderr, text or JSON ([`LogFormat`], a `clap` value), filtered
 //!   by `RUST_LOG` or a default; the `log` crate's records (librdkafka's) go the same way.
+//!   [`init_logs_to`]: the same into another writer (a log file) with a given filter.
 //! - [`serve_metrics`] / [`serve_metrics_from`]: the Prometheus scrape endpoint.
 //! - [`shutdown_signal`] / [`cancel_on_shutdown`]: SIGINT or SIGTERM, once, as a future or as a
 //!   cancelled token.
@@ -12,6 +13,8 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -24,16 +27,40 @@ pub enum LogFormat {
 }
 
 /// Logs to stderr in `format`, at the levels `RUST_LOG` sets, else at `default_filter` (e.g.
-/// `info`). Records of the `log` crate (librdkafka's, for one) are logged too. Call it once, at
-/// the start; a second call changes nothing.
+/// `info`); coloured when stderr is a terminal. Records of the `log` crate (librdkafka's, for
+/// one) are logged too. Call it once, at the start; a second call changes nothing.
 pub fn init_logs(format: LogFormat, default_filter: &str) {
-    use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    install(
+        format,
+        filter,
+        std::io::stderr,
+        std::io::stderr().is_terminal(),
+    );
+}
+
+/// Logs to `writer` (a file, say: a dashboard cannot log to the terminal it draws on) in
+/// `format`, at the levels of `filter` (`info`, `candles_tui=debug`), without colours. An
+/// invalid filter is an error naming it.
+pub fn init_logs_to<W>(format: LogFormat, filter: &str, writer: W) -> anyhow::Result<()>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = EnvFilter::try_new(filter)
+        .with_context(|| format!("invalid log filter {filter:?}; expected e.g. info or debug"))?;
+    install(format, filter, writer, false);
+    Ok(())
+}
+
+fn install<W>(format: LogFormat, filter: EnvFilter, writer: W, ansi: bool)
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
+        .with_writer(writer)
+        .with_ansi(ansi);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -92,5 +119,11 @@ mod tests {
         assert_eq!(LogFormat::from_str("text", true), Ok(LogFormat::Text));
         assert!(LogFormat::from_str("xml", true).is_err());
         assert_eq!(LogFormat::default(), LogFormat::Text);
+    }
+
+    #[test]
+    fn an_invalid_filter_is_an_error_naming_it() {
+        let err = init_logs_to(LogFormat::Text, "candles=loud", std::io::sink).unwrap_err();
+        assert!(format!("{err:#}").contains("\"candles=loud\""), "{err:#}");
     }
 }
