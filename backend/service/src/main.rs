@@ -3,7 +3,6 @@
 //! exporter, signals.
 #![forbid(unsafe_code)]
 
-use anyhow::Context as _;
 use candles_core::time::Duration;
 use candles_core::{ClockMode, EngineConfig, Interval};
 use candles_service::{ServiceConfig, TlsFiles};
@@ -64,8 +63,8 @@ struct Cli {
     #[arg(long, env = "CANDLES_METRICS_ADDR")]
     metrics_addr: Option<SocketAddr>,
     /// Log format: `text` or `json`. Filter with RUST_LOG (default `info`).
-    #[arg(long, env = "CANDLES_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
+    #[arg(long, env = "CANDLES_LOG_FORMAT", value_enum, default_value_t)]
+    log_format: candles_runtime::LogFormat,
     /// TLS certificate chain (PEM); enables TLS together with --tls-key.
     #[arg(long, env = "CANDLES_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -169,40 +168,21 @@ impl Cli {
     }
 }
 
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    use std::io::IsTerminal as _;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    // `init` also bridges the `log` crate (rdkafka's logs) into tracing.
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 fn init_metrics(addr: SocketAddr) -> anyhow::Result<()> {
-    let mut builder =
-        metrics_exporter_prometheus::PrometheusBuilder::new().with_http_listener(addr);
+    let mut builder = metrics_exporter_prometheus::PrometheusBuilder::new();
     for name in candles_service::metrics::LATENCY_HISTOGRAMS {
         builder = builder.set_buckets_for_metric(
             metrics_exporter_prometheus::Matcher::Full(name.to_string()),
             candles_service::metrics::LATENCY_BUCKETS,
         )?;
     }
-    builder
-        .install()
-        .with_context(|| format!("cannot serve metrics on {addr} (--metrics-addr / CANDLES_METRICS_ADDR); is the port free?"))
+    candles_runtime::serve_metrics_from(builder, addr)
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logging(&cli.log_format);
+    candles_runtime::init_logs(cli.log_format, "info");
     if let Some(addr) = cli.metrics_addr {
         init_metrics(addr)?;
     }
@@ -214,22 +194,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let shutdown = CancellationToken::new();
-    let signals = shutdown.clone();
-    tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot listen for SIGTERM");
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-            _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: shutting down"),
-        }
-        signals.cancel();
-    });
+    candles_runtime::cancel_on_shutdown(shutdown.clone());
     let result = candles_service::run(config, shutdown).await;
     if let Err(e) = &result {
         tracing::error!(error = %format!("{e:#}"), "candles-service failed");
