@@ -99,14 +99,8 @@ pub fn init(
         .build(&target.dir)
         .with_context(|| format!("opening the log file {} (set --log-file)", target.display()))?;
     let (writer, guard) = tracing_appender::non_blocking(appender);
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).with_context(|| {
-        format!("invalid --log filter {filter:?}; expected e.g. info or candles_tui=debug")
-    })?;
-    tracing_subscriber::fmt()
-        .with_writer(writer)
-        .with_ansi(false)
-        .with_env_filter(filter)
-        .init();
+    candles_runtime::init_logs_to(candles_runtime::LogFormat::Text, filter, writer)
+        .context("--log")?;
     Ok((guard, target))
 }
 

@@ -15,10 +15,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
         .context("starting the async runtime")?;
     let code = runtime.block_on(async {
         if let Some(addr) = cli.metrics_addr {
-            metrics_exporter_prometheus::PrometheusBuilder::new()
-                .with_http_listener(addr)
-                .install()
-                .with_context(|| format!("serving metrics on --metrics-addr {addr}"))?;
+            candles_runtime::serve_metrics(addr)?;
         }
         tracing::info!(?cli.pairs, server = %cli.server, embedded = cli.embedded, "starting");
         candles_tui::cli::run(cli, log.display()).await

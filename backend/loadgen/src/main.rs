@@ -209,14 +209,7 @@ fn default_bin_dir() -> PathBuf {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    candles_runtime::init_logs(candles_runtime::LogFormat::Text, "warn");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -224,10 +217,7 @@ fn main() -> Result<()> {
     let c = &cli.common;
     if let Some(addr) = c.metrics_addr {
         let _guard = rt.enter();
-        metrics_exporter_prometheus::PrometheusBuilder::new()
-            .with_http_listener(addr)
-            .install()
-            .with_context(|| format!("cannot serve metrics on {addr} (--metrics-addr)"))?;
+        candles_runtime::serve_metrics(addr)?;
     }
     if c.exchanges.is_empty() || c.pairs.is_empty() {
         bail!("--exchanges and --pairs must not be empty");
