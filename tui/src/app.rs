@@ -1,6 +1,7 @@
 //! The dashboard's state and how events change it. No terminal in here: rendering
 //! ([`crate::ui`]) is a pure function of an [`App`], and the event loop ([`crate::event`]) feeds it.
 
+use crate::overlay::{MA_RANGE, Overlays, next_period};
 use candles_core::{Candle, Exchange, Interval, Micros, Pair, Source};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use std::collections::{BTreeMap, HashMap};
@@ -168,6 +169,10 @@ pub struct App {
     /// Inspect mode: the window start of the candle under the cursor (in the selected pair's
     /// series; the newest when that start is not in it).
     pub inspect: Option<Micros>,
+    /// Which overlays (VWAP, moving average) are drawn over the candles.
+    pub overlays: Overlays,
+    /// The venue pane: each exchange's close against the composite, in basis points.
+    pub venues: bool,
 }
 
 /// Intervals without a single trade after which a live source's panel says `stale`.
@@ -199,6 +204,8 @@ impl App {
             notice: None,
             hint: None,
             inspect: None,
+            overlays: Overlays::default(),
+            venues: false,
         }
     }
 
@@ -289,6 +296,15 @@ impl App {
             }
             KeyCode::Enter | KeyCode::Char('z') => self.zoomed = !self.zoomed,
             KeyCode::Char('i') => self.inspect = self.inspected().map(|c| c.start),
+            KeyCode::Char('v') => self.overlays.vwap = !self.overlays.vwap,
+            KeyCode::Char('m') => self.overlays.ma = !self.overlays.ma,
+            KeyCode::Char(c @ ('[' | ']')) => {
+                let by = if c == '[' { -1 } else { 1 };
+                let period = next_period(self.overlays.ma_period, by);
+                self.overlays.ma_period = period.clamp(*MA_RANGE.start(), *MA_RANGE.end());
+                self.overlays.ma = true;
+            }
+            KeyCode::Char('d') => self.venues = !self.venues,
             KeyCode::Char('s') => self.source = next_source(self.source, 1),
             KeyCode::Char('S') => self.source = next_source(self.source, -1),
             KeyCode::Char('+') | KeyCode::Char('=') => self.step = (self.step + 1).min(MAX_STEP),

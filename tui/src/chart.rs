@@ -158,6 +158,9 @@ pub struct CandleChart<'a> {
     pub unit: String,
     /// The window start of the candle under the inspect cursor: its columns are highlighted.
     pub cursor: Option<Micros>,
+    /// Lines over the candles ([`crate::overlay`]): one value per candle of `candles`, and
+    /// the line's colour.
+    pub overlays: &'a [(Vec<Option<f64>>, Color)],
 }
 
 /// Background of the candle under the inspect cursor.
@@ -255,6 +258,42 @@ impl CandleChart<'_> {
     }
 }
 
+/// Where a shown candle sits on screen: its window start, first column, width and the middle
+/// column (where its wick runs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placed {
+    /// The candle's window start.
+    pub start: Micros,
+    /// Its first column.
+    pub left: u16,
+    /// Its width in columns.
+    pub width: u16,
+    /// Its middle column.
+    pub middle: u16,
+}
+
+impl CandleChart<'_> {
+    /// Where each shown candle sits when the chart is drawn into `area`, oldest first (for
+    /// panes aligned with the candles, and mouse clicks).
+    pub fn placed(&self, area: Rect) -> Vec<Placed> {
+        let Some(plan) = self.plan(area) else {
+            return Vec::new();
+        };
+        let first = self.candles.len() - plan.shown;
+        (0..plan.shown)
+            .map(|i| {
+                let cols = Columns::of(area, &plan, self.step.max(1), i);
+                Placed {
+                    start: self.candles[first + i].start,
+                    left: cols.left,
+                    width: cols.width,
+                    middle: cols.middle(),
+                }
+            })
+            .collect()
+    }
+}
+
 /// Where candle `i` of `n` shown sits: its first column and its width.
 #[derive(Clone, Copy, Debug)]
 struct Columns {
@@ -299,6 +338,7 @@ impl Widget for CandleChart<'_> {
         let shown = &self.candles[self.candles.len() - plan.shown..];
         let (scale, decimals, _) = axis(shown, plan.rows, self.decimals);
         self.draw_candles(shown, &scale, &plan, area, buf);
+        self.draw_overlays(&scale, &plan, area, buf);
         draw_price_axis(shown, &scale, decimals, &plan, area, buf);
         self.draw_volume(shown, &plan, area, buf);
         self.draw_time_axis(shown, &plan, area, buf);
@@ -306,6 +346,40 @@ impl Widget for CandleChart<'_> {
 }
 
 impl CandleChart<'_> {
+    /// The overlay lines through the shown candles' middle columns, behind the candles;
+    /// values off the price scale are not drawn.
+    fn draw_overlays(&self, scale: &Scale, plan: &Plan, area: Rect, buf: &mut Buffer) {
+        let dot_rows = f64::from(plan.rows) * 4.0 - 1.0;
+        let span = scale.max - scale.min;
+        let to_dot_y = |v: f64| {
+            let off = span * 1e-9;
+            if !v.is_finite() || v < scale.min - off || v > scale.max + off {
+                return None;
+            }
+            let from_top = if span > 0.0 {
+                (scale.max - v) / span
+            } else {
+                0.5
+            };
+            Some((from_top * dot_rows).round() as i64)
+        };
+        let first = self.candles.len() - plan.shown;
+        let plot = Rect {
+            width: plan.plot_w,
+            height: plan.rows,
+            ..area
+        };
+        for (values, colour) in self.overlays {
+            let points: Vec<(u16, Option<f64>)> = (0..plan.shown)
+                .map(|i| {
+                    let x = Columns::of(area, plan, self.step.max(1), i).middle() - area.x;
+                    (x, values.get(first + i).copied().flatten())
+                })
+                .collect();
+            crate::overlay::draw_line(&points, to_dot_y, *colour, plot, buf);
+        }
+    }
+
     fn draw_candles(
         &self,
         shown: &[&Candle],

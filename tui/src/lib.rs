@@ -25,8 +25,10 @@ pub mod inspect;
 pub mod labels;
 pub mod logging;
 pub mod output;
+pub mod overlay;
 pub mod panel;
 pub mod scale;
 pub mod ui;
+pub mod venues;
 
 pub use app::{App, Event, Link, LinkState};
