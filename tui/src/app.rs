@@ -612,6 +612,25 @@ mod tests {
     }
 
     #[test]
+    fn overlay_and_venue_keys_toggle_and_brackets_step_the_period() {
+        let mut app = App::new(Pair::defaults(), Source::Composite, "test");
+        for c in ['v', 'm', 'd'] {
+            app.handle(key(c), Micros(0));
+        }
+        assert!(app.overlays.vwap && app.overlays.ma && app.venues);
+        app.handle(key('['), Micros(0));
+        assert_eq!(app.overlays.ma_period, 10);
+        app.handle(key('m'), Micros(0));
+        app.handle(key(']'), Micros(0));
+        assert_eq!(app.overlays.ma_period, 20);
+        assert!(app.overlays.ma, "changing the period shows the average");
+        for c in ['v', 'd'] {
+            app.handle(key(c), Micros(0));
+        }
+        assert!(!app.overlays.vwap && !app.venues);
+    }
+
+    #[test]
     fn bad_data_is_counted_and_fatal_quits() {
         let mut app = App::new(Pair::defaults(), Source::Composite, "test");
         app.handle(Event::BadData("open: invalid".into()), Micros(0));

@@ -28,6 +28,7 @@ pub mod output;
 pub mod overlay;
 pub mod panel;
 pub mod scale;
+pub mod settings;
 pub mod ui;
 pub mod venues;
 

@@ -59,6 +59,7 @@ async fn embedded_json_from_three_simulated_exchanges() {
         .unwrap()
         .port();
     let mut child = Command::new(BIN)
+        .env("CANDLES_NO_CONFIG", "true")
         .args(url_flags(&sims))
         .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
         .args([
@@ -130,6 +131,7 @@ async fn embedded_rejects_a_pair_the_exchange_does_not_list() {
         let args = url_flags(&sims);
         move || {
             Command::new(BIN)
+                .env("CANDLES_NO_CONFIG", "true")
                 .args(args)
                 .args([
                     "--plain",
@@ -158,6 +160,7 @@ async fn embedded_rejects_a_pair_the_exchange_does_not_list() {
     let log = logs.path().join("tui.log");
     let out = tokio::task::spawn_blocking(move || {
         Command::new(BIN)
+            .env("CANDLES_NO_CONFIG", "true")
             .args(args)
             .args([
                 "--plain",
