@@ -7,7 +7,8 @@
 //! latest spread on the right, under a heading naming the widest spread.
 
 use crate::app::Series;
-use crate::chart::{AXIS, DOWN, Placed, UP, time_label};
+use crate::chart::{AXIS, DOWN, Placed, UP};
+use crate::labels::time_label;
 use candles_core::{Decimal, Exchange, Micros, Pair, Source};
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
