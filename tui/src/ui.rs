@@ -204,6 +204,8 @@ fn tab_bar(app: &App, shown: &[(usize, Pair)], area: Rect, buf: &mut Buffer) {
     }
     if app.inspect.is_some() {
         spans.push(Span::styled("[inspect]", Style::default().fg(Color::Cyan)));
+    } else if app.venues {
+        spans.push(Span::styled("[venues]", Style::default().fg(Color::Cyan)));
     } else if app.zoomed {
         spans.push(Span::styled("[zoom]", Style::default().fg(Color::Cyan)));
     } else if shown.len() < app.pairs.len() {
@@ -300,13 +302,13 @@ fn hint_bar(app: &App, area: Rect, buf: &mut Buffer) {
     }
 }
 
-/// The pairs whose panels are drawn in `height` rows: the selected one when zoomed or
-/// inspecting, else as many as fit around it.
+/// The pairs whose panels are drawn in `height` rows: the selected one when zoomed,
+/// inspecting or comparing venues, else as many as fit around it.
 pub fn visible_pairs(app: &App, height: u16) -> Vec<(usize, Pair)> {
     if app.pairs.is_empty() {
         return Vec::new();
     }
-    if app.zoomed || app.inspect.is_some() {
+    if app.zoomed || app.inspect.is_some() || app.venues {
         return vec![(app.selected, app.pairs[app.selected])];
     }
     let fit = usize::from((height / MIN_PANEL_HEIGHT).max(1));
@@ -327,16 +329,23 @@ fn panels(app: &App, shown: &[(usize, Pair)], area: Rect, buf: &mut Buffer) {
     }
 }
 
-/// The help overlay's rows: key, what it does.
-const HELP: [(&str, &str); 9] = [
+/// The help overlay's rows: key, what it does (every key the dashboard knows).
+pub const HELP: [(&str, &str); 13] = [
     ("Tab / → / ←", "next / previous pair"),
     ("1-9", "select pair by number"),
     ("Enter / z", "zoom into the selected pair (others hidden)"),
     ("s / S", "next / previous source (composite, each exchange)"),
     ("+ / -", "wider candles (fewer fit) / narrower (more fit)"),
-    ("p", "pause / resume the view (data keeps arriving)"),
+    ("p / Space", "pause / resume the view (data keeps arriving)"),
     ("i", "inspect: ←/→ or h/l move over the candles, Esc leaves"),
-    ("?", "this help"),
+    ("mouse click", "inspect the candle clicked"),
+    ("v", "VWAP line (volume-weighted average price) on / off"),
+    (
+        "m / [ / ]",
+        "moving average of closes on / off; shorter / longer",
+    ),
+    ("d", "venues: each exchange's close vs the composite, in bp"),
+    ("? / F1", "this help"),
     ("q / Esc / Ctrl-C", "quit"),
 ];
 

@@ -384,7 +384,7 @@ fn at_80x24_the_help_overlay_has_every_line_whole_and_nothing_shows_through() {
         );
     }
     // Every row inside the box is a help line or blank: no chart digits.
-    assert_eq!(inside.len(), 12, "{screen}");
+    assert_eq!(inside.len(), candles_tui::ui::HELP.len() + 3, "{screen}");
     assert_eq!(
         inside.iter().filter(|l| l.is_empty()).count(),
         1,
@@ -692,4 +692,46 @@ fn the_venue_pane_shows_each_exchange_against_the_composite_and_names_the_widest
             .any(|x| buf[(x, binance_row)].fg == UP && buf[(x, binance_row)].symbol() != " ")
     );
     insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn at_80x24_every_key_works() {
+    let btc = walk("btcusdt", 97_000.0, 80, 1);
+    let mut series = vec![
+        btc.clone(),
+        walk("ethusdt", 3_400.0, 80, 2),
+        walk("solusdt", 240.0, 80, 3),
+    ];
+    series.push(venue(&btc, Exchange::Binance, 2));
+    series.push(venue(&btc, Exchange::Kraken, -15));
+    let mut app = app_with(&["btcusdt", "ethusdt", "solusdt"], series);
+    let key = |app: &mut App, c: char| {
+        let now = app.now;
+        app.handle(Event::Key(KeyEvent::from(KeyCode::Char(c))), now);
+    };
+    for c in ['v', 'm', 'd'] {
+        key(&mut app, c);
+    }
+    let t = draw(&app, 80, 24);
+    let screen = text(t.backend().buffer());
+    assert!(screen.contains("[venues]"), "{screen}");
+    assert!(screen.contains("widest: kraken -15.0bp"), "{screen}");
+    assert!(
+        screen.contains("VWAP") && screen.contains("MA20"),
+        "{screen}"
+    );
+    assert!(rows(&screen)[0].contains("composite"), "{screen}");
+    insta::assert_snapshot!(screen);
+    // Every key in the help changes something or is drawn, at 80×24 too.
+    for c in ['[', ']', 'd', 'z', 'i', 'p', '+', '-', 's', 'S', '2'] {
+        key(&mut app, c);
+        let screen = text(draw(&app, 80, 24).backend().buffer());
+        assert!(!screen.contains("too small"), "{c}\n{screen}");
+    }
+    assert_eq!(app.overlays.ma_period, 20);
+    key(&mut app, '?');
+    let screen = text(draw(&app, 80, 24).backend().buffer());
+    for (k, what) in candles_tui::ui::HELP {
+        assert!(screen.contains(&format!("{k}  {what}")), "{k}\n{screen}");
+    }
 }
