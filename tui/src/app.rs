@@ -13,6 +13,8 @@ pub enum Event {
     Key(KeyEvent),
     /// The terminal was resized to (columns, rows).
     Resize(u16, u16),
+    /// The left mouse button was pressed at (column, row): inspect the candle there.
+    Click(u16, u16),
     /// A candle arrived: final or an in-progress (forming) update.
     Candle(Candle),
     /// A link (the server, or one exchange in embedded mode) changed state.
@@ -173,6 +175,8 @@ pub struct App {
     pub overlays: Overlays,
     /// The venue pane: each exchange's close against the composite, in basis points.
     pub venues: bool,
+    /// The terminal's size (columns, rows), to find what a mouse click is on.
+    pub screen: (u16, u16),
 }
 
 /// Intervals without a single trade after which a live source's panel says `stale`.
@@ -206,6 +210,7 @@ impl App {
             inspect: None,
             overlays: Overlays::default(),
             venues: false,
+            screen: (0, 0),
         }
     }
 
@@ -249,7 +254,8 @@ impl App {
                 return Action::Quit;
             }
             Event::Markets(pairs) => self.known = Some(pairs),
-            Event::Resize(..) | Event::Tick => {}
+            Event::Resize(w, h) => self.screen = (w, h),
+            Event::Click(..) | Event::Tick => {}
         }
         Action::None
     }
@@ -330,6 +336,16 @@ impl App {
         self.inspect
             .and_then(|start| series.candles.get(&start))
             .or_else(|| series.candles.values().next_back())
+    }
+
+    /// Selects pair `index` and puts the inspect cursor on its candle starting at `start`
+    /// (a mouse click on that candle).
+    pub fn inspect_at(&mut self, index: usize, start: Micros) {
+        if index < self.pairs.len() {
+            self.selected = index;
+            self.inspect = Some(start);
+            self.help = false;
+        }
     }
 
     /// Moves the inspect cursor `by` candles (negative: older), stopping at either end.

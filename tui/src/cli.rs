@@ -524,6 +524,8 @@ async fn dashboard(
     let mut saved = Settings::of(&app);
     let save = |app: &App| save_if_changed(path.as_deref(), app, &mut saved);
     let mut terminal = ratatui::init();
+    // Clicks inspect a candle (where the terminal reports the mouse).
+    let _ = crossterm::execute!(std::io::stdout(), crossterm::event::EnableMouseCapture);
     let result = tokio::select! {
         result = crate::event::run_with(&mut terminal, &mut app, rx, Micros::now, save) => result,
         signal = terminated() => {
@@ -531,6 +533,7 @@ async fn dashboard(
             Ok(())
         }
     };
+    let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
     ratatui::restore();
     save_if_changed(path.as_deref(), &app, &mut saved);
     result?;

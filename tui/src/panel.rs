@@ -11,7 +11,7 @@ use crate::inspect::readout;
 use crate::labels::state_label;
 use crate::overlay::{MA_COLOUR, Overlays, VWAP_COLOUR, moving_average, vwap_line};
 use crate::venues;
-use candles_core::{Candle, Decimal, Pair};
+use candles_core::{Candle, Decimal, Micros, Pair};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
@@ -35,30 +35,12 @@ pub fn panel(app: &App, index: usize, pair: Pair, area: Rect, buf: &mut Buffer) 
     }
     let decimals = price_decimals(&candles);
     // Inspecting this pair: the readout of the candle under the cursor replaces the header.
-    let inspected = app
-        .inspect
-        .and(app.inspected())
-        .filter(|_| index == app.selected);
+    let inspected = inspected_in(app, index);
     let lines = inspected.map(|c| readout(c, decimals));
     let head_rows = lines.as_ref().map_or(1, Vec::len) as u16;
-    let [head, body] =
-        Layout::vertical([Constraint::Length(head_rows), Constraint::Min(0)]).areas(inner);
-    let (chart_area, pane_area) = split_venues(app, index, body);
     let overlays = overlay_lines(app.overlays, &candles);
-    let mut chart = CandleChart {
-        candles: &candles,
-        step: app.step,
-        volume_rows: volume_rows(chart_area.height),
-        decimals,
-        unit: pair.base.to_string(),
-        cursor: inspected.map(|c| c.start),
-        overlays: &overlays,
-    };
-    // A cursor left of what fits scrolls the chart back, the cursor in the middle.
-    if let (Some(cursor), Some(plan)) = (chart.cursor, chart.plan(chart_area)) {
-        let at = candles.iter().position(|c| c.start == cursor).unwrap_or(0);
-        chart.candles = &candles[..scroll_end(at, plan.shown, candles.len())];
-    }
+    let (head, chart_area, pane_area, mut chart) = layout(app, index, &candles, inner, head_rows);
+    chart.overlays = &overlays;
     let newest = chart.candles.len() - 1;
     block
         .title_bottom(legend(app.overlays, &overlays, newest, decimals))
@@ -81,6 +63,69 @@ pub fn panel(app: &App, index: usize, pair: Pair, area: Rect, buf: &mut Buffer) 
     if let Some(pane_area) = pane_area {
         venues::pane(app.view(), pair, &placed, pane_area, buf);
     }
+}
+
+/// The candle under the inspect cursor when `index` is the selected panel in inspect mode.
+fn inspected_in(app: &App, index: usize) -> Option<&Candle> {
+    app.inspect
+        .and(app.inspected())
+        .filter(|_| index == app.selected)
+}
+
+/// Where a panel's parts go inside its border (`inner`): the header (`head_rows` high), the
+/// chart and the venue pane; and the chart (no overlays yet), scrolled back so the inspect
+/// cursor is in view.
+fn layout<'a>(
+    app: &App,
+    index: usize,
+    candles: &'a [&'a Candle],
+    inner: Rect,
+    head_rows: u16,
+) -> (Rect, Rect, Option<Rect>, CandleChart<'a>) {
+    let [head, body] =
+        Layout::vertical([Constraint::Length(head_rows), Constraint::Min(0)]).areas(inner);
+    let (chart_area, pane_area) = split_venues(app, index, body);
+    let mut chart = CandleChart {
+        candles,
+        step: app.step,
+        volume_rows: volume_rows(chart_area.height),
+        decimals: price_decimals(candles),
+        unit: candles
+            .first()
+            .map_or(String::new(), |c| c.pair.base.to_string()),
+        cursor: inspected_in(app, index).map(|c| c.start),
+        overlays: &[],
+    };
+    // A cursor left of what fits scrolls the chart back, the cursor in the middle.
+    if let (Some(cursor), Some(plan)) = (chart.cursor, chart.plan(chart_area)) {
+        let at = candles.iter().position(|c| c.start == cursor).unwrap_or(0);
+        chart.candles = &candles[..scroll_end(at, plan.shown, candles.len())];
+    }
+    (head, chart_area, pane_area, chart)
+}
+
+/// The window start of the candle drawn at (`x`, `y`) in `pair`'s panel (place `index`) drawn
+/// into `area`, if a candle's columns (or the gap after it) are there.
+pub fn candle_at(
+    app: &App,
+    index: usize,
+    pair: Pair,
+    area: Rect,
+    x: u16,
+    y: u16,
+) -> Option<Micros> {
+    let inner = Block::default().borders(Borders::ALL).inner(area);
+    let candles: Vec<&Candle> = app.series_for(pair)?.candles.values().collect();
+    let head_rows = inspected_in(app, index).map_or(1, |c| readout(c, 0).len()) as u16;
+    let (_, chart_area, _, chart) = layout(app, index, &candles, inner, head_rows);
+    if !(chart_area.top()..chart_area.bottom()).contains(&y) {
+        return None;
+    }
+    chart
+        .placed(chart_area)
+        .into_iter()
+        .find(|p| (p.left..=p.left + p.width).contains(&x))
+        .map(|p| p.start)
 }
 
 /// Rows of volume bars under a chart `height` rows high.

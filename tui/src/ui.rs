@@ -8,10 +8,10 @@
 
 use crate::app::{App, Link, LinkState};
 use crate::labels::{short_label, state_label};
-use crate::panel::panel;
-use candles_core::Pair;
+use crate::panel::{candle_at as candle_at_in_panel, panel};
+use candles_core::{Micros, Pair};
 use ratatui::buffer::Buffer;
-use ratatui::layout::{Alignment, Constraint, Layout, Rect};
+use ratatui::layout::{Alignment, Constraint, Layout, Position, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph, Widget, Wrap};
@@ -35,16 +35,7 @@ impl Widget for &App {
             return;
         }
         let (reasons, rest) = status_lines(self);
-        let status_rows =
-            (u16::from(reasons.is_some()) + wrapped_rows(&rest, area.width)).min(area.height / 6);
-        let [title, tabs, body, status_area, hints] = Layout::vertical([
-            Constraint::Length(1),
-            Constraint::Length(1),
-            Constraint::Min(0),
-            Constraint::Length(status_rows),
-            Constraint::Length(1),
-        ])
-        .areas(area);
+        let [title, tabs, body, status_area, hints] = areas(area, &reasons, &rest);
         let shown = visible_pairs(self, body.height);
         title_bar(self, title, buf);
         tab_bar(self, &shown, tabs, buf);
@@ -55,6 +46,44 @@ impl Widget for &App {
             help_overlay(area, buf);
         }
     }
+}
+
+/// The screen's rows: title bar, tabs, panels, status lines (as many as `reasons` and `rest`
+/// need, at most a sixth of the screen), key hints.
+fn areas(area: Rect, reasons: &Option<Line>, rest: &[Line]) -> [Rect; 5] {
+    let status_rows =
+        (u16::from(reasons.is_some()) + wrapped_rows(rest, area.width)).min(area.height / 6);
+    Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Min(0),
+        Constraint::Length(status_rows),
+        Constraint::Length(1),
+    ])
+    .areas(area)
+}
+
+/// The pair (its place in the tabs) and the window start of the candle drawn at (`x`, `y`)
+/// when the dashboard is drawn into `area` (for mouse clicks).
+pub fn candle_at(app: &App, area: Rect, x: u16, y: u16) -> Option<(usize, Micros)> {
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT || app.help {
+        return None;
+    }
+    let (reasons, rest) = status_lines(app);
+    let [_, _, body, _, _] = areas(area, &reasons, &rest);
+    let shown = visible_pairs(app, body.height);
+    let rects = panel_rects(shown.len(), body);
+    shown
+        .iter()
+        .zip(rects.iter())
+        .find(|(_, rect)| rect.contains(Position { x, y }))
+        .and_then(|((i, pair), rect)| Some((*i, candle_at_in_panel(app, *i, *pair, *rect, x, y)?)))
+}
+
+/// The panels' rectangles: `n` rows of equal height in `body`.
+fn panel_rects(n: usize, body: Rect) -> std::rc::Rc<[Rect]> {
+    let constraints = vec![Constraint::Ratio(1, n.max(1) as u32); n];
+    Layout::vertical(constraints).split(body)
 }
 
 fn too_small(area: Rect, buf: &mut Buffer) {
@@ -322,8 +351,7 @@ fn panels(app: &App, shown: &[(usize, Pair)], area: Rect, buf: &mut Buffer) {
     if shown.is_empty() {
         return;
     }
-    let constraints = vec![Constraint::Ratio(1, shown.len() as u32); shown.len()];
-    let rects = Layout::vertical(constraints).split(area);
+    let rects = panel_rects(shown.len(), area);
     for ((i, pair), rect) in shown.iter().zip(rects.iter()) {
         panel(app, *i, *pair, *rect, buf);
     }

@@ -735,3 +735,54 @@ fn at_80x24_every_key_works() {
         assert!(screen.contains(&format!("{k}  {what}")), "{k}\n{screen}");
     }
 }
+
+#[test]
+fn a_mouse_click_on_a_candle_inspects_it() {
+    let mut app = three_pairs();
+    let now = app.now;
+    let before = draw(&app, 100, 30);
+    let screen = text(before.backend().buffer());
+    // A click in the second panel's candles, ten columns in.
+    let eth_row = rows(&screen)
+        .iter()
+        .position(|l| l.contains("2 ETH-USDT · composite"))
+        .unwrap() as u16;
+    let (x, y) = (11, eth_row + 6);
+    let mut terminal = Terminal::new(TestBackend::new(100, 30)).unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        tx.send(Event::Click(x, y)).await.unwrap();
+        drop(tx);
+        candles_tui::event::run(&mut terminal, &mut app, &mut rx, move || now)
+            .await
+            .unwrap();
+    });
+    let buf = terminal.backend().buffer();
+    let screen = text(buf);
+    assert_eq!(app.selected, 1, "the clicked panel's pair");
+    let eth = walk("ethusdt", 3_400.0, 80, 2);
+    let inspected = app.inspected().unwrap();
+    assert!(inspected.start < eth[eth.len() - 10].start, "an old candle");
+    assert!(screen.contains("◆ 2026-11-26T06:4"), "{screen}");
+    // The highlighted candle is the one in the clicked column.
+    let highlighted: Vec<u16> = (0..buf.area.width)
+        .filter(|x| buf[(*x, 20)].bg == candles_tui::chart::CURSOR)
+        .collect();
+    assert!(
+        highlighted.contains(&x) || highlighted.contains(&(x - 1)),
+        "{highlighted:?}\n{screen}"
+    );
+    // Outside the candles (the title bar) a click does nothing.
+    let selected = app.selected;
+    app.inspect = None;
+    let (w, h) = app.screen;
+    assert_eq!(
+        candles_tui::ui::candle_at(&app, ratatui::layout::Rect::new(0, 0, w, h), 5, 0),
+        None
+    );
+    assert_eq!(app.selected, selected);
+}
