@@ -9,6 +9,7 @@
 use crate::app::{App, Link, LinkState};
 use crate::labels::{short_label, state_label};
 use crate::panel::{candle_at as candle_at_in_panel, panel};
+use crate::venues;
 use candles_core::{Micros, Pair};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Alignment, Constraint, Layout, Position, Rect};
@@ -233,8 +234,6 @@ fn tab_bar(app: &App, shown: &[(usize, Pair)], area: Rect, buf: &mut Buffer) {
     }
     if app.inspect.is_some() {
         spans.push(Span::styled("[inspect]", Style::default().fg(Color::Cyan)));
-    } else if app.venues {
-        spans.push(Span::styled("[venues]", Style::default().fg(Color::Cyan)));
     } else if app.zoomed {
         spans.push(Span::styled("[zoom]", Style::default().fg(Color::Cyan)));
     } else if shown.len() < app.pairs.len() {
@@ -243,6 +242,8 @@ fn tab_bar(app: &App, shown: &[(usize, Pair)], area: Rect, buf: &mut Buffer) {
             format!("+{hidden} not shown: Tab or its number"),
             Style::default().fg(Color::Yellow),
         ));
+    } else if app.venues {
+        spans.push(Span::styled("[venues]", Style::default().fg(Color::Cyan)));
     }
     Line::from(spans).render(area, buf);
 }
@@ -331,16 +332,22 @@ fn hint_bar(app: &App, area: Rect, buf: &mut Buffer) {
     }
 }
 
-/// The pairs whose panels are drawn in `height` rows: the selected one when zoomed,
-/// inspecting or comparing venues, else as many as fit around it.
+/// The pairs whose panels are drawn in `height` rows: the selected one when zoomed or
+/// inspecting, else as many as fit around it (taller panels with the venue pane on, so the
+/// selected one has room for it).
 pub fn visible_pairs(app: &App, height: u16) -> Vec<(usize, Pair)> {
     if app.pairs.is_empty() {
         return Vec::new();
     }
-    if app.zoomed || app.inspect.is_some() || app.venues {
+    if app.zoomed || app.inspect.is_some() {
         return vec![(app.selected, app.pairs[app.selected])];
     }
-    let fit = usize::from((height / MIN_PANEL_HEIGHT).max(1));
+    let min = if app.venues {
+        MIN_PANEL_HEIGHT + venues::height()
+    } else {
+        MIN_PANEL_HEIGHT
+    };
+    let fit = usize::from((height / min).max(1));
     let n = app.pairs.len();
     let count = fit.min(n);
     let first = app.selected.saturating_sub(count - 1).min(n - count);

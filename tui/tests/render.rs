@@ -714,7 +714,7 @@ fn at_80x24_every_key_works() {
     }
     let t = draw(&app, 80, 24);
     let screen = text(t.backend().buffer());
-    assert!(screen.contains("[venues]"), "{screen}");
+    assert!(screen.contains("+2 not shown"), "{screen}");
     assert!(screen.contains("widest: kraken -15.0bp"), "{screen}");
     assert!(
         screen.contains("VWAP") && screen.contains("MA20"),
