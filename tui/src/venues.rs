@@ -63,9 +63,10 @@ pub fn bp_text(bp: f64) -> String {
     }
 }
 
-/// The bar for a spread of `bp` against the widest `max` (at least one eighth when not zero).
+/// The bar for a spread of `bp` against the widest `max` (at least one eighth when not zero;
+/// `·` for none).
 fn bar(bp: f64, max: f64) -> &'static str {
-    let level = if max > 0.0 {
+    let level = if max > 0.0 && bp != 0.0 {
         (bp.abs() / max * 8.0).round().clamp(1.0, 8.0) as u32
     } else {
         0
@@ -190,5 +191,9 @@ mod tests {
         assert_eq!(basis_points(Decimal::ONE, Decimal::ZERO), None);
         assert_eq!(bp_text(-10.0), "-10.0bp");
         assert_eq!(bp_text(123.4), "+123bp");
+        assert_eq!(
+            (bar(0.0, 5.0), bar(0.1, 5.0), bar(-5.0, 5.0)),
+            ("·", "▁", "█")
+        );
     }
 }

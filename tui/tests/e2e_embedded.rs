@@ -274,3 +274,45 @@ async fn offline_embedded_dashboard_at_80x24_says_why_and_where_the_log_is() {
     );
     tmux.keys("q");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_overlays_and_venue_pane_at_80x24_against_three_simulators() {
+    let sims = sims().await;
+    let logs = tempfile::tempdir().unwrap();
+    let mut args = url_flags(&sims);
+    args.extend(["--pairs", "btcusdt", "--interval", "1s", "--grace", "300ms"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let tmux = Tmux::start(&args, 80, 24, logs.path());
+    tmux.wait_for("candles", Duration::from_secs(30), |s| {
+        s.contains("BTC-USDT · composite · 1s") && s.contains("forming")
+    })
+    .await;
+    for key in ["v", "m", "[", "d"] {
+        tmux.keys(key);
+    }
+    let screen = tmux
+        .wait_for(
+            "the overlays' legend and a spread per exchange",
+            Duration::from_secs(30),
+            |s| {
+                s.contains("VWAP")
+                    && s.contains("MA10")
+                    && s.contains("widest:")
+                    && ["binance", "kraken", "coinbase"].iter().all(|e| {
+                        s.lines()
+                            .any(|l| l.contains(&format!("│{e} ")) && l.contains("bp"))
+                    })
+            },
+        )
+        .await;
+    assert!(!screen.contains("too small"), "{screen}");
+    tmux.keys("q");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while tmux.alive() {
+        assert!(Instant::now() < deadline, "q did not quit");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for sim in sims {
+        sim.stop().await;
+    }
+}
