@@ -497,7 +497,7 @@ async fn dashboard(
     tracker: &TaskTracker,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<std::process::ExitCode> {
-    for notice in cli.notices().into_iter().chain(view.problem) {
+    for notice in cli.notices().into_iter().chain(view.problem.clone()) {
         let _ = tx.send(Event::Notice(notice)).await;
     }
     // The dashboard subscribes to every source so `s` switches without a round trip.
@@ -520,7 +520,8 @@ async fn dashboard(
     ));
     let mut app = start_app(cli, &view.settings);
     app.hint = Some(cli.hint(&view.log));
-    let path = cli.settings_path();
+    // A file that could not be read is left for the user to fix, not written over.
+    let path = cli.settings_path().filter(|_| view.problem.is_none());
     let mut saved = Settings::of(&app);
     let save = |app: &App| save_if_changed(path.as_deref(), app, &mut saved);
     let mut terminal = ratatui::init();

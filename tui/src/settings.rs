@@ -1,7 +1,8 @@
 //! Remembered settings: the pairs, source, overlays (VWAP, moving average and its period),
 //! venue pane, zoom and candle width, saved as JSON in the user's config directory when they
 //! change and at exit, and restored at start. Flags (and their environment variables) win over
-//! the file; a file that cannot be read is reported and otherwise ignored, never fatal.
+//! the file; a file that cannot be read is reported and otherwise ignored (and not written
+//! over), never fatal.
 //!
 //! Where: `--config PATH` / `CANDLES_CONFIG`, else `$XDG_CONFIG_HOME/candles/tui.json`, else
 //! `~/.config/candles/tui.json`; `--no-config` / `CANDLES_NO_CONFIG` neither reads nor writes.
@@ -84,9 +85,12 @@ pub fn load(path: &Path) -> Result<Option<Settings>, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot read settings {}: {e}", path.display())),
     };
-    parse(&text)
-        .map(Some)
-        .map_err(|e| format!("ignoring settings {}: {e}", path.display()))
+    parse(&text).map(Some).map_err(|e| {
+        format!(
+            "ignoring settings {}: {e} (left as is: fix or delete it)",
+            path.display()
+        )
+    })
 }
 
 /// Writes `settings` to `path` (creating its directory), through a temporary file so a crash

@@ -237,3 +237,36 @@ async fn the_dashboard_restores_and_saves_its_settings_and_flags_win() {
     assert_eq!(saved["zoomed"], true);
     assert_eq!(saved["ma_period"], 10, "--ma wins over the file");
 }
+
+#[tokio::test]
+async fn a_broken_settings_file_is_a_notice_on_the_dashboard() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tui.json");
+    std::fs::write(&file, r#"{"source": "ftx"}"#).unwrap();
+    let server = format!("http://127.0.0.1:{}", closed_port());
+    let config = file.display().to_string();
+    let tui = Tmux::start(
+        &["--server", &server, "--config", &config],
+        80,
+        24,
+        dir.path(),
+    );
+    let screen = tui
+        .wait_for("the notice", Duration::from_secs(10), |s| {
+            s.contains("ignoring settings") && s.contains("source")
+        })
+        .await;
+    assert!(screen.contains("BTC-USDT"), "defaults instead:\n{screen}");
+    assert!(tui.alive(), "not fatal");
+    tui.keys("v");
+    tui.keys("q");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while tui.alive() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        r#"{"source": "ftx"}"#,
+        "left for the user to fix"
+    );
+}
