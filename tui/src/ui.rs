@@ -300,19 +300,32 @@ fn wrapped_rows(lines: &[Line], width: u16) -> u16 {
         .sum()
 }
 
+/// The key hints: the essential ones always; the overlay and venue keys when they fit.
+const HINTS: [(&str, &str, bool); 10] = [
+    ("Tab/←→", "pair", true),
+    ("Enter", "zoom", true),
+    ("s", "source", true),
+    ("+/-", "width", true),
+    ("p", "pause", true),
+    ("i", "inspect", true),
+    ("v/m", "overlays", false),
+    ("d", "venues", false),
+    ("?", "help", true),
+    ("q", "quit", true),
+];
+
 fn hint_bar(app: &App, area: Rect, buf: &mut Buffer) {
     let key = Style::default().fg(Color::Cyan);
+    let width = |all: bool| -> usize {
+        HINTS
+            .iter()
+            .filter(|h| all || h.2)
+            .map(|(k, what, _)| k.chars().count() + what.len() + 2)
+            .sum()
+    };
+    let all = width(true) <= usize::from(area.width);
     let mut spans = vec![];
-    for (k, what) in [
-        ("Tab/←→", "pair"),
-        ("Enter", "zoom"),
-        ("s", "source"),
-        ("+/-", "width"),
-        ("p", "pause"),
-        ("i", "inspect"),
-        ("?", "help"),
-        ("q", "quit"),
-    ] {
+    for (k, what, _) in HINTS.iter().filter(|h| all || h.2) {
         spans.push(Span::styled(format!(" {k}"), key));
         spans.push(Span::raw(format!(" {what}")));
     }
