@@ -1,10 +1,12 @@
-//! Rendering cost: one full dashboard frame with 3 pairs × 200 candles into a 200×60 TestBackend.
+//! Rendering cost: one full dashboard frame with 3 pairs × 200 candles into a 200×60
+//! TestBackend; and the same with the VWAP and moving-average overlays and the venue pane on
+//! (each exchange's 200 candles too).
 //!
 //! Run: `cargo bench -p candles-tui --bench render`.
 // criterion's macros generate undocumented functions.
 #![allow(missing_docs)]
 
-use candles_core::{Candle, Decimal, Interval, Micros, Pair, Source};
+use candles_core::{Candle, Decimal, Exchange, Interval, Micros, Pair, Source};
 use candles_tui::app::{App, Event, Link, LinkState};
 use criterion::{Criterion, criterion_group, criterion_main};
 use ratatui::Terminal;
@@ -47,7 +49,8 @@ fn series(pair: &str, base: f64, n: usize, seed: u64) -> Vec<Candle> {
         .collect()
 }
 
-fn bench_render(c: &mut Criterion) {
+/// 3 pairs × 200 composite candles (and, with `venues`, each exchange's 200 too), live.
+fn dashboard(venues: bool) -> App {
     let pairs = ["BTC-USDT", "ETH-USDT", "SOL-USDT"];
     let mut app = App::new(
         pairs
@@ -62,12 +65,38 @@ fn bench_render(c: &mut Criterion) {
     for (i, (p, base)) in pairs.iter().zip([97_000.0, 3_400.0, 240.0]).enumerate() {
         for candle in series(p, base, 200, i as u64 + 1) {
             app.handle(Event::Candle(candle), now);
+            for (k, e) in Exchange::ALL.iter().enumerate().filter(|_| venues) {
+                let mut v = candle;
+                v.source = Source::Exchange(*e);
+                v.close += Decimal::new(k as i64 - 1, 2);
+                v.high = v.high.max(v.close);
+                v.low = v.low.min(v.close);
+                app.handle(Event::Candle(v), now);
+            }
         }
     }
     // step 1: every one of the 200 candles per pair is on screen.
     app.step = 1;
+    if venues {
+        app.overlays.vwap = true;
+        app.overlays.ma = true;
+        app.venues = true;
+    }
+    app
+}
+
+fn bench_render(c: &mut Criterion) {
+    let app = dashboard(false);
     let mut terminal = Terminal::new(TestBackend::new(200, 60)).expect("terminal");
     c.bench_function("frame_3_pairs_x_200_candles_200x60", |b| {
+        b.iter(|| {
+            terminal
+                .draw(|f| candles_tui::ui::render(black_box(&app), f))
+                .expect("draw");
+        })
+    });
+    let app = dashboard(true);
+    c.bench_function("frame_3_pairs_x_200_candles_200x60_overlays_venues", |b| {
         b.iter(|| {
             terminal
                 .draw(|f| candles_tui::ui::render(black_box(&app), f))

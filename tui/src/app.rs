@@ -1,6 +1,7 @@
 //! The dashboard's state and how events change it. No terminal in here: rendering
 //! ([`crate::ui`]) is a pure function of an [`App`], and the event loop ([`crate::event`]) feeds it.
 
+use crate::overlay::{MA_RANGE, Overlays, next_period};
 use candles_core::{Candle, Exchange, Interval, Micros, Pair, Source};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use std::collections::{BTreeMap, HashMap};
@@ -12,6 +13,8 @@ pub enum Event {
     Key(KeyEvent),
     /// The terminal was resized to (columns, rows).
     Resize(u16, u16),
+    /// The left mouse button was pressed at (column, row): inspect the candle there.
+    Click(u16, u16),
     /// A candle arrived: final or an in-progress (forming) update.
     Candle(Candle),
     /// A link (the server, or one exchange in embedded mode) changed state.
@@ -168,6 +171,12 @@ pub struct App {
     /// Inspect mode: the window start of the candle under the cursor (in the selected pair's
     /// series; the newest when that start is not in it).
     pub inspect: Option<Micros>,
+    /// Which overlays (VWAP, moving average) are drawn over the candles.
+    pub overlays: Overlays,
+    /// The venue pane: each exchange's close against the composite, in basis points.
+    pub venues: bool,
+    /// The terminal's size (columns, rows), to find what a mouse click is on.
+    pub screen: (u16, u16),
 }
 
 /// Intervals without a single trade after which a live source's panel says `stale`.
@@ -199,6 +208,9 @@ impl App {
             notice: None,
             hint: None,
             inspect: None,
+            overlays: Overlays::default(),
+            venues: false,
+            screen: (0, 0),
         }
     }
 
@@ -242,7 +254,8 @@ impl App {
                 return Action::Quit;
             }
             Event::Markets(pairs) => self.known = Some(pairs),
-            Event::Resize(..) | Event::Tick => {}
+            Event::Resize(w, h) => self.screen = (w, h),
+            Event::Click(..) | Event::Tick => {}
         }
         Action::None
     }
@@ -289,6 +302,15 @@ impl App {
             }
             KeyCode::Enter | KeyCode::Char('z') => self.zoomed = !self.zoomed,
             KeyCode::Char('i') => self.inspect = self.inspected().map(|c| c.start),
+            KeyCode::Char('v') => self.overlays.vwap = !self.overlays.vwap,
+            KeyCode::Char('m') => self.overlays.ma = !self.overlays.ma,
+            KeyCode::Char(c @ ('[' | ']')) => {
+                let by = if c == '[' { -1 } else { 1 };
+                let period = next_period(self.overlays.ma_period, by);
+                self.overlays.ma_period = period.clamp(*MA_RANGE.start(), *MA_RANGE.end());
+                self.overlays.ma = true;
+            }
+            KeyCode::Char('d') => self.venues = !self.venues,
             KeyCode::Char('s') => self.source = next_source(self.source, 1),
             KeyCode::Char('S') => self.source = next_source(self.source, -1),
             KeyCode::Char('+') | KeyCode::Char('=') => self.step = (self.step + 1).min(MAX_STEP),
@@ -314,6 +336,16 @@ impl App {
         self.inspect
             .and_then(|start| series.candles.get(&start))
             .or_else(|| series.candles.values().next_back())
+    }
+
+    /// Selects pair `index` and puts the inspect cursor on its candle starting at `start`
+    /// (a mouse click on that candle).
+    pub fn inspect_at(&mut self, index: usize, start: Micros) {
+        if index < self.pairs.len() {
+            self.selected = index;
+            self.inspect = Some(start);
+            self.help = false;
+        }
     }
 
     /// Moves the inspect cursor `by` candles (negative: older), stopping at either end.
@@ -593,6 +625,25 @@ mod tests {
             Action::None
         );
         assert_eq!(app.inspect, None);
+    }
+
+    #[test]
+    fn overlay_and_venue_keys_toggle_and_brackets_step_the_period() {
+        let mut app = App::new(Pair::defaults(), Source::Composite, "test");
+        for c in ['v', 'm', 'd'] {
+            app.handle(key(c), Micros(0));
+        }
+        assert!(app.overlays.vwap && app.overlays.ma && app.venues);
+        app.handle(key('['), Micros(0));
+        assert_eq!(app.overlays.ma_period, 10);
+        app.handle(key('m'), Micros(0));
+        app.handle(key(']'), Micros(0));
+        assert_eq!(app.overlays.ma_period, 20);
+        assert!(app.overlays.ma, "changing the period shows the average");
+        for c in ['v', 'd'] {
+            app.handle(key(c), Micros(0));
+        }
+        assert!(!app.overlays.vwap && !app.venues);
     }
 
     #[test]

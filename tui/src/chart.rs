@@ -13,8 +13,9 @@
 //! Up candles (close ≥ open) are green, down candles red. Prices are exact decimals converted to
 //! `f64` here, for drawing only.
 
+use crate::labels::{label_every, short_volume, time_label};
 use crate::scale::{Scale, format_price, nice_step, ticks};
-use candles_core::{Candle, Decimal, Interval, Micros};
+use candles_core::{Candle, Decimal, Micros};
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
@@ -124,21 +125,6 @@ pub fn scale_for(candles: &[&Candle], rows: u16) -> Scale {
     Scale::new(lo, hi, rows)
 }
 
-/// A time label for a window start: `HH:MM:SS` under a minute, `HH:MM` under a day, else `MM-DD`.
-pub fn time_label(t: Micros, interval: Interval) -> String {
-    let secs = t.0.div_euclid(1_000_000);
-    let Ok(dt) = time::OffsetDateTime::from_unix_timestamp(secs) else {
-        return "?".into();
-    };
-    if interval.micros() < 60_000_000 {
-        format!("{:02}:{:02}:{:02}", dt.hour(), dt.minute(), dt.second())
-    } else if interval.micros() < 86_400_000_000 {
-        format!("{:02}:{:02}", dt.hour(), dt.minute())
-    } else {
-        format!("{:02}-{:02}", u8::from(dt.month()), dt.day())
-    }
-}
-
 /// The chart of one pair: candles, price axis on the right, volume bars and time axis below.
 ///
 /// The newest candle is drawn against the price axis; older ones extend to the left as far as
@@ -158,6 +144,9 @@ pub struct CandleChart<'a> {
     pub unit: String,
     /// The window start of the candle under the inspect cursor: its columns are highlighted.
     pub cursor: Option<Micros>,
+    /// Lines over the candles ([`crate::overlay`]): one value per candle of `candles`, and
+    /// the line's colour.
+    pub overlays: &'a [(Vec<Option<f64>>, Color)],
 }
 
 /// Background of the candle under the inspect cursor.
@@ -255,6 +244,42 @@ impl CandleChart<'_> {
     }
 }
 
+/// Where a shown candle sits on screen: its window start, first column, width and the middle
+/// column (where its wick runs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placed {
+    /// The candle's window start.
+    pub start: Micros,
+    /// Its first column.
+    pub left: u16,
+    /// Its width in columns.
+    pub width: u16,
+    /// Its middle column.
+    pub middle: u16,
+}
+
+impl CandleChart<'_> {
+    /// Where each shown candle sits when the chart is drawn into `area`, oldest first (for
+    /// panes aligned with the candles, and mouse clicks).
+    pub fn placed(&self, area: Rect) -> Vec<Placed> {
+        let Some(plan) = self.plan(area) else {
+            return Vec::new();
+        };
+        let first = self.candles.len() - plan.shown;
+        (0..plan.shown)
+            .map(|i| {
+                let cols = Columns::of(area, &plan, self.step.max(1), i);
+                Placed {
+                    start: self.candles[first + i].start,
+                    left: cols.left,
+                    width: cols.width,
+                    middle: cols.middle(),
+                }
+            })
+            .collect()
+    }
+}
+
 /// Where candle `i` of `n` shown sits: its first column and its width.
 #[derive(Clone, Copy, Debug)]
 struct Columns {
@@ -299,6 +324,7 @@ impl Widget for CandleChart<'_> {
         let shown = &self.candles[self.candles.len() - plan.shown..];
         let (scale, decimals, _) = axis(shown, plan.rows, self.decimals);
         self.draw_candles(shown, &scale, &plan, area, buf);
+        self.draw_overlays(&scale, &plan, area, buf);
         draw_price_axis(shown, &scale, decimals, &plan, area, buf);
         self.draw_volume(shown, &plan, area, buf);
         self.draw_time_axis(shown, &plan, area, buf);
@@ -306,6 +332,40 @@ impl Widget for CandleChart<'_> {
 }
 
 impl CandleChart<'_> {
+    /// The overlay lines through the shown candles' middle columns, behind the candles;
+    /// values off the price scale are not drawn.
+    fn draw_overlays(&self, scale: &Scale, plan: &Plan, area: Rect, buf: &mut Buffer) {
+        let dot_rows = f64::from(plan.rows) * 4.0 - 1.0;
+        let span = scale.max - scale.min;
+        let to_dot_y = |v: f64| {
+            let off = span * 1e-9;
+            if !v.is_finite() || v < scale.min - off || v > scale.max + off {
+                return None;
+            }
+            let from_top = if span > 0.0 {
+                (scale.max - v) / span
+            } else {
+                0.5
+            };
+            Some((from_top * dot_rows).round() as i64)
+        };
+        let first = self.candles.len() - plan.shown;
+        let plot = Rect {
+            width: plan.plot_w,
+            height: plan.rows,
+            ..area
+        };
+        for (values, colour) in self.overlays {
+            let points: Vec<(u16, Option<f64>)> = (0..plan.shown)
+                .map(|i| {
+                    let x = Columns::of(area, plan, self.step.max(1), i).middle() - area.x;
+                    (x, values.get(first + i).copied().flatten())
+                })
+                .collect();
+            crate::overlay::draw_line(&points, to_dot_y, *colour, plot, buf);
+        }
+    }
+
     fn draw_candles(
         &self,
         shown: &[&Candle],
@@ -505,43 +565,10 @@ fn draw_price_axis(
     }
 }
 
-/// Label every k-th window, where k ≥ `min_k` and k intervals make a round time span
-/// (10 s, 30 s, 1 m, 5 m, ...), so labels read `06:41:00  06:41:30` rather than odd steps.
-pub fn label_every(interval: Interval, min_k: i64) -> i64 {
-    const NICE_SECS: [i64; 17] = [
-        1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1_800, 3_600, 7_200, 21_600, 43_200, 86_400,
-    ];
-    let us = interval.micros();
-    let min_k = min_k.max(1);
-    NICE_SECS
-        .iter()
-        .map(|s| s * 1_000_000)
-        .filter(|span| span % us == 0)
-        .map(|span| span / us)
-        .find(|k| *k >= min_k)
-        .unwrap_or(min_k)
-}
-
-/// A volume in at most six characters: `12.35`, `1.2k`, `3.4M`.
-pub fn short_volume(v: f64) -> String {
-    let v = if v.is_finite() { v.max(0.0) } else { 0.0 };
-    if v >= 1e9 {
-        format!("{:.1}G", v / 1e9)
-    } else if v >= 1e6 {
-        format!("{:.1}M", v / 1e6)
-    } else if v >= 1e4 {
-        format!("{:.1}k", v / 1e3)
-    } else if v >= 100.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.2}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candles_core::{Pair, Source};
+    use candles_core::{Interval, Pair, Source};
 
     fn candle(o: i64, h: i64, l: i64, c: i64) -> Candle {
         let mut k = Candle::flat(

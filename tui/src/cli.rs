@@ -7,6 +7,8 @@ use crate::client::{self, ClientConfig};
 use crate::embedded;
 use crate::embedded_config::{self, EmbeddedConfig, ExchangeUrl};
 use crate::output::{Format, LineOutput, Outcome};
+use crate::overlay::MA_RANGE;
+use crate::settings::{self, Settings};
 use candles_core::time::Duration;
 use candles_core::{Exchange, Interval, Micros, Pair, Source};
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
@@ -116,12 +118,41 @@ pub struct Cli {
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9102); off by default.
     #[arg(long, env = "CANDLES_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+    /// Moving-average period in candles (the `m` overlay; `[` / `]` change it).
+    #[arg(long, env = "CANDLES_MA", value_parser = ma_period)]
+    pub ma: Option<usize>,
+    /// Settings file (pairs, source, overlays, zoom; saved on change and at exit). Default:
+    /// $XDG_CONFIG_HOME/candles/tui.json or ~/.config/candles/tui.json.
+    #[arg(long, env = "CANDLES_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Neither read nor write the settings file.
+    #[arg(long, env = "CANDLES_NO_CONFIG")]
+    pub no_config: bool,
+    /// `--pairs` / `--source` were given: they win over the settings file.
+    #[arg(skip)]
+    pub pairs_given: (bool, bool),
     /// Flags given that this mode does not use (e.g. `--interval` without `--embedded`).
     #[arg(skip)]
     pub ignored: Vec<&'static str>,
     /// `--history` was given (not the default), so capping it is worth a notice.
     #[arg(skip)]
     pub history_given: bool,
+}
+
+/// The `--ma` value parser: a period in [`MA_RANGE`].
+fn ma_period(value: &str) -> Result<usize, String> {
+    let n: usize = value
+        .parse()
+        .map_err(|_| format!("{value:?} is not a number of candles"))?;
+    if MA_RANGE.contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!(
+            "{n} is not in {}..={}",
+            MA_RANGE.start(),
+            MA_RANGE.end()
+        ))
+    }
 }
 
 /// The `--server` value parser: the value if usable, else an error naming it and the form.
@@ -186,6 +217,7 @@ impl Cli {
         let mut cli = Cli::from_arg_matches(&matches)?.normalized();
         cli.ignored = ignored_flags(&matches, cli.embedded);
         cli.history_given = given(&matches, "history");
+        cli.pairs_given = (given(&matches, "pairs"), given(&matches, "source"));
         Ok(cli)
     }
 
@@ -226,6 +258,38 @@ impl Cli {
             "are the exchange URLs (--ws-url, --rest-url) right?".to_string()
         };
         format!("log: {log} · {try_this}")
+    }
+
+    /// The settings file, unless `--no-config` (see [`crate::settings::path`]).
+    pub fn settings_path(&self) -> Option<PathBuf> {
+        if self.no_config {
+            return None;
+        }
+        let var = |name| std::env::var(name).ok();
+        settings::path(
+            self.config.as_deref(),
+            var("XDG_CONFIG_HOME").as_deref(),
+            var("HOME").as_deref(),
+        )
+    }
+
+    /// Reads the remembered settings and takes their pairs and source where no flag gave
+    /// them. Returns the settings (empty when there are none) and why the file was ignored.
+    pub fn restore(&mut self) -> (Settings, Option<String>) {
+        let Some(path) = self.settings_path() else {
+            return (Settings::default(), None);
+        };
+        let settings = match settings::load(&path) {
+            Ok(found) => found.unwrap_or_default(),
+            Err(problem) => return (Settings::default(), Some(problem)),
+        };
+        if let (false, Some(pairs)) = (self.pairs_given.0, settings.pairs()) {
+            self.pairs = pairs;
+        }
+        if let (false, Some(source)) = (self.pairs_given.1, settings.source()) {
+            self.source = vec![source];
+        }
+        (settings, None)
     }
 
     /// Drops repeated pairs, sources and exchanges (first mention wins).
@@ -318,13 +382,29 @@ async fn terminated() -> &'static str {
 
 /// Runs the program; returns the process exit code. `log` is the log file's path, shown with
 /// any problem.
-pub async fn run(cli: Cli, log: String) -> anyhow::Result<std::process::ExitCode> {
+pub async fn run(mut cli: Cli, log: String) -> anyhow::Result<std::process::ExitCode> {
+    let (settings, problem) = cli.restore();
+    if let Some(problem) = &problem {
+        tracing::warn!(%problem, "settings");
+    }
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let (tx, mut rx) = mpsc::channel::<Event>(4_096);
     let code = match cli.format() {
-        Some(format) => line_mode(&cli, format, &log, tx, &mut rx, &tracker, &shutdown).await?,
-        None => dashboard(&cli, &log, tx, &mut rx, &tracker, &shutdown).await?,
+        Some(format) => {
+            if let Some(problem) = problem {
+                eprintln!("candles-tui: {problem}");
+            }
+            line_mode(&cli, format, &log, tx, &mut rx, &tracker, &shutdown).await?
+        }
+        None => {
+            let view = View {
+                settings,
+                problem,
+                log,
+            };
+            dashboard(&cli, view, tx, &mut rx, &tracker, &shutdown).await?
+        }
     };
     shutdown.cancel();
     tracker.close();
@@ -370,16 +450,54 @@ async fn line_mode(
     })
 }
 
+/// What the dashboard starts from besides the flags.
+struct View {
+    /// The remembered settings.
+    settings: Settings,
+    /// Why the settings file was ignored, if it was.
+    problem: Option<String>,
+    /// The log file's path.
+    log: String,
+}
+
+/// The dashboard's state at start: flags, then the remembered view (flags win).
+fn start_app(cli: &Cli, settings: &Settings) -> App {
+    let mut app = App::new(
+        cli.pairs.clone(),
+        cli.source.first().copied().unwrap_or(Source::Composite),
+        cli.origin(),
+    );
+    settings.apply_view(&mut app, cli.ma.is_some());
+    if let Some(period) = cli.ma {
+        app.overlays.ma_period = period;
+    }
+    app
+}
+
+/// Saves the settings shown by `app` to `path` when they differ from `last`.
+fn save_if_changed(path: Option<&std::path::Path>, app: &App, last: &mut Settings) {
+    let now = Settings::of(app);
+    if now == *last {
+        return;
+    }
+    if let Some(path) = path
+        && let Err(e) = settings::save(path, &now)
+    {
+        tracing::warn!(error = %e, path = %path.display(), "saving settings failed");
+    }
+    *last = now;
+}
+
 /// The dashboard, until a key quits, a fatal event, or a signal.
 async fn dashboard(
     cli: &Cli,
-    log: &str,
+    view: View,
     tx: mpsc::Sender<Event>,
     rx: &mut mpsc::Receiver<Event>,
     tracker: &TaskTracker,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<std::process::ExitCode> {
-    for notice in cli.notices() {
+    for notice in cli.notices().into_iter().chain(view.problem.clone()) {
         let _ = tx.send(Event::Notice(notice)).await;
     }
     // The dashboard subscribes to every source so `s` switches without a round trip.
@@ -400,21 +518,25 @@ async fn dashboard(
         std::time::Duration::from_secs(1),
         shutdown.clone(),
     ));
-    let mut app = App::new(
-        cli.pairs.clone(),
-        cli.source.first().copied().unwrap_or(Source::Composite),
-        cli.origin(),
-    );
-    app.hint = Some(cli.hint(log));
+    let mut app = start_app(cli, &view.settings);
+    app.hint = Some(cli.hint(&view.log));
+    // A file that could not be read is left for the user to fix, not written over.
+    let path = cli.settings_path().filter(|_| view.problem.is_none());
+    let mut saved = Settings::of(&app);
+    let save = |app: &App| save_if_changed(path.as_deref(), app, &mut saved);
     let mut terminal = ratatui::init();
+    // Clicks inspect a candle (where the terminal reports the mouse).
+    let _ = crossterm::execute!(std::io::stdout(), crossterm::event::EnableMouseCapture);
     let result = tokio::select! {
-        result = crate::event::run(&mut terminal, &mut app, rx, Micros::now) => result,
+        result = crate::event::run_with(&mut terminal, &mut app, rx, Micros::now, save) => result,
         signal = terminated() => {
             tracing::info!(signal, "terminated by a signal");
             Ok(())
         }
     };
+    let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
     ratatui::restore();
+    save_if_changed(path.as_deref(), &app, &mut saved);
     result?;
     Ok(match app.fatal {
         Some(message) => {

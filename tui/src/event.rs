@@ -4,9 +4,11 @@
 
 use crate::app::{Action, App, Event};
 use candles_core::Micros;
+use crossterm::event::{MouseButton, MouseEventKind};
 use futures::StreamExt;
 use ratatui::Terminal;
 use ratatui::backend::Backend;
+use ratatui::layout::Rect;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -24,13 +26,14 @@ fn drain(
     app: &mut App,
     events: &mut mpsc::Receiver<Event>,
     now: &impl Fn() -> Micros,
+    after_key: &mut impl FnMut(&App),
 ) -> (bool, bool) {
     let mut urgent = false;
     for _ in 0..MAX_BATCH {
         match events.try_recv() {
             Ok(event) => {
-                urgent |= matches!(event, Event::Key(_) | Event::Resize(..));
-                if app.handle(event, now()) == Action::Quit {
+                urgent |= matches!(event, Event::Key(_) | Event::Resize(..) | Event::Click(..));
+                if apply(app, event, now(), after_key) == Action::Quit {
                     return (true, urgent);
                 }
             }
@@ -38,6 +41,24 @@ fn drain(
         }
     }
     (false, urgent)
+}
+
+/// Applies one event; after a key, calls `after_key` (e.g. to save the settings it changed).
+/// A click inspects the candle under it (found from the layout [`crate::ui`] draws).
+fn apply(app: &mut App, event: Event, now: Micros, after_key: &mut impl FnMut(&App)) -> Action {
+    if let Event::Click(x, y) = event {
+        let (w, h) = app.screen;
+        if let Some((index, start)) = crate::ui::candle_at(app, Rect::new(0, 0, w, h), x, y) {
+            app.inspect_at(index, start);
+        }
+        return Action::None;
+    }
+    let key = matches!(event, Event::Key(_));
+    let action = app.handle(event, now);
+    if key {
+        after_key(app);
+    }
+    action
 }
 
 /// Runs the dashboard until a key asks to quit, a fatal event arrives, or `events` closes.
@@ -49,14 +70,27 @@ pub async fn run<B: Backend>(
     events: &mut mpsc::Receiver<Event>,
     now: impl Fn() -> Micros,
 ) -> std::io::Result<()> {
+    run_with(terminal, app, events, now, |_| {}).await
+}
+
+/// [`run`], calling `after_key` with the state after each key.
+pub async fn run_with<B: Backend>(
+    terminal: &mut Terminal<B>,
+    app: &mut App,
+    events: &mut mpsc::Receiver<Event>,
+    now: impl Fn() -> Micros,
+    mut after_key: impl FnMut(&App),
+) -> std::io::Result<()> {
+    let size = terminal.size()?;
+    app.screen = (size.width, size.height);
     terminal.draw(|f| crate::ui::render(app, f))?;
     let mut last_draw = Instant::now();
     while let Some(event) = events.recv().await {
-        let mut urgent = matches!(event, Event::Key(_) | Event::Resize(..));
-        if app.handle(event, now()) == Action::Quit {
+        let mut urgent = matches!(event, Event::Key(_) | Event::Resize(..) | Event::Click(..));
+        if apply(app, event, now(), &mut after_key) == Action::Quit {
             break;
         }
-        let (quit, more_urgent) = drain(app, events, &now);
+        let (quit, more_urgent) = drain(app, events, &now, &mut after_key);
         if quit {
             break;
         }
@@ -65,7 +99,7 @@ pub async fn run<B: Backend>(
         if !urgent && Instant::now() < next_frame {
             // Let data accumulate until the next frame is due, then apply it all.
             tokio::time::sleep_until(next_frame).await;
-            if drain(app, events, &now).0 {
+            if drain(app, events, &now, &mut after_key).0 {
                 break;
             }
         }
@@ -86,6 +120,11 @@ pub async fn forward_terminal_events(tx: mpsc::Sender<Event>, shutdown: Cancella
         let event = match next {
             Some(Ok(crossterm::event::Event::Key(key))) => Event::Key(key),
             Some(Ok(crossterm::event::Event::Resize(w, h))) => Event::Resize(w, h),
+            Some(Ok(crossterm::event::Event::Mouse(m)))
+                if m.kind == MouseEventKind::Down(MouseButton::Left) =>
+            {
+                Event::Click(m.column, m.row)
+            }
             Some(Ok(_)) => continue,
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "reading terminal input failed");

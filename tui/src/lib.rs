@@ -3,7 +3,9 @@
 //! - A live candlestick dashboard (ratatui + crossterm): [`app`] holds the state (no terminal),
 //!   [`ui`] renders it as a pure function (each pair's [`panel`], link
 //!   [`labels`]), [`event`] runs the one loop over one event enum.
-//!   [`inspect`] is the readout of the candle under the cursor.
+//!   [`inspect`] is the readout of the candle under the cursor; [`overlay`] the VWAP and
+//!   moving-average lines; [`venues`] each exchange against the composite; [`settings`] what
+//!   is remembered between runs.
 //!   The chart is our own widget ([`chart`]) over a pure, tested price scale ([`scale`]).
 //! - `--plain` / `--json`: one line per finalized candle ([`output`]).
 //! - Data from candles-service over gRPC ([`client`]), or `--embedded`: connectors and a candle
@@ -25,8 +27,11 @@ pub mod inspect;
 pub mod labels;
 pub mod logging;
 pub mod output;
+pub mod overlay;
 pub mod panel;
 pub mod scale;
+pub mod settings;
 pub mod ui;
+pub mod venues;
 
 pub use app::{App, Event, Link, LinkState};

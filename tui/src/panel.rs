@@ -9,7 +9,9 @@ use crate::app::App;
 use crate::chart::{CandleChart, DOWN, UP, price, price_decimals, rises};
 use crate::inspect::readout;
 use crate::labels::state_label;
-use candles_core::{Candle, Decimal, Pair};
+use crate::overlay::{MA_COLOUR, Overlays, VWAP_COLOUR, moving_average, vwap_line};
+use crate::venues;
+use candles_core::{Candle, Decimal, Micros, Pair};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
@@ -20,62 +22,175 @@ use ratatui::widgets::{Block, BorderType, Borders, Paragraph, Widget};
 pub fn panel(app: &App, index: usize, pair: Pair, area: Rect, buf: &mut Buffer) {
     let block = frame(app, index, pair);
     let inner = block.inner(area);
-    block.render(area, buf);
-    if inner.height == 0 || inner.width == 0 {
-        return;
-    }
     let candles: Vec<&Candle> = app
         .series_for(pair)
         .map(|s| s.candles.values().collect())
         .unwrap_or_default();
-    if candles.is_empty() {
-        waiting(app, pair, inner, buf);
+    if inner.height == 0 || inner.width == 0 || candles.is_empty() {
+        block.render(area, buf);
+        if !inner.is_empty() {
+            waiting(app, pair, inner, buf);
+        }
         return;
     }
     let decimals = price_decimals(&candles);
     // Inspecting this pair: the readout of the candle under the cursor replaces the header.
-    let inspected = app
-        .inspect
-        .and(app.inspected())
-        .filter(|_| index == app.selected);
+    let inspected = inspected_in(app, index);
     let lines = inspected.map(|c| readout(c, decimals));
     let head_rows = lines.as_ref().map_or(1, Vec::len) as u16;
-    let [head, chart_area] =
-        Layout::vertical([Constraint::Length(head_rows), Constraint::Min(0)]).areas(inner);
-    let volume_rows = match chart_area.height {
-        h if h >= 20 => 4,
-        h if h >= 12 => 3,
-        h if h >= 8 => 2,
-        h if h >= 6 => 1,
-        _ => 0,
-    };
-    let mut chart = CandleChart {
-        candles: &candles,
-        step: app.step,
-        volume_rows,
-        decimals,
-        unit: pair.base.to_string(),
-        cursor: inspected.map(|c| c.start),
-    };
-    // A cursor left of what fits scrolls the chart back, the cursor in the middle.
-    if let (Some(cursor), Some(plan)) = (chart.cursor, chart.plan(chart_area)) {
-        let at = candles.iter().position(|c| c.start == cursor).unwrap_or(0);
-        chart.candles = &candles[..scroll_end(at, plan.shown, candles.len())];
-    }
+    let overlays = overlay_lines(app.overlays, &candles);
+    let (head, chart_area, pane_area, mut chart) = layout(app, index, &candles, inner, head_rows);
+    chart.overlays = &overlays;
+    let newest = chart.candles.len() - 1;
+    block
+        .title_bottom(legend(app.overlays, &overlays, newest, decimals))
+        .render(area, buf);
     match lines {
         Some(lines) => Paragraph::new(lines).render(head, buf),
         None => {
             // The header summarises what the chart shows: the candles that fit.
             let shown = chart.plan(chart_area).map_or(1, |p| p.shown);
             header(
-                &candles[candles.len().saturating_sub(shown)..],
+                &chart.candles[chart.candles.len().saturating_sub(shown)..],
                 decimals,
                 head,
                 buf,
             );
         }
     }
+    let placed = chart.placed(chart_area);
     chart.render(chart_area, buf);
+    if let Some(pane_area) = pane_area {
+        venues::pane(app.view(), pair, &placed, pane_area, buf);
+    }
+}
+
+/// The candle under the inspect cursor when `index` is the selected panel in inspect mode.
+fn inspected_in(app: &App, index: usize) -> Option<&Candle> {
+    app.inspect
+        .and(app.inspected())
+        .filter(|_| index == app.selected)
+}
+
+/// Where a panel's parts go inside its border (`inner`): the header (`head_rows` high), the
+/// chart and the venue pane; and the chart (no overlays yet), scrolled back so the inspect
+/// cursor is in view.
+fn layout<'a>(
+    app: &App,
+    index: usize,
+    candles: &'a [&'a Candle],
+    inner: Rect,
+    head_rows: u16,
+) -> (Rect, Rect, Option<Rect>, CandleChart<'a>) {
+    let [head, body] =
+        Layout::vertical([Constraint::Length(head_rows), Constraint::Min(0)]).areas(inner);
+    let (chart_area, pane_area) = split_venues(app, index, body);
+    let mut chart = CandleChart {
+        candles,
+        step: app.step,
+        volume_rows: volume_rows(chart_area.height),
+        decimals: price_decimals(candles),
+        unit: candles
+            .first()
+            .map_or(String::new(), |c| c.pair.base.to_string()),
+        cursor: inspected_in(app, index).map(|c| c.start),
+        overlays: &[],
+    };
+    // A cursor left of what fits scrolls the chart back, the cursor in the middle.
+    if let (Some(cursor), Some(plan)) = (chart.cursor, chart.plan(chart_area)) {
+        let at = candles.iter().position(|c| c.start == cursor).unwrap_or(0);
+        chart.candles = &candles[..scroll_end(at, plan.shown, candles.len())];
+    }
+    (head, chart_area, pane_area, chart)
+}
+
+/// The window start of the candle drawn at (`x`, `y`) in `pair`'s panel (place `index`) drawn
+/// into `area`, if a candle's columns (or the gap after it) are there.
+pub fn candle_at(
+    app: &App,
+    index: usize,
+    pair: Pair,
+    area: Rect,
+    x: u16,
+    y: u16,
+) -> Option<Micros> {
+    let inner = Block::default().borders(Borders::ALL).inner(area);
+    let candles: Vec<&Candle> = app.series_for(pair)?.candles.values().collect();
+    let head_rows = inspected_in(app, index).map_or(1, |c| readout(c, 0).len()) as u16;
+    let (_, chart_area, _, chart) = layout(app, index, &candles, inner, head_rows);
+    if !(chart_area.top()..chart_area.bottom()).contains(&y) {
+        return None;
+    }
+    chart
+        .placed(chart_area)
+        .into_iter()
+        .find(|p| (p.left..=p.left + p.width).contains(&x))
+        .map(|p| p.start)
+}
+
+/// Rows of volume bars under a chart `height` rows high.
+fn volume_rows(height: u16) -> u16 {
+    match height {
+        h if h >= 20 => 4,
+        h if h >= 12 => 3,
+        h if h >= 8 => 2,
+        h if h >= 6 => 1,
+        _ => 0,
+    }
+}
+
+/// The chart's area and, when the venue pane is on for this (the selected) panel and there is
+/// room for both, the pane's area below it.
+fn split_venues(app: &App, index: usize, body: Rect) -> (Rect, Option<Rect>) {
+    let rows = venues::height();
+    if !app.venues || index != app.selected || body.height < rows + 6 {
+        return (body, None);
+    }
+    let [chart, pane] =
+        Layout::vertical([Constraint::Min(0), Constraint::Length(rows)]).areas(body);
+    (chart, Some(pane))
+}
+
+/// The overlay lines that are on, over all of `candles` (so the first visible ones have a
+/// moving average too), with their colours.
+fn overlay_lines(on: Overlays, candles: &[&Candle]) -> Vec<(Vec<Option<f64>>, Color)> {
+    let mut lines = Vec::new();
+    if on.vwap {
+        lines.push((vwap_line(candles), VWAP_COLOUR));
+    }
+    if on.ma {
+        lines.push((moving_average(candles, on.ma_period), MA_COLOUR));
+    }
+    lines
+}
+
+/// The legend on the panel's bottom border: each overlay that is on, its value at candle
+/// `at`, in its colour (`VWAP 2921.20  MA20 2920.11`).
+fn legend(
+    on: Overlays,
+    lines: &[(Vec<Option<f64>>, Color)],
+    at: usize,
+    decimals: u32,
+) -> Line<'static> {
+    let names = [
+        on.vwap.then(|| "VWAP".to_string()),
+        on.ma.then(|| format!("MA{}", on.ma_period)),
+    ];
+    let mut spans = Vec::new();
+    for (name, (values, colour)) in names.into_iter().flatten().zip(lines) {
+        let value = values
+            .get(at)
+            .copied()
+            .flatten()
+            .map_or("-".to_string(), |v| {
+                format!("{v:.prec$}", prec = decimals as usize)
+            });
+        spans.push(Span::styled(
+            format!(" ⠒ {name} {value} "),
+            Style::default().fg(*colour),
+        ));
+    }
+    Line::from(spans)
 }
 
 /// How many of `len` candles to draw (the newest first) so candle `at` is on screen when

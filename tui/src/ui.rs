@@ -8,10 +8,11 @@
 
 use crate::app::{App, Link, LinkState};
 use crate::labels::{short_label, state_label};
-use crate::panel::panel;
-use candles_core::Pair;
+use crate::panel::{candle_at as candle_at_in_panel, panel};
+use crate::venues;
+use candles_core::{Micros, Pair};
 use ratatui::buffer::Buffer;
-use ratatui::layout::{Alignment, Constraint, Layout, Rect};
+use ratatui::layout::{Alignment, Constraint, Layout, Position, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph, Widget, Wrap};
@@ -35,16 +36,7 @@ impl Widget for &App {
             return;
         }
         let (reasons, rest) = status_lines(self);
-        let status_rows =
-            (u16::from(reasons.is_some()) + wrapped_rows(&rest, area.width)).min(area.height / 6);
-        let [title, tabs, body, status_area, hints] = Layout::vertical([
-            Constraint::Length(1),
-            Constraint::Length(1),
-            Constraint::Min(0),
-            Constraint::Length(status_rows),
-            Constraint::Length(1),
-        ])
-        .areas(area);
+        let [title, tabs, body, status_area, hints] = areas(area, &reasons, &rest);
         let shown = visible_pairs(self, body.height);
         title_bar(self, title, buf);
         tab_bar(self, &shown, tabs, buf);
@@ -55,6 +47,44 @@ impl Widget for &App {
             help_overlay(area, buf);
         }
     }
+}
+
+/// The screen's rows: title bar, tabs, panels, status lines (as many as `reasons` and `rest`
+/// need, at most a sixth of the screen), key hints.
+fn areas(area: Rect, reasons: &Option<Line>, rest: &[Line]) -> [Rect; 5] {
+    let status_rows =
+        (u16::from(reasons.is_some()) + wrapped_rows(rest, area.width)).min(area.height / 6);
+    Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Min(0),
+        Constraint::Length(status_rows),
+        Constraint::Length(1),
+    ])
+    .areas(area)
+}
+
+/// The pair (its place in the tabs) and the window start of the candle drawn at (`x`, `y`)
+/// when the dashboard is drawn into `area` (for mouse clicks).
+pub fn candle_at(app: &App, area: Rect, x: u16, y: u16) -> Option<(usize, Micros)> {
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT || app.help {
+        return None;
+    }
+    let (reasons, rest) = status_lines(app);
+    let [_, _, body, _, _] = areas(area, &reasons, &rest);
+    let shown = visible_pairs(app, body.height);
+    let rects = panel_rects(shown.len(), body);
+    shown
+        .iter()
+        .zip(rects.iter())
+        .find(|(_, rect)| rect.contains(Position { x, y }))
+        .and_then(|((i, pair), rect)| Some((*i, candle_at_in_panel(app, *i, *pair, *rect, x, y)?)))
+}
+
+/// The panels' rectangles: `n` rows of equal height in `body`.
+fn panel_rects(n: usize, body: Rect) -> std::rc::Rc<[Rect]> {
+    let constraints = vec![Constraint::Ratio(1, n.max(1) as u32); n];
+    Layout::vertical(constraints).split(body)
 }
 
 fn too_small(area: Rect, buf: &mut Buffer) {
@@ -212,6 +242,8 @@ fn tab_bar(app: &App, shown: &[(usize, Pair)], area: Rect, buf: &mut Buffer) {
             format!("+{hidden} not shown: Tab or its number"),
             Style::default().fg(Color::Yellow),
         ));
+    } else if app.venues {
+        spans.push(Span::styled("[venues]", Style::default().fg(Color::Cyan)));
     }
     Line::from(spans).render(area, buf);
 }
@@ -268,19 +300,32 @@ fn wrapped_rows(lines: &[Line], width: u16) -> u16 {
         .sum()
 }
 
+/// The key hints: the essential ones always; the overlay and venue keys when they fit.
+const HINTS: [(&str, &str, bool); 10] = [
+    ("Tab/←→", "pair", true),
+    ("Enter", "zoom", true),
+    ("s", "source", true),
+    ("+/-", "width", true),
+    ("p", "pause", true),
+    ("i", "inspect", true),
+    ("v/m", "overlays", false),
+    ("d", "venues", false),
+    ("?", "help", true),
+    ("q", "quit", true),
+];
+
 fn hint_bar(app: &App, area: Rect, buf: &mut Buffer) {
     let key = Style::default().fg(Color::Cyan);
+    let width = |all: bool| -> usize {
+        HINTS
+            .iter()
+            .filter(|h| all || h.2)
+            .map(|(k, what, _)| k.chars().count() + what.len() + 2)
+            .sum()
+    };
+    let all = width(true) <= usize::from(area.width);
     let mut spans = vec![];
-    for (k, what) in [
-        ("Tab/←→", "pair"),
-        ("Enter", "zoom"),
-        ("s", "source"),
-        ("+/-", "width"),
-        ("p", "pause"),
-        ("i", "inspect"),
-        ("?", "help"),
-        ("q", "quit"),
-    ] {
+    for (k, what, _) in HINTS.iter().filter(|h| all || h.2) {
         spans.push(Span::styled(format!(" {k}"), key));
         spans.push(Span::raw(format!(" {what}")));
     }
@@ -301,7 +346,8 @@ fn hint_bar(app: &App, area: Rect, buf: &mut Buffer) {
 }
 
 /// The pairs whose panels are drawn in `height` rows: the selected one when zoomed or
-/// inspecting, else as many as fit around it.
+/// inspecting, else as many as fit around it (taller panels with the venue pane on, so the
+/// selected one has room for it).
 pub fn visible_pairs(app: &App, height: u16) -> Vec<(usize, Pair)> {
     if app.pairs.is_empty() {
         return Vec::new();
@@ -309,7 +355,12 @@ pub fn visible_pairs(app: &App, height: u16) -> Vec<(usize, Pair)> {
     if app.zoomed || app.inspect.is_some() {
         return vec![(app.selected, app.pairs[app.selected])];
     }
-    let fit = usize::from((height / MIN_PANEL_HEIGHT).max(1));
+    let min = if app.venues {
+        MIN_PANEL_HEIGHT + venues::height()
+    } else {
+        MIN_PANEL_HEIGHT
+    };
+    let fit = usize::from((height / min).max(1));
     let n = app.pairs.len();
     let count = fit.min(n);
     let first = app.selected.saturating_sub(count - 1).min(n - count);
@@ -320,23 +371,29 @@ fn panels(app: &App, shown: &[(usize, Pair)], area: Rect, buf: &mut Buffer) {
     if shown.is_empty() {
         return;
     }
-    let constraints = vec![Constraint::Ratio(1, shown.len() as u32); shown.len()];
-    let rects = Layout::vertical(constraints).split(area);
+    let rects = panel_rects(shown.len(), area);
     for ((i, pair), rect) in shown.iter().zip(rects.iter()) {
         panel(app, *i, *pair, *rect, buf);
     }
 }
 
-/// The help overlay's rows: key, what it does.
-const HELP: [(&str, &str); 9] = [
+/// The help overlay's rows: key, what it does (every key the dashboard knows).
+pub const HELP: [(&str, &str); 13] = [
     ("Tab / → / ←", "next / previous pair"),
     ("1-9", "select pair by number"),
     ("Enter / z", "zoom into the selected pair (others hidden)"),
     ("s / S", "next / previous source (composite, each exchange)"),
     ("+ / -", "wider candles (fewer fit) / narrower (more fit)"),
-    ("p", "pause / resume the view (data keeps arriving)"),
+    ("p / Space", "pause / resume the view (data keeps arriving)"),
     ("i", "inspect: ←/→ or h/l move over the candles, Esc leaves"),
-    ("?", "this help"),
+    ("mouse click", "inspect the candle clicked"),
+    ("v", "VWAP line (volume-weighted average price) on / off"),
+    (
+        "m / [ / ]",
+        "moving average of closes on / off; shorter / longer",
+    ),
+    ("d", "venues: each exchange's close vs the composite, in bp"),
+    ("? / F1", "this help"),
     ("q / Esc / Ctrl-C", "quit"),
 ];
 

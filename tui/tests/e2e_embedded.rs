@@ -59,6 +59,7 @@ async fn embedded_json_from_three_simulated_exchanges() {
         .unwrap()
         .port();
     let mut child = Command::new(BIN)
+        .env("CANDLES_NO_CONFIG", "true")
         .args(url_flags(&sims))
         .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
         .args([
@@ -130,6 +131,7 @@ async fn embedded_rejects_a_pair_the_exchange_does_not_list() {
         let args = url_flags(&sims);
         move || {
             Command::new(BIN)
+                .env("CANDLES_NO_CONFIG", "true")
                 .args(args)
                 .args([
                     "--plain",
@@ -158,6 +160,7 @@ async fn embedded_rejects_a_pair_the_exchange_does_not_list() {
     let log = logs.path().join("tui.log");
     let out = tokio::task::spawn_blocking(move || {
         Command::new(BIN)
+            .env("CANDLES_NO_CONFIG", "true")
             .args(args)
             .args([
                 "--plain",
@@ -270,4 +273,46 @@ async fn offline_embedded_dashboard_at_80x24_says_why_and_where_the_log_is() {
         "{screen}"
     );
     tmux.keys("q");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_overlays_and_venue_pane_at_80x24_against_three_simulators() {
+    let sims = sims().await;
+    let logs = tempfile::tempdir().unwrap();
+    let mut args = url_flags(&sims);
+    args.extend(["--pairs", "btcusdt", "--interval", "1s", "--grace", "300ms"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let tmux = Tmux::start(&args, 80, 24, logs.path());
+    tmux.wait_for("candles", Duration::from_secs(30), |s| {
+        s.contains("BTC-USDT · composite · 1s") && s.contains("forming")
+    })
+    .await;
+    for key in ["v", "m", "[", "d"] {
+        tmux.keys(key);
+    }
+    let screen = tmux
+        .wait_for(
+            "the overlays' legend and a spread per exchange",
+            Duration::from_secs(30),
+            |s| {
+                s.contains("VWAP")
+                    && s.contains("MA10")
+                    && s.contains("widest:")
+                    && ["binance", "kraken", "coinbase"].iter().all(|e| {
+                        s.lines()
+                            .any(|l| l.contains(&format!("│{e} ")) && l.contains("bp"))
+                    })
+            },
+        )
+        .await;
+    assert!(!screen.contains("too small"), "{screen}");
+    tmux.keys("q");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while tmux.alive() {
+        assert!(Instant::now() < deadline, "q did not quit");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for sim in sims {
+        sim.stop().await;
+    }
 }

@@ -154,6 +154,7 @@ async fn json_and_plain_lines_then_a_closed_pipe_exits_quietly() {
 
     // --json, as `candles-tui --json | head -3` would read it.
     let mut child = Command::new(BIN)
+        .env("CANDLES_NO_CONFIG", "true")
         .args([
             "--json",
             "--pairs",
@@ -252,6 +253,7 @@ async fn json_and_plain_lines_then_a_closed_pipe_exits_quietly() {
 
     // --plain: human-readable lines, no escape codes.
     let mut child = Command::new(BIN)
+        .env("CANDLES_NO_CONFIG", "true")
         .args([
             "--plain",
             "--pairs",
@@ -295,6 +297,7 @@ async fn json_and_plain_lines_then_a_closed_pipe_exits_quietly() {
 
     // A malformed pair is refused before anything runs, naming the input.
     let out = Command::new(BIN)
+        .env("CANDLES_NO_CONFIG", "true")
         .args(["--plain", "--pairs", "btc", "--server", &service.url()])
         .output()
         .unwrap();
@@ -364,6 +367,7 @@ async fn inspect_reads_out_the_candle_the_server_sent() {
 
     // The same window as the server sends it to --json.
     let mut child = Command::new(BIN)
+        .env("CANDLES_NO_CONFIG", "true")
         .args([
             "--json",
             "--pairs",

@@ -384,7 +384,7 @@ fn at_80x24_the_help_overlay_has_every_line_whole_and_nothing_shows_through() {
         );
     }
     // Every row inside the box is a help line or blank: no chart digits.
-    assert_eq!(inside.len(), 12, "{screen}");
+    assert_eq!(inside.len(), candles_tui::ui::HELP.len() + 3, "{screen}");
     assert_eq!(
         inside.iter().filter(|l| l.is_empty()).count(),
         1,
@@ -586,4 +586,203 @@ fn inspecting_past_the_left_edge_scrolls_back_through_history() {
         "the cursor is on screen:\n{}",
         text(buf)
     );
+}
+
+/// Cells of `buf` whose foreground is `colour` and whose symbol is a braille pattern.
+fn braille_cells(buf: &Buffer, colour: Color) -> usize {
+    buf.content()
+        .iter()
+        .filter(|c| {
+            c.fg == colour
+                && c.symbol()
+                    .chars()
+                    .all(|ch| ('\u{2801}'..='\u{28ff}').contains(&ch))
+        })
+        .count()
+}
+
+#[test]
+fn vwap_and_moving_average_are_drawn_over_the_candles_with_a_legend() {
+    use candles_tui::overlay::{MA_COLOUR, VWAP_COLOUR};
+    let mut btc = walk("btcusdt", 97_000.0, 80, 1);
+    for c in &mut btc {
+        // Quote volume at the candle's typical price, so the VWAP is among the candles.
+        c.quote_volume = (c.volume * (c.high + c.low + c.close) / Decimal::from(3)).round_dp(2);
+    }
+    let mut app = app_with(&["btcusdt"], vec![btc]);
+    let before = draw(&app, 100, 30);
+    assert_eq!(braille_cells(before.backend().buffer(), VWAP_COLOUR), 0);
+    for key in ['v', 'm', ']'] {
+        app.handle(Event::Key(KeyEvent::from(KeyCode::Char(key))), app.now);
+    }
+    assert_eq!(app.overlays.ma_period, 50);
+    let t = draw(&app, 100, 30);
+    let buf = t.backend().buffer();
+    let screen = text(buf);
+    assert!(screen.contains("VWAP 9"), "{screen}");
+    assert!(screen.contains("MA50 9"), "{screen}");
+    assert!(braille_cells(buf, VWAP_COLOUR) >= 10, "{screen}");
+    assert!(braille_cells(buf, MA_COLOUR) >= 10, "{screen}");
+    // The legend is in the line's colour.
+    let row = screen.lines().position(|l| l.contains("MA50")).unwrap() as u16;
+    let legend_x = (0..buf.area.width)
+        .find(|x| buf[(*x, row)].symbol() == "M" && buf[(*x + 1, row)].symbol() == "A")
+        .unwrap();
+    assert_eq!(buf[(legend_x, row)].fg, MA_COLOUR);
+    insta::assert_snapshot!(screen);
+    // Off again.
+    for key in ['v', 'm'] {
+        app.handle(Event::Key(KeyEvent::from(KeyCode::Char(key))), app.now);
+    }
+    assert_eq!(
+        braille_cells(draw(&app, 100, 30).backend().buffer(), MA_COLOUR),
+        0
+    );
+}
+
+/// `base` as seen by `exchange`: the same candles, closes moved by `bp` basis points.
+fn venue(base: &[Candle], exchange: Exchange, bp: i64) -> Vec<Candle> {
+    base.iter()
+        .map(|c| {
+            let mut v = *c;
+            v.source = Source::Exchange(exchange);
+            v.close = (c.close * (Decimal::from(10_000 + bp)) / Decimal::from(10_000)).round_dp(2);
+            v.high = v.high.max(v.close);
+            v.low = v.low.min(v.close);
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn the_venue_pane_shows_each_exchange_against_the_composite_and_names_the_widest() {
+    let btc = walk("btcusdt", 97_000.0, 60, 1);
+    let mut series = vec![btc.clone()];
+    series.push(venue(&btc, Exchange::Binance, 2));
+    series.push(venue(&btc, Exchange::Kraken, -15));
+    series.push(venue(&btc, Exchange::Coinbase, 5));
+    let mut app = app_with(&["btcusdt"], series);
+    app.handle(Event::Key(KeyEvent::from(KeyCode::Char('d'))), app.now);
+    let t = draw(&app, 100, 30);
+    let buf = t.backend().buffer();
+    let screen = text(buf);
+    assert!(screen.contains("widest: kraken -15.0bp at"), "{screen}");
+    for name in ["binance", "kraken", "coinbase"] {
+        assert!(
+            screen.lines().any(|l| l.contains(&format!("│{name} "))),
+            "{name}\n{screen}"
+        );
+    }
+    let kraken_row = screen.lines().position(|l| l.contains("│kraken ")).unwrap() as u16;
+    let binance_row = screen
+        .lines()
+        .position(|l| l.contains("│binance "))
+        .unwrap() as u16;
+    // Bars under the candles: kraken (below the composite) red and full, binance green.
+    let full = (0..buf.area.width)
+        .filter(|x| buf[(*x, kraken_row)].symbol() == "█")
+        .count();
+    assert!(full >= 20, "{screen}");
+    assert!(
+        (0..buf.area.width)
+            .any(|x| buf[(x, kraken_row)].symbol() == "█" && buf[(x, kraken_row)].fg == DOWN)
+    );
+    assert!(
+        (0..buf.area.width)
+            .any(|x| buf[(x, binance_row)].fg == UP && buf[(x, binance_row)].symbol() != " ")
+    );
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn at_80x24_every_key_works() {
+    let btc = walk("btcusdt", 97_000.0, 80, 1);
+    let mut series = vec![
+        btc.clone(),
+        walk("ethusdt", 3_400.0, 80, 2),
+        walk("solusdt", 240.0, 80, 3),
+    ];
+    series.push(venue(&btc, Exchange::Binance, 2));
+    series.push(venue(&btc, Exchange::Kraken, -15));
+    let mut app = app_with(&["btcusdt", "ethusdt", "solusdt"], series);
+    let key = |app: &mut App, c: char| {
+        let now = app.now;
+        app.handle(Event::Key(KeyEvent::from(KeyCode::Char(c))), now);
+    };
+    for c in ['v', 'm', 'd'] {
+        key(&mut app, c);
+    }
+    let t = draw(&app, 80, 24);
+    let screen = text(t.backend().buffer());
+    assert!(screen.contains("+2 not shown"), "{screen}");
+    assert!(screen.contains("widest: kraken -15.0bp"), "{screen}");
+    assert!(
+        screen.contains("VWAP") && screen.contains("MA20"),
+        "{screen}"
+    );
+    assert!(rows(&screen)[0].contains("composite"), "{screen}");
+    insta::assert_snapshot!(screen);
+    // Every key in the help changes something or is drawn, at 80×24 too.
+    for c in ['[', ']', 'd', 'z', 'i', 'p', '+', '-', 's', 'S', '2'] {
+        key(&mut app, c);
+        let screen = text(draw(&app, 80, 24).backend().buffer());
+        assert!(!screen.contains("too small"), "{c}\n{screen}");
+    }
+    assert_eq!(app.overlays.ma_period, 20);
+    key(&mut app, '?');
+    let screen = text(draw(&app, 80, 24).backend().buffer());
+    for (k, what) in candles_tui::ui::HELP {
+        assert!(screen.contains(&format!("{k}  {what}")), "{k}\n{screen}");
+    }
+}
+
+#[test]
+fn a_mouse_click_on_a_candle_inspects_it() {
+    let mut app = three_pairs();
+    let now = app.now;
+    let before = draw(&app, 100, 30);
+    let screen = text(before.backend().buffer());
+    // A click in the second panel's candles, ten columns in.
+    let eth_row = rows(&screen)
+        .iter()
+        .position(|l| l.contains("2 ETH-USDT · composite"))
+        .unwrap() as u16;
+    let (x, y) = (11, eth_row + 6);
+    let mut terminal = Terminal::new(TestBackend::new(100, 30)).unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        tx.send(Event::Click(x, y)).await.unwrap();
+        drop(tx);
+        candles_tui::event::run(&mut terminal, &mut app, &mut rx, move || now)
+            .await
+            .unwrap();
+    });
+    let buf = terminal.backend().buffer();
+    let screen = text(buf);
+    assert_eq!(app.selected, 1, "the clicked panel's pair");
+    let eth = walk("ethusdt", 3_400.0, 80, 2);
+    let inspected = app.inspected().unwrap();
+    assert!(inspected.start < eth[eth.len() - 10].start, "an old candle");
+    assert!(screen.contains("◆ 2026-11-26T06:4"), "{screen}");
+    // The highlighted candle is the one in the clicked column.
+    let highlighted: Vec<u16> = (0..buf.area.width)
+        .filter(|x| buf[(*x, 20)].bg == candles_tui::chart::CURSOR)
+        .collect();
+    assert!(
+        highlighted.contains(&x) || highlighted.contains(&(x - 1)),
+        "{highlighted:?}\n{screen}"
+    );
+    // Outside the candles (the title bar) a click does nothing.
+    let selected = app.selected;
+    app.inspect = None;
+    let (w, h) = app.screen;
+    assert_eq!(
+        candles_tui::ui::candle_at(&app, ratatui::layout::Rect::new(0, 0, w, h), 5, 0),
+        None
+    );
+    assert_eq!(app.selected, selected);
 }

@@ -176,6 +176,10 @@ impl Tmux {
         cmd.extend(args.iter().map(|a| a.to_string()));
         cmd.push("--log-file".into());
         cmd.push(log_dir.join("tui.log").display().to_string());
+        if !args.contains(&"--config") {
+            // Never the user's own settings file.
+            cmd.push("--no-config".into());
+        }
         let status = Command::new("tmux")
             .args([
                 "-L",
