@@ -68,7 +68,9 @@ pub fn duration(i: Interval) -> prost_types::Duration {
     }
 }
 
-fn interval_from(d: Option<&prost_types::Duration>) -> Result<Interval, DecodeError> {
+/// A protobuf duration as an interval (sub-microsecond digits are dropped); missing or not
+/// positive is an error naming the field `interval`.
+pub fn interval_from(d: Option<&prost_types::Duration>) -> Result<Interval, DecodeError> {
     let d = d.ok_or_else(|| bad("interval", "", "missing"))?;
     let us = d
         .seconds

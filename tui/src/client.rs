@@ -315,6 +315,8 @@ async fn subscribe_once(
             sources: cfg.sources.iter().map(|s| s.as_str().to_string()).collect(),
             history,
             live_updates: cfg.live,
+            // The server's default interval.
+            interval: None,
         },
     )?;
     let rejected = |s: tonic::Status| ClientError::Rejected {

@@ -104,6 +104,7 @@ impl CandleService for Scripted {
             }],
             interval: Some(candles_proto::duration(Interval::seconds(5))),
             max_history: 100,
+            intervals: vec![candles_proto::duration(Interval::seconds(5))],
         }))
     }
 }

@@ -164,6 +164,7 @@ async fn subscribe(
         sources: sub.sources.clone(),
         history: sub.history,
         live_updates: sub.live_updates,
+        interval: None,
     };
     Ok(client.subscribe(request).await?.into_inner())
 }

@@ -73,6 +73,7 @@ pub async fn subscribe(
         sources: sources.to_vec(),
         history: 0,
         live_updates,
+        interval: None,
     };
     Ok(client
         .subscribe(request)

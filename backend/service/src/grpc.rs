@@ -25,7 +25,7 @@ pub mod limits;
 pub mod request;
 
 pub use auth::{Token, check_token};
-pub use request::{MAX_PAIRS, Subscription, validate};
+pub use request::{MAX_PAIRS, Subscription, validate, validate_interval};
 
 use crate::config::ServiceConfig;
 use crate::hub::{Hub, HubCandle};
@@ -130,6 +130,12 @@ impl CandleService for Candles {
                 return Err(status);
             }
         };
+        // One interval per server today: what it builds is what it serves.
+        validate_interval(
+            request.get_ref().interval.as_ref(),
+            &[self.interval],
+            self.interval,
+        )?;
         let conn = limits::ConnInfo::of(request.extensions()).map(|i| i.conn.clone());
         // Subscribe first: whatever is published while history is read is buffered here.
         let live = self.hub.subscribe();
@@ -167,6 +173,7 @@ impl CandleService for Candles {
                 })
                 .collect(),
             interval: Some(candles_proto::duration(self.interval)),
+            intervals: vec![candles_proto::duration(self.interval)],
             max_history: u32::try_from(self.history_max).unwrap_or(u32::MAX),
         }))
     }

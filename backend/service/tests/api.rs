@@ -357,6 +357,28 @@ async fn bad_requests_health_reflection_auth_and_a_redis_restart() {
         );
     }
 
+    // An interval the server does not build: named, with the ones it builds; ListMarkets says
+    // which those are.
+    let hour = candles_core::Interval::seconds(3600);
+    let status = client
+        .subscribe(SubscribeRequest {
+            pairs: vec!["btcusdt".into()],
+            interval: Some(candles_proto::duration(hour)),
+            ..Default::default()
+        })
+        .await
+        .expect_err("an unserved interval was accepted");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let needle = format!("interval 1h is not built by this server: it builds {INTERVAL}");
+    assert!(status.message().contains(&needle), "{:?}", status.message());
+    let markets = client
+        .list_markets(ListMarketsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(markets.intervals, vec![candles_proto::duration(INTERVAL)]);
+    assert_eq!(markets.interval, Some(candles_proto::duration(INTERVAL)));
+
     // Reflection, v1 and v1alpha.
     let services_v1 = reflection_v1(service.addr).await;
     assert!(

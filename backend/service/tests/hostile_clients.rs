@@ -363,6 +363,7 @@ async fn huge_requests_get_short_errors() {
                 sources: vec![],
                 history: 0,
                 live_updates: false,
+                interval: None,
             })
             .await
             .expect_err("refused");
@@ -392,6 +393,7 @@ async fn huge_requests_get_short_errors() {
             sources: vec!["s".repeat(60_000)],
             history: 0,
             live_updates: false,
+            interval: None,
         })
         .await
         .expect_err("refused");

@@ -1,7 +1,7 @@
 //! Validation of a `Subscribe` request: which pairs, sources and how much history, or an
 //! `INVALID_ARGUMENT` naming the bad input and what is accepted.
 
-use candles_core::{Pair, Source};
+use candles_core::{Interval, Pair, Source};
 use candles_proto::v1::SubscribeRequest;
 use std::str::FromStr;
 use tonic::Status;
@@ -78,6 +78,38 @@ pub fn validate(
     })
 }
 
+/// The interval a subscription asks for: `default` when it names none, else one of `served`;
+/// anything else is `INVALID_ARGUMENT` naming it and the served ones.
+pub fn validate_interval(
+    requested: Option<&prost_types::Duration>,
+    served: &[Interval],
+    default: Interval,
+) -> Result<Interval, Status> {
+    let Some(d) = requested else {
+        return Ok(default);
+    };
+    let list = || {
+        served
+            .iter()
+            .map(Interval::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let interval = candles_proto::interval_from(Some(d)).map_err(|e| {
+        Status::invalid_argument(format!(
+            "{e}; this server builds {}; ask for one of those",
+            list()
+        ))
+    })?;
+    if !served.contains(&interval) {
+        return Err(Status::invalid_argument(format!(
+            "interval {interval} is not built by this server: it builds {}; ask for one of those",
+            list()
+        )));
+    }
+    Ok(interval)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -93,7 +125,33 @@ mod tests {
             sources: sources.iter().map(|s| s.to_string()).collect(),
             history,
             live_updates: false,
+            interval: None,
         }
+    }
+
+    #[test]
+    fn an_interval_is_the_default_when_unset_and_must_be_served() {
+        let five = Interval::parse("5s").unwrap();
+        let minute = Interval::parse("1m").unwrap();
+        let served = [five, minute];
+        assert_eq!(validate_interval(None, &served, five).unwrap(), five);
+        let d = candles_proto::duration(minute);
+        assert_eq!(validate_interval(Some(&d), &served, five).unwrap(), minute);
+        let hour = candles_proto::duration(Interval::parse("1h").unwrap());
+        let e = validate_interval(Some(&hour), &served, five).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(
+            e.message().contains("interval 1h") && e.message().contains("5s, 1m"),
+            "{}",
+            e.message()
+        );
+        let negative = prost_types::Duration {
+            seconds: -5,
+            nanos: 0,
+        };
+        let e = validate_interval(Some(&negative), &served, five).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(e.message().contains("interval"), "{}", e.message());
     }
 
     #[test]

@@ -199,6 +199,7 @@ pub fn request(pairs: &[Pair], sources: Vec<String>, history: u32, live: bool) -
         sources,
         history,
         live_updates: live,
+        interval: None,
     }
 }
 
