@@ -52,25 +52,9 @@ impl Link {
     }
 }
 
-/// The state of a link, as the connectors report theirs (`ConnState`) and the gRPC client its own.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LinkState {
-    /// Connecting for the first time.
-    Connecting,
-    /// Connected and streaming.
-    Live,
-    /// Connected but nothing arrived for too long.
-    Stale,
-    /// Lost; the next attempt starts in `in_ms` milliseconds.
-    Reconnecting {
-        /// Delay before the next attempt, from when this state was reported.
-        in_ms: u64,
-        /// Which attempt is next (1 = the first retry).
-        attempt: u32,
-    },
-    /// Stopped for good.
-    Stopped,
-}
+/// The state of a link: the connectors' own type, which the gRPC client reports too (connecting,
+/// live, stale, reconnecting in N ms, stopped).
+pub use candles_connector::ConnState as LinkState;
 
 /// What a key asks the loop to do beyond changing state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

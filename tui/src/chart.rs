@@ -501,7 +501,7 @@ impl CandleChart<'_> {
 }
 
 /// The bar glyph for `level` eighths of a cell (`None` for 0).
-fn eighth_bar(level: u32) -> Option<&'static str> {
+pub(crate) fn eighth_bar(level: u32) -> Option<&'static str> {
     Some(match level {
         0 => return None,
         1 => NINE_LEVELS.one_eighth,

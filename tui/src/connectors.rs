@@ -15,17 +15,6 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// The dashboard's view of a connector's state.
-pub fn link_state(state: ConnState) -> LinkState {
-    match state {
-        ConnState::Connecting => LinkState::Connecting,
-        ConnState::Live => LinkState::Live,
-        ConnState::Stale => LinkState::Stale,
-        ConnState::Reconnecting { in_ms, attempt } => LinkState::Reconnecting { in_ms, attempt },
-        ConnState::Stopped => LinkState::Stopped,
-    }
-}
-
 /// Spawns the connectors; trades go to `trades`, their states to `events`.
 pub fn spawn(
     cfg: &EmbeddedConfig,
@@ -82,11 +71,7 @@ async fn run_one(
             while status_rx.changed().await.is_ok() {
                 let state = *status_rx.borrow_and_update();
                 tracing::info!(%exchange, %state, "connector state");
-                if events
-                    .send(Event::Conn(link, link_state(state)))
-                    .await
-                    .is_err()
-                {
+                if events.send(Event::Conn(link, state)).await.is_err() {
                     return;
                 }
             }

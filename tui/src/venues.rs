@@ -7,13 +7,12 @@
 //! latest spread on the right, under a heading naming the widest spread.
 
 use crate::app::Series;
-use crate::chart::{AXIS, DOWN, Placed, UP};
+use crate::chart::{AXIS, DOWN, Placed, UP, eighth_bar};
 use crate::labels::time_label;
 use candles_core::{Decimal, Exchange, Micros, Pair, Source};
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::{Modifier, Style};
-use ratatui::symbols::bar::NINE_LEVELS;
 use rust_decimal::prelude::ToPrimitive;
 use std::collections::HashMap;
 
@@ -71,17 +70,7 @@ fn bar(bp: f64, max: f64) -> &'static str {
     } else {
         0
     };
-    match level {
-        0 => "·",
-        1 => NINE_LEVELS.one_eighth,
-        2 => NINE_LEVELS.one_quarter,
-        3 => NINE_LEVELS.three_eighths,
-        4 => NINE_LEVELS.half,
-        5 => NINE_LEVELS.five_eighths,
-        6 => NINE_LEVELS.three_quarters,
-        7 => NINE_LEVELS.seven_eighths,
-        _ => NINE_LEVELS.full,
-    }
+    eighth_bar(level).unwrap_or("·")
 }
 
 /// Rows the pane needs: a heading and one row per exchange.
