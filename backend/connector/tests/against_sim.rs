@@ -471,7 +471,12 @@ async fn a_failing_wss_endpoint_is_retried_with_backoff() {
     })
     .await;
     assert!(waited.is_ok(), "no retries seen: {attempts:?}");
-    assert_eq!(attempts[..3], [1, 2, 3], "attempts count up while failing");
+    // A watch channel keeps only the newest state, so a busy test thread may miss one attempt;
+    // those it sees must count up, to 3.
+    assert!(
+        attempts.windows(2).all(|w| w[0] < w[1]) && attempts.last() == Some(&3),
+        "attempts count up while failing: {attempts:?}"
+    );
     shutdown.cancel();
     task.await.unwrap().unwrap();
     assert_eq!(*status_rx.borrow(), ConnState::Stopped);
