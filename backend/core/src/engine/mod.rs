@@ -188,7 +188,9 @@ impl Engine {
     }
 
     /// An engine with nothing in it, building every interval of `intervals` (see the module
-    /// docs, "Several intervals"); `config.interval` is replaced by the finest of them.
+    /// docs, "Several intervals"); `config.interval` is replaced by the finest of them, so a
+    /// [`crate::finality::Finality`] made from [`Engine::config`] is due at every interval's
+    /// finalization instants (coarser windows end on finest boundaries).
     pub fn with_intervals(mut config: EngineConfig, intervals: Intervals) -> Engine {
         config.interval = intervals.finest();
         Engine {
