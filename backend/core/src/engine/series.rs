@@ -43,7 +43,6 @@ impl Series {
 
     /// Finalizes every window that starts before `before`, appending candles to `out`, and
     /// folds each final window into the coarser intervals' `rollups` (one per `coarse` interval).
-    #[allow(clippy::too_many_arguments)] // one series' identity, its clock edge and its rollups
     fn finalize(
         &mut self,
         pair: Pair,
