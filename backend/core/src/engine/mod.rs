@@ -39,8 +39,11 @@
 //!   and quiet rules, per exchange and composite.
 //! - A trade is late when its finest window is final: it is then in no interval's candle, even
 //!   when a coarser window containing it is still open, so every interval stays the exact
-//!   rollup of the finest. [`Engine::seed`] and [`Engine::oldest_open_window`] concern the
-//!   finest interval only.
+//!   rollup of the finest.
+//! - After a restart, [`Engine::seed_interval`] seeds each interval's series like
+//!   [`Engine::seed`], and [`Engine::restore_rollups`] gives the open coarse windows back their
+//!   rolled-up part from the published finer finals, so trades need only be read again from
+//!   [`Engine::oldest_open_window`], which concerns the finest interval.
 //!
 //! The per-trade path ([`Engine::apply`], and [`Engine::advance`] into a reused `Vec`) does not
 //! allocate once a series exists and its window buffer has grown to the number of windows open
@@ -284,11 +287,7 @@ impl Engine {
             Source::Composite => &mut state.composite,
             Source::Exchange(e) => &mut state.exchanges[e.index()].progress,
         };
-        let next = interval.window_end(interval.window_start(start));
-        if progress.next_emit.is_none_or(|n| n < next) {
-            progress.next_emit = Some(next);
-            progress.last_close = Some(close);
-        }
+        progress.seed(interval.window_end(interval.window_start(start)), close);
         // Windows that every series of the pair has finalized can go.
         let composite = state.composite;
         for series in &mut state.exchanges {
@@ -299,6 +298,65 @@ impl Engine {
             {
                 series.open.pop_front();
             }
+        }
+    }
+
+    /// Like [`Engine::seed`] for any interval of the set: the candle of `source` of `interval`
+    /// for the window starting at `start` was already finalized elsewhere with close `close`.
+    /// An interval not in the set is ignored.
+    pub fn seed_interval(
+        &mut self,
+        pair: Pair,
+        source: Source,
+        interval: Interval,
+        start: Micros,
+        close: Decimal,
+    ) {
+        let intervals = self.intervals;
+        let coarse = intervals.coarser();
+        let Some(k) = coarse.iter().position(|&c| c == interval) else {
+            if interval == intervals.finest() {
+                self.seed(pair, source, start, close);
+            }
+            return;
+        };
+        if !(-TIME_LIMIT..=TIME_LIMIT).contains(&start.0) {
+            return;
+        }
+        let n = coarse.len();
+        let at = self.pair_index(pair);
+        let start = interval.window_start(start);
+        self.pairs[at]
+            .rollup_mut(source, k, n)
+            .seed(start, close, interval);
+    }
+
+    /// After a restart, gives the coarser intervals of `pair`'s `source` back the part of their
+    /// open windows that was rolled up before: `finals` are that series' finals of the set's
+    /// finer intervals published since (at least) the start of each coarse interval's open
+    /// window, in any order. Call it after seeding every interval ([`Engine::seed_interval`]),
+    /// before the first trade of the pair. Finals that cannot be this engine's (an interval not
+    /// in the set, a start beyond the engine's time range) make it do nothing.
+    pub fn restore_rollups(&mut self, pair: Pair, source: Source, finals: &[Candle]) {
+        let intervals = self.intervals;
+        let coarse = intervals.coarser();
+        let n = coarse.len();
+        let foreign = |c: &Candle| {
+            !intervals.contains(c.interval) || !(-TIME_LIMIT..=TIME_LIMIT).contains(&c.start.0)
+        };
+        if n == 0 || finals.iter().any(foreign) {
+            return;
+        }
+        let at = self.pair_index(pair);
+        for (k, &interval) in coarse.iter().enumerate() {
+            let place = rollup::At {
+                pair,
+                source,
+                interval,
+            };
+            self.pairs[at]
+                .rollup_mut(source, k, n)
+                .restore(finals, place);
         }
     }
 

@@ -13,6 +13,7 @@ use crate::candle::Candle;
 use crate::market::Source;
 use crate::pair::Pair;
 use crate::time::{Interval, Micros};
+use rust_decimal::Decimal;
 
 /// Which series and interval a rollup builds.
 #[derive(Clone, Copy, Debug)]
@@ -76,6 +77,48 @@ impl Rollup {
                 self.dirty = false;
             }
             out.push(candle);
+        }
+    }
+
+    /// The window of this interval starting at `start` was already finalized elsewhere with
+    /// close `close` (read back after a restart).
+    pub(super) fn seed(&mut self, start: Micros, close: Decimal, interval: Interval) {
+        self.progress.seed(interval.window_end(start), close);
+        if self.open.is_some_and(|w| self.progress.is_final(w.start)) {
+            self.open = None;
+        }
+    }
+
+    /// Restores the rolled-up part of the open coarse window after a restart from `finals`
+    /// (published finals of this series of finer intervals, any order): from the start of the
+    /// open window (after the last final, or the earliest candle's window), the coarsest candle
+    /// that starts next is folded in, then the one after its end, and so on, so every finer
+    /// window is counted once. Their trades are not applied again: the finest interval is
+    /// seeded past them.
+    pub(super) fn restore(&mut self, finals: &[Candle], at: At) {
+        let finer = || finals.iter().filter(|c| c.interval < at.interval);
+        let Some(first) = self
+            .progress
+            .next_emit
+            .or_else(|| finer().map(|c| at.interval.window_start(c.start)).min())
+        else {
+            return;
+        };
+        let end = at.interval.window_end(first);
+        let mut from = first;
+        while let Some(c) = finer()
+            .filter(|c| c.start >= from && c.end() <= end)
+            .min_by_key(|c| (c.start, std::cmp::Reverse(c.interval)))
+        {
+            if c.trades > 0 {
+                let mut w = Window::restored(c);
+                w.start = first;
+                match &mut self.open {
+                    Some(open) if open.start == first => open.merge(&w),
+                    _ => self.open = Some(w),
+                }
+            }
+            from = c.end();
         }
     }
 

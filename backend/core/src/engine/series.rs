@@ -173,6 +173,15 @@ impl PairState {
         }
     }
 
+    /// The rollup of `source` for coarse interval number `k` of `coarse` of them.
+    pub(super) fn rollup_mut(&mut self, source: Source, k: usize, coarse: usize) -> &mut Rollup {
+        let slot = match source {
+            Source::Exchange(e) => e.index(),
+            Source::Composite => Exchange::COUNT,
+        };
+        &mut self.rollups[slot * coarse + k]
+    }
+
     /// The rollups of source slot `slot` (one per coarse interval).
     fn rollups_of(&mut self, slot: usize, coarse: usize) -> &mut [Rollup] {
         &mut self.rollups[slot * coarse..(slot + 1) * coarse]

@@ -67,6 +67,32 @@ impl Window {
         w
     }
 
+    /// The window of a final candle published before a restart, standing for its trades: its
+    /// open and close rank before every trade after its end (and after every trade before its
+    /// start), so merging it in order with later windows gives the candle of all their trades.
+    pub(super) fn restored(c: &Candle) -> Window {
+        let last = Micros(c.end().0 - 1);
+        let unknown_volume = (c.volume.checked_sub(c.buy_volume))
+            .and_then(|v| v.checked_sub(c.sell_volume))
+            .unwrap_or(Decimal::ZERO);
+        Window {
+            start: c.start,
+            open_key: (c.start, 0, 0, 0),
+            close_key: (last, u8::MAX, u64::MAX, u64::MAX),
+            open: c.open,
+            high: c.high,
+            low: c.low,
+            close: c.close,
+            quote_volume: c.quote_volume,
+            buy_volume: c.buy_volume,
+            sell_volume: c.sell_volume,
+            unknown_volume,
+            trades: c.trades,
+            dirty: false,
+            composite_dirty: false,
+        }
+    }
+
     #[inline]
     fn side_volume(&mut self, side: Side) -> &mut Decimal {
         match side {
@@ -166,6 +192,15 @@ impl Progress {
     #[inline]
     pub(super) fn is_final(&self, start: Micros) -> bool {
         self.next_emit.is_some_and(|n| start < n)
+    }
+
+    /// Records that the window ending at `next` was already finalized elsewhere with close
+    /// `close` (unless this series is already further on).
+    pub(super) fn seed(&mut self, next: Micros, close: Decimal) {
+        if self.next_emit.is_none_or(|n| n < next) {
+            self.next_emit = Some(next);
+            self.last_close = Some(close);
+        }
     }
 
     /// The next window to finalize if it starts before `before`: its start.
