@@ -4,19 +4,21 @@
 //! quantities with each exchange's usual number of decimals, trade times advancing with
 //! small random gaps, each exchange with its own network delay so trades arrive out of
 //! trade-time order, and the clock advanced as time passes (every 100 ms of arrival time),
-//! exactly as the service drives the engine. Interval 5 s, grace 1.5 s.
+//! exactly as the service drives the engine. Interval 5 s, grace 1.5 s; and the eight default
+//! intervals (`1s,5s,1m,5m,15m,1h,4h,1d`) built by one engine (`*_8intervals`).
 //!
 //! Two measurements of the same work: `engine/*` is criterion's usual wall-clock time;
 //! `engine_cpu/*` counts only the time the benchmark thread was on a CPU (Linux
 //! `/proc/thread-self/schedstat`), which is the per-core figure on a shared, busy machine where
 //! the thread also waits for a CPU. Both report trades per second ("elem/s").
 //!
-//! Run: `cargo bench -p candles-core --bench engine`.
+//! Run: `cargo bench -p candles-core --bench engine` (only the eight intervals:
+//! `cargo bench -p candles-core --bench engine -- 8intervals`).
 #![allow(missing_docs)] // `criterion_group!` generates an undocumented public function.
 
 use candles_core::engine::{ClockMode, Engine, EngineConfig};
 use candles_core::time::Duration;
-use candles_core::{Candle, Decimal, Exchange, Interval, Micros, Pair, Side, Trade};
+use candles_core::{Candle, Decimal, Exchange, Interval, Intervals, Micros, Pair, Side, Trade};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 
@@ -123,20 +125,24 @@ fn thread_cpu_time() -> Option<std::time::Duration> {
     Some(std::time::Duration::from_nanos(ns))
 }
 
-/// The two measured set-ups: 5 s candles, 1.5 s grace, under each clock.
-fn configs() -> [(&'static str, EngineConfig); 2] {
+/// The measured set-ups: 5 s candles, 1.5 s grace, under each clock; and the eight default
+/// intervals (`1s,5s,1m,5m,15m,1h,4h,1d`) in one engine on the wall clock.
+fn configs() -> [(&'static str, EngineConfig, Intervals); 3] {
+    let config = |clock| EngineConfig {
+        interval: Interval::seconds(5),
+        grace: Duration::from_millis(1_500),
+        clock,
+    };
+    let five = Intervals::one(Interval::seconds(5));
     [
-        ("wall_3pairs_3exchanges_5s", ClockMode::Wall),
-        ("event_3pairs_3exchanges_5s", ClockMode::Event),
+        ("wall_3pairs_3exchanges_5s", config(ClockMode::Wall), five),
+        ("event_3pairs_3exchanges_5s", config(ClockMode::Event), five),
+        (
+            "wall_3pairs_3exchanges_8intervals",
+            config(ClockMode::Wall),
+            Intervals::default_set(),
+        ),
     ]
-    .map(|(name, clock)| {
-        let config = EngineConfig {
-            interval: Interval::seconds(5),
-            grace: Duration::from_millis(1_500),
-            clock,
-        };
-        (name, config)
-    })
 }
 
 fn bench(c: &mut Criterion) {
@@ -145,10 +151,13 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("engine");
     group.throughput(Throughput::Elements(N as u64));
     group.sample_size(20);
-    for (name, config) in configs() {
+    for (name, config, intervals) in configs() {
         group.bench_function(name, |b| {
             b.iter_batched_ref(
-                || (Engine::new(config), Vec::with_capacity(64)),
+                || {
+                    let engine = Engine::with_intervals(config, intervals);
+                    (engine, Vec::with_capacity(64))
+                },
                 |(engine, out)| black_box(run(engine, &trades, out)),
                 BatchSize::PerIteration,
             )
@@ -163,12 +172,12 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("engine_cpu");
     group.throughput(Throughput::Elements(N as u64));
     group.sample_size(20);
-    for (name, config) in configs() {
+    for (name, config, intervals) in configs() {
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let mut on_cpu = std::time::Duration::ZERO;
                 for _ in 0..iters {
-                    let mut engine = Engine::new(config);
+                    let mut engine = Engine::with_intervals(config, intervals);
                     let mut out = Vec::with_capacity(64);
                     let start = thread_cpu_time().unwrap_or_default();
                     black_box(run(&mut engine, &trades, &mut out));

@@ -10,7 +10,8 @@
 //! - [`time`]: microsecond timestamps, intervals (`500ms`, `5s`, `1m`) and window alignment.
 //! - [`candle`]: the OHLC candle and its identity.
 //! - [`symbols`]: each exchange's names for a pair.
-//! - [`engine`]: trades in, candles out.
+//! - [`intervals`]: the set of intervals one engine builds (`1s,5s,1m,...`), finest first.
+//! - [`engine`]: trades in, candles out, for every interval of the set.
 //! - [`finality`]: when windows become final (end plus grace): the instant a loop sleeps until.
 //! - [`throttle`]: live updates at most once per update interval (leading and trailing edge).
 //! - [`retry`]: the doubling delay of every retry loop against a dependency.
@@ -22,6 +23,7 @@ pub mod bounds;
 pub mod candle;
 pub mod engine;
 pub mod finality;
+pub mod intervals;
 pub mod market;
 pub mod pair;
 pub mod retry;
@@ -33,6 +35,7 @@ pub mod trade;
 pub use bounds::{TimeBounds, excerpt};
 pub use candle::{Candle, CandleId};
 pub use engine::{ClockMode, Engine, EngineConfig, Outcome};
+pub use intervals::{Intervals, IntervalsError};
 pub use market::{Exchange, Side, Source};
 pub use pair::Pair;
 pub use rust_decimal::Decimal;

@@ -3,13 +3,14 @@
 //! A counting global allocator (per thread, so the test harness's own threads do not count)
 //! wraps the system allocator. After every series of 3 pairs x 3 exchanges has opened windows,
 //! applying trades, advancing the clock (finalizing windows, flat candles included, into a
-//! reused `Vec`) and taking live updates must not allocate at all, in both clock modes.
+//! reused `Vec`) and taking live updates must not allocate at all, in both clock modes, with one
+//! interval and with the eight default intervals (`1s,5s,1m,5m,15m,1h,4h,1d`).
 #![allow(unsafe_code)] // A `GlobalAlloc` impl is unsafe by definition; this one only counts and forwards.
 #![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is a test failure with its message.
 
 use candles_core::engine::{ClockMode, Engine, EngineConfig, Outcome};
 use candles_core::time::Duration;
-use candles_core::{Candle, Decimal, Exchange, Interval, Micros, Pair, Side, Trade};
+use candles_core::{Candle, Decimal, Exchange, Interval, Intervals, Micros, Pair, Side, Trade};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
@@ -127,13 +128,20 @@ fn applying_and_finalizing_allocates_nothing_after_warm_up() {
     // Warm-up: the first 10,000 trades (~5 s of trade time, a full window and more) open every
     // series and grow every buffer to its working size.
     let (warm, measured) = trades.split_at(10_000);
-    for clock in [ClockMode::Wall, ClockMode::Event] {
+    let sets = [
+        Intervals::one(Interval::seconds(5)),
+        Intervals::default_set(),
+    ];
+    for (clock, intervals) in [ClockMode::Wall, ClockMode::Event]
+        .into_iter()
+        .flat_map(|clock| sets.map(|set| (clock, set)))
+    {
         let config = EngineConfig {
             interval: Interval::seconds(5),
             grace: Duration::from_millis(1_500),
             clock,
         };
-        let mut engine = Engine::new(config);
+        let mut engine = Engine::with_intervals(config, intervals);
         let mut finals = Vec::with_capacity(1_024);
         let mut updates = Vec::with_capacity(1_024);
         feed(&mut engine, warm, &mut finals, &mut updates);
@@ -142,12 +150,12 @@ fn applying_and_finalizing_allocates_nothing_after_warm_up() {
         let allocated = allocations() - before;
         assert!(
             emitted >= 12 * 4,
-            "{clock:?}: the measured part finalized windows, flat ones included: {emitted}"
+            "{clock:?} {intervals}: the measured part finalized windows, flat ones included: {emitted}"
         );
         assert_eq!(
             allocated,
             0,
-            "{clock:?}: allocations while applying {} trades",
+            "{clock:?} {intervals}: allocations while applying {} trades",
             measured.len()
         );
         // Sanity check of the counter itself.

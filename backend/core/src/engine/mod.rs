@@ -27,25 +27,47 @@
 //!   in a row ends after that many flat candles (so one stray trade, or a history seeded long
 //!   ago, never makes flat candles without end, nor a burst of them in one [`Engine::advance`]);
 //!   its next trade starts it again, from that trade's window.
-//! - Finalized candles come out in order of window start, then pair, then source.
+//! - Finalized candles come out in order of interval, then window start, pair, source.
+//!
+//! # Several intervals ([`Engine::with_intervals`], DESIGN.md "Several intervals in one engine")
+//! - A trade touches only its window of the finest interval; everything above applies to it.
+//! - A coarser interval's window is the exact merge of the finest windows in it: each finest
+//!   window, once final, is merged into its coarse window (`engine/rollup.rs`), with the merge that
+//!   builds the composite, so the candle equals the one built directly from the same trades.
+//!   Live updates and snapshots add the finest windows still open.
+//! - Each coarse window is finalized at its own end plus the grace, with the same empty-window
+//!   and quiet rules, per exchange and composite.
+//! - A trade is late when its finest window is final: it is then in no interval's candle, even
+//!   when a coarser window containing it is still open, so every interval stays the exact
+//!   rollup of the finest.
+//! - After a restart, [`Engine::seed_interval`] seeds each interval's series like
+//!   [`Engine::seed`], and [`Engine::restore_rollups`] gives the open coarse windows back their
+//!   rolled-up part from the published finer finals, so trades need only be read again from
+//!   [`Engine::oldest_open_window`], which concerns the finest interval.
 //!
 //! The per-trade path ([`Engine::apply`], and [`Engine::advance`] into a reused `Vec`) does not
 //! allocate once a series exists and its window buffer has grown to the number of windows open
-//! at once (usually one or two); `tests/no_alloc.rs` checks this with a counting allocator.
+//! at once (usually one or two), with any number of intervals (a pair's rollups are allocated
+//! once, when the pair is first seen); `tests/no_alloc.rs` checks this with a counting
+//! allocator.
 
+mod rollup;
 mod series;
+mod window;
 
 use crate::candle::Candle;
+use crate::intervals::Intervals;
 use crate::market::Source;
 use crate::pair::Pair;
 use crate::time::{Duration, Interval, Micros};
 use crate::trade::Trade;
 use rust_decimal::Decimal;
-use series::{Key, PairState};
+use series::PairState;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use window::Key;
 
-pub use series::MAX_QUIET_WINDOWS;
+pub use window::MAX_QUIET_WINDOWS;
 
 /// Which clock finalizes windows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -144,6 +166,8 @@ impl Hasher for FxHasher {
 #[derive(Clone, Debug)]
 pub struct Engine {
     config: EngineConfig,
+    /// Every interval built; `config.interval` is the finest.
+    intervals: Intervals,
     pairs: Vec<PairState>,
     index: HashMap<Pair, usize, BuildHasherDefault<FxHasher>>,
     /// The pair of the previous trade (trades often come in runs of one pair).
@@ -161,10 +185,20 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine with nothing in it.
+    /// An engine with nothing in it, building the one interval of `config`.
     pub fn new(config: EngineConfig) -> Engine {
+        Engine::with_intervals(config, Intervals::one(config.interval))
+    }
+
+    /// An engine with nothing in it, building every interval of `intervals` (see the module
+    /// docs, "Several intervals"); `config.interval` is replaced by the finest of them, so a
+    /// [`crate::finality::Finality`] made from [`Engine::config`] is due at every interval's
+    /// finalization instants (coarser windows end on finest boundaries).
+    pub fn with_intervals(mut config: EngineConfig, intervals: Intervals) -> Engine {
+        config.interval = intervals.finest();
         Engine {
             config,
+            intervals,
             pairs: Vec::new(),
             index: HashMap::default(),
             last_pair: 0,
@@ -180,6 +214,11 @@ impl Engine {
     /// The configuration it was built with.
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    /// Every interval it builds, finest first.
+    pub fn intervals(&self) -> &Intervals {
+        &self.intervals
     }
 
     /// Trades rejected as late so far.
@@ -223,7 +262,8 @@ impl Engine {
         let at = match found {
             Some(at) => at,
             None => {
-                self.pairs.push(PairState::new(pair));
+                let coarse = self.intervals.coarser().len();
+                self.pairs.push(PairState::new(pair, coarse));
                 self.index.insert(pair, self.pairs.len() - 1);
                 self.pairs.len() - 1
             }
@@ -247,11 +287,7 @@ impl Engine {
             Source::Composite => &mut state.composite,
             Source::Exchange(e) => &mut state.exchanges[e.index()].progress,
         };
-        let next = interval.window_end(interval.window_start(start));
-        if progress.next_emit.is_none_or(|n| n < next) {
-            progress.next_emit = Some(next);
-            progress.last_close = Some(close);
-        }
+        progress.seed(interval.window_end(interval.window_start(start)), close);
         // Windows that every series of the pair has finalized can go.
         let composite = state.composite;
         for series in &mut state.exchanges {
@@ -262,6 +298,65 @@ impl Engine {
             {
                 series.open.pop_front();
             }
+        }
+    }
+
+    /// Like [`Engine::seed`] for any interval of the set: the candle of `source` of `interval`
+    /// for the window starting at `start` was already finalized elsewhere with close `close`.
+    /// An interval not in the set is ignored.
+    pub fn seed_interval(
+        &mut self,
+        pair: Pair,
+        source: Source,
+        interval: Interval,
+        start: Micros,
+        close: Decimal,
+    ) {
+        let intervals = self.intervals;
+        let coarse = intervals.coarser();
+        let Some(k) = coarse.iter().position(|&c| c == interval) else {
+            if interval == intervals.finest() {
+                self.seed(pair, source, start, close);
+            }
+            return;
+        };
+        if !(-TIME_LIMIT..=TIME_LIMIT).contains(&start.0) {
+            return;
+        }
+        let n = coarse.len();
+        let at = self.pair_index(pair);
+        let start = interval.window_start(start);
+        self.pairs[at]
+            .rollup_mut(source, k, n)
+            .seed(start, close, interval);
+    }
+
+    /// After a restart, gives the coarser intervals of `pair`'s `source` back the part of their
+    /// open windows that was rolled up before: `finals` are that series' finals of the set's
+    /// finer intervals published since (at least) the start of each coarse interval's open
+    /// window, in any order. Call it after seeding every interval ([`Engine::seed_interval`]),
+    /// before the first trade of the pair. Finals that cannot be this engine's (an interval not
+    /// in the set, a start beyond the engine's time range) make it do nothing.
+    pub fn restore_rollups(&mut self, pair: Pair, source: Source, finals: &[Candle]) {
+        let intervals = self.intervals;
+        let coarse = intervals.coarser();
+        let n = coarse.len();
+        let foreign = |c: &Candle| {
+            !intervals.contains(c.interval) || !(-TIME_LIMIT..=TIME_LIMIT).contains(&c.start.0)
+        };
+        if n == 0 || finals.iter().any(foreign) {
+            return;
+        }
+        let at = self.pair_index(pair);
+        for (k, &interval) in coarse.iter().enumerate() {
+            let place = rollup::At {
+                pair,
+                source,
+                interval,
+            };
+            self.pairs[at]
+                .rollup_mut(source, k, n)
+                .restore(finals, place);
         }
     }
 
@@ -330,10 +425,15 @@ impl Engine {
             .saturating_sub(self.config.grace.0)
             .clamp(-TIME_LIMIT, TIME_LIMIT);
         let before = self.config.interval.window_start(Micros(edge));
-        self.finalize_before(before, out);
+        let mut coarse_before = [Micros(0); Intervals::MAX];
+        for (b, interval) in coarse_before.iter_mut().zip(self.intervals.coarser()) {
+            *b = interval.window_start(Micros(edge));
+        }
+        self.finalize_before(before, &coarse_before, out);
     }
 
-    /// Finalizes every open window regardless of the clock (the end of a replay).
+    /// Finalizes every open window of every interval regardless of the clock (the end of a
+    /// replay).
     pub fn flush(&mut self, out: &mut Vec<Candle>) {
         let interval = self.config.interval;
         let last = self
@@ -342,40 +442,56 @@ impl Engine {
             .flat_map(|p| p.exchanges.iter())
             .filter_map(|s| s.open.back().map(|w| interval.window_end(w.start)))
             .max();
-        if let Some(before) = last {
-            self.finalize_before(before, out);
+        let coarse = self.intervals.coarser();
+        let mut coarse_before = [Micros(i64::MIN); Intervals::MAX];
+        for (k, (b, c)) in coarse_before.iter_mut().zip(coarse).enumerate() {
+            // The coarse window of the last finest window, and any window being rolled up.
+            let of_last = last.map(|end| c.window_end(c.window_start(Micros(end.0 - 1))));
+            let rolled = self.pairs.iter().filter_map(|p| p.rollup_end(k, coarse));
+            *b = of_last
+                .into_iter()
+                .chain(rolled)
+                .max()
+                .unwrap_or(Micros(i64::MIN));
         }
+        let before = last.unwrap_or(self.finalized_before);
+        self.finalize_before(before, &coarse_before, out);
     }
 
-    fn finalize_before(&mut self, before: Micros, out: &mut Vec<Candle>) {
-        if before <= self.finalized_before {
-            return;
-        }
-        self.finalized_before = before;
-        let interval = self.config.interval;
+    /// Finalizes every finest window that starts before `before` and every coarse window that
+    /// starts before its interval's entry of `coarse_before`; candles come out ordered by
+    /// interval, window start, pair, source.
+    fn finalize_before(&mut self, before: Micros, coarse_before: &[Micros], out: &mut Vec<Candle>) {
         let first = out.len();
-        for state in &mut self.pairs {
-            state.finalize(interval, before, out);
+        if before > self.finalized_before {
+            self.finalized_before = before;
+            for state in &mut self.pairs {
+                state.finalize(&self.intervals, before, out);
+            }
+        }
+        let coarse = self.intervals.coarser();
+        if !coarse.is_empty() {
+            for state in &mut self.pairs {
+                state.finalize_rollups(coarse, coarse_before, out);
+            }
         }
         // Identities are unique, so an unstable (allocation-free) sort gives one order.
-        out[first..].sort_unstable_by_key(|c| (c.start, c.pair, c.source));
+        out[first..].sort_unstable_by_key(|c| (c.interval, c.start, c.pair, c.source));
     }
 
     /// In-progress snapshots (`is_final == false`) of every open window that changed since the
     /// last call, for live updates.
     pub fn take_updates(&mut self, out: &mut Vec<Candle>) {
-        let interval = self.config.interval;
         for state in &mut self.pairs {
-            state.in_progress(interval, true, out);
+            state.in_progress(&self.intervals, true, out);
             state.mark_unchanged();
         }
     }
 
     /// The current in-progress candle of every open window, changed or not.
     pub fn snapshot(&self, out: &mut Vec<Candle>) {
-        let interval = self.config.interval;
         for state in &self.pairs {
-            state.in_progress(interval, false, out);
+            state.in_progress(&self.intervals, false, out);
         }
     }
 }

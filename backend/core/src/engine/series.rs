@@ -1,207 +1,17 @@
-//! One pair's series inside the engine: each exchange's open windows ([`Window`]), where each
-//! series stands in its run of final candles ([`Progress`]), and the pair's composite, merged
-//! from its exchanges' windows when needed ([`PairState`]).
+//! One pair's series inside the engine: each exchange's open windows, the pair's composite
+//! (merged from its exchanges' windows when needed) ([`PairState`]), and the rollups of the
+//! coarser intervals fed by their finals.
 
+use super::rollup::{At, Rollup};
+use super::window::{Key, Progress, Window};
 use crate::candle::Candle;
-use crate::market::{Exchange, Side, Source};
+use crate::intervals::Intervals;
+use crate::market::{Exchange, Source};
 use crate::pair::Pair;
 use crate::time::{Interval, Micros};
 use crate::trade::Trade;
 use rust_decimal::Decimal;
-use std::cmp::Ordering;
 use std::collections::VecDeque;
-
-/// Total order of trades within a window: (trade time, exchange, trade id, arrival).
-pub(super) type Key = (Micros, u8, u64, u64);
-
-/// A series that had no trade for this many windows in a row ends (see the module docs): at
-/// most this many flat candles follow its last trade, and one `advance` emits at most this many
-/// per series.
-pub const MAX_QUIET_WINDOWS: u32 = 10_000;
-
-/// One open window of one exchange's series. The pair's composite window for the same start is
-/// the merge of its exchanges' windows ([`Window::merge`]), built only when a composite candle
-/// is needed, so each trade is added once.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Window {
-    pub(super) start: Micros,
-    open_key: Key,
-    close_key: Key,
-    open: Decimal,
-    high: Decimal,
-    low: Decimal,
-    close: Decimal,
-    quote_volume: Decimal,
-    /// Σ quantity of trades whose taker bought.
-    buy_volume: Decimal,
-    /// Σ quantity of trades whose taker sold.
-    sell_volume: Decimal,
-    /// Σ quantity of trades without a taker side. Volume is the sum of the three, computed when
-    /// a candle is built (one addition per trade instead of two).
-    unknown_volume: Decimal,
-    trades: u64,
-    /// Changed since the last in-progress snapshot of the exchange's candle.
-    pub(super) dirty: bool,
-    /// Changed since the last in-progress snapshot of the composite candle.
-    pub(super) composite_dirty: bool,
-}
-
-impl Window {
-    fn new(start: Micros, key: Key, trade: &Trade, notional: Decimal) -> Window {
-        let mut w = Window {
-            start,
-            open_key: key,
-            close_key: key,
-            open: trade.price,
-            high: trade.price,
-            low: trade.price,
-            close: trade.price,
-            quote_volume: notional,
-            buy_volume: Decimal::ZERO,
-            sell_volume: Decimal::ZERO,
-            unknown_volume: Decimal::ZERO,
-            trades: 1,
-            dirty: true,
-            composite_dirty: true,
-        };
-        *w.side_volume(trade.side) = trade.quantity;
-        w
-    }
-
-    #[inline]
-    fn side_volume(&mut self, side: Side) -> &mut Decimal {
-        match side {
-            Side::Buy => &mut self.buy_volume,
-            Side::Sell => &mut self.sell_volume,
-            Side::Unknown => &mut self.unknown_volume,
-        }
-    }
-
-    #[inline]
-    fn add(&mut self, key: Key, trade: &Trade, notional: Decimal) {
-        // open_key <= close_key and low <= high, so each pair of tests needs at most one branch.
-        if key < self.open_key {
-            self.open_key = key;
-            self.open = trade.price;
-        } else if key > self.close_key {
-            self.close_key = key;
-            self.close = trade.price;
-        }
-        if cmp(&trade.price, &self.high).is_gt() {
-            self.high = trade.price;
-        } else if cmp(&trade.price, &self.low).is_lt() {
-            self.low = trade.price;
-        }
-        add(&mut self.quote_volume, notional);
-        add(self.side_volume(trade.side), trade.quantity);
-        self.trades += 1;
-        self.dirty = true;
-        self.composite_dirty = true;
-    }
-
-    /// Adds another window of the same start (another exchange's) into this one: the result is
-    /// the window that every trade of both would have built.
-    fn merge(&mut self, other: &Window) {
-        if other.open_key < self.open_key {
-            self.open_key = other.open_key;
-            self.open = other.open;
-        }
-        if other.close_key > self.close_key {
-            self.close_key = other.close_key;
-            self.close = other.close;
-        }
-        self.high = self.high.max(other.high);
-        self.low = self.low.min(other.low);
-        add(&mut self.quote_volume, other.quote_volume);
-        add(&mut self.buy_volume, other.buy_volume);
-        add(&mut self.sell_volume, other.sell_volume);
-        add(&mut self.unknown_volume, other.unknown_volume);
-        self.trades += other.trades;
-    }
-
-    fn candle(&self, pair: Pair, source: Source, interval: Interval, is_final: bool) -> Candle {
-        Candle {
-            pair,
-            source,
-            interval,
-            start: self.start,
-            open: self.open,
-            high: self.high,
-            low: self.low,
-            close: self.close,
-            volume: {
-                let mut volume = self.buy_volume;
-                add(&mut volume, self.sell_volume);
-                add(&mut volume, self.unknown_volume);
-                volume
-            },
-            quote_volume: self.quote_volume,
-            buy_volume: self.buy_volume,
-            sell_volume: self.sell_volume,
-            trades: self.trades,
-            is_final,
-        }
-    }
-}
-
-/// Where one series (a pair and source) stands in its sequence of final candles.
-#[derive(Clone, Copy, Debug, Default)]
-pub(super) struct Progress {
-    /// Close of the last finalized candle: the price of the next flat candle.
-    pub(super) last_close: Option<Decimal>,
-    /// Start of the next window to finalize; `None` until the series' first candle is final,
-    /// and again once it has ended after [`MAX_QUIET_WINDOWS`] flat candles.
-    pub(super) next_emit: Option<Micros>,
-    /// Flat candles in a row since the last window with a trade.
-    quiet: u32,
-}
-
-impl Progress {
-    /// Whether the window starting at `start` was already finalized (or seeded) in this series.
-    #[inline]
-    pub(super) fn is_final(&self, start: Micros) -> bool {
-        self.next_emit.is_some_and(|n| start < n)
-    }
-
-    /// The next window to finalize if it starts before `before`: its start.
-    fn next_before(&self, first_open: Option<Micros>, before: Micros) -> Option<Micros> {
-        self.next_emit.or(first_open).filter(|&next| next < before)
-    }
-
-    /// Records `candle` as this series' latest final candle; a flat one that makes the series
-    /// quiet for [`MAX_QUIET_WINDOWS`] windows ends it.
-    fn emitted(&mut self, candle: &Candle) {
-        self.last_close = Some(candle.close);
-        self.next_emit = Some(candle.end());
-        if candle.trades == 0 {
-            self.quiet += 1;
-            if self.quiet >= MAX_QUIET_WINDOWS {
-                self.next_emit = None;
-                self.quiet = 0;
-            }
-        } else {
-            self.quiet = 0;
-        }
-    }
-
-    /// The candle for the window at `start`: `window`'s, or a flat one at the last close if the
-    /// window had no trade. `None` only before the series' first candle.
-    fn final_candle(
-        &mut self,
-        window: Option<&Window>,
-        pair: Pair,
-        source: Source,
-        interval: Interval,
-        start: Micros,
-    ) -> Option<Candle> {
-        let candle = match window {
-            Some(w) => w.candle(pair, source, interval, true),
-            None => Candle::flat(pair, source, interval, start, self.last_close?),
-        };
-        self.emitted(&candle);
-        Some(candle)
-    }
-}
 
 /// One exchange's series of one pair: its open windows (sorted by start) and its progress.
 #[derive(Clone, Debug, Default)]
@@ -231,13 +41,15 @@ impl Series {
             .insert(at, Window::new(start, key, trade, notional));
     }
 
-    /// Finalizes every window that starts before `before`, appending candles to `out`.
+    /// Finalizes every window that starts before `before`, appending candles to `out`, and
+    /// folds each final window into the coarser intervals' `rollups` (one per `coarse` interval).
     fn finalize(
         &mut self,
         pair: Pair,
         source: Source,
         interval: Interval,
         before: Micros,
+        (coarse, rollups): (&[Interval], &mut [Rollup]),
         out: &mut Vec<Candle>,
     ) {
         // Windows this series already has a final for (seeded) were kept for the composite only.
@@ -252,18 +64,37 @@ impl Series {
             .progress
             .next_before(self.open.front().map(|w| w.start), before)
         {
-            let window = self.open.front().filter(|w| w.start == next);
-            let Some(candle) = self
-                .progress
-                .final_candle(window, pair, source, interval, next)
+            let window = self.open.front().copied().filter(|w| w.start == next);
+            let Some(candle) =
+                self.progress
+                    .final_candle(window.as_ref(), pair, source, interval, next)
             else {
                 return;
             };
-            if window.is_some() {
-                self.open.pop_front();
-            }
             out.push(candle);
+            if let Some(w) = window {
+                self.open.pop_front();
+                fold(&w, w.dirty, (pair, source), (coarse, rollups), out);
+            }
         }
+    }
+}
+
+/// Folds the finest interval's final window `w` into each coarse interval's rollup.
+fn fold(
+    w: &Window,
+    dirty: bool,
+    (pair, source): (Pair, Source),
+    (coarse, rollups): (&[Interval], &mut [Rollup]),
+    out: &mut Vec<Candle>,
+) {
+    for (rollup, &interval) in rollups.iter_mut().zip(coarse) {
+        let at = At {
+            pair,
+            source,
+            interval,
+        };
+        rollup.fold(w, dirty, at, out);
     }
 }
 
@@ -274,6 +105,19 @@ pub(super) struct PairState {
     pub(super) pair: Pair,
     pub(super) composite: Progress,
     pub(super) exchanges: [Series; Exchange::COUNT],
+    /// The coarser intervals' series: for each source (the exchanges in [`Exchange::ALL`]
+    /// order, then the composite), one [`Rollup`] per coarse interval.
+    rollups: Vec<Rollup>,
+}
+
+/// How many sources a pair has: its exchanges and the composite.
+const SOURCES: usize = Exchange::COUNT + 1;
+
+/// The source of rollup slot `slot`.
+fn slot_source(slot: usize) -> Source {
+    Exchange::ALL
+        .get(slot)
+        .map_or(Source::Composite, |&e| Source::Exchange(e))
 }
 
 /// A cursor over the windows of a pair's exchanges, in order of window start.
@@ -319,24 +163,50 @@ impl Cursor {
 }
 
 impl PairState {
-    pub(super) fn new(pair: Pair) -> PairState {
+    /// A pair with nothing in it, built for `coarse` intervals besides the finest.
+    pub(super) fn new(pair: Pair, coarse: usize) -> PairState {
         PairState {
             pair,
             composite: Progress::default(),
             exchanges: Default::default(),
+            rollups: vec![Rollup::default(); coarse * SOURCES],
         }
     }
 
-    /// Finalizes every window of every series of this pair that starts before `before`.
-    pub(super) fn finalize(&mut self, interval: Interval, before: Micros, out: &mut Vec<Candle>) {
+    /// The rollup of `source` for coarse interval number `k` of `coarse` of them.
+    pub(super) fn rollup_mut(&mut self, source: Source, k: usize, coarse: usize) -> &mut Rollup {
+        let slot = match source {
+            Source::Exchange(e) => e.index(),
+            Source::Composite => Exchange::COUNT,
+        };
+        &mut self.rollups[slot * coarse + k]
+    }
+
+    /// The rollups of source slot `slot` (one per coarse interval).
+    fn rollups_of(&mut self, slot: usize, coarse: usize) -> &mut [Rollup] {
+        &mut self.rollups[slot * coarse..(slot + 1) * coarse]
+    }
+
+    /// Finalizes every finest window of every series of this pair that starts before `before`
+    /// and folds them into the coarser intervals' rollups.
+    pub(super) fn finalize(
+        &mut self,
+        intervals: &Intervals,
+        before: Micros,
+        out: &mut Vec<Candle>,
+    ) {
         let pair = self.pair;
+        let interval = intervals.finest();
+        let coarse = intervals.coarser();
+        let n = coarse.len();
+        let (exchange_rollups, composite_rollups) = self.rollups.split_at_mut(Exchange::COUNT * n);
         // The composite first: it reads the exchanges' windows, which their finalization removes.
         let mut cursor = Cursor::default();
         while let Some(next) = self
             .composite
             .next_before(cursor.peek(&self.exchanges), before)
         {
-            let (window, _) = cursor.merge_at(&self.exchanges, next);
+            let (window, dirty) = cursor.merge_at(&self.exchanges, next);
             match self.composite.final_candle(
                 window.as_ref(),
                 pair,
@@ -347,21 +217,65 @@ impl PairState {
                 Some(candle) => out.push(candle),
                 None => break,
             }
+            if let Some(w) = window {
+                let to = (coarse, &mut *composite_rollups);
+                fold(&w, dirty, (pair, Source::Composite), to, out);
+            }
         }
-        for (series, e) in self.exchanges.iter_mut().zip(Exchange::ALL) {
-            series.finalize(pair, Source::Exchange(e), interval, before, out);
+        for (i, (series, e)) in self.exchanges.iter_mut().zip(Exchange::ALL).enumerate() {
+            let rollups = &mut exchange_rollups[i * n..(i + 1) * n];
+            series.finalize(
+                pair,
+                Source::Exchange(e),
+                interval,
+                before,
+                (coarse, rollups),
+                out,
+            );
         }
     }
 
-    /// In-progress candles of every open window, or only of those changed since the last
-    /// [`PairState::mark_unchanged`] if `changed_only`.
+    /// Finalizes every coarse window that starts before its interval's entry of `before` (one
+    /// per coarse interval), flat candles included.
+    pub(super) fn finalize_rollups(
+        &mut self,
+        coarse: &[Interval],
+        before: &[Micros],
+        out: &mut Vec<Candle>,
+    ) {
+        let pair = self.pair;
+        for slot in 0..SOURCES {
+            let source = slot_source(slot);
+            let rollups = self.rollups_of(slot, coarse.len());
+            for ((rollup, &interval), &before) in rollups.iter_mut().zip(coarse).zip(before) {
+                let at = At {
+                    pair,
+                    source,
+                    interval,
+                };
+                rollup.finalize_before(before, at, out);
+            }
+        }
+    }
+
+    /// The latest end of a coarse window of interval number `k` (of the coarse ones) being
+    /// rolled up in any series of this pair.
+    pub(super) fn rollup_end(&self, k: usize, coarse: &[Interval]) -> Option<Micros> {
+        (0..SOURCES)
+            .filter_map(|slot| self.rollups[slot * coarse.len() + k].open_end(coarse[k]))
+            .max()
+    }
+
+    /// In-progress candles of every open window of every interval, or only of those changed
+    /// since the last [`PairState::mark_unchanged`] if `changed_only`.
     pub(super) fn in_progress(
         &self,
-        interval: Interval,
+        intervals: &Intervals,
         changed_only: bool,
         out: &mut Vec<Candle>,
     ) {
         let pair = self.pair;
+        let interval = intervals.finest();
         let mut cursor = Cursor::default();
         while let Some(start) = cursor.peek(&self.exchanges) {
             let (window, dirty) = cursor.merge_at(&self.exchanges, start);
@@ -379,6 +293,38 @@ impl PairState {
                 }
             }
         }
+        self.rollups_in_progress(intervals.coarser(), changed_only, out);
+    }
+
+    /// In-progress candles of the coarse windows: what is rolled up plus the open finest windows.
+    fn rollups_in_progress(&self, coarse: &[Interval], changed_only: bool, out: &mut Vec<Candle>) {
+        let n = coarse.len();
+        for slot in 0..SOURCES {
+            let source = slot_source(slot);
+            for (k, &interval) in coarse.iter().enumerate() {
+                let at = At {
+                    pair: self.pair,
+                    source,
+                    interval,
+                };
+                let rollup = &self.rollups[slot * n + k];
+                match self.exchanges.get(slot) {
+                    Some(series) => {
+                        let open = series.open.iter().map(|w| (*w, w.dirty));
+                        rollup.in_progress(open, at, changed_only, out);
+                    }
+                    None => {
+                        let mut cursor = Cursor::default();
+                        let open = std::iter::from_fn(|| {
+                            let start = cursor.peek(&self.exchanges)?;
+                            let (w, dirty) = cursor.merge_at(&self.exchanges, start);
+                            w.map(|w| (w, dirty))
+                        });
+                        rollup.in_progress(open, at, changed_only, out);
+                    }
+                }
+            }
+        }
     }
 
     /// Marks every window as reported by a live update.
@@ -387,31 +333,8 @@ impl PairState {
             w.dirty = false;
             w.composite_dirty = false;
         }
-    }
-}
-
-/// `sum += x`; sums of one series nearly always share the scale of their terms, and then adding
-/// the mantissas is exact and much cheaper than the general addition (which this falls back to).
-#[inline]
-fn add(sum: &mut Decimal, x: Decimal) {
-    if sum.scale() == x.scale()
-        && let Ok(total) =
-            Decimal::try_from_i128_with_scale(sum.mantissa() + x.mantissa(), x.scale())
-    {
-        *sum = total;
-    } else {
-        // Beyond Decimal's range (~7.9e28), which no real market reaches: saturate, never panic.
-        *sum = sum.checked_add(x).unwrap_or(Decimal::MAX);
-    }
-}
-
-/// Compares two decimals; prices of one series nearly always share a scale, and then comparing
-/// the (signed) mantissas is exact and much cheaper than the general comparison.
-#[inline]
-fn cmp(a: &Decimal, b: &Decimal) -> Ordering {
-    if a.scale() == b.scale() {
-        a.mantissa().cmp(&b.mantissa())
-    } else {
-        a.cmp(b)
+        for rollup in &mut self.rollups {
+            rollup.mark_unchanged();
+        }
     }
 }
