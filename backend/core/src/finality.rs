@@ -7,7 +7,7 @@
 //! A loop on tokio uses it like this (`--embedded` can; the service's consume loop starts a
 //! watermark round instead of advancing at once):
 //!
-//! ```ignore
+//! ```text
 //! let mut finality = Finality::new(engine_config, Micros::now());
 //! loop {
 //!     tokio::select! {

@@ -8,7 +8,7 @@
 //!
 //! A loop on tokio uses it like this (the service's consume loop does; `--embedded` can):
 //!
-//! ```ignore
+//! ```text
 //! let mut throttle = Throttle::new(update_interval);
 //! loop {
 //!     let due = throttle.due();
