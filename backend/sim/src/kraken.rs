@@ -13,6 +13,7 @@
 
 use crate::http::{Request, Response};
 use crate::market::Market;
+use crate::ratelimit::Rule;
 use crate::venue::{Parsed, Session, Venue, json_str};
 use candles_core::symbols::{pair_from_symbol, rest_symbol, ws_symbol};
 use candles_core::{Decimal, Exchange, Micros, Pair, Side, Trade};
@@ -339,6 +340,19 @@ impl Kraken {
 }
 
 impl Venue for Kraken {
+    /// Public endpoints: about one call a second, with a small burst.
+    fn rest_limit(&self) -> Rule {
+        Rule::Bucket {
+            burst: 3.0,
+            per_second: 1.0,
+        }
+    }
+
+    /// HTTP 200 with `EGeneral:Too many requests`, no `Retry-After`.
+    fn rate_limited(&self, _retry_after: std::time::Duration, _banned: bool) -> Response {
+        kraken_error("EGeneral:Too many requests")
+    }
+
     fn exchange(&self) -> Exchange {
         Exchange::Kraken
     }
