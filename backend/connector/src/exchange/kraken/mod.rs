@@ -12,6 +12,7 @@ use super::{
     ForPair, Frame, Gap, Keepalive, Listing, Origin, Page, Venue, join_url, rfc3339_micros, stamped,
 };
 use crate::error::ParseError;
+use crate::pacer::RestLimit;
 use candles_core::symbols::{rest_symbol, ws_symbol};
 use candles_core::{Decimal, Exchange, Micros, Pair, Side, Trade};
 use messages::{AssetPair, Envelope, RestResponse, RestTrade, TradeData};
@@ -91,6 +92,20 @@ fn rest_result(
 }
 
 impl Venue for Kraken {
+    /// Public endpoints: about one call a second with a small burst; 2 at once, then 0.9 a
+    /// second.
+    fn rest_limit(&self) -> RestLimit {
+        RestLimit {
+            burst: 2.0,
+            per_second: 0.9,
+        }
+    }
+
+    /// Kraken says it in the body of an HTTP 200: `{"error":["EGeneral:Too many requests"]}`.
+    fn is_rate_limited(&self, status: u16, body: &str) -> bool {
+        status == 429 || body.contains("EGeneral:Too many requests")
+    }
+
     fn exchange(&self) -> Exchange {
         Exchange::Kraken
     }
