@@ -335,3 +335,35 @@ pub async fn check_pairs(config: &ConnectorConfig) -> Result<(), ListingError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use candles_core::Side;
+
+    #[test]
+    fn trades_beyond_a_gap_serve_the_next_gaps_without_a_request() {
+        let pair = Pair::parse("BTC-USDT").unwrap();
+        let config = ConnectorConfig::new(Exchange::Kraken, vec![pair]);
+        let mut filler = RestFiller::new(&config).unwrap();
+        let trade =
+            |id| Trade::new(Exchange::Kraken, pair, id, "1", "1", Side::Buy, Micros(1)).unwrap();
+        let gap = |after_id, until_id| Gap {
+            pair,
+            after_id,
+            after_time: Micros(1),
+            until_id,
+        };
+        let page: Vec<Trade> = (2..=20).map(trade).collect();
+        filler.keep(&gap(1, 4), &page);
+        let ids = |found: BTreeMap<u64, Trade>| found.into_keys().collect::<Vec<_>>();
+        assert_eq!(ids(filler.take_kept(&gap(6, 9))), [7, 8, 9]);
+        // What was before the gap is let go; what is after stays.
+        assert_eq!(ids(filler.take_kept(&gap(4, 8))), Vec::<u64>::new());
+        assert_eq!(
+            ids(filler.take_kept(&gap(15, 30))),
+            (16..=20).collect::<Vec<_>>()
+        );
+    }
+}

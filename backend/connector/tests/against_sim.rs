@@ -1587,3 +1587,34 @@ async fn binance_with_rest_limit_and_dropped_sockets_loses_nothing_and_is_never_
         out.rate_limited
     );
 }
+
+/// Kraken names DOGE `XDG` in REST: the listing check asks for `XDGUSDT` and a DOGE-USDT
+/// stream gets its trades.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kraken_doge_passes_the_listing_check_under_its_kraken_name() {
+    logs();
+    let doge = Pair::parse("DOGE-USDT").unwrap();
+    let sim = exchange_sim::start(SimConfig {
+        exchange: Exchange::Kraken,
+        pairs: vec![doge],
+        source: TradeSource::Synthetic { rate: 50.0 },
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let mut config = connector_config(Exchange::Kraken, &sim);
+    config.pairs = vec![doge];
+    check_pairs(&config).await.unwrap();
+    let (tx, mut trades) = tokio::sync::mpsc::channel(1024);
+    let (status, _status_rx) = watch::channel(ConnState::Connecting);
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(run(config, ChannelSink(tx), status, shutdown.clone()));
+    let first = tokio::time::timeout(Duration::from_secs(10), trades.recv())
+        .await
+        .expect("a DOGE-USDT trade within 10 s")
+        .expect("the stream is open");
+    assert_eq!(first.pair, doge);
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    sim.stop().await;
+}
