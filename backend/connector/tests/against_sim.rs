@@ -1618,3 +1618,45 @@ async fn kraken_doge_passes_the_listing_check_under_its_kraken_name() {
     task.await.unwrap().unwrap();
     sim.stop().await;
 }
+
+/// A client paced faster than the exchange allows (as two connectors on one IP would be) still
+/// never asks while told to wait: Kraken's `EGeneral:Too many requests` and Coinbase's 429 hold
+/// every request off, and each request is answered in the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_answers_hold_requests_off_and_are_never_ignored() {
+    logs();
+    for (exchange, path, requests) in [
+        (Exchange::Kraken, "/0/public/AssetPairs?pair=XBTUSDT", 6),
+        (Exchange::Coinbase, "/products", 30),
+    ] {
+        let sim = exchange_sim::start(SimConfig {
+            exchange,
+            rest_limit: true,
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        let mut config = connector_config(exchange, &sim);
+        config.rest_pacer = Arc::new(candles_connector::pacer::Pacer::new(
+            candles_connector::pacer::RestLimit {
+                burst: 50.0,
+                per_second: 50.0,
+            },
+        ));
+        let client = candles_connector::rest::RestClient::new(&config).unwrap();
+        let url = format!("{}{path}", sim.rest_url());
+        for i in 0..requests {
+            let (status, body) = client.get(&url).await.unwrap();
+            assert_eq!(status, 200, "{exchange} request {i}: {body}");
+            assert!(!body.contains("Too many"), "{body}");
+        }
+        println!(
+            "{exchange}: {requests} requests, {} rate-limit answers, {} violations",
+            sim.rate_limited(),
+            sim.rate_limit_violations()
+        );
+        assert!(sim.rate_limited() >= 1, "{exchange}: the limit was reached");
+        assert_eq!(sim.rate_limit_violations(), 0, "{exchange}");
+        sim.stop().await;
+    }
+}
