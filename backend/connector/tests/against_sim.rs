@@ -1418,6 +1418,7 @@ struct Outcome {
     figures: Snapshot,
     rate_limited: u64,
     violations: u64,
+    rest_requests: u64,
 }
 
 /// Runs the connector against a simulator made from `sim_config` until the simulator is done
@@ -1456,6 +1457,7 @@ async fn run_to_kafka(sim_config: SimConfig, budget: Duration, wait: Duration) -
     sink.flush(Duration::from_secs(5)).await.unwrap();
     let published = reader.stop().iter().map(|r| r.trade).collect();
     let (rate_limited, violations) = (sim.rate_limited(), sim.rate_limit_violations());
+    let rest_requests = sim.rest_requests();
     sim.stop().await;
     Outcome {
         truth,
@@ -1464,6 +1466,7 @@ async fn run_to_kafka(sim_config: SimConfig, budget: Duration, wait: Duration) -
         figures: counters.snapshot(),
         rate_limited,
         violations,
+        rest_requests,
     }
 }
 
@@ -1530,9 +1533,10 @@ async fn kraken_split_fills_missing_from_the_websocket_all_reach_kafka_within_th
         .map(|t| (t.pair, t.id))
         .collect();
     println!(
-        "kraken split fills: {split} of {} trades; gaps {}, backfilled {}, unfilled {}; sim rate-limited {}, violations {}",
+        "kraken split fills: {split} of {} trades; gaps {}, REST requests {}, backfilled {}, unfilled {}; sim rate-limited {}, violations {}",
         out.truth.len(),
         out.figures.gaps,
+        out.rest_requests,
         out.figures.backfilled,
         out.figures.unfilled,
         out.rate_limited,
@@ -1552,6 +1556,12 @@ async fn kraken_split_fills_missing_from_the_websocket_all_reach_kafka_within_th
         out.figures
     );
     assert_eq!(out.violations, 0, "asked again while told to wait");
+    assert!(
+        out.rest_requests < out.figures.gaps,
+        "nearby gaps share requests: {} requests for {} gaps",
+        out.rest_requests,
+        out.figures.gaps
+    );
 }
 
 /// Binance with its request-weight limit, a socket dropped every 2 s and trades skipped: every

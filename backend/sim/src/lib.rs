@@ -222,6 +222,13 @@ impl SimHandle {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// How many REST requests have been answered so far (rate-limit answers included).
+    pub fn rest_requests(&self) -> u64 {
+        self.market
+            .rest_requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// With [`SimConfig::rest_limit`]: REST requests answered with a rate-limit response.
     pub fn rate_limited(&self) -> u64 {
         self.limiter.as_ref().map_or(0, |l| l.limited())

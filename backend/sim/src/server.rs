@@ -120,6 +120,7 @@ async fn handle(mut stream: TcpStream, client: IpAddr, shared: &Shared) -> anyho
 /// The answer to one REST request: the exchange's rate-limit response when `--rest-limit` is
 /// on and `client` is over the limit, else the venue's answer.
 fn rest_answer(shared: &Shared, client: IpAddr, request: &http::Request) -> http::Response {
+    shared.market.rest_requests.fetch_add(1, Ordering::Relaxed);
     if let Some(limiter) = &shared.limiter {
         let cost = shared.venue.rest_cost(&request.path);
         if let Verdict::Limited {
