@@ -6,7 +6,9 @@
 //!   backfill and listing requests.
 //! - [`sequencer`]: per-pair trade-id bookkeeping: duplicates dropped, gaps found.
 //! - [`backoff`]: exponential backoff with full jitter.
-//! - [`rest`]: REST gap fill and the listing check.
+//! - [`pacer`]: one exchange's REST pace (a token bucket at its public limit, hold-offs).
+//! - [`rest`]: the paced REST client, gap fill (nearby gaps served by one request) and the
+//!   listing check.
 //! - [`session`]: the connect → subscribe → read → reconnect loop, [`run`].
 //! - [`sink`]: [`TradeSink`], [`ChannelSink`].
 //! - [`telemetry`]: metric names, shared counters and the log rate limit.
@@ -37,6 +39,7 @@ pub mod exchange;
 pub use candles_kafka as kafka;
 #[cfg(feature = "kafka")]
 pub mod kafka_sink;
+pub mod pacer;
 pub mod rest;
 #[cfg(feature = "kafka")]
 pub mod resume;
@@ -100,6 +103,10 @@ pub struct ConnectorConfig {
     /// refused: counted (`connector_rejected_total{reason="implausible_time"}`), logged, never
     /// published. Default: 7 days back, 1 hour ahead (`--max-trade-age`, `--max-trade-lead`).
     pub time_bounds: candles_core::TimeBounds,
+    /// The exchange's REST pace, shared by every REST user of this configuration (gap fill,
+    /// the listing check; clones share it). Default: the exchange's public limit
+    /// ([`exchange::Venue::rest_limit`]).
+    pub rest_pacer: Arc<pacer::Pacer>,
 }
 
 impl ConnectorConfig {
@@ -122,6 +129,7 @@ impl ConnectorConfig {
             counters: Arc::default(),
             resume: Default::default(),
             time_bounds: candles_core::TimeBounds::default(),
+            rest_pacer: Arc::new(pacer::Pacer::new(exchange::venue(exchange).rest_limit())),
         }
     }
 

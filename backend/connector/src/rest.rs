@@ -1,43 +1,60 @@
-//! The exchange's public REST API: gap fill ([`RestFiller`]) and the listing check
-//! ([`check_pairs`]).
+//! The exchange's public REST API, paced: [`RestClient`], gap fill ([`RestFiller`]) and the
+//! listing check ([`check_pairs`]).
+//!
+//! Every request takes its cost from the exchange's [`Pacer`] first (shared through
+//! [`ConnectorConfig::rest_pacer`]), so the connector never asks more often than the exchange's
+//! public limit; a "too many requests" answer holds every user off (its `Retry-After`, else a
+//! doubling wait) and the request is asked again.
 //!
 //! A gap fill pages through the exchange's trades endpoint until every missing id is found,
-//! the exchange has nothing more, or the fill's time budget or trade cap is spent. Each request
-//! is retried a few times with a short backoff; a fill never blocks the stream for longer than
-//! its budget.
+//! the exchange has nothing more, or the fill's time budget (waits for the pace included) or
+//! trade cap is spent. Trades a page holds beyond its gap are kept, so nearby gaps (Kraken's
+//! split fills: a gap every few trades) are served by one request: a Kraken `since=` page holds
+//! up to 1,000 trades. A failed page is retried a few times with a short backoff; a fill never
+//! blocks the stream for longer than its budget.
 
 use crate::ConnectorConfig;
 use crate::exchange::{Gap, Listing, Venue, venue};
+use crate::pacer::Pacer;
 use crate::sequencer::GapFiller;
-use crate::telemetry::LogLimits;
+use crate::telemetry::{LogLimits, RATE_LIMITED};
 use anyhow::Context;
 use candles_core::retry::Doubling;
 use candles_core::symbols::rest_symbol;
 use candles_core::{Exchange, Micros, Pair, Trade};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
 /// Requests per page before the page counts as failed.
 const TRIES: u32 = 3;
-
-fn client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .user_agent(concat!("candles-connector/", env!("CARGO_PKG_VERSION")))
-        .timeout(timeout)
-        .build()
-        .context("building the HTTP client")
-}
+/// Rate-limit answers in a row to one request before it counts as failed.
+const MAX_REFUSALS: u32 = 8;
+/// Trades kept per pair for nearby gaps.
+const KEEP: usize = 20_000;
 
 /// The largest REST body read (a full trades page is well under 1 MB); a larger one is an
 /// error, not an allocation the server chooses.
 pub const MAX_BODY: usize = 16 * 1024 * 1024;
 
-/// GETs `url`: the status code and the body text (at most [`MAX_BODY`] bytes; invalid UTF-8
-/// is replaced).
-async fn get(client: &reqwest::Client, url: &str) -> Result<(u16, String), String> {
+/// One answer: status, `Retry-After` (in seconds, if given), body text.
+struct Reply {
+    status: u16,
+    retry_after: Option<Duration>,
+    body: String,
+}
+
+/// GETs `url` (at most [`MAX_BODY`] bytes of body; invalid UTF-8 is replaced).
+async fn get(client: &reqwest::Client, url: &str) -> Result<Reply, String> {
     let mut resp = client.get(url).send().await.map_err(|e| e.to_string())?;
     let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
     let mut body = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
         if body.len() + chunk.len() > MAX_BODY {
@@ -47,31 +64,84 @@ async fn get(client: &reqwest::Client, url: &str) -> Result<(u16, String), Strin
         }
         body.extend_from_slice(&chunk);
     }
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    Ok(Reply {
+        status,
+        retry_after,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+/// One exchange's REST API at that exchange's pace (see the module docs). Clones share the
+/// pace.
+#[derive(Debug, Clone)]
+pub struct RestClient {
+    http: reqwest::Client,
+    venue: &'static dyn Venue,
+    pacer: Arc<Pacer>,
+}
+
+impl RestClient {
+    /// A client for `config`'s exchange, paced by `config.rest_pacer`.
+    pub fn new(config: &ConnectorConfig) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("candles-connector/", env!("CARGO_PKG_VERSION")))
+            .timeout(config.rest_timeout)
+            .build()
+            .context("building the HTTP client")?;
+        Ok(RestClient {
+            http,
+            venue: venue(config.exchange),
+            pacer: config.rest_pacer.clone(),
+        })
+    }
+
+    /// GETs `url` when the pace allows: the status code and the body text. A rate-limit answer
+    /// holds off every user of the pace and asks again (counted in
+    /// `connector_rest_rate_limited_total`), up to [`MAX_REFUSALS`] times.
+    pub async fn get(&self, url: &str) -> Result<(u16, String), String> {
+        let exchange = self.venue.exchange();
+        for _ in 0..MAX_REFUSALS {
+            self.pacer.acquire(self.venue.rest_cost(url)).await;
+            let reply = get(&self.http, url).await?;
+            if !self.venue.is_rate_limited(reply.status, &reply.body) {
+                self.pacer.answered();
+                return Ok((reply.status, reply.body));
+            }
+            let wait = self.pacer.refused(reply.retry_after);
+            metrics::counter!(RATE_LIMITED, "exchange" => exchange.as_str()).increment(1);
+            tracing::warn!(%exchange, status = reply.status, ?wait, "REST rate limit reached: holding off");
+        }
+        Err(format!(
+            "still rate-limited after {MAX_REFUSALS} answers in a row"
+        ))
+    }
 }
 
 /// Fills gaps from the exchange's REST trades endpoint.
 #[derive(Debug, Clone)]
 pub struct RestFiller {
-    client: reqwest::Client,
+    rest: RestClient,
     venue: &'static dyn Venue,
     base: String,
     budget: Duration,
     max_trades: u64,
+    /// Trades fetched beyond the gap they were fetched for, per pair, for the next gaps.
+    kept: HashMap<Pair, BTreeMap<u64, Trade>>,
     /// Failed pages are logged at most this often (a REST API that answers garbage to every
     /// request would otherwise write a line per retry).
-    log_limit: std::sync::Arc<std::sync::Mutex<LogLimits>>,
+    log_limit: Arc<Mutex<LogLimits>>,
 }
 
 impl RestFiller {
     /// A filler for `config`'s exchange and REST URL.
     pub fn new(config: &ConnectorConfig) -> anyhow::Result<Self> {
         Ok(RestFiller {
-            client: client(config.rest_timeout)?,
+            rest: RestClient::new(config)?,
             venue: venue(config.exchange),
             base: config.rest_url(),
             budget: config.backfill_budget,
             max_trades: config.backfill_max_trades,
+            kept: HashMap::new(),
             log_limit: Default::default(),
         })
     }
@@ -80,7 +150,7 @@ impl RestFiller {
     async fn page(&self, url: &str, gap: &Gap) -> Option<crate::exchange::Page> {
         let mut wait = Doubling::new(Duration::from_millis(200), Duration::from_secs(1));
         for attempt in 1..=TRIES {
-            let result = match get(&self.client, url).await {
+            let result = match self.rest.get(url).await {
                 Ok((status, body)) => self
                     .venue
                     .parse_backfill(&body, gap, Micros::now())
@@ -106,26 +176,45 @@ impl RestFiller {
         }
         None
     }
+
+    /// The kept trades of `gap`; those after it stay kept, those up to it are let go.
+    fn take_kept(&mut self, gap: &Gap) -> BTreeMap<u64, Trade> {
+        let kept = self.kept.entry(gap.pair).or_default();
+        let after = kept.split_off(&(gap.until_id.saturating_add(1)));
+        std::mem::replace(kept, after)
+            .into_iter()
+            .filter(|(id, _)| gap.contains(*id))
+            .collect()
+    }
+
+    /// Keeps the trades of a page that lie beyond `gap`, for the next gaps.
+    fn keep(&mut self, gap: &Gap, trades: &[Trade]) {
+        let kept = self.kept.entry(gap.pair).or_default();
+        for t in trades.iter().filter(|t| t.id > gap.until_id) {
+            kept.entry(t.id).or_insert(*t);
+        }
+        while kept.len() > KEEP {
+            kept.pop_first();
+        }
+    }
 }
 
 impl GapFiller for RestFiller {
     async fn fill(&mut self, gap: Gap) -> Vec<Trade> {
         let deadline = Instant::now() + self.budget;
         let want = gap.len().min(self.max_trades);
-        let mut found: BTreeMap<u64, Trade> = BTreeMap::new();
+        let mut found = self.take_kept(&gap);
         let mut cursor: Option<String> = None;
-        loop {
+        while (found.len() as u64) < want {
             let url = self.venue.backfill_url(&self.base, &gap, cursor.as_deref());
             let Ok(page) = tokio::time::timeout_at(deadline, self.page(&url, &gap)).await else {
                 tracing::warn!(exchange = %self.venue.exchange(), pair = %gap.pair, budget = ?self.budget, "backfill ran out of time");
                 break;
             };
             let Some(page) = page else { break };
+            self.keep(&gap, &page.trades);
             for t in page.trades.into_iter().filter(|t| gap.contains(t.id)) {
                 found.entry(t.id).or_insert(t);
-            }
-            if found.len() as u64 >= want {
-                break;
             }
             match page.next {
                 Some(next) if cursor.as_deref() != Some(next.as_str()) => cursor = Some(next),
@@ -207,12 +296,13 @@ impl ListingError {
 /// logged as a warning.
 pub async fn check_pairs(config: &ConnectorConfig) -> Result<(), ListingError> {
     let venue = venue(config.exchange);
-    let client = client(config.rest_timeout).map_err(|e| ListingError::Client(format!("{e:#}")))?;
+    let client = RestClient::new(config).map_err(|e| ListingError::Client(format!("{e:#}")))?;
     let base = config.rest_url();
     for &pair in &config.pairs {
         let url = venue.listing_url(&base, pair);
         let (status, body) =
-            get(&client, &url)
+            client
+                .get(&url)
                 .await
                 .map_err(|reason| ListingError::Unreachable {
                     exchange: config.exchange,
@@ -244,4 +334,36 @@ pub async fn check_pairs(config: &ConnectorConfig) -> Result<(), ListingError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use candles_core::Side;
+
+    #[test]
+    fn trades_beyond_a_gap_serve_the_next_gaps_without_a_request() {
+        let pair = Pair::parse("BTC-USDT").unwrap();
+        let config = ConnectorConfig::new(Exchange::Kraken, vec![pair]);
+        let mut filler = RestFiller::new(&config).unwrap();
+        let trade =
+            |id| Trade::new(Exchange::Kraken, pair, id, "1", "1", Side::Buy, Micros(1)).unwrap();
+        let gap = |after_id, until_id| Gap {
+            pair,
+            after_id,
+            after_time: Micros(1),
+            until_id,
+        };
+        let page: Vec<Trade> = (2..=20).map(trade).collect();
+        filler.keep(&gap(1, 4), &page);
+        let ids = |found: BTreeMap<u64, Trade>| found.into_keys().collect::<Vec<_>>();
+        assert_eq!(ids(filler.take_kept(&gap(6, 9))), [7, 8, 9]);
+        // What was before the gap is let go; what is after stays.
+        assert_eq!(ids(filler.take_kept(&gap(4, 8))), Vec::<u64>::new());
+        assert_eq!(
+            ids(filler.take_kept(&gap(15, 30))),
+            (16..=20).collect::<Vec<_>>()
+        );
+    }
 }

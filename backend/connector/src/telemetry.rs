@@ -36,6 +36,8 @@ pub const REJECTED_TRADES: &str = "connector_rejected_total";
 pub const REASON_UNSUBSCRIBED: &str = "unsubscribed";
 /// The `reason` of [`REJECTED_TRADES`] for a trade time outside the accepted window.
 pub const REASON_IMPLAUSIBLE_TIME: &str = "implausible_time";
+/// REST answers saying "too many requests" (each held off and asked again), per exchange.
+pub const RATE_LIMITED: &str = "connector_rest_rate_limited_total";
 /// Kafka delivery errors (each retried), per topic.
 pub const KAFKA_ERRORS: &str = "connector_kafka_errors_total";
 /// 1 while the socket is live, 0 otherwise, per exchange.
@@ -58,6 +60,10 @@ pub fn describe() {
     );
     describe_counter!(RECONNECTS, "WebSocket reconnects, by reason.");
     describe_counter!(GAPS, "Gaps found in trade ids.");
+    describe_counter!(
+        RATE_LIMITED,
+        "REST answers saying too many requests (held off, asked again)."
+    );
     describe_counter!(BACKFILLED, "Trades fetched from REST to fill gaps.");
     describe_counter!(GAP_UNFILLED, "Gaps that could not be filled completely.");
     describe_counter!(

@@ -12,6 +12,7 @@
 
 use crate::http::{Request, Response};
 use crate::market::Market;
+use crate::ratelimit::{Rule, retry_after_secs};
 use crate::venue::{Parsed, Session, Venue, json_str};
 use candles_core::symbols::{pair_from_symbol, rest_symbol, ws_symbol};
 use candles_core::{Decimal, Exchange, Micros, Pair, Side, Trade};
@@ -173,6 +174,41 @@ fn parse_trade_event(event: &Value) -> Option<Trade> {
 }
 
 impl Venue for Binance {
+    /// `REQUEST_WEIGHT`: 6,000 per minute per IP (GET /api/v3/exchangeInfo `rateLimits`).
+    fn rest_limit(&self) -> Rule {
+        Rule::Window {
+            per: std::time::Duration::from_secs(60),
+            max: 6_000,
+        }
+    }
+
+    /// Binance's documented weights: trades lists 25, exchangeInfo 20, the rest 1.
+    fn rest_cost(&self, path: &str) -> f64 {
+        match path {
+            "/api/v3/historicalTrades" | "/api/v3/trades" => 25.0,
+            "/api/v3/exchangeInfo" => 20.0,
+            _ => 1.0,
+        }
+    }
+
+    /// 429 with `Retry-After`; 418 (an IP ban) for who keeps asking while told to wait.
+    fn rate_limited(&self, retry_after: std::time::Duration, banned: bool) -> Response {
+        let secs = retry_after_secs(retry_after);
+        let (status, msg) = if banned {
+            (
+                418,
+                "Way too many requests; IP banned. Please use the websocket for live updates to avoid bans.",
+            )
+        } else {
+            (
+                429,
+                "Too many requests; current limit of IP is 6000 request weight per 1 MINUTE. Please use the websocket for live updates to avoid polling the API.",
+            )
+        };
+        Response::status(status, json!({ "code": -1003, "msg": msg }).to_string())
+            .with_header("Retry-After", secs.to_string())
+    }
+
     fn exchange(&self) -> Exchange {
         Exchange::Binance
     }

@@ -16,6 +16,7 @@
 
 use crate::http::{Request, Response};
 use crate::market::Market;
+use crate::ratelimit::Rule;
 use crate::venue::{Parsed, Session, Venue, json_str, pseudo_uuid};
 use candles_core::symbols::{pair_from_symbol, ws_symbol};
 use candles_core::{Exchange, Micros, Pair, Side, Trade};
@@ -302,6 +303,22 @@ impl Coinbase {
 }
 
 impl Venue for Coinbase {
+    /// Public endpoints: 10 requests a second, bursts up to 15.
+    fn rest_limit(&self) -> Rule {
+        Rule::Bucket {
+            burst: 15.0,
+            per_second: 10.0,
+        }
+    }
+
+    /// 429 `Public rate limit exceeded`, no `Retry-After`.
+    fn rate_limited(&self, _retry_after: std::time::Duration, _banned: bool) -> Response {
+        Response::status(
+            429,
+            json!({ "message": "Public rate limit exceeded" }).to_string(),
+        )
+    }
+
     fn exchange(&self) -> Exchange {
         Exchange::Coinbase
     }

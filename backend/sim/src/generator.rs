@@ -6,6 +6,7 @@ use candles_core::{Decimal, Micros, Pair, Side, Trade};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rust_decimal::prelude::ToPrimitive;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// One pair's random walk.
@@ -150,15 +151,62 @@ impl Walk {
         }
     }
 
-    /// Assigns the next trade id of `pair` and a trade time no earlier than its previous one.
-    pub fn stamp(&mut self, pair: Pair, now: Micros) -> (u64, Micros) {
+    /// Assigns the next trade id of `pair` and its trade time, never earlier than the pair's
+    /// previous one (see [`Stamp`]).
+    pub fn stamp(&mut self, pair: Pair, now: Micros, how: Stamp) -> (u64, Micros) {
         let Some(w) = self.walkers.iter_mut().find(|w| w.pair == pair) else {
             return (0, now);
         };
         let id = w.next_id;
         w.next_id += 1;
-        w.last_time = w.last_time.max(now);
+        let first = w.last_time == Micros(0);
+        w.last_time = match how {
+            Stamp::Split if !first => w.last_time,
+            Stamp::After => w.last_time.max(Micros(now.0.max(w.last_time.0 + 1))),
+            _ => w.last_time.max(now),
+        };
         (id, w.last_time)
+    }
+}
+
+/// How a trade's time relates to the time of the pair's trade before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stamp {
+    /// The wall clock (bursts and trades of one tick share a time).
+    Wall,
+    /// A split fill: exactly the time of the trade before.
+    Split,
+    /// Strictly later than the trade before.
+    After,
+}
+
+/// Decides which trades are split fills ([`Generator::split_ratio`]) and which are kept off
+/// the WebSocket ([`Generator::omit_split_trades`]).
+struct Splits {
+    rng: StdRng,
+    ratio: f64,
+    omit: bool,
+    /// The wire time of each pair's last trade.
+    last: HashMap<Pair, Micros>,
+}
+
+impl Splits {
+    /// How to stamp the next trade.
+    fn next_stamp(&mut self) -> Stamp {
+        if self.ratio <= 0.0 {
+            Stamp::Wall
+        } else if self.rng.random_bool(self.ratio) {
+            Stamp::Split
+        } else {
+            Stamp::After
+        }
+    }
+
+    /// Whether `trade` (as on the wire) must be kept off the WebSocket: it shares its time with
+    /// the pair's trade before it.
+    fn omitted(&mut self, trade: &Trade) -> bool {
+        let shares = self.last.insert(trade.pair, trade.time) == Some(trade.time);
+        self.omit && shares
     }
 }
 
@@ -176,6 +224,10 @@ pub(crate) struct Generator {
     /// Every this many trades, one is dated 1970 or 2100 (see
     /// [`crate::SimConfig::absurd_time_every`]).
     pub absurd_time_every: Option<u64>,
+    /// The share of trades that are split fills (see [`crate::SimConfig::split_ratio`]).
+    pub split_ratio: f64,
+    /// Keep split fills off the WebSocket (see [`crate::SimConfig::omit_split_trades`]).
+    pub omit_split_trades: bool,
 }
 
 /// 1970-01-01T00:00:01Z, the old absurd trade time.
@@ -191,6 +243,12 @@ impl Generator {
     pub async fn run(self, shared: Arc<Shared>, cancel: tokio_util::sync::CancellationToken) {
         let market = &shared.market;
         let mut walk = Walk::new(self.seed, &self.pairs);
+        let mut splits = Splits {
+            rng: StdRng::seed_from_u64(self.seed ^ 0x5157_F111),
+            ratio: self.split_ratio,
+            omit: self.omit_split_trades,
+            last: HashMap::new(),
+        };
         let mut ticker = tokio::time::interval(GENERATOR_TICK);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last = tokio::time::Instant::now();
@@ -218,7 +276,7 @@ impl Generator {
                     if self.max_trades.is_some_and(|max| produced >= max) {
                         break;
                     }
-                    let (id, mut time) = walk.stamp(order.pair, wall);
+                    let (id, mut time) = walk.stamp(order.pair, wall, splits.next_stamp());
                     // The n-th absurd trade: 1970, 2100, 1970 kept off the WebSocket, 2100
                     // kept off the WebSocket (so REST gap fill meets both), and again.
                     let absurd = self
@@ -239,7 +297,7 @@ impl Generator {
                         received: time,
                     };
                     let trade = shared.venue.wire(trade);
-                    if absurd.is_some_and(|k| k % 4 >= 2) {
+                    if absurd.is_some_and(|k| k % 4 >= 2) || splits.omitted(&trade) {
                         market.withhold(&trade);
                     }
                     batch.push(trade);
@@ -299,9 +357,52 @@ mod tests {
     fn ids_increase_per_pair_and_times_never_go_back() {
         let p = pairs();
         let mut walk = Walk::new(1, &p);
-        let (id1, t1) = walk.stamp(p[0], Micros(100));
-        let (id2, t2) = walk.stamp(p[0], Micros(50));
+        let (id1, t1) = walk.stamp(p[0], Micros(100), Stamp::Wall);
+        let (id2, t2) = walk.stamp(p[0], Micros(50), Stamp::Wall);
         assert_eq!(id2, id1 + 1);
         assert_eq!((t1, t2), (Micros(100), Micros(100)));
+    }
+
+    #[test]
+    fn split_fills_share_the_time_before_them_and_others_move_on() {
+        let p = pairs();
+        let mut walk = Walk::new(1, &p);
+        let (_, t1) = walk.stamp(p[0], Micros(100), Stamp::After);
+        let (_, t2) = walk.stamp(p[0], Micros(100), Stamp::Split);
+        let (_, t3) = walk.stamp(p[0], Micros(100), Stamp::After);
+        let (_, t4) = walk.stamp(p[0], Micros(500), Stamp::After);
+        assert_eq!(
+            (t1, t2, t3, t4),
+            (Micros(100), Micros(100), Micros(101), Micros(500))
+        );
+    }
+
+    #[test]
+    fn only_trades_sharing_the_previous_time_are_omitted() {
+        let mut splits = Splits {
+            rng: StdRng::seed_from_u64(1),
+            ratio: 0.4,
+            omit: true,
+            last: HashMap::new(),
+        };
+        let pair = pairs()[0];
+        let t = |time| {
+            Trade::new(
+                candles_core::Exchange::Kraken,
+                pair,
+                1,
+                "1",
+                "1",
+                Side::Buy,
+                Micros(time),
+            )
+            .unwrap()
+        };
+        let omitted: Vec<bool> = [5, 5, 5, 6, 6, 7].map(|x| splits.omitted(&t(x))).to_vec();
+        assert_eq!(omitted, [false, true, true, false, true, false]);
+        let share = (0..10_000)
+            .filter(|_| splits.next_stamp() == Stamp::Split)
+            .count();
+        assert!((3_700..4_300).contains(&share), "{share}");
     }
 }

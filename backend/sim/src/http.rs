@@ -136,6 +136,8 @@ impl Response {
             400 => "Bad Request",
             404 => "Not Found",
             405 => "Method Not Allowed",
+            418 => "I'm a teapot",
+            429 => "Too Many Requests",
             431 => "Request Header Fields Too Large",
             _ => "Error",
         };

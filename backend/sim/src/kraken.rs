@@ -13,8 +13,9 @@
 
 use crate::http::{Request, Response};
 use crate::market::Market;
+use crate::ratelimit::Rule;
 use crate::venue::{Parsed, Session, Venue, json_str};
-use candles_core::symbols::{pair_from_symbol, rest_symbol, ws_symbol};
+use candles_core::symbols::{kraken_asset, pair_from_symbol, rest_symbol, ws_symbol};
 use candles_core::{Decimal, Exchange, Micros, Pair, Side, Trade};
 use serde_json::{Value, json};
 use std::fmt::Write as _;
@@ -76,16 +77,13 @@ fn asset_code(asset: &str) -> String {
     }
 }
 
-/// The v1 WebSocket name (`XBT/USDT`) that AssetPairs reports as `wsname`.
+/// The v1 WebSocket name (`XBT/USDT`, `XDG/USDT`) that AssetPairs reports as `wsname`.
 fn v1_name(pair: Pair) -> String {
-    let xbt = |a: &str| {
-        if a == "BTC" {
-            "XBT".to_string()
-        } else {
-            a.to_string()
-        }
-    };
-    format!("{}/{}", xbt(pair.base.as_str()), xbt(pair.quote.as_str()))
+    format!(
+        "{}/{}",
+        kraken_asset(pair.base.as_str()),
+        kraken_asset(pair.quote.as_str())
+    )
 }
 
 fn kraken_error(message: &str) -> Response {
@@ -339,6 +337,19 @@ impl Kraken {
 }
 
 impl Venue for Kraken {
+    /// Public endpoints: about one call a second, with a small burst.
+    fn rest_limit(&self) -> Rule {
+        Rule::Bucket {
+            burst: 3.0,
+            per_second: 1.0,
+        }
+    }
+
+    /// HTTP 200 with `EGeneral:Too many requests`, no `Retry-After`.
+    fn rate_limited(&self, _retry_after: std::time::Duration, _banned: bool) -> Response {
+        kraken_error("EGeneral:Too many requests")
+    }
+
     fn exchange(&self) -> Exchange {
         Exchange::Kraken
     }

@@ -15,6 +15,7 @@ mod generator;
 mod http;
 mod kraken;
 mod market;
+mod ratelimit;
 mod registry;
 mod replay;
 mod server;
@@ -117,6 +118,17 @@ pub struct SimConfig {
     /// Hostile input: once per connection, right after its first trade message, a garbage text
     /// frame of this many bytes (e.g. 1 MB).
     pub huge_frame: Option<usize>,
+    /// Each exchange's own rate-limit answer when a client exceeds its published public REST
+    /// limit (Binance 429 + `Retry-After`, then 418; Kraken `EGeneral:Too many requests`;
+    /// Coinbase 429); see [`SimHandle::rate_limited`].
+    pub rest_limit: bool,
+    /// Synthetic trades: this share of trades are split fills, stamped with the time of the
+    /// pair's trade before them; every other trade gets a later time than the one before it.
+    /// `0` keeps wall-clock times (bursts share a time).
+    pub split_ratio: f64,
+    /// Kraken's WebSocket (krakenfx/api-go#36): a synthetic trade that shares its timestamp
+    /// with the pair's trade before it is never sent on the WebSocket (REST still lists it).
+    pub omit_split_trades: bool,
     /// Stop generating (or replaying) after this many trades in total; heartbeats and REST keep
     /// working.
     pub max_trades: Option<u64>,
@@ -142,6 +154,9 @@ impl Default for SimConfig {
             absurd_time_every: None,
             unsubscribed_every: None,
             huge_frame: None,
+            rest_limit: false,
+            split_ratio: 0.0,
+            omit_split_trades: false,
             max_trades: None,
             seed: 1,
             trade_log: None,
@@ -156,6 +171,7 @@ pub struct SimHandle {
     addr: SocketAddr,
     exchange: Exchange,
     market: Arc<Market>,
+    limiter: Option<Arc<ratelimit::Limiter>>,
     cancel: CancellationToken,
     tracker: TaskTracker,
 }
@@ -204,6 +220,24 @@ impl SimHandle {
         self.market
             .connections
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How many REST requests have been answered so far (rate-limit answers included).
+    pub fn rest_requests(&self) -> u64 {
+        self.market
+            .rest_requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// With [`SimConfig::rest_limit`]: REST requests answered with a rate-limit response.
+    pub fn rate_limited(&self) -> u64 {
+        self.limiter.as_ref().map_or(0, |l| l.limited())
+    }
+
+    /// With [`SimConfig::rest_limit`]: of those, requests that came while the client had
+    /// already been told to wait (violations after a first rate-limit answer; Binance's 418s).
+    pub fn rate_limit_violations(&self) -> u64 {
+        self.limiter.as_ref().map_or(0, |l| l.violations())
     }
 
     /// Stops listening, closes every connection and waits (up to 5 s) for all tasks to end.
@@ -258,6 +292,7 @@ fn check(config: &SimConfig) -> Result<(), ConfigError> {
     for (name, value) in [
         ("drop_ratio", config.drop_ratio),
         ("malformed_ratio", config.malformed_ratio),
+        ("split_ratio", config.split_ratio),
     ] {
         if !(0.0..=1.0).contains(&value) {
             return Err(ConfigError::Ratio { name, value });
@@ -335,6 +370,12 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
     let addr = listener.local_addr()?;
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
+    let limiter = config.rest_limit.then(|| {
+        Arc::new(ratelimit::Limiter::new(
+            venue.rest_limit(),
+            config.exchange.as_str(),
+        ))
+    });
     let shared = Arc::new(server::Shared {
         market: market.clone(),
         venue,
@@ -342,6 +383,7 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
         timing: config.timing,
         seed: config.seed,
         cancel: cancel.clone(),
+        limiter: limiter.clone(),
     });
     tracker.spawn(server::accept_loop(
         listener,
@@ -363,6 +405,8 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
             seed: config.seed,
             pairs: config.pairs,
             absurd_time_every: config.absurd_time_every,
+            split_ratio: config.split_ratio,
+            omit_split_trades: config.omit_split_trades,
         };
         tracker.spawn(generator.run(shared, cancel.clone()));
     }
@@ -371,6 +415,7 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
         addr,
         exchange: config.exchange,
         market,
+        limiter,
         cancel,
         tracker,
     })

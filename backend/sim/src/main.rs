@@ -79,6 +79,21 @@ struct Args {
     #[arg(long, env = "SIM_HUGE_FRAME")]
     huge_frame: Option<usize>,
 
+    /// Answer REST as the exchange does beyond its published public limit: Binance 429 with
+    /// Retry-After (418 to who keeps asking), Kraken `EGeneral:Too many requests`, Coinbase 429.
+    #[arg(long, env = "SIM_REST_LIMIT")]
+    rest_limit: bool,
+
+    /// Synthetic: this share of trades are split fills, stamped with the time of the trade
+    /// before them (e.g. 0.4).
+    #[arg(long, env = "SIM_SPLIT_RATIO", default_value_t = 0.0)]
+    split_ratio: f64,
+
+    /// Like Kraken's WebSocket: leave out every trade that shares its timestamp with the
+    /// trade before it (REST still lists it).
+    #[arg(long, env = "SIM_OMIT_SPLIT_TRADES")]
+    omit_split_trades: bool,
+
     /// Stop generating after this many trades (heartbeats and REST keep working).
     #[arg(long, env = "SIM_MAX_TRADES")]
     max_trades: Option<u64>,
@@ -154,6 +169,9 @@ async fn main() -> anyhow::Result<()> {
         absurd_time_every: args.absurd_time_every,
         unsubscribed_every: args.unsubscribed_every,
         huge_frame: args.huge_frame,
+        rest_limit: args.rest_limit,
+        split_ratio: args.split_ratio,
+        omit_split_trades: args.omit_split_trades,
         max_trades: args.max_trades,
         seed: args.seed,
         trade_log: args.trade_log,

@@ -76,6 +76,8 @@ pub(crate) struct Market {
     trade_log: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
     /// Connections accepted so far.
     pub connections: AtomicU64,
+    /// REST requests answered so far (rate-limit answers included).
+    pub rest_requests: AtomicU64,
     /// Trades never sent on the WebSocket (only REST serves them), by pair and id.
     withheld: Mutex<std::collections::HashSet<(Pair, u64)>>,
 }
@@ -95,6 +97,7 @@ impl Market {
             has_subscriber: AtomicBool::new(false),
             trade_log: trade_log.map(|f| Mutex::new(std::io::BufWriter::new(f))),
             connections: AtomicU64::new(0),
+            rest_requests: AtomicU64::new(0),
             withheld: Mutex::default(),
         }
     }

@@ -9,9 +9,11 @@ use crate::Timing;
 use crate::faults::{FaultConfig, Faults};
 use crate::http;
 use crate::market::{Event, Market};
+use crate::ratelimit::{Limiter, Verdict};
 use crate::venue::{Session, Venue};
 use futures::{SinkExt, StreamExt};
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -48,6 +50,8 @@ pub(crate) struct Shared {
     pub seed: u64,
     /// Cancelled on stop.
     pub cancel: CancellationToken,
+    /// With `--rest-limit`, the exchange's public REST limit.
+    pub limiter: Option<Arc<Limiter>>,
 }
 
 /// Accepts connections until cancelled.
@@ -62,7 +66,7 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, trac
                 let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
                 tracker.spawn(async move {
-                    if let Err(e) = handle(stream, &shared).await {
+                    if let Err(e) = handle(stream, peer.ip(), &shared).await {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
                     }
                 });
@@ -76,7 +80,7 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, trac
     }
 }
 
-async fn handle(mut stream: TcpStream, shared: &Shared) -> anyhow::Result<()> {
+async fn handle(mut stream: TcpStream, client: IpAddr, shared: &Shared) -> anyhow::Result<()> {
     let mut buf = Vec::new();
     let head = tokio::select! {
         _ = shared.cancel.cancelled() => return Ok(()),
@@ -105,12 +109,29 @@ async fn handle(mut stream: TcpStream, shared: &Shared) -> anyhow::Result<()> {
         )
         .await
     } else {
-        let route = |r: &http::Request| shared.venue.rest(r, &shared.market);
+        let route = |r: &http::Request| rest_answer(shared, client, r);
         tokio::select! {
             _ = shared.cancel.cancelled() => Ok(()),
             served = http::serve(stream, buf, route) => Ok(served?),
         }
     }
+}
+
+/// The answer to one REST request: the exchange's rate-limit response when `--rest-limit` is
+/// on and `client` is over the limit, else the venue's answer.
+fn rest_answer(shared: &Shared, client: IpAddr, request: &http::Request) -> http::Response {
+    shared.market.rest_requests.fetch_add(1, Ordering::Relaxed);
+    if let Some(limiter) = &shared.limiter {
+        let cost = shared.venue.rest_cost(&request.path);
+        if let Verdict::Limited {
+            retry_after,
+            violation,
+        } = limiter.check(client, std::time::Instant::now(), cost)
+        {
+            return shared.venue.rate_limited(retry_after, violation);
+        }
+    }
+    shared.venue.rest(request, &shared.market)
 }
 
 /// A stream that first yields bytes already read from it.

@@ -8,8 +8,10 @@
 
 use crate::http::{Request, Response};
 use crate::market::Market;
+use crate::ratelimit::Rule;
 use candles_core::{Exchange, Pair, Trade};
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 /// One connection's subscriptions and protocol state.
 #[derive(Debug, Default)]
@@ -118,6 +120,19 @@ pub(crate) trait Venue: Send + Sync + 'static {
 
     /// Answers a REST request.
     fn rest(&self, request: &Request, market: &Market) -> Response;
+
+    /// The exchange's published public REST limit, applied with `--rest-limit`.
+    fn rest_limit(&self) -> Rule;
+
+    /// The weight of one REST request to `path` (Binance weighs its endpoints; the others
+    /// count requests).
+    fn rest_cost(&self, _path: &str) -> f64 {
+        1.0
+    }
+
+    /// The exchange's own answer to a request over its limit; `banned` when the client came
+    /// back before the wait it was told.
+    fn rate_limited(&self, retry_after: Duration, banned: bool) -> Response;
 
     /// Understands one line of a replay file (for routing and ground truth).
     fn parse_line(&self, line: &str) -> Parsed;

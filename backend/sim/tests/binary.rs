@@ -104,6 +104,9 @@ fn help_lists_every_flag_with_its_environment_variable() {
         "--absurd-time-every",
         "--unsubscribed-every",
         "--huge-frame",
+        "--rest-limit",
+        "--split-ratio",
+        "--omit-split-trades",
         "--max-trades",
         "--seed",
         "--trade-log",
@@ -112,7 +115,7 @@ fn help_lists_every_flag_with_its_environment_variable() {
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
-    assert_eq!(help.matches("[env: SIM_").count(), 19, "{help}");
+    assert_eq!(help.matches("[env: SIM_").count(), 22, "{help}");
 }
 
 #[test]

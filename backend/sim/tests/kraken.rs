@@ -236,3 +236,24 @@ async fn dropped_updates_leave_gaps_that_rest_trades_fill() {
     assert_eq!(page["result"]["XBTUSDT"].as_array().unwrap().len(), 3);
     sim.stop().await;
 }
+
+#[tokio::test]
+async fn doge_is_xdg_in_rest_and_asset_pairs() {
+    let sim = sim(Exchange::Kraken, |c| {
+        c.pairs = vec![Pair::parse("DOGE-USDT").unwrap()];
+    })
+    .await;
+    wait_generated(&sim, 3).await;
+    let pairs = get(&sim, "/0/public/AssetPairs?pair=XDGUSDT").await.json();
+    assert_eq!(pairs["error"], json("[]"), "{pairs}");
+    assert_eq!(pairs["result"]["XDGUSDT"]["wsname"], "XDG/USDT");
+    assert_eq!(pairs["result"]["XDGUSDT"]["altname"], "XDGUSDT");
+    let trades = get(&sim, "/0/public/Trades?pair=XDGUSDT").await.json();
+    assert!(
+        !trades["result"]["XDGUSDT"].as_array().unwrap().is_empty(),
+        "{trades}"
+    );
+    // The v2 WebSocket names it DOGE/USDT.
+    let (_ws, acks) = subscribed(&sim, r#"["DOGE/USDT"]"#, false).await;
+    assert_eq!(acks[0]["success"], true, "{}", acks[0]);
+}

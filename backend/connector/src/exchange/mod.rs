@@ -11,6 +11,7 @@ pub mod coinbase;
 pub mod kraken;
 
 use crate::error::ParseError;
+use crate::pacer::RestLimit;
 use candles_core::symbols::pair_from_symbol;
 use candles_core::trade::parse_positive_decimal;
 use candles_core::{Decimal, Exchange, Micros, Pair, Side, Trade};
@@ -126,6 +127,17 @@ pub trait Venue: Send + Sync + std::fmt::Debug + 'static {
     fn listing_url(&self, rest_url: &str, pair: Pair) -> String;
     /// Reads the answer to [`Venue::listing_url`] (`status` is the HTTP status code).
     fn parse_listing(&self, status: u16, body: &str, pair: Pair) -> Result<Listing, ParseError>;
+    /// The exchange's documented public REST limit, with a margin, as a token bucket.
+    fn rest_limit(&self) -> RestLimit;
+    /// What one request to `url` costs in [`Venue::rest_limit`]'s unit (Binance weighs its
+    /// endpoints; the others count requests).
+    fn rest_cost(&self, _url: &str) -> f64 {
+        1.0
+    }
+    /// Whether an answer says "too many requests" (HTTP 429; Binance's 418 ban).
+    fn is_rate_limited(&self, status: u16, _body: &str) -> bool {
+        status == 429 || status == 418
+    }
 }
 
 /// The protocol of `exchange`.

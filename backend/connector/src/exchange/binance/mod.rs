@@ -12,6 +12,7 @@ use super::{
     ForPair, Frame, Gap, Keepalive, Listing, Origin, Page, Venue, join_url, millis_micros, stamped,
 };
 use crate::error::ParseError;
+use crate::pacer::RestLimit;
 use candles_core::symbols::{binance_stream, rest_symbol};
 use candles_core::{Exchange, Micros, Pair, Side, Trade};
 use messages::{Envelope, ExchangeInfo, HistoricalTrade, RestError, TradeEvent};
@@ -103,6 +104,26 @@ fn parse_event(text: &str, received: Micros, depth: u8) -> Result<Frame, ParseEr
 }
 
 impl Venue for Binance {
+    /// `REQUEST_WEIGHT` 6,000 a minute per IP: a burst of 1,000 and 80 a second keep any minute
+    /// under 5,800.
+    fn rest_limit(&self) -> RestLimit {
+        RestLimit {
+            burst: 1_000.0,
+            per_second: 80.0,
+        }
+    }
+
+    /// Binance's weights: `historicalTrades` 25, `exchangeInfo` 20.
+    fn rest_cost(&self, url: &str) -> f64 {
+        if url.contains("/api/v3/historicalTrades") || url.contains("/api/v3/trades") {
+            25.0
+        } else if url.contains("/api/v3/exchangeInfo") {
+            20.0
+        } else {
+            1.0
+        }
+    }
+
     fn exchange(&self) -> Exchange {
         Exchange::Binance
     }

@@ -12,6 +12,7 @@ use super::{
     ForPair, Frame, Gap, Keepalive, Listing, Origin, Page, Venue, join_url, rfc3339_micros, stamped,
 };
 use crate::error::ParseError;
+use crate::pacer::RestLimit;
 use candles_core::symbols::{pair_from_symbol, rest_symbol, ws_symbol};
 use candles_core::{Exchange, Micros, Pair, Side, Trade};
 use messages::{Envelope, Heartbeat, Match, Product, RestError, RestTrade};
@@ -74,6 +75,14 @@ impl TryFrom<ForPair<'_, RestTrade>> for Trade {
 }
 
 impl Venue for Coinbase {
+    /// Public endpoints: 10 requests a second, bursts of 15; 10 at once, then 8 a second.
+    fn rest_limit(&self) -> RestLimit {
+        RestLimit {
+            burst: 10.0,
+            per_second: 8.0,
+        }
+    }
+
     fn exchange(&self) -> Exchange {
         Exchange::Coinbase
     }

@@ -100,6 +100,9 @@ pub struct AssetPair {
     /// `XBTUSDT`.
     #[serde(default)]
     pub altname: Option<String>,
+    /// The WebSocket v1 name, Kraken's asset names: `XBT/USDT`, `XDG/USDT`.
+    #[serde(default)]
+    pub wsname: Option<String>,
     /// `online`, `cancel_only`, `post_only`, `limit_only`, `reduce_only`, `delisted`.
     #[serde(default)]
     pub status: Option<String>,

@@ -12,7 +12,8 @@ use super::{
     ForPair, Frame, Gap, Keepalive, Listing, Origin, Page, Venue, join_url, rfc3339_micros, stamped,
 };
 use crate::error::ParseError;
-use candles_core::symbols::{rest_symbol, ws_symbol};
+use crate::pacer::RestLimit;
+use candles_core::symbols::{pair_from_symbol, rest_symbol, ws_symbol};
 use candles_core::{Decimal, Exchange, Micros, Pair, Side, Trade};
 use messages::{AssetPair, Envelope, RestResponse, RestTrade, TradeData};
 
@@ -91,6 +92,20 @@ fn rest_result(
 }
 
 impl Venue for Kraken {
+    /// Public endpoints: about one call a second with a small burst; 2 at once, then 0.9 a
+    /// second.
+    fn rest_limit(&self) -> RestLimit {
+        RestLimit {
+            burst: 2.0,
+            per_second: 0.9,
+        }
+    }
+
+    /// Kraken says it in the body of an HTTP 200: `{"error":["EGeneral:Too many requests"]}`.
+    fn is_rate_limited(&self, status: u16, body: &str) -> bool {
+        status == 429 || body.contains("EGeneral:Too many requests")
+    }
+
     fn exchange(&self) -> Exchange {
         Exchange::Kraken
     }
@@ -239,7 +254,12 @@ impl Venue for Kraken {
         let result = resp.result.unwrap_or_default();
         let found = result.iter().find_map(|(key, value)| {
             let info: AssetPair = serde_json::from_value(value.clone()).ok()?;
-            (key == &want || info.altname.as_deref() == Some(want.as_str())).then_some(info)
+            let by_ws_name = info
+                .wsname
+                .as_deref()
+                .is_some_and(|w| pair_from_symbol(Exchange::Kraken, w).ok() == Some(pair));
+            (key == &want || info.altname.as_deref() == Some(want.as_str()) || by_ws_name)
+                .then_some(info)
         });
         Ok(match found {
             None => Listing::NotListed,
@@ -442,6 +462,25 @@ mod tests {
         let unknown = r#"{"error":["EQuery:Unknown asset pair"]}"#;
         assert_eq!(
             Kraken.parse_listing(400, unknown, btc).unwrap(),
+            Listing::NotListed
+        );
+    }
+
+    #[test]
+    fn legacy_keys_are_found_by_their_websocket_name() {
+        // Kraken answers under legacy keys; `wsname` uses its asset names (XBT, XDG).
+        let legacy = r#"{"error":[],"result":{"XXBTZUSD":{"altname":"XBTUSD","wsname":"XBT/USD","status":"online"}}}"#;
+        assert_eq!(
+            Kraken.parse_listing(200, legacy, pair("BTC-USD")).unwrap(),
+            Listing::Trading
+        );
+        let doge = r#"{"error":[],"result":{"XDGUSD_OLD":{"altname":"DOGEUSD_ALT","wsname":"XDG/USD","status":"online"}}}"#;
+        assert_eq!(
+            Kraken.parse_listing(200, doge, pair("DOGE-USD")).unwrap(),
+            Listing::Trading
+        );
+        assert_eq!(
+            Kraken.parse_listing(200, doge, pair("ETH-USD")).unwrap(),
             Listing::NotListed
         );
     }
