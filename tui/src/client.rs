@@ -304,6 +304,26 @@ pub fn served_intervals(markets: &ListMarketsResponse) -> Option<(Vec<Interval>,
     Some((served, default))
 }
 
+/// The intervals a server builds, as its `ListMarkets` said.
+#[derive(Clone, Debug, Default)]
+struct Served {
+    /// Finest first; empty when unknown.
+    intervals: Vec<Interval>,
+    /// The server listed them (an older server only names its one interval, and ignores the
+    /// interval asked for).
+    listed: bool,
+}
+
+impl Served {
+    /// Why `asked` cannot be had from an older server that builds one other interval.
+    fn unlisted_refusal(&self, asked: Option<Interval>, server: &str) -> Option<String> {
+        let (asked, only) = (asked?, self.intervals.first()?);
+        (!self.listed && asked != *only).then(|| {
+            format!("the server at {server} builds only {only} (an older server: it lists no intervals), not {asked}")
+        })
+    }
+}
+
 /// Asks the server which pairs it has (to name a pair it knows nothing about), which intervals
 /// it builds (sent as [`Event::Intervals`]; returned to tell a refused interval) and how much
 /// history it keeps (asking for more is an invalid request); returns the history to ask for,
@@ -312,24 +332,25 @@ async fn markets(
     cfg: &ClientConfig,
     client: &mut Client,
     tx: &mpsc::Sender<Event>,
-) -> Result<Option<(u32, Vec<Interval>)>, ClientError> {
+) -> Result<Option<(u32, Served)>, ClientError> {
     let history = cfg.history;
     let Ok(markets) = client
         .list_markets(authorized(cfg, ListMarketsRequest {})?)
         .await
     else {
-        return Ok(Some((history, Vec::new())));
+        return Ok(Some((history, Served::default())));
     };
     let markets = markets.into_inner();
     let served = match served_intervals(&markets) {
-        Some((served, default)) => {
-            let event = Event::Intervals(served.clone(), default);
+        Some((intervals, default)) => {
+            let event = Event::Intervals(intervals.clone(), default);
             if tx.send(event).await.is_err() {
                 return Ok(None);
             }
-            served
+            let listed = !markets.intervals.is_empty();
+            Served { intervals, listed }
         }
-        None => Vec::new(),
+        None => Served::default(),
     };
     Ok(capped_history(cfg, &markets, tx)
         .await
@@ -389,6 +410,9 @@ async fn subscribe_once(
     let Some((history, served)) = markets(cfg, &mut client, tx).await? else {
         return Ok(End::Stop);
     };
+    if let Some(message) = served.unlisted_refusal(cfg.interval, &cfg.server) {
+        return Ok(End::Refused(message));
+    }
     let request = authorized(
         cfg,
         SubscribeRequest {
@@ -406,7 +430,7 @@ async fn subscribe_once(
     };
     let mut stream = match client.subscribe(request).await {
         Ok(r) => r.into_inner(),
-        Err(s) if refused_interval(cfg.interval, &served, &s) => {
+        Err(s) if refused_interval(cfg.interval, &served.intervals, &s) => {
             return Ok(End::Refused(format!(
                 "the server at {} does not build that interval: {}",
                 cfg.server,
@@ -518,6 +542,38 @@ mod tests {
             );
         }
         assert!(check_server("https://candles.example:443").is_ok());
+    }
+
+    #[test]
+    fn an_older_server_that_lists_no_intervals_cannot_give_another() {
+        let (s5, m1) = (Interval::seconds(5), Interval::seconds(60));
+        let old = Served {
+            intervals: vec![s5],
+            listed: false,
+        };
+        let message = old.unlisted_refusal(Some(m1), "http://x:1").unwrap();
+        assert!(
+            message.contains("only 5s") && message.contains("1m"),
+            "{message}"
+        );
+        assert_eq!(old.unlisted_refusal(Some(s5), "http://x:1"), None);
+        assert_eq!(old.unlisted_refusal(None, "http://x:1"), None);
+        let new = Served {
+            listed: true,
+            ..old
+        };
+        assert_eq!(
+            new.unlisted_refusal(Some(m1), "http://x:1"),
+            None,
+            "it answers itself"
+        );
+        let status = tonic::Status::invalid_argument("interval 1m is not built");
+        assert!(refused_interval(Some(m1), &[s5], &status));
+        assert!(!refused_interval(None, &[s5], &status));
+        assert!(
+            !refused_interval(Some(s5), &[s5], &status),
+            "another problem"
+        );
     }
 
     #[tokio::test]
