@@ -268,3 +268,33 @@ async fn line_modes_exit_2_with_the_servers_message_for_an_interval_it_does_not_
     child.kill().await.unwrap();
     stop.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_the_real_dashboard_greater_than_resubscribes_and_the_interval_is_remembered() {
+    let (url, asked, stop) = serve().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tui.json").display().to_string();
+    let args = ["--server", &url, "--pairs", "btcusdt", "--config", &config];
+    let tui = common::Tmux::start(&args, 80, 24, dir.path());
+    tui.wait_for("5s candles", Duration::from_secs(15), |s| {
+        s.contains("BTC-USDT · composite · 5s") && s.contains("trades")
+    })
+    .await;
+    tui.keys(">");
+    let screen = tui
+        .wait_for("1m candles", Duration::from_secs(10), |s| {
+            s.contains("BTC-USDT · composite · 1m") && s.contains("trades")
+        })
+        .await;
+    assert!(!screen.contains("· 5s"), "{screen}");
+    assert_eq!(*asked.lock().unwrap(), [None, Some(SERVED[1])]);
+    tui.keys("q");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while tui.alive() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    assert_eq!(saved["interval"], "1m");
+    stop.cancel();
+}
