@@ -497,7 +497,7 @@ fn start_app(cli: &Cli, settings: &Settings) -> App {
 
 /// Saves the settings shown by `app` to `path` when they differ from `last`.
 fn save_if_changed(path: Option<&std::path::Path>, app: &App, last: &mut Settings) {
-    let now = Settings::of(app);
+    let now = Settings::of(app).keeping(last);
     if now == *last {
         return;
     }
@@ -539,7 +539,7 @@ async fn dashboard(
     app.hint = Some(cli.hint(&view.log));
     // A file that could not be read is left for the user to fix, not written over.
     let path = cli.settings_path().filter(|_| view.problem.is_none());
-    let mut saved = Settings::of(&app);
+    let mut saved = Settings::of(&app).keeping(&view.settings);
     let mut switches = app.interval_switches;
     let save = |app: &App| {
         if app.interval_switches != switches {

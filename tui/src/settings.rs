@@ -140,6 +140,15 @@ impl Settings {
         self.source.as_ref()?.parse().ok()
     }
 
+    /// These settings, with `before`'s interval where they have none (`--embedded` does not
+    /// forget the interval chosen against a server).
+    pub fn keeping(mut self, before: &Settings) -> Settings {
+        if self.interval.is_none() {
+            self.interval.clone_from(&before.interval);
+        }
+        self
+    }
+
     /// The remembered interval (already checked by [`parse`]).
     pub fn interval(&self) -> Option<Interval> {
         Interval::parse(self.interval.as_ref()?).ok()
@@ -201,6 +210,9 @@ mod tests {
         app.interval = Some(candles_core::Interval::seconds(60));
         let saved = parse(&serde_json::to_string(&Settings::of(&app)).unwrap()).unwrap();
         assert_eq!(saved.interval(), app.interval);
+        app.embedded = true;
+        let kept = Settings::of(&app).keeping(&saved);
+        assert_eq!(kept.interval(), app.interval, "embedded keeps the server's");
         assert!(
             parse(r#"{"interval": "0s"}"#)
                 .unwrap_err()
