@@ -7,7 +7,8 @@ Needs Pillow (`pip install pillow`) and DejaVu Sans Mono (Debian: fonts-dejavu-c
 Usage: python3 assets/ansi_to_png.py assets/dashboard.ans assets/dashboard.png
 
 Vertical line glyphs and block elements are drawn as rectangles, so candle bodies, wicks and
-volume bars join seamlessly across rows whatever the font's line height.
+volume bars join seamlessly across rows whatever the font's line height; braille cells (the
+VWAP and moving-average lines) as their dots, which the font does not have.
 """
 import re
 import sys
@@ -119,6 +120,19 @@ HALVES = {
     "╽": (1, 2), "╿": (2, 1),
 }
 BLOCKS = {chr(0x2581 + i): (i + 1) / 8 for i in range(8)}
+# Braille: (bit, column, row) of each of the 2x4 dots.
+BRAILLE_DOTS = [(0x01, 0, 0), (0x02, 0, 1), (0x04, 0, 2), (0x40, 0, 3),
+                (0x08, 1, 0), (0x10, 1, 1), (0x20, 1, 2), (0x80, 1, 3)]
+
+
+def braille(draw, c, x0, y0, cw, ch, colour):
+    """Draws braille cell `c` as its dots, spread over the whole cell so lines join."""
+    bits = ord(c) - 0x2800
+    for bit, col, row in BRAILLE_DOTS:
+        if bits & bit:
+            cx = x0 + (col * 2 + 1) * cw / 4
+            cy = y0 + (row * 2 + 1) * ch / 8
+            draw.rectangle([round(cx - 1), round(cy - 1), round(cx + 1), round(cy + 1)], fill=colour)
 
 
 def main():
@@ -149,6 +163,8 @@ def main():
                         continue
                     w = 1 if part == 1 else max(3, cw // 2)
                     draw.rectangle([mid - w // 2, top, mid - w // 2 + w - 1, bottom - 1], fill=colour)
+            elif 0x2800 < ord(c) <= 0x28FF:
+                braille(draw, c, x0, y0, cw, ch, colour)
             elif c in BLOCKS:
                 h = round(ch * BLOCKS[c])
                 draw.rectangle([x0 + 1, y0 + ch - h, x0 + cw - 2, y0 + ch - 1], fill=colour)

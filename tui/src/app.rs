@@ -27,6 +27,11 @@ pub enum Event {
     Fatal(String),
     /// Why a link is not live (DNS, refused, TLS, ...): the latest reason, until it is live again.
     Problem(Link, String),
+    /// The intervals the server builds (finest first) and its default one.
+    Intervals(Vec<Interval>, Interval),
+    /// The server does not build the interval asked for: its message (shown until another
+    /// interval is chosen).
+    Refused(String),
     /// Something the user should know that is not an error (e.g. `--history` was capped).
     Notice(String),
     /// Time passed (drives "stale" and reconnect countdowns).
@@ -161,6 +166,17 @@ pub struct App {
     pub venues: bool,
     /// The terminal's size (columns, rows), to find what a mouse click is on.
     pub screen: (u16, u16),
+    /// The candle interval shown (and subscribed to); `None` until known (the server's
+    /// default). Candles of another interval are dropped.
+    pub interval: Option<Interval>,
+    /// The intervals `<` / `>` cycle through (the server's list; empty until it sent it).
+    pub intervals: Vec<Interval>,
+    /// The data comes from the embedded engine, which builds one interval.
+    pub embedded: bool,
+    /// Why the server refused the interval asked for (its message), until another is chosen.
+    pub refused: Option<String>,
+    /// How many times `<` / `>` switched the interval (the loop resubscribes when it grows).
+    pub interval_switches: u64,
 }
 
 /// Intervals without a single trade after which a live source's panel says `stale`.
@@ -195,6 +211,11 @@ impl App {
             overlays: Overlays::default(),
             venues: false,
             screen: (0, 0),
+            interval: None,
+            intervals: Vec::new(),
+            embedded: false,
+            refused: None,
+            interval_switches: 0,
         }
     }
 
@@ -238,6 +259,11 @@ impl App {
                 return Action::Quit;
             }
             Event::Markets(pairs) => self.known = Some(pairs),
+            Event::Intervals(served, default) => {
+                self.interval.get_or_insert(default);
+                self.intervals = served;
+            }
+            Event::Refused(message) => self.refused = Some(message),
             Event::Resize(w, h) => self.screen = (w, h),
             Event::Click(..) | Event::Tick => {}
         }
@@ -245,7 +271,9 @@ impl App {
     }
 
     fn on_candle(&mut self, candle: Candle, now: Micros) {
-        if !self.pairs.contains(&candle.pair) {
+        if !self.pairs.contains(&candle.pair) || self.interval.is_some_and(|i| i != candle.interval)
+        {
+            // Not shown, or of the interval shown before a switch (still in flight).
             return;
         }
         let series = self.series.entry((candle.pair, candle.source)).or_default();
@@ -295,6 +323,7 @@ impl App {
                 self.overlays.ma = true;
             }
             KeyCode::Char('d') => self.venues = !self.venues,
+            KeyCode::Char(c @ ('<' | '>')) => self.switch_interval(if c == '<' { -1 } else { 1 }),
             KeyCode::Char('s') => self.source = next_source(self.source, 1),
             KeyCode::Char('S') => self.source = next_source(self.source, -1),
             KeyCode::Char('+') | KeyCode::Char('=') => self.step = (self.step + 1).min(MAX_STEP),
@@ -351,6 +380,31 @@ impl App {
             self.inspect = Some(*start);
         }
         Action::None
+    }
+
+    /// `<` / `>`: the next coarser (`by > 0`) or finer interval the server builds, its chart
+    /// emptied until the history of the new interval arrives (no candle of the old one stays).
+    fn switch_interval(&mut self, by: isize) {
+        if self.embedded {
+            let notice = "--embedded builds one interval (--interval) for now".to_string();
+            self.notice = Some((notice, self.now));
+            return;
+        }
+        let Some(next) = next_interval(&self.intervals, self.interval, by) else {
+            let notice = "the server has not said which intervals it builds yet".to_string();
+            self.notice = Some((notice, self.now));
+            return;
+        };
+        if Some(next) == self.interval && self.refused.is_none() {
+            return;
+        }
+        self.interval = Some(next);
+        self.interval_switches += 1;
+        self.refused = None;
+        self.series.clear();
+        self.paused = None;
+        self.inspect = None;
+        self.notice = Some((format!("interval {next}: loading its history"), self.now));
     }
 
     fn move_selection(&mut self, by: isize) {
@@ -433,6 +487,20 @@ impl App {
             .as_ref()
             .is_some_and(|k| !k.is_empty() && !k.contains(&pair))
     }
+}
+
+/// The interval `by` steps from `current` in `served` (finest first), stopping at either end;
+/// from an interval not in the list (or none), the first. `None` when the list is empty.
+pub fn next_interval(
+    served: &[Interval],
+    current: Option<Interval>,
+    by: isize,
+) -> Option<Interval> {
+    let Some(at) = current.and_then(|c| served.iter().position(|s| *s == c)) else {
+        return served.first().copied();
+    };
+    let to = (at as isize + by).clamp(0, served.len() as isize - 1);
+    served.get(to as usize).copied()
 }
 
 /// The next source in the cycle composite → binance → kraken → coinbase (or back with `by < 0`).
@@ -628,6 +696,77 @@ mod tests {
             app.handle(key(c), Micros(0));
         }
         assert!(!app.overlays.vwap && !app.venues);
+    }
+
+    #[test]
+    fn intervals_step_through_the_served_list_and_stop_at_either_end() {
+        let (s5, m1, h1) = (
+            Interval::seconds(5),
+            Interval::seconds(60),
+            Interval::seconds(3_600),
+        );
+        let served = [s5, m1, h1];
+        assert_eq!(next_interval(&served, Some(s5), 1), Some(m1));
+        assert_eq!(next_interval(&served, Some(h1), 1), Some(h1));
+        assert_eq!(next_interval(&served, Some(m1), -1), Some(s5));
+        assert_eq!(next_interval(&served, Some(s5), -1), Some(s5));
+        assert_eq!(
+            next_interval(&served, Some(Interval::seconds(7)), 1),
+            Some(s5)
+        );
+        assert_eq!(next_interval(&[], Some(s5), 1), None);
+    }
+
+    #[test]
+    fn switching_interval_empties_the_chart_and_drops_old_candles_in_flight() {
+        let pair = Pair::defaults()[0];
+        let mut app = App::new(vec![pair], Source::Composite, "test");
+        let (s5, m1) = (Interval::seconds(5), Interval::seconds(60));
+        app.handle(Event::Intervals(vec![s5, m1], s5), Micros(0));
+        assert_eq!(app.interval, Some(s5), "the server's default");
+        app.handle(Event::Candle(candle(pair, 0, 1, true)), Micros(0));
+        app.handle(key('>'), Micros(0));
+        assert_eq!(app.interval, Some(m1));
+        assert!(app.series_for(pair).is_none(), "no 5s candle left");
+        app.handle(Event::Candle(candle(pair, 1, 2, true)), Micros(0));
+        assert!(
+            app.series_for(pair).is_none(),
+            "a 5s candle in flight is dropped"
+        );
+        let mut minute = candle(pair, 0, 3, true);
+        minute.interval = m1;
+        app.handle(Event::Candle(minute), Micros(0));
+        assert_eq!(app.series_for(pair).unwrap().interval(), Some(m1));
+        app.handle(key('>'), Micros(0));
+        assert_eq!(app.series_for(pair).unwrap().candles.len(), 1, "at the end");
+        app.handle(key('<'), Micros(0));
+        assert_eq!(app.interval, Some(s5));
+        app.embedded = true;
+        app.handle(key('>'), Micros(1));
+        assert_eq!(app.interval, Some(s5));
+        assert!(app.current_notice().unwrap().contains("embedded"));
+    }
+
+    #[test]
+    fn a_refused_interval_is_kept_until_another_is_chosen() {
+        let mut app = App::new(Pair::defaults(), Source::Composite, "test");
+        app.interval = Some(Interval::seconds(7));
+        app.handle(
+            Event::Intervals(vec![Interval::seconds(5)], Interval::seconds(5)),
+            Micros(0),
+        );
+        assert_eq!(
+            app.interval,
+            Some(Interval::seconds(7)),
+            "asked for, not replaced"
+        );
+        app.handle(Event::Refused("7s is not built".into()), Micros(0));
+        assert!(app.refused.is_some());
+        app.handle(key('>'), Micros(0));
+        assert_eq!(
+            (app.interval, app.refused.clone()),
+            (Some(Interval::seconds(5)), None)
+        );
     }
 
     #[test]

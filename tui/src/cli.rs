@@ -15,7 +15,7 @@ use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -99,9 +99,11 @@ pub struct Cli {
         value_delimiter = ','
     )]
     pub rest_url: Vec<ExchangeUrl>,
-    /// --embedded: candle interval (500ms, 5s, 1m, ...).
-    #[arg(long, env = "CANDLES_INTERVAL", default_value = "5s")]
-    pub interval: Interval,
+    /// Candle interval (500ms, 5s, 1m, ...). Against a server: one it builds (default: the
+    /// server's default; `<` / `>` step through the ones it builds). --embedded: the one interval
+    /// it builds (default 5s).
+    #[arg(long, env = "CANDLES_INTERVAL")]
+    pub interval: Option<Interval>,
     /// --embedded: how long a window stays open after its end for late trades.
     #[arg(long, env = "CANDLES_GRACE", default_value = "1500ms")]
     pub grace: Duration,
@@ -160,12 +162,14 @@ fn server_url(value: &str) -> Result<String, String> {
     client::check_server(value).map(|()| value.to_string())
 }
 
+/// The interval `--embedded` builds when `--interval` is not given.
+pub const EMBEDDED_INTERVAL: Interval = Interval::seconds(5);
+
 /// Flags that only `--embedded` uses, and flags that only the server mode uses (clap ids).
-const EMBEDDED_ONLY: [&str; 6] = [
+const EMBEDDED_ONLY: [&str; 5] = [
     "exchanges",
     "ws_url",
     "rest_url",
-    "interval",
     "grace",
     "update_interval",
 ];
@@ -289,6 +293,9 @@ impl Cli {
         if let (false, Some(source)) = (self.pairs_given.1, settings.source()) {
             self.source = vec![source];
         }
+        if !self.embedded && self.interval.is_none() {
+            self.interval = settings.interval();
+        }
         (settings, None)
     }
 
@@ -316,7 +323,7 @@ impl Cli {
         EmbeddedConfig {
             pairs: self.pairs.clone(),
             feeds: embedded_config::feeds(&self.exchanges, &self.ws_url, &self.rest_url),
-            interval: self.interval,
+            interval: self.interval.unwrap_or(EMBEDDED_INTERVAL),
             grace: self.grace,
             update_interval: self.update_interval,
             live: self.live,
@@ -329,28 +336,31 @@ impl Cli {
         cfg.history = self.history;
         cfg.history_given = self.history_given;
         cfg.live = self.live;
+        cfg.interval = self.interval;
         cfg.token = self.token.clone();
         cfg.exit_on_eof = exit_on_eof;
         cfg
     }
 }
 
-/// Starts the data source (server client or embedded pipeline) feeding `tx`.
+/// Starts the data source (server client or embedded pipeline) feeding `tx`; the client
+/// resubscribes with each interval sent on `intervals`.
 fn start_source(
     cli: &Cli,
     sources: Vec<Source>,
     exit_on_eof: bool,
     tx: mpsc::Sender<Event>,
-    tracker: &TaskTracker,
-    shutdown: &CancellationToken,
+    intervals: watch::Receiver<Option<Interval>>,
+    tasks: (&TaskTracker, &CancellationToken),
 ) -> anyhow::Result<()> {
+    let (tracker, shutdown) = tasks;
     if cli.embedded {
         embedded::start(cli.embedded_config(), tx, tracker, shutdown.clone())?;
     } else {
         let cfg = cli.client_config(sources, exit_on_eof);
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
-            if let Err(e) = client::run(cfg, tx, shutdown).await {
+            if let Err(e) = client::run_switchable(cfg, tx, shutdown, intervals).await {
                 tracing::error!(error = %e, "client stopped");
             }
         });
@@ -427,7 +437,9 @@ async fn line_mode(
     for notice in cli.notices() {
         eprintln!("candles-tui: {notice}");
     }
-    start_source(cli, cli.source.clone(), true, tx, tracker, shutdown)?;
+    let (_keep, intervals) = watch::channel(cli.interval);
+    let tasks = (tracker, shutdown);
+    start_source(cli, cli.source.clone(), true, tx, intervals, tasks)?;
     let lines = LineOutput {
         format,
         pairs: &cli.pairs,
@@ -446,6 +458,10 @@ async fn line_mode(
         Outcome::Failed(message) => {
             eprintln!("candles-tui: {message}");
             std::process::ExitCode::FAILURE
+        }
+        Outcome::Refused(message) => {
+            eprintln!("candles-tui: {message} (--interval)");
+            std::process::ExitCode::from(2)
         }
     })
 }
@@ -468,6 +484,11 @@ fn start_app(cli: &Cli, settings: &Settings) -> App {
         cli.origin(),
     );
     settings.apply_view(&mut app, cli.ma.is_some());
+    app.embedded = cli.embedded;
+    app.interval = match cli.embedded {
+        true => Some(cli.interval.unwrap_or(EMBEDDED_INTERVAL)),
+        false => cli.interval,
+    };
     if let Some(period) = cli.ma {
         app.overlays.ma_period = period;
     }
@@ -476,7 +497,7 @@ fn start_app(cli: &Cli, settings: &Settings) -> App {
 
 /// Saves the settings shown by `app` to `path` when they differ from `last`.
 fn save_if_changed(path: Option<&std::path::Path>, app: &App, last: &mut Settings) {
-    let now = Settings::of(app);
+    let now = Settings::of(app).keeping(last);
     if now == *last {
         return;
     }
@@ -500,15 +521,11 @@ async fn dashboard(
     for notice in cli.notices().into_iter().chain(view.problem.clone()) {
         let _ = tx.send(Event::Notice(notice)).await;
     }
-    // The dashboard subscribes to every source so `s` switches without a round trip.
-    start_source(
-        cli,
-        Source::ALL.to_vec(),
-        false,
-        tx.clone(),
-        tracker,
-        shutdown,
-    )?;
+    // The dashboard subscribes to every source so `s` switches without a round trip; `<` / `>`
+    // send the interval to resubscribe with.
+    let (interval_tx, intervals) = watch::channel(cli.interval);
+    let all = Source::ALL.to_vec();
+    start_source(cli, all, false, tx.clone(), intervals, (tracker, shutdown))?;
     tracker.spawn(crate::event::forward_terminal_events(
         tx.clone(),
         shutdown.clone(),
@@ -522,8 +539,15 @@ async fn dashboard(
     app.hint = Some(cli.hint(&view.log));
     // A file that could not be read is left for the user to fix, not written over.
     let path = cli.settings_path().filter(|_| view.problem.is_none());
-    let mut saved = Settings::of(&app);
-    let save = |app: &App| save_if_changed(path.as_deref(), app, &mut saved);
+    let mut saved = Settings::of(&app).keeping(&view.settings);
+    let mut switches = app.interval_switches;
+    let save = |app: &App| {
+        if app.interval_switches != switches {
+            switches = app.interval_switches;
+            interval_tx.send_replace(app.interval);
+        }
+        save_if_changed(path.as_deref(), app, &mut saved)
+    };
     let mut terminal = ratatui::init();
     // Clicks inspect a candle (where the terminal reports the mouse).
     let _ = crossterm::execute!(std::io::stdout(), crossterm::event::EnableMouseCapture);
@@ -573,7 +597,7 @@ mod tests {
         assert!(cli.live);
         assert_eq!(cli.exchanges, Exchange::ALL);
         assert_eq!(cli.history, 120);
-        assert_eq!(cli.interval, Interval::seconds(5));
+        assert_eq!(cli.interval, None, "the server's default");
         let cli = Cli::try_parse_from([
             "candles-tui",
             "--live",
@@ -636,12 +660,12 @@ mod tests {
 
     #[test]
     fn flags_the_mode_does_not_use_are_named() {
-        let cli = Cli::try_parse_with_ignored(["candles-tui", "--interval", "1m", "--grace", "1s"])
-            .unwrap();
+        let args = ["candles-tui", "--exchanges", "kraken", "--grace", "1s"];
+        let cli = Cli::try_parse_with_ignored(args).unwrap();
         let notices = cli.notices();
         assert_eq!(notices.len(), 1);
         assert!(
-            notices[0].contains("--interval, --grace") && notices[0].contains("--embedded"),
+            notices[0].contains("--exchanges, --grace") && notices[0].contains("--embedded"),
             "{notices:?}"
         );
         let cli =
@@ -653,5 +677,8 @@ mod tests {
         );
         let cli = Cli::try_parse_with_ignored(["candles-tui", "--embedded"]).unwrap();
         assert!(cli.notices().is_empty());
+        let cli = Cli::try_parse_with_ignored(["candles-tui", "--interval", "1m"]).unwrap();
+        assert!(cli.notices().is_empty(), "a server serves intervals too");
+        assert_eq!(cli.interval, Some(Interval::seconds(60)));
     }
 }

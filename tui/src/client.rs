@@ -6,14 +6,19 @@
 //! duplicates. A candle that fails to decode is reported as [`Event::BadData`] and skipped.
 //! A request the server rejects as invalid (e.g. an unknown pair) is [`Event::Fatal`]: retrying
 //! cannot help, and the server's message names what was wrong.
+//!
+//! The interval asked for can change while running ([`run_switchable`]: the dashboard's `<` /
+//! `>`): the stream is dropped and the new interval subscribed at once, history first. An
+//! interval the server does not build is [`Event::Refused`] with the server's message: the
+//! dashboard shows it and waits for another interval; line modes exit 2.
 
 use crate::app::{Event, Link, LinkState};
 use candles_core::retry::Doubling;
-use candles_core::{Candle, Pair, Source};
+use candles_core::{Candle, Interval, Pair, Source};
 use candles_proto::v1::candle_service_client::CandleServiceClient;
 use candles_proto::v1::{ListMarketsRequest, ListMarketsResponse, SubscribeRequest};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
@@ -33,6 +38,8 @@ pub struct ClientConfig {
     pub history_given: bool,
     /// Also stream in-progress candles.
     pub live: bool,
+    /// The candle interval; `None`: the server's default.
+    pub interval: Option<Interval>,
     /// Bearer token, if the server wants one.
     pub token: Option<String>,
     /// End (instead of reconnecting) when the server ends the stream normally.
@@ -54,6 +61,7 @@ impl ClientConfig {
             history: 120,
             history_given: false,
             live: true,
+            interval: None,
             token: None,
             exit_on_eof: false,
             min_backoff: Duration::from_millis(500),
@@ -73,6 +81,9 @@ pub enum ClientError {
         /// What was wrong.
         reason: String,
     },
+    /// The server does not build the interval asked for (its message names the ones it does).
+    #[error("{0}")]
+    Refused(String),
     /// The server refused the request in a way retrying cannot fix.
     #[error("the server at {server} rejected the subscription ({code:?}): {message}")]
     Rejected {
@@ -155,6 +166,8 @@ fn endpoint(cfg: &ClientConfig) -> Result<Endpoint, ClientError> {
 enum End {
     /// The server ended the stream normally.
     Eof,
+    /// The server does not build the interval asked for; its message.
+    Refused(String),
     /// Connection or stream failure: try again.
     Retry(String),
     /// The receiver of events is gone or shutdown was asked.
@@ -170,6 +183,19 @@ pub async fn run(
     tx: mpsc::Sender<Event>,
     shutdown: CancellationToken,
 ) -> Result<(), ClientError> {
+    let (_keep, intervals) = watch::channel(cfg.interval);
+    run_switchable(cfg, tx, shutdown, intervals).await
+}
+
+/// [`run`], resubscribing at once (history first) with each interval sent on `intervals`.
+/// An interval the server does not build is [`Event::Refused`]; then, with `exit_on_eof` (line
+/// modes) the client stops with [`ClientError::Refused`], else it waits for another interval.
+pub async fn run_switchable(
+    mut cfg: ClientConfig,
+    tx: mpsc::Sender<Event>,
+    shutdown: CancellationToken,
+    mut intervals: watch::Receiver<Option<Interval>>,
+) -> Result<(), ClientError> {
     let ep = match endpoint(&cfg) {
         Ok(ep) => ep,
         Err(e) => return Err(stop_fatally(&tx, e).await),
@@ -182,6 +208,10 @@ pub async fn run(
     loop {
         let end = tokio::select! {
             _ = shutdown.cancelled() => End::Stop,
+            Ok(()) = intervals.changed() => {
+                cfg.interval = *intervals.borrow_and_update();
+                continue;
+            }
             end = subscribe_once(&cfg, &ep, &tx, &mut attempt, &mut backoff) => match end {
                 Ok(end) => end,
                 Err(e) => return Err(stop_fatally(&tx, e).await),
@@ -189,6 +219,19 @@ pub async fn run(
         };
         match end {
             End::Stop => return Ok(()),
+            End::Refused(message) => {
+                if tx.send(Event::Refused(message.clone())).await.is_err() || cfg.exit_on_eof {
+                    return Err(ClientError::Refused(message));
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    changed = intervals.changed() => match changed {
+                        Ok(()) => cfg.interval = *intervals.borrow_and_update(),
+                        Err(_) => return Err(ClientError::Refused(message)),
+                    },
+                }
+                continue;
+            }
             End::Eof if cfg.exit_on_eof => {
                 let _ = tx.send(Event::Conn(Link::Server, LinkState::Stopped)).await;
                 return Ok(());
@@ -216,6 +259,7 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             _ = tokio::time::sleep(delay) => {}
+            Ok(()) = intervals.changed() => cfg.interval = *intervals.borrow_and_update(),
         }
     }
 }
@@ -245,22 +289,82 @@ fn authorized<T>(cfg: &ClientConfig, message: T) -> Result<tonic::Request<T>, Cl
 
 type Client = CandleServiceClient<Channel>;
 
-/// Asks the server which pairs it has (to name a pair it knows nothing about) and how much
+/// The intervals a server builds, finest first, and its default: its `intervals`, or
+/// `[interval]` from an old server that sends no list; `None` when it says neither.
+pub fn served_intervals(markets: &ListMarketsResponse) -> Option<(Vec<Interval>, Interval)> {
+    let default = candles_proto::interval_from(markets.interval.as_ref()).ok()?;
+    let mut served: Vec<Interval> = markets
+        .intervals
+        .iter()
+        .filter_map(|d| candles_proto::interval_from(Some(d)).ok())
+        .collect();
+    if served.is_empty() {
+        served.push(default);
+    }
+    Some((served, default))
+}
+
+/// The intervals a server builds, as its `ListMarkets` said.
+#[derive(Clone, Debug, Default)]
+struct Served {
+    /// Finest first; empty when unknown.
+    intervals: Vec<Interval>,
+    /// The server listed them (an older server only names its one interval, and ignores the
+    /// interval asked for).
+    listed: bool,
+}
+
+impl Served {
+    /// Why `asked` cannot be had from an older server that builds one other interval.
+    fn unlisted_refusal(&self, asked: Option<Interval>, server: &str) -> Option<String> {
+        let (asked, only) = (asked?, self.intervals.first()?);
+        (!self.listed && asked != *only).then(|| {
+            format!("the server at {server} builds only {only} (an older server: it lists no intervals), not {asked}")
+        })
+    }
+}
+
+/// Asks the server which pairs it has (to name a pair it knows nothing about), which intervals
+/// it builds (sent as [`Event::Intervals`]; returned to tell a refused interval) and how much
 /// history it keeps (asking for more is an invalid request); returns the history to ask for,
 /// or `None` when `tx` is closed. A capped `--history` the user asked for is said as a notice.
 async fn markets(
     cfg: &ClientConfig,
     client: &mut Client,
     tx: &mpsc::Sender<Event>,
-) -> Result<Option<u32>, ClientError> {
-    let mut history = cfg.history;
+) -> Result<Option<(u32, Served)>, ClientError> {
+    let history = cfg.history;
     let Ok(markets) = client
         .list_markets(authorized(cfg, ListMarketsRequest {})?)
         .await
     else {
-        return Ok(Some(history));
+        return Ok(Some((history, Served::default())));
     };
     let markets = markets.into_inner();
+    let served = match served_intervals(&markets) {
+        Some((intervals, default)) => {
+            let event = Event::Intervals(intervals.clone(), default);
+            if tx.send(event).await.is_err() {
+                return Ok(None);
+            }
+            let listed = !markets.intervals.is_empty();
+            Served { intervals, listed }
+        }
+        None => Served::default(),
+    };
+    Ok(capped_history(cfg, &markets, tx)
+        .await
+        .map(|history| (history, served)))
+}
+
+/// The history to ask for (at most what the server keeps; a capped `--history` the user asked
+/// for is said as a notice), after sending the server's pairs; `None` when `tx` is closed.
+async fn capped_history(
+    cfg: &ClientConfig,
+    markets: &ListMarketsResponse,
+    tx: &mpsc::Sender<Event>,
+) -> Option<u32> {
+    let mut history = cfg.history;
     if markets.max_history > 0 && history > markets.max_history {
         history = markets.max_history;
         if !cfg.history_given {
@@ -268,18 +372,16 @@ async fn markets(
                 history,
                 "the server keeps less history; asking for its maximum"
             );
-            return Ok(tx.send(known_pairs(&markets)).await.ok().map(|()| history));
+            return tx.send(known_pairs(markets)).await.ok().map(|()| history);
         }
         let notice = format!(
             "--history {} is more than the server keeps; asking for its maximum, {history}",
             cfg.history
         );
         tracing::info!(%notice);
-        if tx.send(Event::Notice(notice)).await.is_err() {
-            return Ok(None);
-        }
+        tx.send(Event::Notice(notice)).await.ok()?;
     }
-    Ok(tx.send(known_pairs(&markets)).await.ok().map(|()| history))
+    tx.send(known_pairs(markets)).await.ok().map(|()| history)
 }
 
 /// The pairs the server has, as an event.
@@ -305,9 +407,12 @@ async fn subscribe_once(
         Err(e) => return Ok(End::Retry(format!("cannot connect: {}", describe(&e)))),
     };
     let mut client = CandleServiceClient::new(channel).max_decoding_message_size(4 << 20);
-    let Some(history) = markets(cfg, &mut client, tx).await? else {
+    let Some((history, served)) = markets(cfg, &mut client, tx).await? else {
         return Ok(End::Stop);
     };
+    if let Some(message) = served.unlisted_refusal(cfg.interval, &cfg.server) {
+        return Ok(End::Refused(message));
+    }
     let request = authorized(
         cfg,
         SubscribeRequest {
@@ -315,8 +420,7 @@ async fn subscribe_once(
             sources: cfg.sources.iter().map(|s| s.as_str().to_string()).collect(),
             history,
             live_updates: cfg.live,
-            // The server's default interval.
-            interval: None,
+            interval: cfg.interval.map(candles_proto::duration),
         },
     )?;
     let rejected = |s: tonic::Status| ClientError::Rejected {
@@ -326,6 +430,13 @@ async fn subscribe_once(
     };
     let mut stream = match client.subscribe(request).await {
         Ok(r) => r.into_inner(),
+        Err(s) if refused_interval(cfg.interval, &served.intervals, &s) => {
+            return Ok(End::Refused(format!(
+                "the server at {} does not build that interval: {}",
+                cfg.server,
+                s.message()
+            )));
+        }
         Err(s) if fatal(s.code()) => return Err(rejected(s)),
         Err(s) => return Ok(End::Retry(format!("subscribe: {}", describe(&s)))),
     };
@@ -349,6 +460,20 @@ async fn subscribe_once(
             return Ok(End::Stop);
         }
     }
+}
+
+/// Whether `status` refuses the interval asked for: invalid, and the interval is not among
+/// the `served` ones (or the server did not list them and names an interval).
+fn refused_interval(asked: Option<Interval>, served: &[Interval], status: &tonic::Status) -> bool {
+    let Some(asked) = asked else {
+        return false;
+    };
+    status.code() == Code::InvalidArgument
+        && if served.is_empty() {
+            status.message().contains("interval")
+        } else {
+            !served.contains(&asked)
+        }
 }
 
 /// A stream message as an event: the candle, or what was wrong with it.
@@ -417,6 +542,38 @@ mod tests {
             );
         }
         assert!(check_server("https://candles.example:443").is_ok());
+    }
+
+    #[test]
+    fn an_older_server_that_lists_no_intervals_cannot_give_another() {
+        let (s5, m1) = (Interval::seconds(5), Interval::seconds(60));
+        let old = Served {
+            intervals: vec![s5],
+            listed: false,
+        };
+        let message = old.unlisted_refusal(Some(m1), "http://x:1").unwrap();
+        assert!(
+            message.contains("only 5s") && message.contains("1m"),
+            "{message}"
+        );
+        assert_eq!(old.unlisted_refusal(Some(s5), "http://x:1"), None);
+        assert_eq!(old.unlisted_refusal(None, "http://x:1"), None);
+        let new = Served {
+            listed: true,
+            ..old
+        };
+        assert_eq!(
+            new.unlisted_refusal(Some(m1), "http://x:1"),
+            None,
+            "it answers itself"
+        );
+        let status = tonic::Status::invalid_argument("interval 1m is not built");
+        assert!(refused_interval(Some(m1), &[s5], &status));
+        assert!(!refused_interval(None, &[s5], &status));
+        assert!(
+            !refused_interval(Some(s5), &[s5], &status),
+            "another problem"
+        );
     }
 
     #[tokio::test]

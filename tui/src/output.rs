@@ -70,6 +70,8 @@ pub enum Outcome {
     Done,
     /// A fatal error: print it and exit non-zero.
     Failed(String),
+    /// The server does not build the interval asked for (its message): a usage error, exit 2.
+    Refused(String),
 }
 
 /// What `--plain` / `--json` print, and the hint shown with the first problem.
@@ -129,6 +131,7 @@ impl LineOutput<'_> {
                     }
                 }
                 Event::Fatal(message) => return Ok(Outcome::Failed(message)),
+                Event::Refused(message) => return Ok(Outcome::Refused(message)),
                 other => self.tell(other, &mut said, err),
             }
         }

@@ -213,6 +213,7 @@ fn frame(app: &App, index: usize, pair: Pair) -> Block<'static> {
     let interval = app
         .series_for(pair)
         .and_then(|s| s.interval())
+        .or(app.interval)
         .map(|i| format!(" · {i}"))
         .unwrap_or_default();
     let title = Line::from(vec![

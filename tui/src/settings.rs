@@ -1,4 +1,4 @@
-//! Remembered settings: the pairs, source, overlays (VWAP, moving average and its period),
+//! Remembered settings: the pairs, source, candle interval, overlays (VWAP, moving average and its period),
 //! venue pane, zoom and candle width, saved as JSON in the user's config directory when they
 //! change and at exit, and restored at start. Flags (and their environment variables) win over
 //! the file; a file that cannot be read is reported and otherwise ignored (and not written
@@ -9,7 +9,7 @@
 
 use crate::app::App;
 use crate::overlay::{MA_RANGE, Overlays};
-use candles_core::{Pair, Source};
+use candles_core::{Interval, Pair, Source};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -21,6 +21,8 @@ pub struct Settings {
     pub pairs: Option<Vec<String>>,
     /// The source drawn (`composite`, `binance`, ...).
     pub source: Option<String>,
+    /// The candle interval shown (`5s`, `1m`, ...), against a server.
+    pub interval: Option<String>,
     /// The VWAP line is on.
     pub vwap: Option<bool>,
     /// The moving average is on.
@@ -64,6 +66,9 @@ pub fn parse(text: &str) -> Result<Settings, String> {
         source
             .parse::<Source>()
             .map_err(|e| format!("source: {e}"))?;
+    }
+    if let Some(interval) = &s.interval {
+        Interval::parse(interval).map_err(|e| format!("interval: {e}"))?;
     }
     if let Some(period) = s.ma_period
         && !MA_RANGE.contains(&period)
@@ -111,6 +116,10 @@ impl Settings {
         Settings {
             pairs: Some(app.pairs.iter().map(Pair::to_string).collect()),
             source: Some(app.source.to_string()),
+            interval: app
+                .interval
+                .filter(|_| !app.embedded)
+                .map(|i| i.to_string()),
             vwap: Some(app.overlays.vwap),
             ma: Some(app.overlays.ma),
             ma_period: Some(app.overlays.ma_period),
@@ -129,6 +138,20 @@ impl Settings {
     /// The remembered source (already checked by [`parse`]).
     pub fn source(&self) -> Option<Source> {
         self.source.as_ref()?.parse().ok()
+    }
+
+    /// These settings, with `before`'s interval where they have none (`--embedded` does not
+    /// forget the interval chosen against a server).
+    pub fn keeping(mut self, before: &Settings) -> Settings {
+        if self.interval.is_none() {
+            self.interval.clone_from(&before.interval);
+        }
+        self
+    }
+
+    /// The remembered interval (already checked by [`parse`]).
+    pub fn interval(&self) -> Option<Interval> {
+        Interval::parse(self.interval.as_ref()?).ok()
     }
 
     /// Applies what the dashboard alone uses (overlays, venue pane, zoom, width) to `app`; the
@@ -184,6 +207,17 @@ mod tests {
         back.apply_view(&mut fresh, false);
         assert_eq!((fresh.overlays, fresh.step), (app.overlays, 4));
         assert_eq!(back.pairs().unwrap(), app.pairs);
+        app.interval = Some(candles_core::Interval::seconds(60));
+        let saved = parse(&serde_json::to_string(&Settings::of(&app)).unwrap()).unwrap();
+        assert_eq!(saved.interval(), app.interval);
+        app.embedded = true;
+        let kept = Settings::of(&app).keeping(&saved);
+        assert_eq!(kept.interval(), app.interval, "embedded keeps the server's");
+        assert!(
+            parse(r#"{"interval": "0s"}"#)
+                .unwrap_err()
+                .contains("interval")
+        );
         assert!(parse("{").is_err());
         assert!(
             parse(r#"{"source": "ftx"}"#)

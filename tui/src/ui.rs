@@ -262,6 +262,11 @@ pub fn status_lines(app: &App) -> (Option<Line<'static>>, Vec<Line<'static>>) {
         .filter(|(link, _)| !matches!(app.links.get(link), Some((LinkState::Live, _))))
         .map(|(link, reason)| format!("{}: {reason}", link.name()))
         .collect();
+    let refused = app
+        .refused
+        .iter()
+        .map(|r| format!("{r} (< / > pick another)"));
+    let down: Vec<String> = refused.chain(down).collect();
     let reasons =
         (!down.is_empty()).then(|| Line::from(format!(" ⚠ {}", down.join(" · "))).fg(Color::Red));
     let mut rest = Vec::new();
@@ -300,8 +305,8 @@ fn wrapped_rows(lines: &[Line], width: u16) -> u16 {
         .sum()
 }
 
-/// The key hints: the essential ones always; the overlay and venue keys when they fit.
-const HINTS: [(&str, &str, bool); 10] = [
+/// The key hints: the essential ones always; the others, in this order, while they fit.
+const HINTS: [(&str, &str, bool); 11] = [
     ("Tab/←→", "pair", true),
     ("Enter", "zoom", true),
     ("s", "source", true),
@@ -310,22 +315,28 @@ const HINTS: [(&str, &str, bool); 10] = [
     ("i", "inspect", true),
     ("v/m", "overlays", false),
     ("d", "venues", false),
+    ("</>", "interval", false),
     ("?", "help", true),
     ("q", "quit", true),
 ];
 
 fn hint_bar(app: &App, area: Rect, buf: &mut Buffer) {
     let key = Style::default().fg(Color::Cyan);
-    let width = |all: bool| -> usize {
-        HINTS
-            .iter()
-            .filter(|h| all || h.2)
-            .map(|(k, what, _)| k.chars().count() + what.len() + 2)
-            .sum()
-    };
-    let all = width(true) <= usize::from(area.width);
+    let width = |(k, what, _): &(&str, &str, bool)| k.chars().count() + what.len() + 2;
+    let essential: usize = HINTS.iter().filter(|h| h.2).map(width).sum();
+    let mut room = usize::from(area.width).saturating_sub(essential);
+    let shown: Vec<bool> = HINTS
+        .iter()
+        .map(|h| {
+            let fits = h.2 || width(h) <= room;
+            if !h.2 && fits {
+                room -= width(h);
+            }
+            fits
+        })
+        .collect();
     let mut spans = vec![];
-    for (k, what, _) in HINTS.iter().filter(|h| all || h.2) {
+    for ((k, what, _), _) in HINTS.iter().zip(&shown).filter(|(_, s)| **s) {
         spans.push(Span::styled(format!(" {k}"), key));
         spans.push(Span::raw(format!(" {what}")));
     }
@@ -378,7 +389,7 @@ fn panels(app: &App, shown: &[(usize, Pair)], area: Rect, buf: &mut Buffer) {
 }
 
 /// The help overlay's rows: key, what it does (every key the dashboard knows).
-pub const HELP: [(&str, &str); 13] = [
+pub const HELP: [(&str, &str); 14] = [
     ("Tab / → / ←", "next / previous pair"),
     ("1-9", "select pair by number"),
     ("Enter / z", "zoom into the selected pair (others hidden)"),
@@ -393,6 +404,10 @@ pub const HELP: [(&str, &str); 13] = [
         "moving average of closes on / off; shorter / longer",
     ),
     ("d", "venues: each exchange's close vs the composite, in bp"),
+    (
+        "< / >",
+        "finer / coarser candles (intervals the server builds)",
+    ),
     ("? / F1", "this help"),
     ("q / Esc / Ctrl-C", "quit"),
 ];

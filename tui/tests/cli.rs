@@ -57,7 +57,7 @@ fn an_unreachable_server_is_explained_once_with_the_log_file() {
     let log = logs.path().join("x.log");
     let mut child = Command::new(BIN)
         .env("CANDLES_NO_CONFIG", "true")
-        .args(["--plain", "--interval", "1m", "--server"])
+        .args(["--plain", "--grace", "1s", "--server"])
         .arg(format!("http://127.0.0.1:{port}"))
         .arg("--log-file")
         .arg(&log)
@@ -82,7 +82,7 @@ fn an_unreachable_server_is_explained_once_with_the_log_file() {
     child.wait().unwrap();
     let text = lines.join("\n");
     assert!(
-        text.contains("--interval is only used with --embedded"),
+        text.contains("--grace is only used with --embedded"),
         "{text}"
     );
     let refused: Vec<&String> = lines.iter().filter(|l| l.contains("refused")).collect();

@@ -723,7 +723,9 @@ fn at_80x24_every_key_works() {
     assert!(rows(&screen)[0].contains("composite"), "{screen}");
     insta::assert_snapshot!(screen);
     // Every key in the help changes something or is drawn, at 80×24 too.
-    for c in ['[', ']', 'd', 'z', 'i', 'p', '+', '-', 's', 'S', '2'] {
+    for c in [
+        '[', ']', 'd', 'z', 'i', 'p', '+', '-', 's', 'S', '2', '>', '<',
+    ] {
         key(&mut app, c);
         let screen = text(draw(&app, 80, 24).backend().buffer());
         assert!(!screen.contains("too small"), "{c}\n{screen}");
