@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bins;
+pub mod certs;
 pub mod kafka;
 pub mod net;
 pub mod process;
