@@ -77,18 +77,7 @@ impl KafkaSink {
         topic: &str,
         properties: &KafkaProperties,
     ) -> anyhow::Result<Self> {
-        let mut cfg = ClientConfig::new();
-        cfg.set("bootstrap.servers", brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("max.in.flight.requests.per.connection", "5")
-            .set("linger.ms", "5")
-            .set("message.timeout.ms", "30000")
-            // Back within a second of a broker restart: the trades buffered meanwhile are late
-            // for their windows by however long this takes (see candles-service's outage rule).
-            .set("reconnect.backoff.max.ms", "1000")
-            .set("partitioner", "murmur2_random")
-            .set("client.id", "candles-connector");
+        let mut cfg = crate::kafka::clients::trade_producer(brokers, "candles-connector");
         properties.apply(&mut cfg);
         let producer: FutureProducer = crate::kafka::create(
             &cfg,

@@ -202,3 +202,38 @@ fn compose_and_the_tests_run_the_same_kafka_version() {
         candles_testkit::KAFKA_VERSION
     );
 }
+
+/// Compose's Redis keeps the candle history the way the tests' and the native stack's Redis do
+/// (whose restarts `full_stack`'s `redis_restart_loses_nothing` checks): its command has
+/// `candles_testkit::redis::PERSISTENCE`, and its data dir `/data` is a named volume.
+#[test]
+fn compose_redis_persists_history_like_the_tests() {
+    let path = bins::workspace_root().join(COMPOSE);
+    let doc: Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let redis = &doc["services"]["redis"];
+    let command: Vec<String> = redis["command"]
+        .as_sequence()
+        .expect("the redis service has a command list")
+        .iter()
+        .filter_map(scalar)
+        .collect();
+    let persistence = candles_testkit::redis::PERSISTENCE.map(String::from);
+    assert!(
+        command.windows(persistence.len()).any(|w| w == persistence),
+        "{COMPOSE}: redis runs {command:?}, without {persistence:?}"
+    );
+    let volumes: Vec<String> = redis["volumes"]
+        .as_sequence()
+        .expect("the redis service has volumes")
+        .iter()
+        .filter_map(scalar)
+        .collect();
+    let volume = volumes
+        .iter()
+        .find_map(|v| v.strip_suffix(":/data"))
+        .unwrap_or_else(|| panic!("{COMPOSE}: no volume on redis's /data: {volumes:?}"));
+    assert!(
+        doc["volumes"].get(volume).is_some(),
+        "{COMPOSE}: redis's volume {volume} is not a named volume"
+    );
+}

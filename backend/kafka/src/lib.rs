@@ -1,4 +1,5 @@
-//! Kafka client settings shared by `candles-connector` and `candles-service`: client properties
+//! Kafka client settings shared by `candles-connector` and `candles-service`: the stack's own
+//! client settings ([`clients`]: the trade producer and the group consumer), and client properties
 //! from the user (`--kafka-property key=value`, repeatable, or
 //! `CANDLES_KAFKA_PROPERTIES=k=v,k=v`), passed to librdkafka as they are, after the connector's
 //! own settings: the way to reach a managed or secured cluster (`security.protocol=SASL_SSL`,
@@ -13,6 +14,8 @@
 //! own error texts are scrubbed of those values ([`KafkaProperties::redact`]).
 
 #![forbid(unsafe_code)]
+
+pub mod clients;
 
 use rdkafka::ClientConfig;
 use std::fmt;

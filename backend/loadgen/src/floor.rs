@@ -13,7 +13,7 @@
 use crate::stats::Summary;
 use anyhow::{Context as _, Result, bail};
 use candles_core::Micros;
-use rdkafka::config::ClientConfig;
+use candles_kafka::clients;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::message::Message as _;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -57,39 +57,24 @@ const RECORD_BYTES: usize = 96;
 /// The keys the connectors use (the canonical pairs).
 const KEYS: [&str; 3] = ["BTC-USDT", "ETH-USDT", "SOL-USDT"];
 
-/// The connector's producer: a copy of the settings in `backend/connector/src/sink.rs`
-/// (`KafkaSink::with_properties`).
+/// The connector's producer (`candles_kafka::clients::trade_producer`).
 fn producer(brokers: &str) -> Result<FutureProducer> {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("max.in.flight.requests.per.connection", "5")
-        .set("linger.ms", "5")
-        .set("message.timeout.ms", "30000")
-        .set("reconnect.backoff.max.ms", "1000")
-        .set("partitioner", "murmur2_random")
-        .set("client.id", "candles-loadgen-floor")
+    clients::trade_producer(brokers, "candles-loadgen-floor")
         .create()
         .context("creating the floor's producer")
 }
 
-/// The service's consumer: a copy of the settings in `backend/service/src/consumer.rs` (the
-/// consume loop's consumer; session timeout at the service's default of 10 s).
+/// The service's consumer (`candles_kafka::clients::trade_consumer`, at the service's default
+/// session timeout).
 fn consumer(brokers: &str, group: &str) -> Result<StreamConsumer> {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", group)
-        .set("client.id", "candles-loadgen-floor")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "10000")
-        .set("heartbeat.interval.ms", "2500")
-        .set("fetch.wait.max.ms", "50")
-        .set("topic.metadata.refresh.interval.ms", "5000")
-        .create()
-        .context("creating the floor's consumer")
+    clients::trade_consumer(
+        brokers,
+        group,
+        "candles-loadgen-floor",
+        clients::DEFAULT_SESSION_TIMEOUT,
+    )
+    .create()
+    .context("creating the floor's consumer")
 }
 
 /// Runs every rate on one broker and writes `kafka-floor.json` to `settings.out`.

@@ -6,7 +6,8 @@
 //! - [`bins`]: finding (and building) the workspace's binaries and external ones.
 //! - [`Kafka`]: Apache Kafka (KRaft, broker + controller) from Maven Central's jars
 //!   (see `scripts/install-test-deps.sh`), data on disk; [`Kafka::shared`] is one per process.
-//! - [`Redis`]: a `redis-server` with no persistence.
+//! - [`Redis`]: a `redis-server` with append-only persistence in its own data dir (kept across
+//!   restarts); [`certs`]: throwaway TLS certificates.
 //! - [`stack`]: the whole topology (simulators or the real exchanges, connectors, N service
 //!   instances) and the faults tests inject; `candles-stack` runs it from the command line.
 //! - [`topic`]: reading a topic back; [`trade_log`]: the simulator's trade log.
@@ -16,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bins;
+pub mod certs;
 pub mod kafka;
 pub mod net;
 pub mod process;

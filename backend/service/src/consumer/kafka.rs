@@ -164,25 +164,12 @@ fn client_config(
 /// The group consumer's configuration: manual commits, from the earliest offset, short fetch
 /// waits (the user's properties are applied last).
 fn consumer_config(config: &ServiceConfig) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &config.brokers)
-        .set("group.id", &config.group)
-        .set("client.id", "candles-service")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set(
-            "session.timeout.ms",
-            config.session_timeout.as_millis().to_string(),
-        )
-        .set(
-            "heartbeat.interval.ms",
-            (config.session_timeout.as_millis() / 4)
-                .max(100)
-                .to_string(),
-        )
-        .set("fetch.wait.max.ms", "50")
-        .set("topic.metadata.refresh.interval.ms", "5000");
+    let mut c = candles_kafka::clients::trade_consumer(
+        &config.brokers,
+        &config.group,
+        "candles-service",
+        config.session_timeout,
+    );
     config.kafka_properties.apply(&mut c);
     c
 }

@@ -1,6 +1,7 @@
 //! `candles-stack`: the docker-compose.yml topology natively, without Docker
-//! ([`candles_testkit::stack`]): Apache Kafka (topics `trades` and `trades.dlq`), redis-server,
-//! one exchange simulator per exchange (or the real exchanges with `--real`), the connectors and
+//! ([`candles_testkit::stack`]): Apache Kafka (topics `trades` and `trades.dlq`), redis-server
+//! (append-only persistence as in compose, in the run directory's `redis/`), one exchange
+//! simulator per exchange (or the real exchanges with `--real`), the connectors and
 //! N candles-service instances in one consumer group, all on free 127.0.0.1 ports. Prints where
 //! everything is, runs until SIGINT/SIGTERM (or `--duration`), then stops every process it
 //! started, programs first. `scripts/stack.sh` builds and runs it.
@@ -99,7 +100,11 @@ fn print_addresses(stack: &Stack) {
         stack.brokers(),
         stack.config.partitions
     );
-    println!("  Redis             {}", stack.redis_url());
+    println!(
+        "  Redis             {}   data: {}",
+        stack.redis_url(),
+        stack.redis_dir().display()
+    );
     for sim in stack.sims() {
         let name = sim.exchange.as_str();
         println!(

@@ -1,6 +1,6 @@
 //! The whole backend as real processes on loopback ports: Apache Kafka (topics `trades` and
-//! `trades.dlq`), redis-server, one `exchange-sim` (or the real exchange) and one
-//! `candles-connector` per exchange, and N `candles-service` instances in one consumer group.
+//! `trades.dlq`), redis-server (append-only persistence in the run directory's `redis/`), one
+//! `exchange-sim` (or the real exchange) and one `candles-connector` per exchange, and N `candles-service` instances in one consumer group.
 //! Every process is killed when the [`Stack`] is dropped, also when a test panics; logs go to
 //! the run directory.
 //!
@@ -189,7 +189,7 @@ impl Stack {
         let broker = Kafka::start_in(&dir.join("kafka"))?;
         broker.create_topic(TOPIC, config.partitions)?;
         broker.create_topic(&format!("{TOPIC}.dlq"), 1)?;
-        let redis = Redis::start_binary(config.redis_bin.clone())?;
+        let redis = Redis::start_in(&dir.join("redis"), config.redis_bin.clone())?;
         let mut stack = Stack {
             group: config.group.clone(),
             config,
@@ -261,6 +261,11 @@ impl Stack {
         self.redis.url()
     }
 
+    /// Redis's data dir (its append-only file and log).
+    pub fn redis_dir(&self) -> &Path {
+        self.redis.data_dir()
+    }
+
     /// Starts service instance `i` on its ports (killing it first if it runs).
     fn spawn_service(&mut self, i: usize) -> Result<()> {
         self.services[i].proc = None;
@@ -327,9 +332,14 @@ impl Stack {
         }
     }
 
-    /// Kills redis-server, waits `down`, starts it again on the same port (empty: no persistence).
-    pub fn restart_redis(&mut self, down: Duration) -> Result<()> {
-        self.redis.kill();
+    /// Stops redis-server (`kill -9`, or SIGTERM when `graceful`), waits `down`, starts it again
+    /// on the same port with its data (append-only file in the run directory's `redis/`).
+    pub fn restart_redis(&mut self, down: Duration, graceful: bool) -> Result<()> {
+        if graceful {
+            self.redis.stop();
+        } else {
+            self.redis.kill();
+        }
         std::thread::sleep(down);
         self.redis.restart()
     }
@@ -359,7 +369,7 @@ impl Stack {
         for mut p in programs {
             p.terminate(grace);
         }
-        self.redis.kill();
+        self.redis.stop();
         self.broker.stop();
     }
 
