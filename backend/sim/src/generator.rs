@@ -48,10 +48,16 @@ const PROFILES: &[(&str, i64, i64, u32, u32)] = &[
     ("XRP", 1, 3, 4, 1),
 ];
 
+/// Seeds the pairs' starting prices, the same for every simulator.
+const START_PRICE_SEED: u64 = 0x5EED_57A2;
+
 impl Walk {
     /// A walk over `pairs` seeded with `seed`.
     pub fn new(seed: u64, pairs: &[Pair]) -> Walk {
         let mut rng = StdRng::seed_from_u64(seed);
+        // Starting prices do not depend on the seed: simulators of different exchanges (each with
+        // its own seed) quote a pair near the same price, as real exchanges do; only the walks differ.
+        let mut start = StdRng::seed_from_u64(START_PRICE_SEED);
         let walkers = pairs
             .iter()
             .map(|&pair| {
@@ -61,7 +67,7 @@ impl Walk {
                     .map_or((10, 100, 3, 2), |p| (p.1, p.2, p.3, p.4));
                 // A price with `price_dp` decimals, uniform in [low, high).
                 let scale = 10i64.pow(price_dp);
-                let units = rng.random_range(low * scale..high * scale);
+                let units = start.random_range(low * scale..high * scale);
                 let price = Decimal::new(units, price_dp);
                 Walker {
                     pair,
@@ -331,6 +337,18 @@ mod tests {
         let mut c = Walk::new(8, &pairs());
         let differs = (0..100).any(|_| a.next_order().fills != c.next_order().fills);
         assert!(differs);
+    }
+
+    #[test]
+    fn every_seed_starts_a_pair_at_the_same_price() {
+        let starts = |seed| -> Vec<Decimal> {
+            Walk::new(seed, &pairs())
+                .walkers
+                .iter()
+                .map(|w| w.price)
+                .collect()
+        };
+        assert_eq!(starts(1), starts(2), "exchanges' simulators start together");
     }
 
     #[test]
