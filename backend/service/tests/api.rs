@@ -427,7 +427,7 @@ async fn bad_requests_health_reflection_auth_and_a_redis_restart() {
     wait_health(service.addr, true, Duration::from_secs(10)).await;
     println!("SERVING {:?} after Redis came back", killed.elapsed());
     let trades = producing.await.unwrap();
-    // Redis lost everything (no persistence); candles after the restart arrive exactly, on the
+    // Redis was killed (it keeps an append-only file); candles after the restart arrive exactly, on the
     // same stream, and finals held while Redis was down are published once it is back.
     let expected: Vec<_> = reference(&trades)
         .into_iter()
