@@ -257,7 +257,8 @@ mod tests {
     #[test]
     fn every_field_is_caught() {
         let bump = |x: &mut Decimal| *x += d("0.00000001");
-        let cases: Vec<(Field, Box<dyn Fn(&mut ExchangeCandle)>)> = vec![
+        type Change = Box<dyn Fn(&mut ExchangeCandle)>;
+        let cases: Vec<(Field, Change)> = vec![
             (Field::Open, Box::new(move |c| bump(&mut c.open))),
             (Field::High, Box::new(move |c| bump(&mut c.high))),
             (Field::Low, Box::new(move |c| bump(&mut c.low))),
