@@ -9,11 +9,13 @@
 pub mod messages;
 
 use super::{
-    ForPair, Frame, Gap, Keepalive, Listing, Origin, Page, Venue, join_url, millis_micros, stamped,
+    ForPair, Frame, Gap, Keepalive, Listing, Origin, Page, Venue, candle_rows, cell_decimal,
+    cell_int, join_url, millis_micros, stamped,
 };
 use crate::error::ParseError;
 use crate::pacer::RestLimit;
 use candles_core::symbols::{binance_stream, rest_symbol};
+use candles_core::verify::ExchangeCandle;
 use candles_core::{Exchange, Micros, Pair, Side, Trade};
 use messages::{Envelope, ExchangeInfo, HistoricalTrade, RestError, TradeEvent};
 
@@ -119,6 +121,8 @@ impl Venue for Binance {
             25.0
         } else if url.contains("/api/v3/exchangeInfo") {
             20.0
+        } else if url.contains("/api/v3/klines") {
+            2.0
         } else {
             1.0
         }
@@ -183,6 +187,55 @@ impl Venue for Binance {
             join_url(rest_url, "/api/v3/exchangeInfo"),
             rest_symbol(Exchange::Binance, pair)
         )
+    }
+
+    fn candle_url(&self, rest_url: &str, pair: Pair, start: Micros) -> String {
+        format!(
+            "{}?symbol={}&interval=1m&startTime={ms}&endTime={ms}&limit=1",
+            join_url(rest_url, "/api/v3/klines"),
+            rest_symbol(Exchange::Binance, pair),
+            ms = start.as_millis()
+        )
+    }
+
+    /// A kline row: `[open time, o, h, l, c, volume, close time, quote volume, trades, taker
+    /// buy base, taker buy quote, ignore]`; final once its minute is over.
+    fn parse_candle(
+        &self,
+        body: &str,
+        _pair: Pair,
+        start: Micros,
+        now: Micros,
+    ) -> Result<Option<ExchangeCandle>, ParseError> {
+        const WHAT_K: &str = "binance klines";
+        if let Ok(err) = serde_json::from_str::<RestError>(body) {
+            return Err(ParseError::field(WHAT_K, "code", err.code, err.msg));
+        }
+        let value: serde_json::Value =
+            serde_json::from_str(body).map_err(ParseError::json(WHAT_K))?;
+        let rows = candle_rows(WHAT_K, &value, 11)?;
+        let Some(row) = rows
+            .iter()
+            .find(|r| r[0].as_i64() == Some(start.as_millis()))
+        else {
+            return Ok(None);
+        };
+        if now < candles_core::verify::MINUTE.window_end(start) {
+            return Ok(None);
+        }
+        let d = |i: usize, field| cell_decimal(WHAT_K, field, &row[i]);
+        Ok(Some(ExchangeCandle {
+            start,
+            open: d(1, "open")?,
+            high: d(2, "high")?,
+            low: d(3, "low")?,
+            close: d(4, "close")?,
+            volume: d(5, "volume")?,
+            quote_volume: Some(d(7, "quote volume")?),
+            trades: Some(cell_int(WHAT_K, "trades", &row[8])?.unsigned_abs()),
+            taker_buy_volume: Some(d(9, "taker buy base")?),
+            vwap: None,
+        }))
     }
 
     fn parse_listing(&self, status: u16, body: &str, pair: Pair) -> Result<Listing, ParseError> {
