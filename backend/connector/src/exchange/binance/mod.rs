@@ -265,6 +265,41 @@ mod tests {
     use candles_core::Decimal;
     use std::str::FromStr;
 
+    #[test]
+    fn a_kline_row_is_read_exactly_once_its_minute_is_over() {
+        // The shape of GET /api/v3/klines (rest-api.md "Kline/Candlestick data").
+        let body = r#"[[1499040000000,"0.01634790","0.80000000","0.01575800","0.01577100","148976.11427815",1499040059999,"2434.19055334",308,"1756.87402397","28.46694368","0"]]"#;
+        let start = Micros::from_millis(1_499_040_000_000);
+        let pair = Pair::parse("BTC-USDT").unwrap();
+        let after = Micros(start.0 + 60_000_000);
+        let c = Binance
+            .parse_candle(body, pair, start, after)
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.open.to_string(), "0.01634790");
+        assert_eq!(c.volume.to_string(), "148976.11427815");
+        assert_eq!(c.quote_volume.unwrap().to_string(), "2434.19055334");
+        assert_eq!(c.trades, Some(308));
+        assert_eq!(c.taker_buy_volume.unwrap().to_string(), "1756.87402397");
+        assert_eq!(
+            Binance.parse_candle(body, pair, start, start).unwrap(),
+            None
+        );
+        let other = Micros(start.0 + 60_000_000);
+        assert_eq!(
+            Binance.parse_candle(body, pair, other, after).unwrap(),
+            None
+        );
+        let refused = r#"{"code":-1121,"msg":"Invalid symbol."}"#;
+        assert!(Binance.parse_candle(refused, pair, start, after).is_err());
+        let url = Binance.candle_url("http://h", pair, start);
+        assert!(
+            url.starts_with("http://h/api/v3/klines?symbol=BTCUSDT&interval=1m"),
+            "{url}"
+        );
+        assert_eq!(Binance.rest_cost(&url), 2.0);
+    }
+
     fn dec(s: &str) -> Decimal {
         Decimal::from_str(s).unwrap()
     }

@@ -275,6 +275,35 @@ mod tests {
     use super::*;
     use crate::exchange::samples;
 
+    #[test]
+    fn a_candle_row_is_read_exactly_from_json_numbers() {
+        // The shape of GET /products/{id}/candles: [time, low, high, open, close, volume].
+        let body = "[[1415398800,0.32,4.2,0.35,4.20,12.30000001],[1415398740,1,2,1,2,3]]";
+        let pair = pair("BTC-USD");
+        let start = Micros(1_415_398_800_000_000);
+        let after = Micros(start.0 + 60_000_000);
+        let c = Coinbase
+            .parse_candle(body, pair, start, after)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (c.low.to_string(), c.high.to_string()),
+            ("0.32".into(), "4.2".into())
+        );
+        assert_eq!(
+            (c.open.to_string(), c.close.to_string()),
+            ("0.35".into(), "4.20".into())
+        );
+        assert_eq!(c.volume.to_string(), "12.30000001");
+        assert_eq!((c.trades, c.vwap), (None, None));
+        assert_eq!(
+            Coinbase.parse_candle(body, pair, start, start).unwrap(),
+            None
+        );
+        let refused = r#"{"message":"Unsupported granularity"}"#;
+        assert!(Coinbase.parse_candle(refused, pair, start, after).is_err());
+    }
+
     fn pair(s: &str) -> Pair {
         Pair::parse(s).unwrap()
     }

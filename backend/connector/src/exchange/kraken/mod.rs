@@ -330,6 +330,32 @@ mod tests {
     use super::*;
     use crate::exchange::samples;
 
+    #[test]
+    fn an_ohlc_row_is_read_exactly_unless_it_is_the_newest() {
+        // The shape of GET /0/public/OHLC (docs.kraken.com, "Get OHLC Data").
+        let body = r#"{"error":[],"result":{"XXBTZUSD":[[1688671200,"30306.1","30306.2","30305.7","30305.7","30306.1","3.39243896",23],[1688671260,"30305.7","30305.8","30305.7","30305.8","30305.7","0.10000000",2]],"last":1688671200}}"#;
+        let pair = pair("BTC-USD");
+        let now = Micros::now();
+        let start = Micros(1_688_671_200_000_000);
+        let c = Kraken
+            .parse_candle(body, pair, start, now)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (c.open.to_string(), c.close.to_string()),
+            ("30306.1".into(), "30305.7".into())
+        );
+        assert_eq!(c.volume.to_string(), "3.39243896");
+        assert_eq!(
+            (c.vwap.unwrap().to_string(), c.trades),
+            ("30306.1".into(), Some(23))
+        );
+        let newest = Micros(start.0 + 60_000_000);
+        assert_eq!(Kraken.parse_candle(body, pair, newest, now).unwrap(), None);
+        let refused = r#"{"error":["EQuery:Unknown asset pair"]}"#;
+        assert!(Kraken.parse_candle(refused, pair, start, now).is_err());
+    }
+
     fn pair(s: &str) -> Pair {
         Pair::parse(s).unwrap()
     }
