@@ -123,6 +123,7 @@ impl Market {
     /// Records a trade that is never sent nor listed (it took no trade id), but that the
     /// exchange's candles count.
     pub fn hide(&self, trade: Trade) {
+        metrics::counter!("sim_hidden_trades_total").increment(1);
         self.hidden
             .lock()
             .unwrap_or_else(|e| e.into_inner())
