@@ -1,5 +1,6 @@
-//! The exchange's public REST API, paced: [`RestClient`], gap fill ([`RestFiller`]) and the
-//! listing check ([`check_pairs`]).
+//! The exchange's public REST API, paced: [`RestClient`], gap fill ([`RestFiller`]), the
+//! listing check ([`check_pairs`]) and the exchange's own candles
+//! ([`RestClient::exchange_candle`]).
 //!
 //! Every request takes its cost from the exchange's [`Pacer`] first (shared through
 //! [`ConnectorConfig::rest_pacer`]), so the connector never asks more often than the exchange's
@@ -21,6 +22,7 @@ use crate::telemetry::{LogLimits, RATE_LIMITED};
 use anyhow::Context;
 use candles_core::retry::Doubling;
 use candles_core::symbols::rest_symbol;
+use candles_core::verify::ExchangeCandle;
 use candles_core::{Exchange, Micros, Pair, Trade};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -114,6 +116,22 @@ impl RestClient {
         Err(format!(
             "still rate-limited after {MAX_REFUSALS} answers in a row"
         ))
+    }
+    /// The exchange's own final 1-minute candle of `pair` for the minute starting at `start`,
+    /// from its candle endpoint under `rest_url` (Binance klines, Kraken OHLC, Coinbase
+    /// candles), through this client's pace: `Ok(None)` when the exchange has no final candle
+    /// for that minute (yet: ask again later), `Err` for no answer or an answer that is not one.
+    pub async fn exchange_candle(
+        &self,
+        rest_url: &str,
+        pair: Pair,
+        start: Micros,
+    ) -> Result<Option<ExchangeCandle>, String> {
+        let url = self.venue.candle_url(rest_url, pair, start);
+        let (status, body) = self.get(&url).await?;
+        self.venue
+            .parse_candle(&body, pair, start, Micros::now())
+            .map_err(|e| format!("HTTP {status}: {e}"))
     }
 }
 

@@ -15,6 +15,7 @@
 //! - [`finality`]: when windows become final (end plus grace): the instant a loop sleeps until.
 //! - [`throttle`]: live updates at most once per update interval (leading and trailing edge).
 //! - [`retry`]: the doubling delay of every retry loop against a dependency.
+//! - [`verify`]: the verdict on a final 1-minute candle against the exchange's own candle.
 //! - [`bounds`]: what is accepted from outside (short excerpts of untrusted text, plausible trade
 //!   times).
 #![forbid(unsafe_code)]
@@ -31,6 +32,7 @@ pub mod symbols;
 pub mod throttle;
 pub mod time;
 pub mod trade;
+pub mod verify;
 
 pub use bounds::{TimeBounds, excerpt};
 pub use candle::{Candle, CandleId};

@@ -8,7 +8,7 @@
 //!   `{"e":"trade","E":1706602794682,"s":"BTCUSDT","t":276229663,"p":"43381.54000000","q":"0.10820000","T":1706602794681,"m":false,"M":true}`
 //!   where `m` = buyer is the maker, i.e. the taker sold.
 //! - REST: `GET /api/v3/historicalTrades?symbol=&fromId=&limit=`, `GET /api/v3/trades?symbol=&limit=`,
-//!   `GET /api/v3/exchangeInfo?symbol=`, `GET /api/v3/ping`, `GET /api/v3/time`.
+//!   `GET /api/v3/exchangeInfo?symbol=`, `GET /api/v3/klines` (see `klines`), `GET /api/v3/ping`, `GET /api/v3/time`.
 
 use crate::http::{Request, Response};
 use crate::market::Market;
@@ -182,11 +182,12 @@ impl Venue for Binance {
         }
     }
 
-    /// Binance's documented weights: trades lists 25, exchangeInfo 20, the rest 1.
+    /// Binance's documented weights: trades lists 25, exchangeInfo 20, klines 2, the rest 1.
     fn rest_cost(&self, path: &str) -> f64 {
         match path {
             "/api/v3/historicalTrades" | "/api/v3/trades" => 25.0,
             "/api/v3/exchangeInfo" => 20.0,
+            "/api/v3/klines" => 2.0,
             _ => 1.0,
         }
     }
@@ -349,6 +350,11 @@ impl Venue for Binance {
                 Response::ok(body)
             }
             "/api/v3/exchangeInfo" => self.exchange_info(request, market),
+            "/api/v3/klines" => match self.rest_pair(request, market) {
+                Ok(pair) => crate::klines::binance(request, pair, market)
+                    .map_or_else(|msg| error(400, -1120, &msg), Response::ok),
+                Err(r) => r,
+            },
             "/api/v3/ping" => Response::ok("{}"),
             "/api/v3/time" => {
                 Response::ok(json!({ "serverTime": Micros::now().as_millis() }).to_string())
@@ -393,6 +399,11 @@ fn rescaled(mut d: Decimal) -> Decimal {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn klines_weigh_two() {
+        assert_eq!(Binance.rest_cost("/api/v3/klines"), 2.0);
+    }
 
     #[test]
     fn stream_names_map_to_pairs() {

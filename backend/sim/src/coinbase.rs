@@ -12,7 +12,7 @@
 //! - `heartbeat` every second per product: `{"type":"heartbeat","sequence":90,"last_trade_id":20,"product_id":"BTC-USD","time":"…"}`.
 //! - REST: `GET /products/{id}/trades?after=&before=&limit=` (newest first; `after=X` → ids
 //!   below X; header `CB-AFTER` = smallest id returned, `CB-BEFORE` = largest), `GET /products/{id}`,
-//!   `GET /products`, `GET /time`.
+//!   `GET /products`, `GET /time`, `GET /products/{id}/candles` (see `klines`).
 
 use crate::http::{Request, Response};
 use crate::market::Market;
@@ -406,6 +406,13 @@ impl Venue for Coinbase {
             }),
             Some((id, "trades")) => match Self::product(id, market) {
                 Some(pair) => self.trades(pair, request, market),
+                None => not_found(),
+            },
+            Some((id, "candles")) => match Self::product(id, market) {
+                Some(pair) => crate::klines::coinbase(request, pair, market).map_or_else(
+                    |msg| Response::status(400, json!({ "message": msg }).to_string()),
+                    Response::ok,
+                ),
                 None => not_found(),
             },
             Some(_) => not_found(),

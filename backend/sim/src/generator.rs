@@ -173,6 +173,14 @@ impl Walk {
         };
         (id, w.last_time)
     }
+
+    /// Gives the id just assigned to `pair`'s trade back (a hidden trade takes none, so the
+    /// ids that are sent stay contiguous).
+    pub fn take_back_id(&mut self, pair: Pair) {
+        if let Some(w) = self.walkers.iter_mut().find(|w| w.pair == pair) {
+            w.next_id -= 1;
+        }
+    }
 }
 
 /// How a trade's time relates to the time of the pair's trade before it.
@@ -234,6 +242,8 @@ pub(crate) struct Generator {
     pub split_ratio: f64,
     /// Keep split fills off the WebSocket (see [`crate::SimConfig::omit_split_trades`]).
     pub omit_split_trades: bool,
+    /// The share of trades hidden (see [`crate::SimConfig::hide_ratio`]).
+    pub hide_ratio: f64,
 }
 
 /// 1970-01-01T00:00:01Z, the old absurd trade time.
@@ -255,6 +265,7 @@ impl Generator {
             omit: self.omit_split_trades,
             last: HashMap::new(),
         };
+        let mut hide_rng = StdRng::seed_from_u64(self.seed ^ 0x41DE);
         let mut ticker = tokio::time::interval(GENERATOR_TICK);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last = tokio::time::Instant::now();
@@ -303,12 +314,17 @@ impl Generator {
                         received: time,
                     };
                     let trade = shared.venue.wire(trade);
+                    produced += 1;
+                    credit -= 1.0;
+                    if self.hide_ratio > 0.0 && hide_rng.random_bool(self.hide_ratio) {
+                        walk.take_back_id(order.pair);
+                        market.hide(trade);
+                        continue;
+                    }
                     if absurd.is_some_and(|k| k % 4 >= 2) || splits.omitted(&trade) {
                         market.withhold(&trade);
                     }
                     batch.push(trade);
-                    produced += 1;
-                    credit -= 1.0;
                 }
             }
             market.publish(batch);

@@ -9,7 +9,8 @@
 //! - Trade message (docs.kraken.com/api/docs/websocket-v2/trade):
 //!   `{"channel":"trade","type":"update","data":[{"symbol":"BTC/USDT","side":"buy","price":97000.1,"qty":0.0012,"ord_type":"limit","trade_id":4665846,"timestamp":"2023-09-25T07:48:36.925533Z"}]}`
 //! - REST: `GET /0/public/Trades?pair=XBTUSDT&since=<ns>&count=<n>` (trades with time > since,
-//!   oldest first), `GET /0/public/AssetPairs?pair=XBTUSDT`, `GET /0/public/Time`.
+//!   oldest first), `GET /0/public/AssetPairs?pair=XBTUSDT`, `GET /0/public/Time`,
+//!   `GET /0/public/OHLC` (see `klines`).
 
 use crate::http::{Request, Response};
 use crate::market::Market;
@@ -432,6 +433,17 @@ impl Venue for Kraken {
         match request.path.as_str() {
             "/0/public/Trades" => self.trades(request, market),
             "/0/public/AssetPairs" => self.asset_pairs(request, market),
+            "/0/public/OHLC" => match request
+                .param("pair")
+                .and_then(|p| Self::rest_pair(&p, market))
+            {
+                Some(pair) => {
+                    let key = rest_symbol(Exchange::Kraken, pair);
+                    crate::klines::kraken(request, pair, &key, market)
+                        .map_or_else(|e| kraken_error(&e), Response::ok)
+                }
+                None => kraken_error("EQuery:Unknown asset pair"),
+            },
             "/0/public/Time" => {
                 let now = Micros::now();
                 Response::ok(

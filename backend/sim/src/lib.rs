@@ -13,6 +13,7 @@ mod coinbase;
 mod faults;
 mod generator;
 mod http;
+mod klines;
 mod kraken;
 mod market;
 mod ratelimit;
@@ -129,6 +130,10 @@ pub struct SimConfig {
     /// Kraken's WebSocket (krakenfx/api-go#36): a synthetic trade that shares its timestamp
     /// with the pair's trade before it is never sent on the WebSocket (REST still lists it).
     pub omit_split_trades: bool,
+    /// Synthetic trades: this share of trades is lost without an id gap — never sent on the
+    /// WebSocket nor listed by REST, the ids of the rest contiguous — while the exchange's
+    /// candles count them (see [`SimHandle::hidden`]).
+    pub hide_ratio: f64,
     /// Stop generating (or replaying) after this many trades in total; heartbeats and REST keep
     /// working.
     pub max_trades: Option<u64>,
@@ -157,6 +162,7 @@ impl Default for SimConfig {
             rest_limit: false,
             split_ratio: 0.0,
             omit_split_trades: false,
+            hide_ratio: 0.0,
             max_trades: None,
             seed: 1,
             trade_log: None,
@@ -198,6 +204,11 @@ impl SimHandle {
     /// 8-decimal text and millisecond times).
     pub fn trades(&self) -> Vec<Trade> {
         self.market.trades()
+    }
+
+    /// The trades lost without an id gap (`hide_ratio`): in the exchange's candles only.
+    pub fn hidden(&self) -> Vec<Trade> {
+        self.market.hidden()
     }
 
     /// How many trades have been generated so far.
@@ -407,6 +418,7 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
             absurd_time_every: config.absurd_time_every,
             split_ratio: config.split_ratio,
             omit_split_trades: config.omit_split_trades,
+            hide_ratio: config.hide_ratio,
         };
         tracker.spawn(generator.run(shared, cancel.clone()));
     }

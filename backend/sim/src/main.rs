@@ -94,6 +94,11 @@ struct Args {
     #[arg(long, env = "SIM_OMIT_SPLIT_TRADES")]
     omit_split_trades: bool,
 
+    /// Lose this share of trades without an id gap: never sent nor listed, the ids of the
+    /// rest contiguous, while the candle endpoints count them (e.g. 0.05).
+    #[arg(long, env = "SIM_HIDE_RATIO", default_value_t = 0.0)]
+    hide_ratio: f64,
+
     /// Stop generating after this many trades (heartbeats and REST keep working).
     #[arg(long, env = "SIM_MAX_TRADES")]
     max_trades: Option<u64>,
@@ -172,6 +177,7 @@ async fn main() -> anyhow::Result<()> {
         rest_limit: args.rest_limit,
         split_ratio: args.split_ratio,
         omit_split_trades: args.omit_split_trades,
+        hide_ratio: args.hide_ratio,
         max_trades: args.max_trades,
         seed: args.seed,
         trade_log: args.trade_log,

@@ -7,7 +7,7 @@
 //! ([`Market::subscribe_point`]), so it can tell which broadcast trades it has already seen in a
 //! snapshot and which are new, without duplicates or holes.
 
-use candles_core::{Exchange, Pair, Trade};
+use candles_core::{Exchange, Micros, Pair, Trade};
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -80,6 +80,9 @@ pub(crate) struct Market {
     pub rest_requests: AtomicU64,
     /// Trades never sent on the WebSocket (only REST serves them), by pair and id.
     withheld: Mutex<std::collections::HashSet<(Pair, u64)>>,
+    /// Trades hidden from the WebSocket and the trade lists (`--hide-ratio`): only the
+    /// exchange's candles count them.
+    hidden: Mutex<Vec<Trade>>,
 }
 
 impl Market {
@@ -99,6 +102,7 @@ impl Market {
             connections: AtomicU64::new(0),
             rest_requests: AtomicU64::new(0),
             withheld: Mutex::default(),
+            hidden: Mutex::default(),
         }
     }
 
@@ -114,6 +118,39 @@ impl Market {
     pub fn is_withheld(&self, trade: &Trade) -> bool {
         let set = self.withheld.lock().unwrap_or_else(|e| e.into_inner());
         !set.is_empty() && set.contains(&(trade.pair, trade.id))
+    }
+
+    /// Records a trade that is never sent nor listed (it took no trade id), but that the
+    /// exchange's candles count.
+    pub fn hide(&self, trade: Trade) {
+        metrics::counter!("sim_hidden_trades_total").increment(1);
+        self.hidden
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(trade);
+    }
+
+    /// Every hidden trade so far.
+    pub fn hidden(&self) -> Vec<Trade> {
+        self.hidden
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Every trade of `pair` with a time in `[from, to)`, hidden ones included, sorted by time
+    /// (then id): what the exchange's candles are made of.
+    pub fn candle_trades(&self, pair: Pair, from: Micros, to: Micros) -> Vec<Trade> {
+        let within = |t: &&Trade| t.pair == pair && t.time >= from && t.time < to;
+        // A hidden trade gave its id back to the next trade, which came after it: hidden
+        // first, and a stable sort keeps that order for equal (time, id).
+        let mut out: Vec<Trade> = {
+            let hidden = self.hidden.lock().unwrap_or_else(|e| e.into_inner());
+            hidden.iter().filter(within).copied().collect()
+        };
+        self.with_pair(pair, |list| out.extend(list.iter().filter(within).copied()));
+        out.sort_by_key(|t| (t.time, t.id));
+        out
     }
 
     fn store(&self) -> MutexGuard<'_, Store> {

@@ -107,6 +107,7 @@ fn help_lists_every_flag_with_its_environment_variable() {
         "--rest-limit",
         "--split-ratio",
         "--omit-split-trades",
+        "--hide-ratio",
         "--max-trades",
         "--seed",
         "--trade-log",
@@ -115,7 +116,7 @@ fn help_lists_every_flag_with_its_environment_variable() {
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
-    assert_eq!(help.matches("[env: SIM_").count(), 22, "{help}");
+    assert_eq!(help.matches("[env: SIM_").count(), 23, "{help}");
 }
 
 #[test]

@@ -14,6 +14,7 @@ use crate::error::ParseError;
 use crate::pacer::RestLimit;
 use candles_core::symbols::pair_from_symbol;
 use candles_core::trade::parse_positive_decimal;
+use candles_core::verify::ExchangeCandle;
 use candles_core::{Decimal, Exchange, Micros, Pair, Side, Trade};
 
 /// What one text frame from the exchange means to the session.
@@ -134,6 +135,18 @@ pub trait Venue: Send + Sync + std::fmt::Debug + 'static {
     fn rest_cost(&self, _url: &str) -> f64 {
         1.0
     }
+    /// The REST URL of the exchange's own 1-minute candles around the minute starting at
+    /// `start` (Binance klines, Kraken OHLC, Coinbase candles).
+    fn candle_url(&self, rest_url: &str, pair: Pair, start: Micros) -> String;
+    /// Reads the answer to [`Venue::candle_url`]: the exchange's candle of the minute starting
+    /// at `start`, `None` when it has no final candle for it (yet) at `now`.
+    fn parse_candle(
+        &self,
+        body: &str,
+        pair: Pair,
+        start: Micros,
+        now: Micros,
+    ) -> Result<Option<ExchangeCandle>, ParseError>;
     /// Whether an answer says "too many requests" (HTTP 429; Binance's 418 ban).
     fn is_rate_limited(&self, status: u16, _body: &str) -> bool {
         status == 429 || status == 418
@@ -231,6 +244,57 @@ pub(crate) fn rfc3339_micros(
     text: &str,
 ) -> Result<Micros, ParseError> {
     Micros::parse_rfc3339(text).map_err(|e| ParseError::field(what, field, text, e))
+}
+
+/// An exact non-negative decimal from a candle row's cell: a string (`"0.10820000"`) or a
+/// JSON number, whose text serde_json keeps exactly (`arbitrary_precision`).
+pub(crate) fn cell_decimal(
+    what: &'static str,
+    field: &'static str,
+    cell: &serde_json::Value,
+) -> Result<Decimal, ParseError> {
+    let text = match cell {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) => n.to_string(),
+        other => return Err(ParseError::field(what, field, other, "not a decimal")),
+    };
+    match text.parse::<Decimal>() {
+        Ok(d) if !d.is_sign_negative() => Ok(d),
+        Ok(_) => Err(ParseError::field(what, field, &text, "negative")),
+        Err(e) => Err(ParseError::field(what, field, &text, e)),
+    }
+}
+
+/// An integer cell of a candle row (times, counts).
+pub(crate) fn cell_int(
+    what: &'static str,
+    field: &'static str,
+    cell: &serde_json::Value,
+) -> Result<i64, ParseError> {
+    cell.as_i64()
+        .ok_or_else(|| ParseError::field(what, field, cell, "not an integer"))
+}
+
+/// The rows of a candle answer: a JSON array of arrays of at least `width` cells.
+pub(crate) fn candle_rows(
+    what: &'static str,
+    rows: &serde_json::Value,
+    width: usize,
+) -> Result<Vec<Vec<serde_json::Value>>, ParseError> {
+    let rows = rows
+        .as_array()
+        .ok_or_else(|| ParseError::field(what, "rows", rows, "not an array"))?;
+    rows.iter()
+        .map(|row| match row.as_array() {
+            Some(cells) if cells.len() >= width => Ok(cells.clone()),
+            _ => Err(ParseError::field(
+                what,
+                "row",
+                row,
+                format!("not {width} cells"),
+            )),
+        })
+        .collect()
 }
 
 /// Milliseconds since the epoch as microseconds, rejecting values that would overflow.

@@ -9,11 +9,13 @@
 pub mod messages;
 
 use super::{
-    ForPair, Frame, Gap, Keepalive, Listing, Origin, Page, Venue, join_url, millis_micros, stamped,
+    ForPair, Frame, Gap, Keepalive, Listing, Origin, Page, Venue, candle_rows, cell_decimal,
+    cell_int, join_url, millis_micros, stamped,
 };
 use crate::error::ParseError;
 use crate::pacer::RestLimit;
 use candles_core::symbols::{binance_stream, rest_symbol};
+use candles_core::verify::ExchangeCandle;
 use candles_core::{Exchange, Micros, Pair, Side, Trade};
 use messages::{Envelope, ExchangeInfo, HistoricalTrade, RestError, TradeEvent};
 
@@ -119,6 +121,8 @@ impl Venue for Binance {
             25.0
         } else if url.contains("/api/v3/exchangeInfo") {
             20.0
+        } else if url.contains("/api/v3/klines") {
+            2.0
         } else {
             1.0
         }
@@ -185,6 +189,55 @@ impl Venue for Binance {
         )
     }
 
+    fn candle_url(&self, rest_url: &str, pair: Pair, start: Micros) -> String {
+        format!(
+            "{}?symbol={}&interval=1m&startTime={ms}&endTime={ms}&limit=1",
+            join_url(rest_url, "/api/v3/klines"),
+            rest_symbol(Exchange::Binance, pair),
+            ms = start.as_millis()
+        )
+    }
+
+    /// A kline row: `[open time, o, h, l, c, volume, close time, quote volume, trades, taker
+    /// buy base, taker buy quote, ignore]`; final once its minute is over.
+    fn parse_candle(
+        &self,
+        body: &str,
+        _pair: Pair,
+        start: Micros,
+        now: Micros,
+    ) -> Result<Option<ExchangeCandle>, ParseError> {
+        const WHAT_K: &str = "binance klines";
+        if let Ok(err) = serde_json::from_str::<RestError>(body) {
+            return Err(ParseError::field(WHAT_K, "code", err.code, err.msg));
+        }
+        let value: serde_json::Value =
+            serde_json::from_str(body).map_err(ParseError::json(WHAT_K))?;
+        let rows = candle_rows(WHAT_K, &value, 11)?;
+        let Some(row) = rows
+            .iter()
+            .find(|r| r[0].as_i64() == Some(start.as_millis()))
+        else {
+            return Ok(None);
+        };
+        if now < candles_core::verify::MINUTE.window_end(start) {
+            return Ok(None);
+        }
+        let d = |i: usize, field| cell_decimal(WHAT_K, field, &row[i]);
+        Ok(Some(ExchangeCandle {
+            start,
+            open: d(1, "open")?,
+            high: d(2, "high")?,
+            low: d(3, "low")?,
+            close: d(4, "close")?,
+            volume: d(5, "volume")?,
+            quote_volume: Some(d(7, "quote volume")?),
+            trades: Some(cell_int(WHAT_K, "trades", &row[8])?.unsigned_abs()),
+            taker_buy_volume: Some(d(9, "taker buy base")?),
+            vwap: None,
+        }))
+    }
+
     fn parse_listing(&self, status: u16, body: &str, pair: Pair) -> Result<Listing, ParseError> {
         const WHAT_INFO: &str = "binance exchangeInfo";
         if let Ok(err) = serde_json::from_str::<RestError>(body) {
@@ -211,6 +264,41 @@ mod tests {
     use crate::exchange::samples;
     use candles_core::Decimal;
     use std::str::FromStr;
+
+    #[test]
+    fn a_kline_row_is_read_exactly_once_its_minute_is_over() {
+        // The shape of GET /api/v3/klines (rest-api.md "Kline/Candlestick data").
+        let body = r#"[[1499040000000,"0.01634790","0.80000000","0.01575800","0.01577100","148976.11427815",1499040059999,"2434.19055334",308,"1756.87402397","28.46694368","0"]]"#;
+        let start = Micros::from_millis(1_499_040_000_000);
+        let pair = Pair::parse("BTC-USDT").unwrap();
+        let after = Micros(start.0 + 60_000_000);
+        let c = Binance
+            .parse_candle(body, pair, start, after)
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.open.to_string(), "0.01634790");
+        assert_eq!(c.volume.to_string(), "148976.11427815");
+        assert_eq!(c.quote_volume.unwrap().to_string(), "2434.19055334");
+        assert_eq!(c.trades, Some(308));
+        assert_eq!(c.taker_buy_volume.unwrap().to_string(), "1756.87402397");
+        assert_eq!(
+            Binance.parse_candle(body, pair, start, start).unwrap(),
+            None
+        );
+        let other = Micros(start.0 + 60_000_000);
+        assert_eq!(
+            Binance.parse_candle(body, pair, other, after).unwrap(),
+            None
+        );
+        let refused = r#"{"code":-1121,"msg":"Invalid symbol."}"#;
+        assert!(Binance.parse_candle(refused, pair, start, after).is_err());
+        let url = Binance.candle_url("http://h", pair, start);
+        assert!(
+            url.starts_with("http://h/api/v3/klines?symbol=BTCUSDT&interval=1m"),
+            "{url}"
+        );
+        assert_eq!(Binance.rest_cost(&url), 2.0);
+    }
 
     fn dec(s: &str) -> Decimal {
         Decimal::from_str(s).unwrap()

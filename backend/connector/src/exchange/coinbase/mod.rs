@@ -9,11 +9,13 @@
 pub mod messages;
 
 use super::{
-    ForPair, Frame, Gap, Keepalive, Listing, Origin, Page, Venue, join_url, rfc3339_micros, stamped,
+    ForPair, Frame, Gap, Keepalive, Listing, Origin, Page, Venue, candle_rows, cell_decimal,
+    join_url, rfc3339_micros, stamped,
 };
 use crate::error::ParseError;
 use crate::pacer::RestLimit;
 use candles_core::symbols::{pair_from_symbol, rest_symbol, ws_symbol};
+use candles_core::verify::{ExchangeCandle, MINUTE};
 use candles_core::{Exchange, Micros, Pair, Side, Trade};
 use messages::{Envelope, Heartbeat, Match, Product, RestError, RestTrade};
 
@@ -186,6 +188,56 @@ impl Venue for Coinbase {
         )
     }
 
+    fn candle_url(&self, rest_url: &str, pair: Pair, start: Micros) -> String {
+        format!(
+            "{}?granularity=60&start={}&end={}",
+            join_url(
+                rest_url,
+                &format!(
+                    "/products/{}/candles",
+                    rest_symbol(Exchange::Coinbase, pair)
+                )
+            ),
+            start.to_rfc3339(),
+            MINUTE.window_end(start).to_rfc3339()
+        )
+    }
+
+    /// A candle row: `[time, low, high, open, close, volume]` (JSON numbers, newest first);
+    /// taken once its minute is over (Coinbase may still lag: the caller asks again).
+    fn parse_candle(
+        &self,
+        body: &str,
+        _pair: Pair,
+        start: Micros,
+        now: Micros,
+    ) -> Result<Option<ExchangeCandle>, ParseError> {
+        const WHAT_C: &str = "coinbase candles";
+        if let Ok(err) = serde_json::from_str::<RestError>(body) {
+            return Err(ParseError::field(WHAT_C, "message", err.message, "refused"));
+        }
+        let value: serde_json::Value =
+            serde_json::from_str(body).map_err(ParseError::json(WHAT_C))?;
+        let rows = candle_rows(WHAT_C, &value, 6)?;
+        let secs = start.0 / 1_000_000;
+        let Some(row) = rows.iter().find(|r| r[0].as_i64() == Some(secs)) else {
+            return Ok(None);
+        };
+        if now < MINUTE.window_end(start) {
+            return Ok(None);
+        }
+        let d = |i: usize, field| cell_decimal(WHAT_C, field, &row[i]);
+        Ok(Some(ExchangeCandle {
+            start,
+            low: d(1, "low")?,
+            high: d(2, "high")?,
+            open: d(3, "open")?,
+            close: d(4, "close")?,
+            volume: d(5, "volume")?,
+            ..ExchangeCandle::default()
+        }))
+    }
+
     fn parse_listing(&self, status: u16, body: &str, pair: Pair) -> Result<Listing, ParseError> {
         const WHAT_PRODUCT: &str = "coinbase product";
         if status == 404 {
@@ -222,6 +274,35 @@ impl Venue for Coinbase {
 mod tests {
     use super::*;
     use crate::exchange::samples;
+
+    #[test]
+    fn a_candle_row_is_read_exactly_from_json_numbers() {
+        // The shape of GET /products/{id}/candles: [time, low, high, open, close, volume].
+        let body = "[[1415398800,0.32,4.2,0.35,4.20,12.30000001],[1415398740,1,2,1,2,3]]";
+        let pair = pair("BTC-USD");
+        let start = Micros(1_415_398_800_000_000);
+        let after = Micros(start.0 + 60_000_000);
+        let c = Coinbase
+            .parse_candle(body, pair, start, after)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (c.low.to_string(), c.high.to_string()),
+            ("0.32".into(), "4.2".into())
+        );
+        assert_eq!(
+            (c.open.to_string(), c.close.to_string()),
+            ("0.35".into(), "4.20".into())
+        );
+        assert_eq!(c.volume.to_string(), "12.30000001");
+        assert_eq!((c.trades, c.vwap), (None, None));
+        assert_eq!(
+            Coinbase.parse_candle(body, pair, start, start).unwrap(),
+            None
+        );
+        let refused = r#"{"message":"Unsupported granularity"}"#;
+        assert!(Coinbase.parse_candle(refused, pair, start, after).is_err());
+    }
 
     fn pair(s: &str) -> Pair {
         Pair::parse(s).unwrap()

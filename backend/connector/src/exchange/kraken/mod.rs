@@ -9,11 +9,13 @@
 pub mod messages;
 
 use super::{
-    ForPair, Frame, Gap, Keepalive, Listing, Origin, Page, Venue, join_url, rfc3339_micros, stamped,
+    ForPair, Frame, Gap, Keepalive, Listing, Origin, Page, Venue, candle_rows, cell_decimal,
+    cell_int, join_url, rfc3339_micros, stamped,
 };
 use crate::error::ParseError;
 use crate::pacer::RestLimit;
 use candles_core::symbols::{pair_from_symbol, rest_symbol, ws_symbol};
+use candles_core::verify::ExchangeCandle;
 use candles_core::{Decimal, Exchange, Micros, Pair, Side, Trade};
 use messages::{AssetPair, Envelope, RestResponse, RestTrade, TradeData};
 
@@ -235,6 +237,58 @@ impl Venue for Kraken {
         )
     }
 
+    fn candle_url(&self, rest_url: &str, pair: Pair, start: Micros) -> String {
+        format!(
+            "{}?pair={}&interval=1&since={}",
+            join_url(rest_url, "/0/public/OHLC"),
+            rest_symbol(Exchange::Kraken, pair),
+            start.0 / 1_000_000 - 60
+        )
+    }
+
+    /// An OHLC row: `[time, o, h, l, c, vwap, volume, count]`; the newest row (after `last`)
+    /// is not final.
+    fn parse_candle(
+        &self,
+        body: &str,
+        _pair: Pair,
+        start: Micros,
+        _now: Micros,
+    ) -> Result<Option<ExchangeCandle>, ParseError> {
+        const WHAT_OHLC: &str = "kraken OHLC";
+        let resp: RestResponse = serde_json::from_str(body).map_err(ParseError::json(WHAT_OHLC))?;
+        if !resp.error.is_empty() {
+            let errors = resp.error.join("; ");
+            return Err(ParseError::field(WHAT_OHLC, "error", errors, "refused"));
+        }
+        let result = resp.result.unwrap_or_default();
+        let last = result.get("last").and_then(serde_json::Value::as_i64);
+        let Some(rows) = result.iter().find(|(k, _)| *k != "last").map(|(_, v)| v) else {
+            return Ok(None);
+        };
+        let rows = candle_rows(WHAT_OHLC, rows, 8)?;
+        let secs = start.0 / 1_000_000;
+        let Some(row) = rows.iter().find(|r| r[0].as_i64() == Some(secs)) else {
+            return Ok(None);
+        };
+        if last.is_none_or(|last| secs > last) {
+            return Ok(None);
+        }
+        let d = |i: usize, field| cell_decimal(WHAT_OHLC, field, &row[i]);
+        Ok(Some(ExchangeCandle {
+            start,
+            open: d(1, "open")?,
+            high: d(2, "high")?,
+            low: d(3, "low")?,
+            close: d(4, "close")?,
+            volume: d(6, "volume")?,
+            quote_volume: None,
+            trades: Some(cell_int(WHAT_OHLC, "count", &row[7])?.unsigned_abs()),
+            taker_buy_volume: None,
+            vwap: Some(d(5, "vwap")?),
+        }))
+    }
+
     fn parse_listing(&self, _status: u16, body: &str, pair: Pair) -> Result<Listing, ParseError> {
         const WHAT_PAIRS: &str = "kraken AssetPairs";
         let resp: RestResponse =
@@ -275,6 +329,32 @@ impl Venue for Kraken {
 mod tests {
     use super::*;
     use crate::exchange::samples;
+
+    #[test]
+    fn an_ohlc_row_is_read_exactly_unless_it_is_the_newest() {
+        // The shape of GET /0/public/OHLC (docs.kraken.com, "Get OHLC Data").
+        let body = r#"{"error":[],"result":{"XXBTZUSD":[[1688671200,"30306.1","30306.2","30305.7","30305.7","30306.1","3.39243896",23],[1688671260,"30305.7","30305.8","30305.7","30305.8","30305.7","0.10000000",2]],"last":1688671200}}"#;
+        let pair = pair("BTC-USD");
+        let now = Micros::now();
+        let start = Micros(1_688_671_200_000_000);
+        let c = Kraken
+            .parse_candle(body, pair, start, now)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (c.open.to_string(), c.close.to_string()),
+            ("30306.1".into(), "30305.7".into())
+        );
+        assert_eq!(c.volume.to_string(), "3.39243896");
+        assert_eq!(
+            (c.vwap.unwrap().to_string(), c.trades),
+            ("30306.1".into(), Some(23))
+        );
+        let newest = Micros(start.0 + 60_000_000);
+        assert_eq!(Kraken.parse_candle(body, pair, newest, now).unwrap(), None);
+        let refused = r#"{"error":["EQuery:Unknown asset pair"]}"#;
+        assert!(Kraken.parse_candle(refused, pair, start, now).is_err());
+    }
 
     fn pair(s: &str) -> Pair {
         Pair::parse(s).unwrap()
