@@ -134,7 +134,6 @@ pub async fn serve(
     let hub = hub::Hub::new(config.hub_capacity);
     tracker.spawn(hub::run_subscriber(
         config.redis_url.clone(),
-        store.keys().clone(),
         store.clone(),
         hub.clone(),
         status.clone(),
@@ -223,8 +222,8 @@ fn connect_store(config: &ServiceConfig) -> anyhow::Result<store::Store> {
         .redis_prefix
         .clone()
         .unwrap_or_else(|| redis_input::default_prefix(&config.redis_url));
-    let check = redis_input::RedisCheck::new(
-        config.engine.interval,
+    let check = redis_input::RedisCheck::for_intervals(
+        config.intervals(),
         config.pairs.clone(),
         config.trade_times,
     );
