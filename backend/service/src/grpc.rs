@@ -2,7 +2,9 @@
 //!
 //! # Subscribe
 //! 1. Validate: at least one pair (any accepted spelling), known sources (default composite),
-//!    `history` at most what the server keeps; otherwise `INVALID_ARGUMENT` naming the input.
+//!    `history` at most what the server keeps, an interval it builds (default: 5s when built,
+//!    else the finest); otherwise `INVALID_ARGUMENT` naming the input (and the intervals built).
+//!    The client then gets candles of that one interval only.
 //! 2. Subscribe to the hub *before* reading history, so nothing published meanwhile is missed.
 //! 3. Send history from Redis (oldest first, `historical: true`), then live candles. A final
 //!    whose start is at or before the last one sent for its series is dropped, so the seam has

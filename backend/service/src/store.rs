@@ -27,7 +27,7 @@ use std::time::Duration;
 /// The atomic check-and-publish of a final candle. KEYS: history, markets. ARGV: start (µs),
 /// encoded candle, history max, channel, market member. Returns 1 if published, 0 if it was
 /// already there.
-/// ARGV[6] is the latest plausible start ([`RedisCheck::latest_start`], µs): a candle starting
+/// `ARGV[6]` is the latest plausible start ([`RedisCheck::latest_start`], µs): a candle starting
 /// later is refused (-1), and stored entries scored later (written into Redis by someone else)
 /// are removed first, never compared with, so a forged final dated 2100 cannot silence the
 /// real ones.

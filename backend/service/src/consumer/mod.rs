@@ -25,8 +25,18 @@
 //! before the next message. A revoked partition's engine is dropped *without* publishing its open
 //! windows (the next owner re-reads and publishes them). An assigned partition starts with an
 //! empty engine; the first trade of each pair seeds the engine from the pair's last final candles
-//! in Redis ([`candles_core::Engine::seed`]), so flat candles continue and published windows are
-//! not rebuilt.
+//! of every interval in Redis ([`candles_core::Engine::seed_interval`]), so flat candles continue
+//! and published windows are not rebuilt, and gives the open windows of the coarser intervals
+//! back what was rolled up into them from the finer finals published since
+//! ([`candles_core::Engine::restore_rollups`]).
+//!
+//! # Several intervals (`--intervals`)
+//! Each partition's engine builds the whole set ([`candles_core::Engine::with_intervals`]): a
+//! trade touches only the finest window, and the offsets above are those of the finest windows.
+//! Committing past a finest window whose final is published is safe although a coarser window
+//! holding it is still open: after a restart that coarse window is restored from the published
+//! finer finals, not from the trades. Every coarser window ends on a finest boundary, so the
+//! finest interval's finalization instants ([`candles_core::finality`]) are every interval's.
 //!
 //! # The wall clock only runs as far as the consumer has read
 //! With the wall clock, a window may only be finalized once every trade produced before its end
