@@ -34,8 +34,9 @@ pub struct ServiceConfig {
     pub intervals: Option<Intervals>,
     /// Live (in-progress) candles are published at most this often per series.
     pub update_interval: Duration,
-    /// Finalized candles kept in Redis per pair and source (also the largest `history` a client
-    /// may ask for).
+    /// Finalized candles kept in Redis per pair, source and interval (also the largest `history`
+    /// a client may ask for); at least the most finer candles one coarser window of
+    /// [`ServiceConfig::intervals`] holds (12 for the default set), which a restart reads back.
     pub history_max: usize,
     /// Messages queued per gRPC client; a client that falls this far behind is dropped with
     /// `RESOURCE_EXHAUSTED`.
@@ -130,6 +131,20 @@ impl ServiceConfig {
                 "invalid history max {}: expected 1..={} (--history-max / CANDLES_HISTORY_MAX)",
                 self.history_max,
                 u32::MAX
+            );
+        }
+        let intervals = self.intervals();
+        if let Some((finer, coarser)) = intervals
+            .as_slice()
+            .windows(2)
+            .map(|w| (w[0], w[1]))
+            .max_by_key(|(f, c)| c.micros() / f.micros())
+            && self.history_max < (coarser.micros() / finer.micros()) as usize
+        {
+            bail!(
+                "history max {} is too small for the intervals {intervals}: one {coarser} window holds {} {finer} candles, and after a restart its open part is restored from that history; raise --history-max",
+                self.history_max,
+                coarser.micros() / finer.micros()
             );
         }
         if self.client_queue == 0 {
@@ -286,5 +301,21 @@ mod tests {
             "5s is not built: the finest"
         );
         assert_eq!(config.engine_config().interval, Interval::seconds(60));
+    }
+
+    #[test]
+    fn history_holds_what_restores_a_coarse_window() {
+        let mut config = ServiceConfig {
+            intervals: Some(Intervals::default_set()),
+            history_max: 11,
+            ..ServiceConfig::default()
+        };
+        let e = config.validate().unwrap_err().to_string();
+        assert!(e.contains("1m window holds 12 5s candles"), "{e}");
+        config.history_max = 12;
+        config.validate().unwrap();
+        config.intervals = None;
+        config.history_max = 1;
+        config.validate().unwrap();
     }
 }

@@ -55,7 +55,8 @@ struct Cli {
     /// Publish in-progress candles at most this often per pair and source.
     #[arg(long, env = "CANDLES_UPDATE_INTERVAL", default_value = "20ms")]
     update_interval: Duration,
-    /// Final candles kept in Redis per pair and source (the most a client's `history` may ask).
+    /// Final candles kept in Redis per pair, source and interval (the most a client's `history`
+    /// may ask).
     #[arg(long, env = "CANDLES_HISTORY_MAX", default_value_t = 1000)]
     history_max: usize,
     /// Messages queued per gRPC client before it is dropped as too slow (RESOURCE_EXHAUSTED).
