@@ -1,12 +1,14 @@
 //! The service's configuration: every knob, with the defaults the binary's flags use.
 
 use anyhow::{Context as _, bail};
-use candles_core::EngineConfig;
+use candles_core::{EngineConfig, Interval, Intervals};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Everything [`crate::run`] needs. `ServiceConfig::default()` is the binary's defaults.
+/// Everything [`crate::run`] needs. `ServiceConfig::default()` is the binary's defaults, except
+/// [`ServiceConfig::intervals`] (the binary builds [`Intervals::DEFAULT`] unless `--interval` is
+/// given; the library default builds `engine.interval` only).
 #[derive(Clone, Debug)]
 pub struct ServiceConfig {
     /// Kafka bootstrap servers, `host:port[,host:port]`.
@@ -24,12 +26,17 @@ pub struct ServiceConfig {
     pub redis_prefix: Option<String>,
     /// gRPC listen address (used by [`crate::run`]; [`crate::serve`] takes a bound listener).
     pub listen: SocketAddr,
-    /// Window length, grace period and clock.
+    /// Window length, grace period and clock. With [`ServiceConfig::intervals`] set, its
+    /// `interval` is ignored (the set's finest is used).
     pub engine: EngineConfig,
+    /// Every interval built and served (`--intervals`); `None`: only `engine.interval`
+    /// (`--interval`). See [`ServiceConfig::intervals`].
+    pub intervals: Option<Intervals>,
     /// Live (in-progress) candles are published at most this often per series.
     pub update_interval: Duration,
-    /// Finalized candles kept in Redis per pair and source (also the largest `history` a client
-    /// may ask for).
+    /// Finalized candles kept in Redis per pair, source and interval (also the largest `history`
+    /// a client may ask for); at least the most finer candles one coarser window of
+    /// [`ServiceConfig::intervals`] holds (12 for the default set), which a restart reads back.
     pub history_max: usize,
     /// Messages queued per gRPC client; a client that falls this far behind is dropped with
     /// `RESOURCE_EXHAUSTED`.
@@ -71,6 +78,7 @@ impl Default for ServiceConfig {
             redis_prefix: None,
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             engine: EngineConfig::default(),
+            intervals: None,
             update_interval: Duration::from_millis(20),
             history_max: 1000,
             client_queue: 1024,
@@ -86,7 +94,36 @@ impl Default for ServiceConfig {
     }
 }
 
+/// The interval a subscription gets when it names none, if this server builds it.
+pub const DEFAULT_INTERVAL: Interval = Interval::seconds(5);
+
 impl ServiceConfig {
+    /// Every interval built and served, finest first: [`ServiceConfig::intervals`], or the one
+    /// interval of `engine` when that is `None`.
+    pub fn intervals(&self) -> Intervals {
+        self.intervals
+            .unwrap_or_else(|| Intervals::one(self.engine.interval))
+    }
+
+    /// The engine configuration, its interval the finest built.
+    pub fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            interval: self.intervals().finest(),
+            ..self.engine
+        }
+    }
+
+    /// The interval of subscriptions that name none: [`DEFAULT_INTERVAL`] when built, else the
+    /// finest.
+    pub fn default_interval(&self) -> Interval {
+        let intervals = self.intervals();
+        if intervals.contains(DEFAULT_INTERVAL) {
+            DEFAULT_INTERVAL
+        } else {
+            intervals.finest()
+        }
+    }
+
     /// Checks the values that have no natural type-level bound.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.history_max == 0 || self.history_max > u32::MAX as usize {
@@ -94,6 +131,20 @@ impl ServiceConfig {
                 "invalid history max {}: expected 1..={} (--history-max / CANDLES_HISTORY_MAX)",
                 self.history_max,
                 u32::MAX
+            );
+        }
+        let intervals = self.intervals();
+        if let Some((finer, coarser)) = intervals
+            .as_slice()
+            .windows(2)
+            .map(|w| (w[0], w[1]))
+            .max_by_key(|(f, c)| c.micros() / f.micros())
+            && self.history_max < (coarser.micros() / finer.micros()) as usize
+        {
+            bail!(
+                "history max {} is too small for the intervals {intervals}: one {coarser} window holds {} {finer} candles, and after a restart its open part is restored from that history; raise --history-max",
+                self.history_max,
+                coarser.micros() / finer.micros()
             );
         }
         if self.client_queue == 0 {
@@ -224,5 +275,47 @@ impl GrpcLimits {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_served_set_and_its_default_interval() {
+        let one = ServiceConfig::default();
+        assert_eq!(one.intervals().as_slice(), &[Interval::seconds(5)]);
+        let mut config = ServiceConfig {
+            intervals: Some(Intervals::default_set()),
+            ..ServiceConfig::default()
+        };
+        assert_eq!(config.intervals().len(), 8);
+        assert_eq!(config.default_interval(), DEFAULT_INTERVAL);
+        assert_eq!(config.engine_config().interval, Interval::seconds(1));
+        config.intervals = Some("1m,1h".parse().unwrap());
+        assert_eq!(
+            config.default_interval(),
+            Interval::seconds(60),
+            "5s is not built: the finest"
+        );
+        assert_eq!(config.engine_config().interval, Interval::seconds(60));
+    }
+
+    #[test]
+    fn history_holds_what_restores_a_coarse_window() {
+        let mut config = ServiceConfig {
+            intervals: Some(Intervals::default_set()),
+            history_max: 11,
+            ..ServiceConfig::default()
+        };
+        let e = config.validate().unwrap_err().to_string();
+        assert!(e.contains("1m window holds 12 5s candles"), "{e}");
+        config.history_max = 12;
+        config.validate().unwrap();
+        config.intervals = None;
+        config.history_max = 1;
+        config.validate().unwrap();
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! # Subscribe
 //! 1. Validate: at least one pair (any accepted spelling), known sources (default composite),
-//!    `history` at most what the server keeps; otherwise `INVALID_ARGUMENT` naming the input.
+//!    `history` at most what the server keeps, an interval it builds (default: 5s when built,
+//!    else the finest); otherwise `INVALID_ARGUMENT` naming the input (and the intervals built).
+//!    The client then gets candles of that one interval only.
 //! 2. Subscribe to the hub *before* reading history, so nothing published meanwhile is missed.
 //! 3. Send history from Redis (oldest first, `historical: true`), then live candles. A final
 //!    whose start is at or before the last one sent for its series is dropped, so the seam has
@@ -32,7 +34,7 @@ use crate::hub::{Hub, HubCandle};
 use crate::ratelimit::SharedLogLimit;
 use crate::store::Store;
 use candles_core::time::Duration;
-use candles_core::{Interval, Pair};
+use candles_core::{Interval, Intervals, Pair};
 use candles_proto::v1::candle_service_server::CandleService;
 use candles_proto::v1::{ListMarketsRequest, ListMarketsResponse, Market, SubscribeRequest};
 use client::{Client, ClientStream, Filter, SlowClient};
@@ -44,6 +46,9 @@ use tonic::{Request, Response, Status};
 pub struct Candles {
     store: Store,
     hub: Hub,
+    /// Every interval built, finest first.
+    intervals: Intervals,
+    /// The interval of subscriptions that name none.
     interval: Interval,
     grace: Duration,
     history_max: usize,
@@ -70,7 +75,8 @@ impl Candles {
         Candles {
             store,
             hub,
-            interval: config.engine.interval,
+            intervals: config.intervals(),
+            interval: config.default_interval(),
             grace: config.engine.grace,
             history_max: config.history_max,
             client_queue: config.client_queue,
@@ -81,16 +87,20 @@ impl Candles {
         }
     }
 
-    /// The finals in history that `sub` asks for, oldest first.
-    async fn history(&self, sub: &Subscription) -> Result<Vec<HubCandle>, Status> {
+    /// The finals of `interval` in history that `sub` asks for, oldest first.
+    async fn history(
+        &self,
+        sub: &Subscription,
+        interval: Interval,
+    ) -> Result<Vec<HubCandle>, Status> {
         let mut history = Vec::new();
         if sub.history == 0 {
             return Ok(history);
         }
+        let store = self.store.for_interval(interval);
         for &pair in &sub.pairs {
             for &source in &sub.sources {
-                let candles = self
-                    .store
+                let candles = store
                     .history(pair, source, sub.history)
                     .await
                     .map_err(|e| {
@@ -99,7 +109,7 @@ impl Candles {
                 history.extend(
                     candles
                         .into_iter()
-                        .filter_map(|w| HubCandle::decode_wire(w, self.interval)),
+                        .filter_map(|w| HubCandle::decode_wire(w, interval)),
                 );
             }
         }
@@ -130,21 +140,20 @@ impl CandleService for Candles {
                 return Err(status);
             }
         };
-        // One interval per server today: what it builds is what it serves.
-        validate_interval(
+        let interval = validate_interval(
             request.get_ref().interval.as_ref(),
-            &[self.interval],
+            self.intervals.as_slice(),
             self.interval,
         )?;
         let conn = limits::ConnInfo::of(request.extensions()).map(|i| i.conn.clone());
         // Subscribe first: whatever is published while history is read is buffered here.
         let live = self.hub.subscribe();
-        let history = self.history(&sub).await?;
-        tracing::debug!(pairs = ?sub.pairs, sources = ?sub.sources, history = sub.history, live = sub.live_updates, "client subscribed");
+        let history = self.history(&sub, interval).await?;
+        tracing::debug!(pairs = ?sub.pairs, sources = ?sub.sources, %interval, history = sub.history, live = sub.live_updates, "client subscribed");
         let client = Client {
             history,
             live,
-            filter: Filter::new(&sub),
+            filter: Filter::new(&sub, interval),
             grace: self.grace,
             slow: SlowClient {
                 capacity: self.client_queue,
@@ -161,6 +170,7 @@ impl CandleService for Candles {
         &self,
         _: Request<ListMarketsRequest>,
     ) -> Result<Response<ListMarketsResponse>, Status> {
+        // Every series gets its finest final first.
         let markets = self.store.markets().await.map_err(|e| {
             Status::unavailable(format!("cannot read the market list: {e}; retry shortly"))
         })?;
@@ -173,7 +183,12 @@ impl CandleService for Candles {
                 })
                 .collect(),
             interval: Some(candles_proto::duration(self.interval)),
-            intervals: vec![candles_proto::duration(self.interval)],
+            intervals: self
+                .intervals
+                .as_slice()
+                .iter()
+                .map(|&i| candles_proto::duration(i))
+                .collect(),
             max_history: u32::try_from(self.history_max).unwrap_or(u32::MAX),
         }))
     }

@@ -1,6 +1,6 @@
 //! One Redis subscriber per instance, fanned out to the instance's gRPC clients.
 //!
-//! The subscriber pattern-subscribes to every pair's channel of this interval and pushes each
+//! The subscriber pattern-subscribes to every pair's channel of every served interval and pushes each
 //! candle into a [`tokio::sync::broadcast`]; each client task holds a receiver. When Redis goes
 //! away the subscriber reconnects with backoff and resubscribes; clients stay connected. Finals
 //! published while the subscription was down (the consumer holds them and publishes them when
@@ -11,7 +11,7 @@
 use crate::metrics as m;
 use crate::redis_input::{ReadFrom, RedisCheck, reject};
 use crate::status::DependencyStatus;
-use crate::store::{Keys, Store};
+use crate::store::Store;
 use candles_core::retry::Doubling;
 use candles_core::{Candle, Interval, Micros, Pair, Source};
 use candles_proto::v1;
@@ -28,6 +28,8 @@ pub struct HubCandle {
     pub pair: Pair,
     /// Composite or one exchange.
     pub source: Source,
+    /// Window length.
+    pub interval: Interval,
     /// Window start.
     pub start: Micros,
     /// Window end.
@@ -61,6 +63,7 @@ impl HubCandle {
         HubCandle {
             pair: candle.pair,
             source: candle.source,
+            interval: candle.interval,
             start: candle.start,
             end: candle.end(),
             is_final: candle.is_final,
@@ -94,8 +97,9 @@ impl Hub {
     }
 }
 
-/// Sends into `hub` the finals in history whose window ended at or after `since`, oldest first
-/// per series (what clients may have missed while the subscription was down).
+/// Sends into `hub` the finals in `store`'s history (of its interval) whose window ended at or
+/// after `since`, oldest first per series (what clients may have missed while the subscription
+/// was down).
 async fn replay_history(store: &Store, hub: &Hub, since: Micros, max: usize) {
     let markets = match store.markets().await {
         Ok(m) => m,
@@ -128,19 +132,17 @@ async fn replay_history(store: &Store, hub: &Hub, since: Micros, max: usize) {
     );
 }
 
-/// Replays the finals published since a subscription was lost at `lost` (wall clock, monotonic),
-/// with a margin of a few windows before the loss: it covers finals published just before it
-/// that the old subscription may not have delivered.
-async fn replay_missed(
-    store: &Store,
-    hub: &Hub,
-    interval: Interval,
-    (at, since): (Micros, std::time::Instant),
-) {
-    let margin = (3 * interval.micros()).max(10_000_000);
-    let windows = since.elapsed().as_micros() as usize / interval.micros().max(1) as usize;
-    let max = windows.saturating_add(8).min(10_000);
-    replay_history(store, hub, Micros(at.0 - margin), max).await;
+/// Replays the finals of every served interval published since a subscription was lost at
+/// `lost` (wall clock, monotonic), with a margin of a few windows before the loss: it covers
+/// finals published just before it that the old subscription may not have delivered.
+async fn replay_missed(store: &Store, hub: &Hub, (at, since): (Micros, std::time::Instant)) {
+    for &interval in store.check().intervals().as_slice() {
+        let margin = (3 * interval.micros()).max(10_000_000);
+        let windows = since.elapsed().as_micros() as usize / interval.micros().max(1) as usize;
+        let max = windows.saturating_add(8).min(10_000);
+        let store = store.for_interval(interval);
+        replay_history(&store, hub, Micros(at.0 - margin), max).await;
+    }
 }
 
 /// Sends the subscription's candles into `hub` until it is lost (`false`) or `stop` (`true`).
@@ -166,10 +168,10 @@ async fn forward(
     }
 }
 
-/// Subscribes to Redis until `stop`, feeding `hub`; reconnects with backoff when Redis is gone.
+/// Subscribes to Redis (the channels of every interval `store` checks for) until `stop`,
+/// feeding `hub`; reconnects with backoff when Redis is gone.
 pub async fn run_subscriber(
     url: String,
-    keys: Keys,
     store: Store,
     hub: Hub,
     status: Arc<DependencyStatus>,
@@ -182,7 +184,13 @@ pub async fn run_subscriber(
             return;
         }
     };
-    let interval = keys.interval();
+    let patterns: Vec<String> = store
+        .check()
+        .intervals()
+        .as_slice()
+        .iter()
+        .map(|&i| store.for_interval(i).keys().pattern())
+        .collect();
     let mut backoff = Doubling::new(Duration::from_millis(100), Duration::from_secs(2));
     let mut first = true;
     // When the last subscription was lost (wall clock), to replay what was missed since.
@@ -194,7 +202,7 @@ pub async fn run_subscriber(
         first = false;
         let connect = async {
             let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.psubscribe(keys.pattern()).await?;
+            pubsub.psubscribe(&patterns).await?;
             Ok::<_, redis::RedisError>(pubsub)
         };
         let pubsub = tokio::select! {
@@ -203,11 +211,11 @@ pub async fn run_subscriber(
         };
         match pubsub {
             Ok(Ok(pubsub)) => {
-                tracing::info!(pattern = %keys.pattern(), "subscribed to Redis");
+                tracing::info!(patterns = ?patterns, "subscribed to Redis");
                 status.set_subscriber(true);
                 backoff.reset();
                 if let Some(lost) = lost_at.take() {
-                    replay_missed(&store, &hub, interval, lost).await;
+                    replay_missed(&store, &hub, lost).await;
                 }
                 if forward(pubsub, &store, &hub, &stop).await {
                     return;

@@ -4,6 +4,10 @@
 //! which instance aggregates which pair; every instance subscribes to Redis and serves every
 //! candle to its own gRPC clients (DESIGN.md "Scaling and failure").
 //!
+//! Every instance builds every interval of [`ServiceConfig::intervals`] (`--intervals`, default
+//! `1s,5s,1m,5m,15m,1h,4h,1d`) in one engine per partition; Redis keeps each interval under its
+//! own keys and channels, and a client subscribes to one interval at a time.
+//!
 //! # Library API
 //! The binary is a thin shell over [`run`]; tests and other programs (the TUI's tests) start the
 //! service in-process the same way:
@@ -50,7 +54,8 @@
 //! - [`config`]: [`ServiceConfig`], every knob with its default.
 //! - [`admission`]: which decoded trades are applied (key = pair, served pair, plausible time).
 //! - [`consumer`]: the Kafka side: partitions, one engine per partition, offsets, dead letters.
-//! - [`store`]: Redis: publish-once of final candles (a Lua script), live updates, history.
+//! - [`store`]: Redis: publish-once of final candles (a Lua script), live updates, history,
+//!   under keys per interval.
 //! - [`hub`]: one Redis subscriber per instance, fanned out to its gRPC clients.
 //! - [`grpc`]: the `candles.v1.CandleService` implementation.
 //! - [`status`]: the dependency state the tasks share (set by the ones that see it, read by
@@ -134,7 +139,6 @@ pub async fn serve(
     let hub = hub::Hub::new(config.hub_capacity);
     tracker.spawn(hub::run_subscriber(
         config.redis_url.clone(),
-        store.keys().clone(),
         store.clone(),
         hub.clone(),
         status.clone(),
@@ -223,8 +227,8 @@ fn connect_store(config: &ServiceConfig) -> anyhow::Result<store::Store> {
         .redis_prefix
         .clone()
         .unwrap_or_else(|| redis_input::default_prefix(&config.redis_url));
-    let check = redis_input::RedisCheck::new(
-        config.engine.interval,
+    let check = redis_input::RedisCheck::for_intervals(
+        config.intervals(),
         config.pairs.clone(),
         config.trade_times,
     );

@@ -4,7 +4,7 @@
 #![forbid(unsafe_code)]
 
 use candles_core::time::Duration;
-use candles_core::{ClockMode, EngineConfig, Interval};
+use candles_core::{ClockMode, EngineConfig, Interval, Intervals};
 use candles_service::{ServiceConfig, TlsFiles};
 use clap::Parser;
 use std::net::SocketAddr;
@@ -38,9 +38,14 @@ struct Cli {
     /// gRPC listen address.
     #[arg(long, env = "CANDLES_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
-    /// Candle interval: 500ms, 5s, 1m, 1h, ...
-    #[arg(long, env = "CANDLES_INTERVAL", default_value = "5s")]
-    interval: Interval,
+    /// Build and serve this one interval only (500ms, 5s, 1m, 1h, ...); takes precedence over
+    /// --intervals.
+    #[arg(long, env = "CANDLES_INTERVAL")]
+    interval: Option<Interval>,
+    /// Intervals built and served, comma-separated, finest first, each a whole multiple of the
+    /// finest (at most 16). Subscriptions naming no interval get 5s when built, else the finest.
+    #[arg(long, env = "CANDLES_INTERVALS", default_value = Intervals::DEFAULT)]
+    intervals: Intervals,
     /// How long a window stays open after its end, for trades delayed in transit.
     #[arg(long, env = "CANDLES_GRACE", default_value = "1500ms")]
     grace: Duration,
@@ -50,7 +55,8 @@ struct Cli {
     /// Publish in-progress candles at most this often per pair and source.
     #[arg(long, env = "CANDLES_UPDATE_INTERVAL", default_value = "20ms")]
     update_interval: Duration,
-    /// Final candles kept in Redis per pair and source (the most a client's `history` may ask).
+    /// Final candles kept in Redis per pair, source and interval (the most a client's `history`
+    /// may ask).
     #[arg(long, env = "CANDLES_HISTORY_MAX", default_value_t = 1000)]
     history_max: usize,
     /// Messages queued per gRPC client before it is dropped as too slow (RESOURCE_EXHAUSTED).
@@ -132,10 +138,12 @@ impl Cli {
             redis_prefix: self.redis_prefix,
             listen: self.listen,
             engine: EngineConfig {
-                interval: self.interval,
+                interval: self.interval.unwrap_or(self.intervals.finest()),
                 grace: self.grace,
                 clock: self.clock,
             },
+            // `--interval` is a one-interval set and takes precedence.
+            intervals: Some(self.interval.map_or(self.intervals, Intervals::one)),
             update_interval: self.update_interval.to_std(),
             history_max: self.history_max,
             client_queue: self.client_queue,

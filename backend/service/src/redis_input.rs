@@ -10,7 +10,7 @@
 
 use crate::ratelimit::SharedLogLimit;
 use candles_core::bounds::excerpt_bytes;
-use candles_core::{Candle, Interval, Micros, Pair, TimeBounds};
+use candles_core::{Candle, Interval, Intervals, Micros, Pair, TimeBounds};
 use candles_proto::v1;
 use prost::Message as _;
 use std::time::Duration;
@@ -19,12 +19,12 @@ use std::time::Duration;
 pub const MAX_CANDLE_BYTES: usize = 4096;
 
 /// The rules a candle read back from Redis must pass: its size, that it decodes into exact
-/// decimals, [`Candle::inconsistency`], this server's interval, `end = start + interval`, a
+/// decimals, [`Candle::inconsistency`], one of this server's intervals, `end = start + interval`, a
 /// served pair, and a start within the plausible window around the wall clock (the same
 /// [`TimeBounds`] as trades, `--max-trade-age` / `--max-trade-lead`).
 #[derive(Debug, Clone)]
 pub struct RedisCheck {
-    interval: Interval,
+    intervals: Intervals,
     pairs: Vec<Pair>,
     bounds: TimeBounds,
 }
@@ -42,16 +42,22 @@ pub enum ReadFrom {
 impl RedisCheck {
     /// Accepts candles of `interval` for `pairs` (empty: any pair) with times within `bounds`.
     pub fn new(interval: Interval, pairs: Vec<Pair>, bounds: TimeBounds) -> RedisCheck {
+        RedisCheck::for_intervals(Intervals::one(interval), pairs, bounds)
+    }
+
+    /// Accepts candles of any of `intervals` for `pairs` (empty: any pair) with times within
+    /// `bounds`.
+    pub fn for_intervals(intervals: Intervals, pairs: Vec<Pair>, bounds: TimeBounds) -> RedisCheck {
         RedisCheck {
-            interval,
+            intervals,
             pairs,
             bounds,
         }
     }
 
-    /// The interval accepted.
-    pub fn interval(&self) -> Interval {
-        self.interval
+    /// The intervals accepted, finest first.
+    pub fn intervals(&self) -> Intervals {
+        self.intervals
     }
 
     /// Whether candles of `pair` are served here.
@@ -77,7 +83,7 @@ impl RedisCheck {
         }
         let wire = v1::Candle::decode(bytes).map_err(|_| "undecodable")?;
         let candle = Candle::try_from(&wire).map_err(|_| "invalid")?;
-        if candle.interval != self.interval {
+        if !self.intervals.contains(candle.interval) {
             return Err("wrong_interval");
         }
         let end = wire.end.as_ref().map(|t| {

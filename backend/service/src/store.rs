@@ -27,7 +27,7 @@ use std::time::Duration;
 /// The atomic check-and-publish of a final candle. KEYS: history, markets. ARGV: start (µs),
 /// encoded candle, history max, channel, market member. Returns 1 if published, 0 if it was
 /// already there.
-/// ARGV[6] is the latest plausible start ([`RedisCheck::latest_start`], µs): a candle starting
+/// `ARGV[6]` is the latest plausible start ([`RedisCheck::latest_start`], µs): a candle starting
 /// later is refused (-1), and stored entries scored later (written into Redis by someone else)
 /// are removed first, never compared with, so a forged final dated 2100 cannot silence the
 /// real ones.
@@ -119,9 +119,12 @@ impl Keys {
 }
 
 /// A cloneable handle on Redis for publishing and reading candles. Reconnects by itself.
+/// Reads (history, markets) use the keys of its interval ([`Store::for_interval`] gives the
+/// handle of another); publishing picks the keys of each candle's interval.
 #[derive(Clone)]
 pub struct Store {
     conn: ConnectionManager,
+    prefix: Arc<str>,
     keys: Keys,
     script: Arc<redis::Script>,
     history_max: usize,
@@ -138,14 +141,14 @@ impl Store {
 
     /// Like [`Store::connect`], with a deployment `prefix` on every key and channel
     /// ([`crate::redis_input::default_prefix`]) and the [`RedisCheck`] every candle read back
-    /// must pass.
+    /// must pass. Its reads use the keys of the check's finest interval.
     pub fn connect_with(
         url: &str,
         prefix: &str,
         history_max: usize,
         check: RedisCheck,
     ) -> Result<Store, StoreError> {
-        let interval = check.interval();
+        let interval = check.intervals().finest();
         let client = redis::Client::open(url).map_err(err("URL parsing"))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
@@ -157,6 +160,7 @@ impl Store {
             .map_err(err("connection setup"))?;
         Ok(Store {
             conn,
+            prefix: prefix.into(),
             keys: Keys::with_prefix(prefix, interval),
             script: Arc::new(redis::Script::new(PUBLISH_FINAL)),
             history_max,
@@ -169,24 +173,42 @@ impl Store {
         &self.check
     }
 
-    /// The key names in use.
+    /// The key names its reads use.
     pub fn keys(&self) -> &Keys {
         &self.keys
+    }
+
+    /// The same handle (one connection) reading the keys of `interval`.
+    pub fn for_interval(&self, interval: Interval) -> Store {
+        Store {
+            keys: Keys::with_prefix(&self.prefix, interval),
+            ..self.clone()
+        }
+    }
+
+    /// The key names of `interval`: its own when it is the handle's, else made anew.
+    fn keys_of(&self, interval: Interval) -> std::borrow::Cow<'_, Keys> {
+        if interval == self.keys.interval {
+            std::borrow::Cow::Borrowed(&self.keys)
+        } else {
+            std::borrow::Cow::Owned(Keys::with_prefix(&self.prefix, interval))
+        }
     }
 
     /// Publishes a final candle unless its identity (or a later window of its series) is already
     /// in history. `true` if this call published it.
     pub async fn publish_final(&self, candle: &Candle) -> Result<bool, StoreError> {
         let payload = stamped(candle);
+        let keys = self.keys_of(candle.interval);
         let mut conn = self.conn.clone();
         let published: i64 = self
             .script
-            .key(self.keys.history(candle.pair, candle.source))
-            .key(self.keys.markets())
+            .key(keys.history(candle.pair, candle.source))
+            .key(keys.markets())
             .arg(candle.start.0)
             .arg(payload)
             .arg(self.history_max)
-            .arg(self.keys.channel(candle.pair))
+            .arg(keys.channel(candle.pair))
             .arg(format!("{} {}", candle.pair, candle.source))
             .arg(self.check.latest_start(Micros::now()).0)
             .invoke_async(&mut conn)
@@ -204,7 +226,7 @@ impl Store {
         let payload = stamped(candle);
         let mut conn = self.conn.clone();
         redis::cmd("PUBLISH")
-            .arg(self.keys.channel(candle.pair))
+            .arg(self.keys_of(candle.interval).channel(candle.pair))
             .arg(payload)
             .query_async::<i64>(&mut conn)
             .await
@@ -212,7 +234,7 @@ impl Store {
         Ok(())
     }
 
-    /// The last `n` final candles of a series, oldest first.
+    /// The last `n` final candles of a series of its interval, oldest first.
     pub async fn history(
         &self,
         pair: Pair,
@@ -235,7 +257,12 @@ impl Store {
             .iter()
             .filter_map(
                 |bytes| match self.check.check(bytes, now, ReadFrom::History) {
-                    Ok((wire, c)) if c.pair == pair && c.source == source && c.is_final => {
+                    Ok((wire, c))
+                        if c.pair == pair
+                            && c.source == source
+                            && c.interval == self.keys.interval
+                            && c.is_final =>
+                    {
                         Some(wire)
                     }
                     Ok(_) => {

@@ -74,6 +74,33 @@ fn bad_values_are_clear_errors() {
 }
 
 #[test]
+fn intervals_are_listed_in_help_and_a_bad_list_names_the_item() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        help.contains("--intervals") && help.contains("CANDLES_INTERVALS"),
+        "{help}"
+    );
+    assert!(
+        help.contains("takes precedence over --intervals"),
+        "--help says which of --interval and --intervals wins:\n{help}"
+    );
+    for (list, needle) in [
+        ("1s,5parsecs", "5parsecs"),
+        ("5s,7s", "7s is not a whole multiple"),
+        ("1s,1s", "listed twice"),
+    ] {
+        let out = Command::new(BIN)
+            .args(["--intervals", list])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "--intervals {list} accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "--intervals {list}: {err}");
+    }
+}
+
+#[test]
 fn kafka_properties_reach_librdkafka_and_secrets_stay_hidden() {
     // Bad syntax: exit 2, the entry named, a secret never echoed.
     let out = Command::new(BIN)

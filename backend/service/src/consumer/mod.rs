@@ -25,8 +25,18 @@
 //! before the next message. A revoked partition's engine is dropped *without* publishing its open
 //! windows (the next owner re-reads and publishes them). An assigned partition starts with an
 //! empty engine; the first trade of each pair seeds the engine from the pair's last final candles
-//! in Redis ([`candles_core::Engine::seed`]), so flat candles continue and published windows are
-//! not rebuilt.
+//! of every interval in Redis ([`candles_core::Engine::seed_interval`]), so flat candles continue
+//! and published windows are not rebuilt, and gives the open windows of the coarser intervals
+//! back what was rolled up into them from the finer finals published since
+//! ([`candles_core::Engine::restore_rollups`]).
+//!
+//! # Several intervals (`--intervals`)
+//! Each partition's engine builds the whole set ([`candles_core::Engine::with_intervals`]): a
+//! trade touches only the finest window, and the offsets above are those of the finest windows.
+//! Committing past a finest window whose final is published is safe although a coarser window
+//! holding it is still open: after a restart that coarse window is restored from the published
+//! finer finals, not from the trades. Every coarser window ends on a finest boundary, so the
+//! finest interval's finalization instants ([`candles_core::finality`]) are every interval's.
 //!
 //! # The wall clock only runs as far as the consumer has read
 //! With the wall clock, a window may only be finalized once every trade produced before its end
@@ -130,7 +140,7 @@ pub async fn run(
         config.engine.grace.to_std(),
     );
     let mut p = Pipeline {
-        finality: Finality::new(config.engine, Micros::now()),
+        finality: Finality::new(config.engine_config(), Micros::now()),
         throttle: Throttle::new(config.update_interval),
         dead_letters: DeadLetters::new(
             clients.producer.clone(),
@@ -297,7 +307,12 @@ impl Pipeline {
     fn assign(&mut self, partition: i32) {
         if !self.parts.contains_key(&partition) {
             self.generation += 1;
-            let state = Partition::new(self.config.engine, partition, self.generation);
+            let state = Partition::with_intervals(
+                self.config.engine,
+                self.config.intervals(),
+                partition,
+                self.generation,
+            );
             self.parts.insert(partition, state);
         }
     }
@@ -419,33 +434,27 @@ impl Pipeline {
                     "a pair's trades are in two partitions: two engines build its candles and their finals race (misrouted producer, or partitions added to a live topic; see DESIGN.md \"Adding partitions\")");
             }
         }
-        let Some(seeds) = self.read_seeds(pair).await else {
+        let Some((last, recent)) = self.read_seeds(pair).await else {
             return false;
         };
         let Some(state) = self.parts.get_mut(&partition) else {
             return false;
         };
-        state.seed(pair, seeds);
+        state.seed(pair, last);
+        state.restore_rollups(pair, &recent);
         true
     }
 
-    /// The last final candle of every source of `pair`, retrying while Redis is down; `None` on
-    /// shutdown.
-    async fn read_seeds(&self, pair: Pair) -> Option<Vec<Option<Candle>>> {
+    /// The last final candle of every source and interval of `pair`, and the recent finals of
+    /// the finer intervals that the coarse open windows are restored from; retries while Redis
+    /// is down; `None` on shutdown.
+    async fn read_seeds(&self, pair: Pair) -> Option<(Vec<Option<Candle>>, Vec<Candle>)> {
         let mut backoff = Doubling::new(Duration::from_millis(100), Duration::from_secs(2));
         loop {
-            let mut out = Vec::with_capacity(Source::ALL.len());
-            let mut failed = None;
-            for source in Source::ALL {
-                match self.store.last_final(pair, source).await {
-                    Ok(c) => out.push(c),
-                    Err(e) => {
-                        failed = Some(e);
-                        break;
-                    }
-                }
-            }
-            let Some(e) = failed else { return Some(out) };
+            let e = match self.try_read_seeds(pair).await {
+                Ok(seeds) => return Some(seeds),
+                Err(e) => e,
+            };
             let wait = backoff.next_delay();
             tracing::warn!(%pair, error = %e, retry_in = ?wait, "cannot read the last published candles to seed the engine; retrying");
             tokio::select! {
@@ -453,6 +462,37 @@ impl Pipeline {
                 _ = tokio::time::sleep(wait) => {}
             }
         }
+    }
+
+    /// One attempt of [`Pipeline::read_seeds`]. Of each interval but the coarsest it reads enough
+    /// finals to cover twice the next coarser window (the open one and the one just before,
+    /// whose final may not be out yet); of the coarsest, the last one.
+    async fn try_read_seeds(
+        &self,
+        pair: Pair,
+    ) -> Result<(Vec<Option<Candle>>, Vec<Candle>), crate::store::StoreError> {
+        let intervals = self.config.intervals();
+        let list = intervals.as_slice();
+        let mut last = Vec::with_capacity(Source::ALL.len() * list.len());
+        let mut recent = Vec::new();
+        for (k, &interval) in list.iter().enumerate() {
+            let coarser = list.get(k + 1);
+            let n = coarser.map_or(1, |c| 2 * (c.micros() / interval.micros()) as usize + 2);
+            let store = self.store.for_interval(interval);
+            for source in Source::ALL {
+                let finals: Vec<Candle> = store
+                    .history(pair, source, n.min(self.config.history_max))
+                    .await?
+                    .iter()
+                    .filter_map(|wire| Candle::try_from(wire).ok())
+                    .collect();
+                last.push(finals.last().copied());
+                if coarser.is_some() {
+                    recent.extend(finals);
+                }
+            }
+        }
+        Ok((last, recent))
     }
 
     async fn on_tick(&mut self) {
@@ -480,7 +520,7 @@ impl Pipeline {
     /// Finalizes every window the partitions' clocks allow, publishes the finals and commits.
     async fn finalize(&mut self) {
         let now = Micros::now();
-        let engine = self.config.engine;
+        let engine = self.config.engine_config();
         for state in self.parts.values_mut() {
             for start in state.finalize(now) {
                 let due = engine.interval.window_end(start).plus(engine.grace);

@@ -7,7 +7,9 @@
 
 use super::clock::PartitionClock;
 use super::offsets::{Continuity, Offsets};
-use candles_core::{Candle, ClockMode, Engine, EngineConfig, Micros, Outcome, Pair, Source, Trade};
+use candles_core::{
+    Candle, ClockMode, Engine, EngineConfig, Intervals, Micros, Outcome, Pair, Source, Trade,
+};
 use std::collections::{HashMap, VecDeque};
 
 /// What one trade did to its partition.
@@ -38,11 +40,22 @@ pub struct Partition {
 }
 
 impl Partition {
-    /// Partition `id` as assigned in `generation`, with an empty engine.
+    /// Partition `id` as assigned in `generation`, with an empty engine building the one
+    /// interval of `config`.
     pub fn new(config: EngineConfig, id: i32, generation: u64) -> Partition {
+        Partition::with_intervals(config, Intervals::one(config.interval), id, generation)
+    }
+
+    /// Like [`Partition::new`], its engine building every interval of `intervals`.
+    pub fn with_intervals(
+        config: EngineConfig,
+        intervals: Intervals,
+        id: i32,
+        generation: u64,
+    ) -> Partition {
         Partition {
             id,
-            engine: Engine::new(config),
+            engine: Engine::with_intervals(config, intervals),
             offsets: Offsets::default(),
             clock: PartitionClock::new(config.clock == ClockMode::Event),
             pending: VecDeque::new(),
@@ -81,18 +94,42 @@ impl Partition {
         self.seeded.contains_key(&pair)
     }
 
-    /// Seeds `pair` from the last final candles published for it (one per source, if any).
+    /// Seeds `pair` from the last final candles published for it (one per source and interval,
+    /// if any).
     pub fn seed(&mut self, pair: Pair, last_finals: Vec<Option<Candle>>) {
+        let finest = self.engine.intervals().finest();
         let mut composite = None;
         for candle in last_finals.into_iter().flatten() {
-            if candle.source == Source::Composite {
+            if candle.source == Source::Composite && candle.interval == finest {
                 composite = Some(candle.start);
             }
-            self.engine
-                .seed(candle.pair, candle.source, candle.start, candle.close);
+            self.engine.seed_interval(
+                candle.pair,
+                candle.source,
+                candle.interval,
+                candle.start,
+                candle.close,
+            );
         }
         tracing::debug!(partition = self.id, %pair, last_published = ?composite, "seeded from Redis history");
         self.seeded.insert(pair, composite);
+    }
+
+    /// After [`Partition::seed`], gives the open coarse windows of `pair` back what was rolled up
+    /// into them before: `finals` are its published finals of the finer intervals (every
+    /// source) since at least the start of each coarse open window
+    /// ([`Engine::restore_rollups`]).
+    pub fn restore_rollups(&mut self, pair: Pair, finals: &[Candle]) {
+        for source in Source::ALL {
+            let of_source: Vec<Candle> = finals
+                .iter()
+                .filter(|c| c.pair == pair && c.source == source)
+                .copied()
+                .collect();
+            if !of_source.is_empty() {
+                self.engine.restore_rollups(pair, source, &of_source);
+            }
+        }
     }
 
     /// Applies the trade read at `offset`: to the engine, to the offsets, to the clock.
@@ -150,15 +187,17 @@ impl Partition {
     }
 
     /// Finalizes every window the clock allows at wall-clock `now` into [`Partition::pending`];
-    /// returns the start of each newly finalized window (once per window).
+    /// returns the start of each newly finalized window of the finest interval (once per
+    /// window; coarser windows end with one of them).
     pub fn finalize(&mut self, now: Micros) -> Vec<Micros> {
         let Some(clock) = self.clock.clock(now) else {
             return Vec::new();
         };
         let mut finals = Vec::new();
         self.engine.advance(clock, &mut finals);
+        let finest = self.engine.config().interval;
         let mut windows: Vec<Micros> = Vec::new();
-        for c in &finals {
+        for c in finals.iter().filter(|c| c.interval == finest) {
             if windows.last() != Some(&c.start) {
                 windows.push(c.start);
             }

@@ -64,8 +64,8 @@ impl Publisher {
             .pending()
             .iter()
             .take_while(|c| {
-                let fresh = !series.contains(&(c.pair, c.source));
-                series.push((c.pair, c.source));
+                let fresh = !series.contains(&(c.pair, c.source, c.interval));
+                series.push((c.pair, c.source, c.interval));
                 fresh
             })
             .count();

@@ -1,4 +1,4 @@
-//! One subscribed client: its filter (pair, source, the seam between history and live), its
+//! One subscribed client: its filter (interval, pair, source, the seam between history and live), its
 //! bounded queue and response stream, and how it is dropped when it falls too far behind.
 
 use super::limits;
@@ -7,7 +7,7 @@ use crate::hub::HubCandle;
 use crate::metrics as m;
 use crate::ratelimit::SharedLogLimit;
 use candles_core::time::Duration;
-use candles_core::{Micros, Pair, Source};
+use candles_core::{Interval, Micros, Pair, Source};
 use candles_proto::v1::SubscribeResponse;
 use futures::Stream;
 use std::collections::HashMap;
@@ -25,6 +25,7 @@ static SLOW_LOG: SharedLogLimit = SharedLogLimit::new(10, std::time::Duration::f
 /// Decides, per client, which hub candles to send (pair/source filter, seam and duplicate guard).
 #[derive(Debug)]
 pub struct Filter {
+    interval: Interval,
     pairs: Vec<Pair>,
     sources: Vec<Source>,
     live_updates: bool,
@@ -33,9 +34,10 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// What `sub` asked for; nothing sent yet.
-    pub fn new(sub: &Subscription) -> Filter {
+    /// What `sub` asked for, candles of `interval`; nothing sent yet.
+    pub fn new(sub: &Subscription, interval: Interval) -> Filter {
         Filter {
+            interval,
             pairs: sub.pairs.clone(),
             sources: sub.sources.clone(),
             live_updates: sub.live_updates,
@@ -44,7 +46,10 @@ impl Filter {
     }
 
     fn accept(&mut self, c: &HubCandle) -> bool {
-        if !self.pairs.contains(&c.pair) || !self.sources.contains(&c.source) {
+        if c.interval != self.interval
+            || !self.pairs.contains(&c.pair)
+            || !self.sources.contains(&c.source)
+        {
             return false;
         }
         let last = self.last_final.get(&(c.pair, c.source)).copied();
@@ -251,6 +256,7 @@ mod tests {
         HubCandle {
             pair,
             source: Source::Composite,
+            interval: Interval::seconds(1),
             start: Micros(start),
             end: Micros(start + 1_000_000),
             is_final,
@@ -261,6 +267,7 @@ mod tests {
     #[test]
     fn filter_drops_duplicates_at_the_seam_and_stale_live_updates() {
         let mut f = Filter {
+            interval: Interval::seconds(1),
             pairs: vec![Pair::parse("BTC-USDT").unwrap()],
             sources: vec![Source::Composite],
             live_updates: true,
@@ -277,5 +284,21 @@ mod tests {
         assert!(f.accept(&hc(2_000_000, true)));
         f.live_updates = false;
         assert!(!f.accept(&hc(3_000_000, false)));
+    }
+
+    #[test]
+    fn filter_drops_candles_of_other_intervals() {
+        let mut f = Filter {
+            interval: Interval::seconds(5),
+            pairs: vec![Pair::parse("BTC-USDT").unwrap()],
+            sources: vec![Source::Composite],
+            live_updates: true,
+            last_final: HashMap::new(),
+        };
+        assert!(!f.accept(&hc(1_000_000, true)), "a 1s final on a 5s stream");
+        assert!(
+            !f.accept(&hc(2_000_000, false)),
+            "a 1s update on a 5s stream"
+        );
     }
 }

@@ -354,8 +354,13 @@ pub fn check_exact(received: &[v1::Candle], expected: &[Candle]) -> Result<(), S
 
 /// The reference: a fresh engine in event mode fed the same trades, then flushed.
 pub fn reference(trades: &[Trade]) -> Vec<Candle> {
+    reference_of(INTERVAL, trades)
+}
+
+/// [`reference`] for candles of `interval` (a fresh engine building that interval alone).
+pub fn reference_of(interval: Interval, trades: &[Trade]) -> Vec<Candle> {
     let mut engine = Engine::new(EngineConfig {
-        interval: INTERVAL,
+        interval,
         grace: CoreDuration::from_millis(GRACE_MS),
         clock: ClockMode::Event,
     });
