@@ -70,8 +70,77 @@ fn run_checked(
         started.elapsed(),
         dir.display()
     );
+    let clients = start_clients(&rt, &stack, &name);
+    if !stack.wait_assigned(Duration::from_secs(15)) {
+        eprintln!("{name}: not every instance logged `partitions assigned` within 15 s; going on");
+    }
 
-    // One client per instance; when its stream ends it moves on to the next instance.
+    stack
+        .start_feeds()
+        .unwrap_or_else(|e| panic!("{name}: starting simulators and connectors failed: {e:#}"));
+    let feeds_started = Instant::now();
+    fault(&mut stack).unwrap_or_else(|e| panic!("{name}: injecting the fault failed: {e:#}"));
+    let generation = Duration::from_secs_f64(stack.config.max_trades as f64 / stack.config.rate);
+    stack
+        .wait_sims_done(generation + Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+    eprintln!(
+        "{name}: simulators done after {:?}",
+        feeds_started.elapsed()
+    );
+    let (generated, truth_trades) = ground_truth(&stack, owed);
+    let candles = truth::expected_candles(&truth_trades, interval);
+    assert_eq!(
+        candles,
+        truth::naive_candles(&truth_trades, interval),
+        "the engine and the naive recomputation disagree"
+    );
+    let expected = Expected::new(&candles);
+    assert!(!expected.is_empty(), "{name}: no expected candles at all");
+
+    wait_drained(&clients, &expected);
+    let late = if late_joiners {
+        start_late_joiners(&rt, &stack)
+    } else {
+        Vec::new()
+    };
+    sleep(1_500);
+    let verdict = judge(&mut stack, &generated, &expected, &clients, &late, check);
+    let summary = format!(
+        "{name}: {} generated trades, {} from the connectors' reference points; {} expected candles\n{}\nlogs: {}",
+        generated.len(),
+        truth_trades.len(),
+        expected.len(),
+        verdict.text,
+        dir.display()
+    );
+    eprintln!("{summary}\n{name}: finished in {:?}", started.elapsed());
+    drop(late);
+    drop(clients);
+    drop(stack);
+    if verdict.clean {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    assert!(verdict.clean, "{summary}");
+}
+
+/// Waits until every client has every expected candle (or gives up after [`DRAIN`]), then a
+/// little longer, so duplicates sent late are seen too.
+fn wait_drained(clients: &[Collector], expected: &Expected) {
+    let deadline = Instant::now() + DRAIN;
+    while Instant::now() < deadline
+        && clients
+            .iter()
+            .any(|c| expected.missing_in(&c.received().finals) > 0)
+    {
+        sleep(200);
+    }
+    sleep(2_000);
+}
+
+/// One client per instance, subscribed to everything; when its stream ends it moves on to the
+/// next instance. Returns once every client has subscribed (panics after 10 s).
+fn start_clients(rt: &tokio::runtime::Runtime, stack: &Stack, name: &str) -> Vec<Collector> {
     let urls = stack.grpc_urls();
     let clients: Vec<Collector> = (0..urls.len())
         .map(|i| {
@@ -97,26 +166,13 @@ fn run_checked(
         );
         sleep(50);
     }
-    if !stack.wait_assigned(Duration::from_secs(15)) {
-        eprintln!("{name}: not every instance logged `partitions assigned` within 15 s; going on");
-    }
+    clients
+}
 
-    stack
-        .start_feeds()
-        .unwrap_or_else(|e| panic!("{name}: starting simulators and connectors failed: {e:#}"));
-    let feeds_started = Instant::now();
-    fault(&mut stack).unwrap_or_else(|e| panic!("{name}: injecting the fault failed: {e:#}"));
-    let generation = Duration::from_secs_f64(stack.config.max_trades as f64 / stack.config.rate);
-    stack
-        .wait_sims_done(generation + Duration::from_secs(30))
-        .unwrap_or_else(|e| panic!("{name}: {e:#}"));
-    eprintln!(
-        "{name}: simulators done after {:?}",
-        feeds_started.elapsed()
-    );
-
-    // Ground truth: the generated trades from each connector's reference point (its first trade
-    // in Kafka) on. Reading stops as soon as every exchange/pair has been seen.
+/// The generated trades `owed` keeps, and of them the ground truth: the trades from each
+/// connector's reference point (its first trade in Kafka) on. Reading Kafka stops as soon as
+/// every exchange/pair has been seen.
+fn ground_truth(stack: &Stack, owed: fn(Vec<Trade>) -> Vec<Trade>) -> (Vec<Trade>, Vec<Trade>) {
     let generated = owed(stack.generated_trades().unwrap());
     sleep(1_500);
     let streams = generated
@@ -133,61 +189,60 @@ fn run_checked(
             .len()
             >= streams
     };
+    let name = &stack.config.name;
     let first = stack
         .kafka_records(Duration::from_secs(20), &all_seen)
         .unwrap_or_else(|e| panic!("{name}: reading Kafka failed: {e:#}"));
     let (_, truth_trades) = truth::check_kafka(&generated, &first.records, first.complete);
-    let candles = truth::expected_candles(&truth_trades, interval);
-    assert_eq!(
-        candles,
-        truth::naive_candles(&truth_trades, interval),
-        "the engine and the naive recomputation disagree"
-    );
-    let expected = Expected::new(&candles);
-    assert!(!expected.is_empty(), "{name}: no expected candles at all");
+    (generated, truth_trades)
+}
 
-    // Wait until every client has every expected candle (or give up after DRAIN).
-    let deadline = Instant::now() + DRAIN;
-    while Instant::now() < deadline
-        && clients
-            .iter()
-            .any(|c| expected.missing_in(&c.received().finals) > 0)
-    {
-        sleep(200);
-    }
-    // A little longer, so duplicates sent late are seen too.
-    sleep(2_000);
-    // Late joiners: a fresh client per instance, asking for the whole history, must get the same
-    // series from history alone (Redis), with no gap.
-    let late: Vec<Collector> = if !late_joiners {
-        Vec::new()
-    } else {
-        stack
-            .running_grpc_urls()
-            .iter()
-            .enumerate()
-            .map(|(i, url)| {
-                let sub = Subscription {
-                    live_updates: false,
-                    ..Subscription::all()
-                };
-                Collector::start(
-                    rt.handle(),
-                    &format!("late-joiner-{i} (history from {url})"),
-                    vec![url.clone()],
-                    sub,
-                )
-            })
-            .collect()
-    };
-    sleep(1_500);
-    // What reached Kafka in the end (after any backfill), for the diagnosis.
+/// Late joiners: a fresh client per running instance, asking for the whole history, must get
+/// the same series from history alone (Redis), with no gap.
+fn start_late_joiners(rt: &tokio::runtime::Runtime, stack: &Stack) -> Vec<Collector> {
+    stack
+        .running_grpc_urls()
+        .iter()
+        .enumerate()
+        .map(|(i, url)| {
+            let sub = Subscription {
+                live_updates: false,
+                ..Subscription::all()
+            };
+            Collector::start(
+                rt.handle(),
+                &format!("late-joiner-{i} (history from {url})"),
+                vec![url.clone()],
+                sub,
+            )
+        })
+        .collect()
+}
+
+/// A scenario's outcome: whether everything is right, and the readable report.
+struct Verdict {
+    clean: bool,
+    text: String,
+}
+
+/// Compares what every client received with `expected` (late joiners: their history only),
+/// checks that every process still runs and runs `check`; the report also says what reached
+/// Kafka in the end (after any backfill) and the processes' counters, for the diagnosis.
+fn judge(
+    stack: &mut Stack,
+    generated: &[Trade],
+    expected: &Expected,
+    clients: &[Collector],
+    late: &[Collector],
+    check: Check,
+) -> Verdict {
+    let name = stack.config.name.clone();
     let kafka_report = match stack.kafka_records(Duration::from_secs(15), &|_| false) {
-        Ok(read) => truth::check_kafka(&generated, &read.records, read.complete).0,
+        Ok(read) => truth::check_kafka(generated, &read.records, read.complete).0,
         Err(e) => panic!("{name}: reading Kafka failed: {e:#}"),
     };
     let running = stack.check_running();
-    let checked = check(&stack);
+    let checked = check(stack);
     let counters = stack.counters(&[
         "late_trades",
         "already_published",
@@ -203,7 +258,7 @@ fn run_checked(
         .iter()
         .map(|c| expected.compare(&c.name, &c.received().finals))
         .collect();
-    for c in &late {
+    for c in late {
         let finals: Vec<_> = c
             .received()
             .finals
@@ -221,11 +276,8 @@ fn run_checked(
         Ok(line) => line,
         Err(e) => format!("check failed: {e}"),
     };
-    let summary = format!(
-        "{name}: {} generated trades, {} from the connectors' reference points; {} expected candles\n{kafka_report}{}{}{checked}\ncounters (running processes):\n  {}\nclient streams:\n  {}\nlogs: {}",
-        generated.len(),
-        truth_trades.len(),
-        expected.len(),
+    let text = format!(
+        "{kafka_report}{}{}{checked}\ncounters (running processes):\n  {}\nclient streams:\n  {}",
         summarize(&reports),
         running
             .err()
@@ -233,16 +285,8 @@ fn run_checked(
             .unwrap_or_default(),
         counters.join("\n  "),
         events.join("\n  "),
-        dir.display()
     );
-    eprintln!("{summary}\n{name}: finished in {:?}", started.elapsed());
-    drop(late);
-    drop(clients);
-    drop(stack);
-    if clean {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    assert!(clean, "{summary}");
+    Verdict { clean, text }
 }
 
 fn no_fault() -> Fault {
