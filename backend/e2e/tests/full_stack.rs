@@ -1,5 +1,6 @@
 //! Full-stack fault tests: three `exchange-sim` → three `candles-connector` → Kafka → two
-//! `candles-service` instances → Redis → a gRPC client on each instance, all real processes.
+//! `candles-service` instances → Redis → a gRPC client on each instance, all real processes
+//! (the rate-limit scenarios of issue 14, i and j, run one exchange: its simulator and connector).
 //!
 //! Each test compares the FINAL candles every client received with candles computed
 //! independently from the simulators' trade logs (the candle engine in event mode, cross-checked
