@@ -350,6 +350,17 @@ fn fault_config(config: &SimConfig) -> faults::FaultConfig {
     }
 }
 
+/// The pairs the simulator lists: the configured ones, then any other a recording trades.
+fn listed_pairs(pairs: &[Pair], recording: Option<&replay::Recording>) -> Vec<Pair> {
+    let mut listed = pairs.to_vec();
+    for pair in recording.into_iter().flat_map(replay::Recording::pairs) {
+        if !listed.contains(&pair) {
+            listed.push(pair);
+        }
+    }
+    listed
+}
+
 /// Starts a simulator: binds `config.listen`, starts the trade source and serves clients.
 pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
     check(&config)?;
@@ -358,12 +369,7 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
         TradeSource::Replay { path, .. } => Some(replay::Recording::load(path, &*venue)?),
         TradeSource::Synthetic { .. } => None,
     };
-    let mut listed = config.pairs.clone();
-    for pair in recording.iter().flat_map(replay::Recording::pairs) {
-        if !listed.contains(&pair) {
-            listed.push(pair);
-        }
-    }
+    let listed = listed_pairs(&config.pairs, recording.as_ref());
     let trade_log = config
         .trade_log
         .as_deref()
