@@ -171,7 +171,7 @@ pub struct App {
     pub interval: Option<Interval>,
     /// The intervals `<` / `>` cycle through (the server's list; empty until it sent it).
     pub intervals: Vec<Interval>,
-    /// The data comes from the embedded engine, which builds one interval.
+    /// The data comes from the embedded engine (its interval is not remembered between runs).
     pub embedded: bool,
     /// Why the server refused the interval asked for (its message), until another is chosen.
     pub refused: Option<String>,
@@ -382,14 +382,10 @@ impl App {
         Action::None
     }
 
-    /// `<` / `>`: the next coarser (`by > 0`) or finer interval the server builds, its chart
-    /// emptied until the history of the new interval arrives (no candle of the old one stays).
+    /// `<` / `>`: the next coarser (`by > 0`) or finer interval the server (or the embedded
+    /// engine) builds, its chart emptied until the history of the new interval arrives (no
+    /// candle of the old one stays).
     fn switch_interval(&mut self, by: isize) {
-        if self.embedded {
-            let notice = "--embedded builds one interval (--interval) for now".to_string();
-            self.notice = Some((notice, self.now));
-            return;
-        }
         let Some(next) = next_interval(&self.intervals, self.interval, by) else {
             let notice = "the server has not said which intervals it builds yet".to_string();
             self.notice = Some((notice, self.now));
@@ -743,8 +739,8 @@ mod tests {
         assert_eq!(app.interval, Some(s5));
         app.embedded = true;
         app.handle(key('>'), Micros(1));
-        assert_eq!(app.interval, Some(s5));
-        assert!(app.current_notice().unwrap().contains("embedded"));
+        assert_eq!(app.interval, Some(m1), "embedded switches like a server");
+        assert_eq!(app.interval_switches, 3);
     }
 
     #[test]

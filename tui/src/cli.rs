@@ -10,7 +10,7 @@ use crate::output::{Format, LineOutput, Outcome};
 use crate::overlay::MA_RANGE;
 use crate::settings::{self, Settings};
 use candles_core::time::Duration;
-use candles_core::{Exchange, Interval, Micros, Pair, Source};
+use candles_core::{Exchange, Interval, Intervals, Micros, Pair, Source};
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -99,11 +99,15 @@ pub struct Cli {
         value_delimiter = ','
     )]
     pub rest_url: Vec<ExchangeUrl>,
-    /// Candle interval (500ms, 5s, 1m, ...). Against a server: one it builds (default: the
-    /// server's default; `<` / `>` step through the ones it builds). --embedded: the one interval
-    /// it builds (default 5s).
+    /// Candle interval shown (500ms, 5s, 1m, ...). Against a server: one it builds (default: the
+    /// server's default; `<` / `>` step through the ones it builds). --embedded: one of
+    /// --intervals (added to them when not listed; default 5s, else the finest).
     #[arg(long, env = "CANDLES_INTERVAL")]
     pub interval: Option<Interval>,
+    /// --embedded: the intervals built in-process (the service's default set); `<` / `>` step
+    /// through them, the chart refilled from the candles built since start.
+    #[arg(long, env = "CANDLES_INTERVALS", default_value = Intervals::DEFAULT)]
+    pub intervals: Intervals,
     /// --embedded: how long a window stays open after its end for late trades.
     #[arg(long, env = "CANDLES_GRACE", default_value = "1500ms")]
     pub grace: Duration,
@@ -162,12 +166,10 @@ fn server_url(value: &str) -> Result<String, String> {
     client::check_server(value).map(|()| value.to_string())
 }
 
-/// The interval `--embedded` builds when `--interval` is not given.
-pub const EMBEDDED_INTERVAL: Interval = Interval::seconds(5);
-
 /// Flags that only `--embedded` uses, and flags that only the server mode uses (clap ids).
-const EMBEDDED_ONLY: [&str; 5] = [
+const EMBEDDED_ONLY: [&str; 6] = [
     "exchanges",
+    "intervals",
     "ws_url",
     "rest_url",
     "grace",
@@ -243,7 +245,7 @@ impl Cli {
     /// Where the data comes from, for the title bar.
     pub fn origin(&self) -> String {
         if self.embedded {
-            embedded_config::origin(&self.embedded_config().feeds)
+            embedded_config::origin(&self.embedded_feeds())
         } else {
             self.server.clone()
         }
@@ -319,15 +321,24 @@ impl Cli {
         }
     }
 
-    fn embedded_config(&self) -> EmbeddedConfig {
-        EmbeddedConfig {
+    /// The exchanges `--embedded` connects to, with their URL overrides.
+    fn embedded_feeds(&self) -> Vec<embedded_config::Feed> {
+        embedded_config::feeds(&self.exchanges, &self.ws_url, &self.rest_url)
+    }
+
+    /// What `--embedded` runs; an error when `--interval` cannot be built with `--intervals`.
+    fn embedded_config(&self) -> anyhow::Result<EmbeddedConfig> {
+        let (intervals, interval) = embedded_config::intervals(self.intervals, self.interval)
+            .map_err(anyhow::Error::msg)?;
+        Ok(EmbeddedConfig {
             pairs: self.pairs.clone(),
-            feeds: embedded_config::feeds(&self.exchanges, &self.ws_url, &self.rest_url),
-            interval: self.interval.unwrap_or(EMBEDDED_INTERVAL),
+            feeds: self.embedded_feeds(),
+            intervals,
+            interval,
             grace: self.grace,
             update_interval: self.update_interval,
             live: self.live,
-        }
+        })
     }
 
     fn client_config(&self, sources: Vec<Source>, exit_on_eof: bool) -> ClientConfig {
@@ -355,7 +366,13 @@ fn start_source(
 ) -> anyhow::Result<()> {
     let (tracker, shutdown) = tasks;
     if cli.embedded {
-        embedded::start(cli.embedded_config(), tx, tracker, shutdown.clone())?;
+        embedded::start(
+            cli.embedded_config()?,
+            intervals,
+            tx,
+            tracker,
+            shutdown.clone(),
+        )?;
     } else {
         let cfg = cli.client_config(sources, exit_on_eof);
         let shutdown = shutdown.clone();
@@ -486,7 +503,7 @@ fn start_app(cli: &Cli, settings: &Settings) -> App {
     settings.apply_view(&mut app, cli.ma.is_some());
     app.embedded = cli.embedded;
     app.interval = match cli.embedded {
-        true => Some(cli.interval.unwrap_or(EMBEDDED_INTERVAL)),
+        true => cli.embedded_config().ok().map(|c| c.interval),
         false => cli.interval,
     };
     if let Some(period) = cli.ma {
@@ -633,7 +650,7 @@ mod tests {
             "coinbase=http://127.0.0.1:4",
         ])
         .unwrap();
-        let feeds = cli.embedded_config().feeds;
+        let feeds = cli.embedded_config().unwrap().feeds;
         assert_eq!(feeds.len(), 3);
         assert_eq!(feeds[1].ws_url.as_deref(), Some("ws://127.0.0.1:2"));
         assert_eq!(feeds[2].rest_url.as_deref(), Some("http://127.0.0.1:4"));

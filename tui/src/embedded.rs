@@ -1,7 +1,9 @@
 //! `--embedded`: the whole pipeline in this process, with no Kafka, Redis or gRPC.
 //!
 //! One connector per exchange sends normalized trades into a channel; a [`candles_core::Engine`]
-//! on the wall clock turns them into candles. Their timing is the service's, from the same
+//! on the wall clock turns them into candles of every interval of `--intervals` (the service's
+//! default set); only the shown interval's go to the dashboard, and a switch (`<` / `>`, on the
+//! `selected` watch) refills it from the finals kept in memory ([`crate::embedded_history`]). Their timing is the service's, from the same
 //! pure parts of `candles-core`: finals leave when a window's end plus grace passes
 //! ([`Finality`]), and (with live updates) the forming candles at most once per
 //! `update_interval`, the first change after a quiet interval at once ([`Throttle`]). Each
@@ -9,12 +11,13 @@
 
 use crate::app::Event;
 use crate::embedded_config::EmbeddedConfig;
+use crate::embedded_history::{Outlet, switch_notice};
 use candles_core::finality::Finality;
 use candles_core::throttle::Throttle;
 use candles_core::time::Duration;
-use candles_core::{Candle, ClockMode, Engine, EngineConfig, Micros, Outcome, Trade};
+use candles_core::{Candle, ClockMode, Engine, EngineConfig, Interval, Micros, Outcome, Trade};
 use std::time::Instant;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -22,57 +25,80 @@ use tokio_util::task::TaskTracker;
 /// a round per trade.
 const MIN_UPDATE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
 
-/// Starts the connectors and the engine; events go to `tx` until `shutdown`.
+/// Starts the connectors and the engine; events go to `tx` until `shutdown`. `selected` says
+/// which interval to show (`None` and unchanged values are ignored).
 pub fn start(
     cfg: EmbeddedConfig,
+    selected: watch::Receiver<Option<Interval>>,
     tx: mpsc::Sender<Event>,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let (trades_tx, trades_rx) = mpsc::channel::<Trade>(16_384);
     crate::connectors::spawn(&cfg, trades_tx, tx.clone(), tracker, shutdown.clone())?;
-    let engine = EngineConfig {
+    let config = EngineConfig {
         interval: cfg.interval,
         grace: cfg.grace,
         clock: ClockMode::Wall,
     };
-    tracker.spawn(drive_engine(
-        engine,
-        trades_rx,
-        tx,
-        cfg.live,
-        cfg.update_interval,
-        shutdown,
-    ));
+    let engine = Engine::with_intervals(config, cfg.intervals);
+    let outlet = Outlet::new(cfg.interval);
+    let live = cfg.live.then_some(cfg.update_interval);
+    let feeds = Feeds {
+        trades: trades_rx,
+        selected,
+    };
+    tracker.spawn(drive_engine(engine, outlet, feeds, tx, live, shutdown));
     Ok(())
 }
 
-/// Feeds trades into an engine; sends finalized candles to `tx` at each window's end plus grace
-/// and, if `live`, forming ones at most once per `every`, until `shutdown` or the trade channel
-/// closes.
+/// What the engine task reads: trades, and the interval to show.
+pub struct Feeds {
+    /// Normalized trades from the connectors.
+    pub trades: mpsc::Receiver<Trade>,
+    /// The interval the dashboard shows (`<` / `>` change it).
+    pub selected: watch::Receiver<Option<Interval>>,
+}
+
+/// Feeds trades into `engine`; sends the shown interval's finalized candles to `tx` at each
+/// window's end plus grace and, with `live` (how often), forming ones at most that often, until
+/// `shutdown` or the trade channel closes. First sends the intervals built and the shown one.
 pub async fn drive_engine(
-    config: EngineConfig,
-    mut trades: mpsc::Receiver<Trade>,
+    mut engine: Engine,
+    mut outlet: Outlet,
+    mut feeds: Feeds,
     tx: mpsc::Sender<Event>,
-    live: bool,
-    every: Duration,
+    live: Option<Duration>,
     shutdown: CancellationToken,
 ) {
-    let mut engine = Engine::new(config);
+    let built = engine.intervals().as_slice().to_vec();
+    if tx
+        .send(Event::Intervals(built, outlet.shown()))
+        .await
+        .is_err()
+    {
+        return;
+    }
     let mut out = Vec::new();
-    let mut finality = Finality::new(config, Micros::now());
-    let mut throttle = Throttle::new(every.to_std().max(MIN_UPDATE_INTERVAL));
+    let mut finality = Finality::new(*engine.config(), Micros::now());
+    let every = live
+        .unwrap_or(Duration(0))
+        .to_std()
+        .max(MIN_UPDATE_INTERVAL);
+    let mut throttle = Throttle::new(every);
+    let mut watching = true;
     loop {
-        let live_due = throttle.due().filter(|_| live);
+        let live_due = throttle.due().filter(|_| live.is_some());
         let live_sleep = async move {
             match live_due {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
                 None => std::future::pending().await,
             }
         };
+        let mut notice = None;
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            trade = trades.recv() => match trade {
+            trade = feeds.trades.recv() => match trade {
                 Some(t) => match engine.apply(&t) {
                     Outcome::Applied => {
                         throttle.changed(Instant::now());
@@ -89,12 +115,46 @@ pub async fn drive_engine(
                 throttle.sent(Instant::now());
                 engine.take_updates(&mut out);
             }
+            changed = feeds.selected.changed(), if watching => match changed {
+                Ok(()) => notice = switch(&engine, &mut outlet, &mut feeds.selected, &mut out),
+                // The dashboard is gone (or a line mode): the shown interval stays.
+                Err(_) => watching = false,
+            },
         }
-        for candle in out.drain(..) {
-            if tx.send(Event::Candle(candle)).await.is_err() {
-                return;
-            }
+        if notice.is_none() {
+            outlet.route(&mut out);
         }
+        if !send(&tx, &mut out, notice).await {
+            return;
+        }
+    }
+}
+
+/// The interval on `selected`, if it is another than the shown one: shows it, puts its finals
+/// kept and forming candles in `out` and returns the notice to show.
+fn switch(
+    engine: &Engine,
+    outlet: &mut Outlet,
+    selected: &mut watch::Receiver<Option<Interval>>,
+    out: &mut Vec<Candle>,
+) -> Option<String> {
+    let to = (*selected.borrow_and_update()).filter(|to| *to != outlet.shown())?;
+    let mut forming = Vec::new();
+    engine.snapshot(&mut forming);
+    outlet.switch(to, &forming, out);
+    Some(switch_notice(to, outlet.held(to)))
+}
+
+/// Sends the candles of `out`, then `notice`; `false` when the dashboard is gone.
+async fn send(tx: &mpsc::Sender<Event>, out: &mut Vec<Candle>, notice: Option<String>) -> bool {
+    for candle in out.drain(..) {
+        if tx.send(Event::Candle(candle)).await.is_err() {
+            return false;
+        }
+    }
+    match notice {
+        Some(text) => tx.send(Event::Notice(text)).await.is_ok(),
+        None => true,
     }
 }
 
@@ -109,28 +169,37 @@ fn take_finals(engine: &mut Engine, finality: &mut Finality, now: Micros, out: &
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candles_core::{Exchange, Interval, Pair, Side};
+    use candles_core::{Exchange, Intervals, Pair, Side};
 
-    #[tokio::test]
-    async fn trades_become_forming_then_final_candles() {
-        let (ttx, trx) = mpsc::channel(16);
-        let (etx, mut erx) = mpsc::channel(64);
-        let shutdown = CancellationToken::new();
+    /// An engine task building 200 ms and 400 ms, showing 200 ms, with live updates.
+    fn spawn_driver(
+        trades: mpsc::Receiver<Trade>,
+        events: mpsc::Sender<Event>,
+        shutdown: CancellationToken,
+    ) -> (tokio::task::JoinHandle<()>, watch::Sender<Option<Interval>>) {
+        let fine = Interval::from_micros(200_000).unwrap();
         let config = EngineConfig {
-            interval: Interval::from_micros(200_000).unwrap(),
+            interval: fine,
             grace: Duration(0),
             clock: ClockMode::Wall,
         };
+        let set = Intervals::new(&[fine, Interval::from_micros(400_000).unwrap()]).unwrap();
+        let (selected_tx, selected) = watch::channel(None);
+        let feeds = Feeds { trades, selected };
         let task = tokio::spawn(drive_engine(
-            config,
-            trx,
-            etx,
-            true,
-            Duration::from_millis(20),
-            shutdown.clone(),
+            Engine::with_intervals(config, set),
+            Outlet::new(fine),
+            feeds,
+            events,
+            Some(Duration::from_millis(20)),
+            shutdown,
         ));
+        (task, selected_tx)
+    }
+
+    fn trade() -> Trade {
         let pair = Pair::defaults()[0];
-        let t = Trade::new(
+        Trade::new(
             Exchange::Binance,
             pair,
             1,
@@ -139,17 +208,33 @@ mod tests {
             Side::Buy,
             Micros::now(),
         )
-        .unwrap();
-        ttx.send(t).await.unwrap();
+        .unwrap()
+    }
+
+    async fn next(events: &mut mpsc::Receiver<Event>) -> Event {
+        tokio::time::timeout(std::time::Duration::from_secs(5), events.recv())
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn trades_become_forming_then_final_candles() {
+        let (ttx, trx) = mpsc::channel(16);
+        let (etx, mut erx) = mpsc::channel(64);
+        let shutdown = CancellationToken::new();
+        let (task, _selected) = spawn_driver(trx, etx, shutdown.clone());
+        let Event::Intervals(built, shown) = next(&mut erx).await else {
+            panic!("the intervals built come first")
+        };
+        assert_eq!((built.len(), shown.micros()), (2, 200_000));
+        ttx.send(trade()).await.unwrap();
         let mut saw_forming = false;
         let final_candle = loop {
-            let Some(Event::Candle(c)) =
-                tokio::time::timeout(std::time::Duration::from_secs(5), erx.recv())
-                    .await
-                    .unwrap()
-            else {
+            let Event::Candle(c) = next(&mut erx).await else {
                 panic!()
             };
+            assert_eq!(c.interval, shown, "only the shown interval");
             if c.is_final {
                 break c;
             }
@@ -157,6 +242,44 @@ mod tests {
         };
         assert!(saw_forming);
         assert_eq!(final_candle.close.to_string(), "100.5");
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_switch_sends_the_finals_kept_of_the_new_interval_then_only_its_candles() {
+        let (ttx, trx) = mpsc::channel(16);
+        let (etx, mut erx) = mpsc::channel(256);
+        let shutdown = CancellationToken::new();
+        let (task, selected) = spawn_driver(trx, etx, shutdown.clone());
+        let coarse = Interval::from_micros(400_000).unwrap();
+        ttx.send(trade()).await.unwrap();
+        // Wait until the trade's 400 ms window is final (kept, not sent: 200 ms is shown).
+        tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+        selected.send_replace(Some(coarse));
+        let mut finals = Vec::new();
+        let notice = loop {
+            match next(&mut erx).await {
+                Event::Notice(text) => break text,
+                Event::Candle(c) if c.interval == coarse && c.is_final => finals.push(c),
+                _ => {}
+            }
+        };
+        assert!(notice.contains("400ms"), "{notice}");
+        assert_eq!(
+            finals
+                .iter()
+                .find(|c| c.trades == 1)
+                .map(|c| c.close.to_string()),
+            Some("100.5".to_string()),
+            "the final with the trade, from what was kept: {finals:?}"
+        );
+        for _ in 0..3 {
+            let Event::Candle(c) = next(&mut erx).await else {
+                panic!()
+            };
+            assert_eq!(c.interval, coarse, "only the new interval after the switch");
+        }
         shutdown.cancel();
         task.await.unwrap();
     }

@@ -1,10 +1,10 @@
-//! What `--embedded` runs: pairs, exchanges with their URL overrides, interval and timing.
+//! What `--embedded` runs: pairs, exchanges with their URL overrides, intervals and timing.
 //!
 //! Shared by [`crate::embedded`] (the engine) and [`crate::connectors`] (the exchange feeds), so
 //! neither imports the other. Also the `EXCHANGE=URL` values of `--ws-url` / `--rest-url`.
 
 use candles_core::time::Duration;
-use candles_core::{Exchange, Interval, Pair};
+use candles_core::{Exchange, Interval, Intervals, Pair};
 use std::str::FromStr;
 
 /// One exchange to connect to, with optional URL overrides (`None`: the real endpoint).
@@ -25,7 +25,9 @@ pub struct EmbeddedConfig {
     pub pairs: Vec<Pair>,
     /// Exchanges, each with its URL overrides.
     pub feeds: Vec<Feed>,
-    /// Candle interval.
+    /// The intervals the engine builds.
+    pub intervals: Intervals,
+    /// The interval shown first (one of `intervals`).
     pub interval: Interval,
     /// Grace period after a window's end.
     pub grace: Duration,
@@ -107,6 +109,30 @@ pub fn origin(feeds: &[Feed]) -> String {
     }
 }
 
+/// The intervals `--embedded` builds and the one it shows first, from `--intervals` and
+/// `--interval`: the given interval is added to the set when not in it (an error when it cannot
+/// be, e.g. not a whole multiple of the finest); without one, 5s when built, else the finest (the
+/// service's default subscription).
+pub fn intervals(set: Intervals, shown: Option<Interval>) -> Result<(Intervals, Interval), String> {
+    let Some(shown) = shown else {
+        let five = Interval::seconds(5);
+        let first = if set.contains(five) {
+            five
+        } else {
+            set.finest()
+        };
+        return Ok((set, first));
+    };
+    if set.contains(shown) {
+        return Ok((set, shown));
+    }
+    let mut list = set.as_slice().to_vec();
+    list.push(shown);
+    Intervals::new(&list)
+        .map(|set| (set, shown))
+        .map_err(|e| format!("--interval {shown} cannot be built with --intervals {set}: {e}"))
+}
+
 /// The host (and port) of a URL: `api.binance.com` for `https://api.binance.com/api/v3?x`.
 pub fn host(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
@@ -140,6 +166,28 @@ mod tests {
         let err = "ws://x".parse::<ExchangeUrl>().unwrap_err();
         assert!(err.contains("EXCHANGE=URL"), "{err}");
         assert!("binance=".parse::<ExchangeUrl>().is_err());
+    }
+
+    #[test]
+    fn the_shown_interval_is_5s_or_the_finest_and_a_given_one_joins_the_set() {
+        let default = Intervals::default_set();
+        assert_eq!(
+            intervals(default, None),
+            Ok((default, Interval::seconds(5)))
+        );
+        let minutes: Intervals = "1m,5m".parse().unwrap();
+        assert_eq!(
+            intervals(minutes, None),
+            Ok((minutes, Interval::seconds(60)))
+        );
+        let (set, shown) =
+            intervals(default, Some(Interval::from_micros(500_000).unwrap())).unwrap();
+        assert_eq!((set.len(), set.finest(), shown), (9, shown, shown));
+        let err = intervals(minutes, Some(Interval::seconds(7))).unwrap_err();
+        assert!(
+            err.contains("--interval 7s") && err.contains("1m,5m"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! - `--plain` / `--json`: one line per finalized candle ([`output`]).
 //! - Data from candles-service over gRPC ([`client`]), or `--embedded`: connectors and a candle
 //!   engine inside this process ([`embedded`], [`connectors`], both configured by
-//!   [`embedded_config`]).
+//!   [`embedded_config`]; [`embedded_history`] keeps its finals for interval switches).
 //! - [`logging`]: the log file (never the screen; its path is shown with any problem).
 //! - [`cli`]: flags (each with a `CANDLES_*` environment variable) and the program's modes.
 #![forbid(unsafe_code)]
@@ -22,6 +22,7 @@ pub mod client;
 pub mod connectors;
 pub mod embedded;
 pub mod embedded_config;
+pub mod embedded_history;
 pub mod event;
 pub mod inspect;
 pub mod labels;

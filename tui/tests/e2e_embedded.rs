@@ -316,3 +316,79 @@ async fn embedded_overlays_and_venue_pane_at_80x24_against_three_simulators() {
         sim.stop().await;
     }
 }
+
+/// The seconds of the inspect readout's window (`◆ 2026-…T06:40:05Z – 2026-…T06:40:10Z`), and
+/// whether that candle is final.
+fn inspected_window(screen: &str) -> Option<(i64, bool)> {
+    let line = screen.lines().find(|l| l.contains('◆'))?;
+    let secs = |t: &str| -> Option<i64> {
+        let hms = t.split('T').nth(1)?.trim_end_matches('Z');
+        let parts: Vec<i64> = hms
+            .split(':')
+            .map(|p| p.parse().ok())
+            .collect::<Option<_>>()?;
+        Some(parts[0] * 3_600 + parts[1] * 60 + parts[2])
+    };
+    let mut times = line
+        .split_whitespace()
+        .filter(|w| w.contains('T') && w.ends_with('Z'));
+    let (from, to) = (secs(times.next()?)?, secs(times.next()?)?);
+    Some(((to - from).rem_euclid(86_400), line.contains("final")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_next_interval_shows_its_candles_built_since_start() {
+    let sims = sims().await;
+    let logs = tempfile::tempdir().unwrap();
+    let mut args = url_flags(&sims);
+    args.extend(
+        [
+            "--pairs",
+            "btcusdt",
+            "--intervals",
+            "1s,5s",
+            "--interval",
+            "1s",
+            "--grace",
+            "300ms",
+        ]
+        .map(String::from),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let tmux = Tmux::start(&args, 120, 40, logs.path());
+    tmux.wait_for("1s candles", Duration::from_secs(30), |s| {
+        s.contains("BTC-USDT · composite · 1s") && s.contains("forming")
+    })
+    .await;
+    // Long enough for a whole 5s window (and its grace) to be built and kept.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    tmux.keys(">");
+    let screen = tmux
+        .wait_for(
+            "the 5s chart, refilled from the finals kept",
+            Duration::from_secs(10),
+            |s| s.contains("BTC-USDT · composite · 5s") && s.contains("final candles built since"),
+        )
+        .await;
+    assert!(!screen.contains("· 1s"), "{screen}");
+    // The newest candle, then the one before it: a final 5s candle from what was kept.
+    tmux.keys("i");
+    tmux.keys("h");
+    let screen = tmux
+        .wait_for(
+            "a final 5s candle under the cursor",
+            Duration::from_secs(10),
+            |s| inspected_window(s) == Some((5, true)),
+        )
+        .await;
+    assert!(screen.contains("composite"), "{screen}");
+    tmux.keys("q");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while tmux.alive() {
+        assert!(Instant::now() < deadline, "q did not quit");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for sim in sims {
+        sim.stop().await;
+    }
+}
