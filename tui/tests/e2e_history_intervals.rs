@@ -1,7 +1,8 @@
 //! The dashboard switches 5s → 1m against a real candles-service (in this process, on real
 //! Apache Kafka + Redis) building both: trades an hour in the past under `--clock event` give
 //! history in both intervals before the dashboard starts; `>` shows the 1m candles from that
-//! history, and the inspect readout of one equals the 1m candle the service has for its window.
+//! history: the inspect readout of each, newest to oldest, equals the 1m final the service has for
+//! its window.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -142,6 +143,28 @@ fn dec(s: &str) -> Decimal {
     Decimal::from_str(s).unwrap_or_else(|e| panic!("{s:?}: {e}"))
 }
 
+/// The readout on `screen` shows `candle`'s OHLC, volumes and trade count.
+fn check_readout(screen: &str, candle: &Candle) {
+    let [_, ohlc, volumes, rest] = readout(screen);
+    for (line, name, value) in [
+        (ohlc, "O", candle.open),
+        (ohlc, "H", candle.high),
+        (ohlc, "L", candle.low),
+        (ohlc, "C", candle.close),
+        (volumes, "V", candle.volume),
+        (volumes, "buy", candle.buy_volume),
+        (volumes, "sell", candle.sell_volume),
+    ] {
+        assert_eq!(
+            dec(field(line, name)),
+            value,
+            "{name}: {line} vs {candle:?}"
+        );
+    }
+    assert_eq!(field(rest, "trades"), candle.trades.to_string(), "{rest}");
+    assert_eq!(candle.trades, 30, "a whole minute of trades every 2 s");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn greater_than_switches_5s_to_1m_and_shows_the_services_1m_history() {
     let deps = Deps::start();
@@ -180,43 +203,24 @@ async fn greater_than_switches_5s_to_1m_and_shows_the_services_1m_history() {
         .await;
     assert!(!screen.contains("· 5s"), "{screen}");
 
-    // Inspect the candle left of the newest one: a final 1m candle from history.
+    // Every 1m final of the service's history is on the chart, the readout equal to it:
+    // from the newest (where inspect starts) leftwards to the oldest.
+    assert_eq!(minutes.len(), MINUTES as usize - 1, "{minutes:?}");
     tmux.keys("i");
-    tmux.keys("Left");
-    let screen = tmux
-        .wait_for(
-            "the readout of a final 1m candle",
-            Duration::from_secs(10),
-            |s| s.contains("◆ ") && s.contains("final") && s.contains("VWAP"),
-        )
-        .await;
-    let [window, ohlc, volumes, rest] = readout(&screen);
-    let shown_start = field(window, "◆");
-    let candle = minutes
-        .iter()
-        .find(|c| c.start.to_rfc3339_short() == shown_start)
-        .unwrap_or_else(|| panic!("no 1m final starts at {shown_start}: {minutes:?}\n{screen}"));
-    assert!(
-        window.contains(&format!("– {}", candle.end().to_rfc3339_short())),
-        "a one-minute window: {window}"
-    );
-    for (line, name, value) in [
-        (ohlc, "O", candle.open),
-        (ohlc, "H", candle.high),
-        (ohlc, "L", candle.low),
-        (ohlc, "C", candle.close),
-        (volumes, "V", candle.volume),
-        (volumes, "buy", candle.buy_volume),
-        (volumes, "sell", candle.sell_volume),
-    ] {
-        assert_eq!(
-            dec(field(line, name)),
-            value,
-            "{name}: {line} vs {candle:?}"
+    for candle in minutes.iter().rev() {
+        let window = format!(
+            "◆ {} – {}",
+            candle.start.to_rfc3339_short(),
+            candle.end().to_rfc3339_short()
         );
+        let screen = tmux
+            .wait_for(&window, Duration::from_secs(10), |s| {
+                s.contains(&window) && s.contains("final") && s.contains("VWAP")
+            })
+            .await;
+        check_readout(&screen, candle);
+        tmux.keys("Left");
     }
-    assert_eq!(field(rest, "trades"), candle.trades.to_string(), "{rest}");
-    assert_eq!(candle.trades, 30, "a whole minute of trades every 2 s");
 
     tmux.keys("q");
     let deadline = Instant::now() + Duration::from_secs(5);
