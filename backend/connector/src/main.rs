@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 use candles_connector::kafka::KafkaProperties;
+use candles_connector::pacer::{Pacer, RestLimit};
 use candles_connector::rest::ListingError;
 use candles_connector::{
     ConnState, ConnectorConfig, KafkaSink, check_pairs, resume, run, telemetry,
@@ -19,6 +20,7 @@ use clap::Parser;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -62,6 +64,10 @@ struct Args {
     /// Refuse trades dated further than this ahead of the wall clock (clock skew, e.g. 1h, 5m).
     #[arg(long, env = "CANDLES_MAX_TRADE_LEAD", default_value = "1h", value_parser = parse_bound)]
     max_trade_lead: candles_core::time::Duration,
+    /// REST pace as BURST,PER_SECOND (requests, or Binance's weight), e.g. 20,10 for a
+    /// higher limit or a simulator without one (default: the exchange's public limit).
+    #[arg(long, env = "CANDLES_REST_RATE")]
+    rest_rate: Option<RestLimit>,
     #[command(flatten)]
     kafka: candles_kafka::KafkaPropertyArgs,
 }
@@ -197,6 +203,9 @@ fn connector_config(args: &Args) -> ConnectorConfig {
         max_age: args.max_trade_age,
         max_lead: args.max_trade_lead,
     };
+    if let Some(limit) = args.rest_rate {
+        config.rest_pacer = Arc::new(Pacer::new(limit));
+    }
     config
 }
 

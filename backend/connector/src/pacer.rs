@@ -24,6 +24,25 @@ pub struct RestLimit {
     pub per_second: f64,
 }
 
+impl std::str::FromStr for RestLimit {
+    type Err = String;
+
+    /// `BURST,PER_SECOND`, e.g. `2,0.9`: both positive and finite.
+    fn from_str(s: &str) -> Result<RestLimit, String> {
+        let (burst, per_second) = s
+            .split_once(',')
+            .ok_or_else(|| format!("expected BURST,PER_SECOND (e.g. 2,0.9), got {s:?}"))?;
+        let number = |name: &str, v: &str| match v.trim().parse::<f64>() {
+            Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+            _ => Err(format!("{name} must be a positive number, got {v:?}")),
+        };
+        Ok(RestLimit {
+            burst: number("BURST", burst)?,
+            per_second: number("PER_SECOND", per_second)?,
+        })
+    }
+}
+
 /// The first hold-off after a rate-limit answer without `Retry-After`, and the longest.
 const HOLD_OFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(30));
 
@@ -135,6 +154,21 @@ mod tests {
         burst: 2.0,
         per_second: 0.5,
     };
+
+    #[test]
+    fn a_rest_limit_parses_from_burst_comma_per_second() {
+        assert_eq!("2,0.5".parse::<RestLimit>(), Ok(KRAKEN));
+        assert_eq!(
+            " 1000 , 1000 ".parse::<RestLimit>(),
+            Ok(RestLimit {
+                burst: 1000.0,
+                per_second: 1000.0
+            })
+        );
+        for bad in ["2", "2,0", "-1,1", "x,1", "1,inf", ""] {
+            assert!(bad.parse::<RestLimit>().is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn the_bucket_allows_its_burst_then_waits_for_the_refill() {

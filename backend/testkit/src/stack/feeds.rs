@@ -9,6 +9,24 @@ use anyhow::{Context as _, Result, bail};
 use candles_core::{Exchange, Trade};
 use std::time::{Duration, Instant};
 
+/// A REST pace far above any test's need, for simulators without `--rest-limit`.
+const GENEROUS_REST_RATE: &str = "1000,1000";
+
+/// `--rest-rate` for a connector: generous when it asks a simulator (`simulated`) that runs
+/// without `--rest-limit`; none (the exchange's default pace) against a limited simulator, the
+/// real exchange, or when the test's connector flags set it.
+fn rest_rate(config: &super::StackConfig, simulated: bool) -> Vec<String> {
+    let has = |args: &[String], flag: &str| args.iter().any(|a| a == flag);
+    if simulated
+        && !has(&config.sim_args, "--rest-limit")
+        && !has(&config.connector_args, "--rest-rate")
+    {
+        vec!["--rest-rate".into(), GENEROUS_REST_RATE.into()]
+    } else {
+        Vec::new()
+    }
+}
+
 impl Stack {
     /// Starts one simulator (unless `real`) and one connector per exchange, and waits until
     /// every connector serves metrics (it is up and producing).
@@ -107,6 +125,7 @@ impl Stack {
         .args(["--brokers", &self.broker.brokers(), "--topic", TOPIC])
         .args(&urls)
         .args(["--metrics-addr", &format!("127.0.0.1:{}", c.metrics_port)])
+        .args(rest_rate(&self.config, !urls.is_empty()))
         .args(&self.config.connector_args);
         let mut proc = Proc::spawn(
             &format!("candles-connector-{exchange}"),
