@@ -261,4 +261,69 @@ mod tests {
         assert_eq!(k[0].ohlcv[4], Decimal::from(1482));
         assert!(klines("[[1, \"0.1\", 1, 1, 1, 1]]").is_err());
     }
+
+    /// A received final of `source` for the window starting at `start` s, on stream `stream`.
+    fn got(source: &str, start: i64, close: &str, stream: u32) -> Got {
+        let candle = candles_proto::v1::Candle {
+            source: source.into(),
+            start: Some(candles_proto::timestamp(Micros(start * 1_000_000))),
+            open: "1".into(),
+            high: "2".into(),
+            low: "1".into(),
+            close: close.into(),
+            volume: "3.0".into(),
+            r#final: true,
+            ..Default::default()
+        };
+        Got {
+            candle,
+            historical: true,
+            stream,
+        }
+    }
+
+    #[test]
+    fn judging_finds_missing_wrong_duplicated_and_open_windows() {
+        let kline = |start: i64| Kline {
+            start: Micros(start * 1_000_000),
+            ohlcv: [1, 2, 1, 2, 3].map(Decimal::from),
+        };
+        let klines = [kline(0), kline(60), kline(120), kline(180)];
+        let minute = Interval::parse("1m").unwrap();
+        // Windows [0,60), [60,120) and [120,180) are closed; [180,240) is open.
+        let closed_by = Micros(200 * 1_000_000);
+        let finals = [
+            got("binance", 0, "2", 0),
+            got("binance", 0, "2", 0),
+            got("binance", 60, "2.5", 0),
+            got("binance", 180, "9", 0),
+            got("composite", 0, "2.00", 0),
+            got("composite", 60, "2", 0),
+            got("composite", 60, "2", 1),
+            got("composite", 120, "2", 1),
+        ];
+        let r = judge(
+            &klines,
+            minute,
+            closed_by,
+            &finals,
+            &["binance", "composite"],
+        );
+        let b = &r["binance"];
+        assert_eq!((b.equal, b.duplicates, b.open), (1, 1, 1));
+        assert_eq!(b.missing, vec![Micros(120_000_000)]);
+        assert_eq!(b.wrong.len(), 1);
+        assert!(
+            b.wrong[0].contains("close want 2, got 2.5"),
+            "{:?}",
+            b.wrong
+        );
+        assert!(!b.is_clean());
+        let c = &r["composite"];
+        assert!(c.is_clean(), "{}", c.describe());
+        assert_eq!(
+            c.equal, 3,
+            "a new stream's history repeats windows: not duplicates"
+        );
+    }
 }

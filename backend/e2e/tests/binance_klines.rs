@@ -80,41 +80,33 @@ fn owed(j: &Judged, closed_by: Micros) -> usize {
     closed * SOURCES.len()
 }
 
-#[test]
-fn real_binance_trades_give_binances_own_1m_and_5m_klines_through_the_full_stack() {
-    let started = Instant::now();
+/// Writes the replay file (the trades as `@trade` messages) into a fresh run directory, starts
+/// the stack and its feeds, and waits until the simulator has replayed every trade. Returns the
+/// stack and the event time by which a window is final (the last trade's time minus the grace).
+fn replayed_stack() -> (Stack, Micros) {
     let csv = reference::read(reference::TRADES_FILE).unwrap();
     let (messages, last_trade) = reference::trade_messages(&csv).unwrap();
     let trades = messages.lines().count() as u64;
     assert_eq!(trades, 12_477, "the README's trade count");
     let closed_by = Micros(last_trade.0 - CoreDuration::parse(GRACE).unwrap().0);
-
-    let probe = StackConfig::new("binance-xrpeth-klines");
-    std::fs::create_dir_all(&probe.run_dir).unwrap();
-    let replay = probe.run_dir.join("binance-xrpeth-trades.jsonl");
+    let run_dir = StackConfig::new("binance-xrpeth-klines").run_dir;
+    std::fs::create_dir_all(&run_dir).unwrap();
+    let replay = run_dir.join("binance-xrpeth-trades.jsonl");
     std::fs::write(&replay, messages).unwrap();
     let mut config = config(replay, trades);
-    config.run_dir = probe.run_dir;
-    let rt = tokio::runtime::Runtime::new().unwrap();
+    config.run_dir = run_dir;
     let mut stack = Stack::start(config).unwrap_or_else(|e| panic!("starting the stack: {e:#}"));
-    let dir = stack.log_dir().to_path_buf();
-    eprintln!(
-        "stack up in {:?}; logs in {}",
-        started.elapsed(),
-        dir.display()
-    );
+    let dir = stack.log_dir().display().to_string();
+    eprintln!("stack up; logs in {dir}");
     stack.start_feeds().unwrap();
     stack
         .wait_sims_done(Duration::from_secs(40))
-        .unwrap_or_else(|e| {
-            panic!(
-                "the replay did not finish: {e:#}; logs in {}",
-                dir.display()
-            )
-        });
-    eprintln!("replay done after {:?}", started.elapsed());
+        .unwrap_or_else(|e| panic!("the replay did not finish: {e:#}; logs in {dir}"));
+    (stack, closed_by)
+}
 
-    let url = stack.grpc_urls()[0].clone();
+/// One client per interval (1m, 5m) of the service at `url`, with Binance's klines of it.
+fn start_clients(rt: &tokio::runtime::Runtime, url: &str) -> Vec<Judged> {
     let judged: Vec<Judged> = [
         ("1m", reference::KLINES_1M_FILE),
         ("5m", reference::KLINES_5M_FILE),
@@ -126,14 +118,18 @@ fn real_binance_trades_give_binances_own_1m_and_5m_klines_through_the_full_stack
             name,
             interval,
             klines: reference::klines(&reference::read(file).unwrap()).unwrap(),
-            client: client(&rt, &url, interval),
+            client: client(rt, url, interval),
         }
     })
     .collect();
     assert_eq!(judged[0].klines.len(), 3_560, "the README's 1m kline count");
     assert_eq!(judged[1].klines.len(), 712, "the README's 5m kline count");
+    judged
+}
 
-    // Wait (≤ 30 s) until each client holds as many finals as there are closed klines.
+/// Waits (≤ 30 s) until each client holds as many finals as there are closed klines, then 1 s
+/// more (so duplicates sent late are seen too); returns whether all is right and the report.
+fn judge_all(judged: &[Judged], closed_by: Micros) -> (bool, String) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline
         && judged
@@ -143,10 +139,9 @@ fn real_binance_trades_give_binances_own_1m_and_5m_klines_through_the_full_stack
         std::thread::sleep(Duration::from_millis(250));
     }
     std::thread::sleep(Duration::from_secs(1));
-
     let mut clean = true;
     let mut text = String::new();
-    for j in &judged {
+    for j in judged {
         let received = j.client.received();
         let reports =
             reference::judge(&j.klines, j.interval, closed_by, &received.finals, &SOURCES);
@@ -156,6 +151,18 @@ fn real_binance_trades_give_binances_own_1m_and_5m_klines_through_the_full_stack
         }
         text += &format!("{} client streams: {:?}\n", j.name, received.events);
     }
+    (clean, text)
+}
+
+#[test]
+fn real_binance_trades_give_binances_own_1m_and_5m_klines_through_the_full_stack() {
+    let started = Instant::now();
+    let (stack, closed_by) = replayed_stack();
+    let dir = stack.log_dir().to_path_buf();
+    eprintln!("replay done after {:?}", started.elapsed());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let judged = start_clients(&rt, &stack.grpc_urls()[0]);
+    let (clean, text) = judge_all(&judged, closed_by);
     let counters = stack.counters(&["trades_consumed", "late_trades", "candles_published", "gap"]);
     eprintln!(
         "{text}counters:\n  {}\nfinished in {:?}",
