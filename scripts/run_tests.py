@@ -30,6 +30,7 @@ KNOWN_SLOW = [
     "--test broker_persistence",
     "--test two_instances",
     "--test kill",
+    "--test binance_klines",
     "--test with_connectors",
     "--test e2e_service",
     "--test e2e_embedded",

@@ -51,10 +51,13 @@ pub struct Subscription {
     pub history: u32,
     /// Ask for live updates too.
     pub live_updates: bool,
+    /// The interval; `None`: the server's default.
+    pub interval: Option<candles_core::Interval>,
 }
 
 impl Subscription {
-    /// The three default pairs, all four sources, full history, live updates on.
+    /// The three default pairs, all four sources, full history, live updates on, the server's
+    /// default interval.
     pub fn all() -> Subscription {
         Subscription {
             pairs: ["btcusdt", "ethusdt", "solusdt"].map(String::from).to_vec(),
@@ -63,6 +66,7 @@ impl Subscription {
                 .to_vec(),
             history: 1000,
             live_updates: true,
+            interval: None,
         }
     }
 }
@@ -164,7 +168,7 @@ async fn subscribe(
         sources: sub.sources.clone(),
         history: sub.history,
         live_updates: sub.live_updates,
-        interval: None,
+        interval: sub.interval.map(candles_proto::duration),
     };
     Ok(client.subscribe(request).await?.into_inner())
 }

@@ -10,6 +10,8 @@
 //! - [`truth`]: expected candles from the simulators' trade logs; Kafka vs generated trades.
 //! - [`client`]: gRPC clients that record every candle, reconnecting like a dashboard.
 //! - [`compare`]: received vs expected, with a readable diff.
+//! - [`reference`]: Binance's real XRPETH trades as replayable messages, and its klines judging
+//!   what clients received.
 //!
 //! Run: `cargo test -p candles-e2e` (builds the binaries it drives first; needs Apache Kafka's
 //! jars, `redis-server` and `docker-compose`: see scripts/install-test-deps.sh).
@@ -20,6 +22,7 @@
 
 pub mod client;
 pub mod compare;
+pub mod reference;
 pub mod truth;
 
 pub use candles_testkit::{bins, process, stack, topic};

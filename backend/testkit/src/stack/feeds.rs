@@ -1,5 +1,6 @@
-//! The stack's feeds: one `exchange-sim --synthetic` (unless the config says `real`) and one
-//! `candles-connector` per exchange, their faults, and the simulators' trade logs.
+//! The stack's feeds: one `exchange-sim` (`--synthetic`, or `--replay` of a recording; none when
+//! the config says `real`) and one `candles-connector` per exchange, their faults, and the
+//! simulators' trade logs.
 
 use super::{Connector, Sim, Stack, TOPIC};
 use crate::net::free_port;
@@ -53,9 +54,12 @@ impl Stack {
         let mut cmd = self.command("exchange-sim");
         cmd.args(["--exchange", exchange.as_str(), "--listen", "127.0.0.1:0"])
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
-            .args(["--synthetic", "--rate", &c.rate.to_string()])
             .args(["--pairs", &c.pairs, "--seed", &(c.seed + k).to_string()])
             .args(&c.sim_args);
+        match &c.replay {
+            Some(file) => cmd.arg("--replay").arg(file).args(["--speed", "max"]),
+            None => cmd.args(["--synthetic", "--rate", &c.rate.to_string()]),
+        };
         if c.max_trades > 0 {
             cmd.args(["--max-trades", &c.max_trades.to_string()]);
         }

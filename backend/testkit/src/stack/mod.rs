@@ -59,14 +59,23 @@ pub struct StackConfig {
     pub max_trades: u64,
     /// Extra flags for every simulator (faults).
     pub sim_args: Vec<String>,
+    /// A recording the simulators replay as fast as their connectors take it (`--replay FILE
+    /// --speed max`: one exchange message per line) instead of generating trades (`None`).
+    pub replay: Option<PathBuf>,
     /// Seed of the first simulator (the others use seed + 1, + 2).
     pub seed: u64,
     /// Whether the simulators write trade logs (the ground truth).
     pub trade_logs: bool,
     /// Extra flags for every connector.
     pub connector_args: Vec<String>,
-    /// `--interval` of the service.
+    /// `--interval` of the service (unless [`StackConfig::intervals`] is set).
     pub interval: String,
+    /// `--intervals` of the service (every one built and served); `None`: `--interval` only.
+    pub intervals: Option<String>,
+    /// `--clock` of the service: `wall` (live) or `event` (trade time, for replays).
+    pub clock: String,
+    /// Extra flags for every service instance (e.g. `--max-trade-age` for an old recording).
+    pub service_args: Vec<String>,
     /// `--grace` of the service (`None`: the service's default).
     pub grace: Option<String>,
     /// `--update-interval` of the service.
@@ -106,9 +115,13 @@ impl StackConfig {
             seed: 7,
             trade_logs: true,
             interval: "1s".into(),
+            intervals: None,
+            clock: "wall".into(),
+            service_args: Vec::new(),
             grace: Some("2s".into()),
             update_interval: "250ms".into(),
             sim_args: Vec::new(),
+            replay: None,
             connector_args: Vec::new(),
             partitions: 6,
             group: format!("candles-e2e-{stamp}"),
@@ -275,12 +288,17 @@ impl Stack {
         cmd.args(["--brokers", &self.broker.brokers(), "--topic", TOPIC])
             .args(["--group", &self.group, "--redis", &self.redis.url()])
             .args(["--listen", &format!("127.0.0.1:{}", s.grpc_port)])
-            .args(["--interval", &c.interval, "--clock", "wall"])
+            .args(["--clock", &c.clock, "--pairs", &c.pairs])
             .args(["--update-interval", &c.update_interval])
             .args(["--metrics-addr", &format!("127.0.0.1:{}", s.metrics_port)]);
+        match &c.intervals {
+            Some(intervals) => cmd.args(["--intervals", intervals]),
+            None => cmd.args(["--interval", &c.interval]),
+        };
         if let Some(grace) = &c.grace {
             cmd.args(["--grace", grace]);
         }
+        cmd.args(&c.service_args);
         let proc = Proc::spawn(
             &format!("candles-service-{i}"),
             cmd,
