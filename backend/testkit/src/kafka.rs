@@ -263,7 +263,24 @@ impl Kafka {
     /// (Re)starts the broker on the same ports with the same data, and waits until it answers
     /// a metadata request (up to 60 s). The broker's log level is `$CANDLES_KAFKA_LOG` (default
     /// `WARN`), its heap `$CANDLES_KAFKA_HEAP` (default `512m`).
+    ///
+    /// While the broker was down, a client reconnecting to its port from the same ephemeral
+    /// range can end up connected to itself (TCP simultaneous open) and hold the port for a
+    /// moment: a start that fails with "Address already in use" is tried again, up to 5 times.
     pub fn restart(&mut self) -> Result<()> {
+        let mut attempt = 1;
+        loop {
+            match self.start_once() {
+                Err(e) if attempt < 5 && format!("{e:#}").contains("Address already in use") => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                result => return result,
+            }
+        }
+    }
+
+    fn start_once(&mut self) -> Result<()> {
         self.proc = None;
         let config = self.dir.join("server.properties");
         std::fs::write(
