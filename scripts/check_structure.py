@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks the code-layout rules a newcomer relies on (docs/DESIGN.md, "Code layout"); run by CI.
 
-- No source file over 600 lines, not counting its `#[cfg(test)]` module.
+- No source file over 600 lines (a long `#[cfg(test)]` module goes to a `tests.rs` of its own).
 - No function over 80 lines outside tests.
 - No import circle between the modules of a crate (`crate::a` used in `b` and `crate::b` in `a`,
   or any longer cycle).
@@ -137,8 +137,8 @@ def main():
         lines = path.read_text().splitlines()
         in_tests = "tests" in rel.parts or "benches" in rel.parts
         code = code_lines("\n".join(lines))
-        if not in_tests and len(code) > MAX_FILE:
-            problems.append(f"{rel}: {len(code)} lines outside its tests (at most {MAX_FILE})")
+        if not in_tests and len(lines) > MAX_FILE:
+            problems.append(f"{rel}: {len(lines)} lines (at most {MAX_FILE}; move a long test module to <file>/tests.rs)")
         for name, line, length in [] if in_tests else long_functions(path, code):
             problems.append(f"{rel}:{line}: fn {name} is {length} lines (at most {MAX_FN})")
     for crate, cycle in circles():
