@@ -98,6 +98,8 @@ impl From<&Trade> for v1::Trade {
             } as i32,
             trade_time: Some(timestamp(t.time)),
             received_time: Some(timestamp(t.received)),
+            complete_since: None,
+            after_unfilled_gap: false,
         }
     }
 }
@@ -152,6 +154,7 @@ impl From<&Candle> for v1::Candle {
             sell_volume: c.sell_volume.normalize().to_string(),
             r#final: c.is_final,
             published_at: None,
+            partial: false,
         }
     }
 }

@@ -421,6 +421,7 @@ async fn subscribe_once(
             history,
             live_updates: cfg.live,
             interval: cfg.interval.map(candles_proto::duration),
+            verifications: false,
         },
     )?;
     let rejected = |s: tonic::Status| ClientError::Rejected {

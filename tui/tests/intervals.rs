@@ -67,6 +67,7 @@ impl CandleService for TwoIntervals {
                 Ok(SubscribeResponse {
                     candle: Some(v1::Candle::from(&c)),
                     historical: true,
+                    verification: None,
                 })
             })
             .collect();
@@ -84,6 +85,7 @@ impl CandleService for TwoIntervals {
             markets: vec![Market {
                 pair: "BTC-USDT".into(),
                 sources: vec!["composite".into()],
+                listings: Vec::new(),
             }],
             interval: Some(candles_proto::duration(SERVED[0])),
             max_history: 100,

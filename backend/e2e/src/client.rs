@@ -169,6 +169,7 @@ async fn subscribe(
         history: sub.history,
         live_updates: sub.live_updates,
         interval: sub.interval.map(candles_proto::duration),
+        verifications: false,
     };
     Ok(client.subscribe(request).await?.into_inner())
 }

@@ -74,6 +74,7 @@ pub async fn subscribe(
         history: 0,
         live_updates,
         interval: None,
+        verifications: false,
     };
     Ok(client
         .subscribe(request)

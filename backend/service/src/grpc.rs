@@ -180,6 +180,7 @@ impl CandleService for Candles {
                 .map(|(pair, sources)| Market {
                     pair: pair.to_string(),
                     sources: sources.iter().map(|s| s.to_string()).collect(),
+                    listings: Vec::new(),
                 })
                 .collect(),
             interval: Some(candles_proto::duration(self.interval)),

@@ -117,6 +117,7 @@ impl Stream for ClientStream {
                 Ok(SubscribeResponse {
                     candle: Some(c.wire.clone()),
                     historical,
+                    verification: None,
                 })
             })
         })
