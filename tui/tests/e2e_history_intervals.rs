@@ -87,6 +87,7 @@ async fn finals_of(url: &str, interval: Interval) -> Vec<Candle> {
         history: 100,
         live_updates: false,
         interval: Some(candles_proto::duration(interval)),
+        verifications: false,
     };
     let mut stream = client.subscribe(request).await.unwrap().into_inner();
     let mut finals = Vec::new();
