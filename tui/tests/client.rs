@@ -64,6 +64,7 @@ impl CandleService for Scripted {
                 SubscribeResponse {
                     candle: Some(c),
                     historical: true,
+                    verification: None,
                 },
             )]))));
         }
@@ -78,6 +79,7 @@ impl CandleService for Scripted {
                     Ok(SubscribeResponse {
                         candle: Some(c),
                         historical: true,
+                        verification: None,
                     })
                 })
                 .collect();
@@ -101,6 +103,7 @@ impl CandleService for Scripted {
             markets: vec![Market {
                 pair: "BTC-USDT".into(),
                 sources: vec!["composite".into()],
+                listings: Vec::new(),
             }],
             interval: Some(candles_proto::duration(Interval::seconds(5))),
             max_history: 100,

@@ -369,6 +369,7 @@ async fn huge_requests_get_short_errors() {
                 history: 0,
                 live_updates: false,
                 interval: None,
+                verifications: false,
             })
             .await
             .expect_err("refused");
@@ -399,6 +400,7 @@ async fn huge_requests_get_short_errors() {
             history: 0,
             live_updates: false,
             interval: None,
+            verifications: false,
         })
         .await
         .expect_err("refused");

@@ -126,6 +126,7 @@ mod tests {
             history,
             live_updates: false,
             interval: None,
+            verifications: false,
         }
     }
 

@@ -200,6 +200,7 @@ pub fn request(pairs: &[Pair], sources: Vec<String>, history: u32, live: bool) -
         history,
         live_updates: live,
         interval: None,
+        verifications: false,
     }
 }
 
