@@ -141,19 +141,8 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// The default key and channel prefix for `url`: empty on DB 0, `db<N>.` on DB N. Keys live in
-/// a DB but Pub/Sub channels do not, so without it two deployments on DBs of one server would
-/// feed each other's clients.
-pub fn default_prefix(url: &str) -> String {
-    let db = redis::parse_redis_url(url).and_then(|u| {
-        u.path_segments()
-            .and_then(|mut s| s.next().map(str::to_string))
-    });
-    match db {
-        Some(db) if !db.is_empty() && db != "0" => format!("db{db}."),
-        _ => String::new(),
-    }
-}
+/// The default key and channel prefix for `url` (one rule for candles and reports).
+pub use candles_reports::default_prefix;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -253,19 +242,5 @@ mod tests {
             Err("too_old")
         );
         assert!(check().check(&old, NOW, ReadFrom::History).is_ok());
-    }
-
-    #[test]
-    fn passwords_are_redacted_and_dbs_get_their_own_prefix() {
-        assert_eq!(
-            redact("rediss://user:s3cret@cache:6380/2"),
-            "rediss://user:***@cache:6380/2"
-        );
-        assert_eq!(redact("redis://:s3cret@cache/"), "redis://:***@cache/");
-        assert_eq!(redact("redis://cache:6379/"), "redis://cache:6379/");
-        assert_eq!(default_prefix("redis://cache:6379/"), "");
-        assert_eq!(default_prefix("redis://cache:6379/0"), "");
-        assert_eq!(default_prefix("redis://cache:6379/3"), "db3.");
-        assert_eq!(default_prefix("rediss://u:p@cache:6380/12"), "db12.");
     }
 }
