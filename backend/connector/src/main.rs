@@ -7,6 +7,7 @@
 //! 1 for anything else (an exchange that cannot be asked, Kafka refusing a setting).
 #![forbid(unsafe_code)]
 
+use anyhow::Context as _;
 use candles_connector::kafka::KafkaProperties;
 use candles_connector::pacer::{Pacer, RestLimit};
 use candles_connector::rest::ListingError;
@@ -15,6 +16,7 @@ use candles_connector::{
 };
 use candles_core::retry::Doubling;
 use candles_core::{Exchange, Micros, Pair};
+use candles_reports::Reporter;
 use candles_runtime::LogFormat;
 use clap::Parser;
 use std::collections::HashMap;
@@ -68,6 +70,14 @@ struct Args {
     /// higher limit or a simulator without one (default: the exchange's public limit).
     #[arg(long, env = "CANDLES_REST_RATE")]
     rest_rate: Option<RestLimit>,
+    /// Redis URL where this connector reports what it checks (the exchange's listing of the
+    /// pairs, verdicts on our candles), for every candles-service to serve; off when not given.
+    #[arg(long, env = "CANDLES_REDIS")]
+    redis: Option<String>,
+    /// Key and channel prefix in Redis (default: `dbN.` for database N > 0, else none), the
+    /// services' `--redis-prefix`.
+    #[arg(long, env = "CANDLES_REDIS_PREFIX")]
+    redis_prefix: Option<String>,
     #[command(flatten)]
     kafka: candles_kafka::KafkaPropertyArgs,
 }
@@ -193,6 +203,17 @@ async fn last_published(
     })
 }
 
+/// The Redis reporter, when `--redis` is given (it reconnects on its own after a start).
+async fn reporter(args: &Args) -> anyhow::Result<Option<Reporter>> {
+    let Some(url) = &args.redis else {
+        return Ok(None);
+    };
+    let reporter = Reporter::connect(url, args.redis_prefix.as_deref())
+        .await
+        .with_context(|| format!("connecting to Redis at {url} (--redis) for reports"))?;
+    Ok(Some(reporter))
+}
+
 /// The library's configuration from the flags.
 fn connector_config(args: &Args) -> ConnectorConfig {
     let mut config = ConnectorConfig::new(args.exchange, args.pairs.0.clone());
@@ -223,6 +244,7 @@ async fn main_inner(args: Args, properties: KafkaProperties) -> Result<(), Failu
     let mut config = connector_config(&args);
     let shutdown = CancellationToken::new();
     candles_runtime::cancel_on_shutdown(shutdown.clone());
+    let _reporter = reporter(&args).await?;
     if !args.skip_pair_check {
         check_listing(&config, &shutdown).await?;
         if shutdown.is_cancelled() {

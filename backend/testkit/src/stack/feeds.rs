@@ -127,6 +127,7 @@ impl Stack {
             &self.config.pairs,
         ])
         .args(["--brokers", &self.broker.brokers(), "--topic", TOPIC])
+        .args(["--redis", &self.redis.url()])
         .args(&urls)
         .args(["--metrics-addr", &format!("127.0.0.1:{}", c.metrics_port)])
         .args(rest_rate(&self.config, !urls.is_empty()))
