@@ -25,7 +25,9 @@
 //!   published — the start when the start-up fill (which asks for the first live trade too,
 //!   so an answer holding it is known to be whole up to it) reached back to it (a trade before
 //!   the start, or an id below the fetched run that the exchange did not serve from the start
-//!   on), else just after the first trade of the contiguous run the stream begins with. A resumed pair
+//!   on), else just after the first trade of the contiguous run the stream begins with; never
+//!   later than just after the pair's first live trade (a replay's trades are all older than
+//!   the start). A resumed pair
 //!   (see [`Sequencer::resuming`]) is not cold. The next published trade after ids a strict gap
 //!   fill could not fetch carries `after_unfilled_gap`. A mark waits for the next *published*
 //!   trade of its pair (a refused one passes it on);
@@ -349,7 +351,8 @@ impl Sequencer {
             for t in history.values() {
                 self.record(t);
                 // Everything after the reference is owed and checked for gaps.
-                let since = self.start.unwrap_or(Micros(t.time.0.saturating_add(1)));
+                let after = Micros(t.time.0.saturating_add(1));
+                let since = self.start.map_or(after, |start| start.min(after));
                 self.mark_cold(t.pair, since);
             }
         }
@@ -392,7 +395,10 @@ impl Sequencer {
             };
             since = self.fill(gap, filler, Fill::Since(start), out).await;
         }
-        let since = since.unwrap_or(Micros(t.time.0.saturating_add(1)));
+        // Every trade after `t` is owed and checked for gaps, whatever the fill found (a
+        // replay's trades are all older than the start).
+        let after = Micros(t.time.0.saturating_add(1));
+        let since = since.map_or(after, |since| since.min(after));
         // The fill may have published trades: the mark goes on the stream's first one.
         match out.publish.iter_mut().find(|p| p.pair == t.pair) {
             Some(first) => first.complete_since = Some(since),

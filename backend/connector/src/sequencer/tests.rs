@@ -352,6 +352,13 @@ async fn a_cold_start_fetches_the_minute_s_earlier_trades_and_is_complete_from_i
     rest.known.clear();
     let a = admit(&mut s, &mut rest, &[45, 46], false).await;
     assert_eq!(marks(&a), [(45, Some(46), false)]);
+    // Trades all older than the start (a replay): complete from just after the first one.
+    let mut s = Sequencer::starting_at(Micros(4_000));
+    rest.known = (1..=60).map(|i| t("BTC-USDT", i)).collect();
+    let a = admit(&mut s, &mut rest, &[50, 51], false).await;
+    assert_eq!(ids(&a), [50, 51]);
+    assert_eq!(marks(&a), [(50, Some(51), false)]);
+    rest.known.clear();
     // A snapshot anchored before the start: complete from the start.
     let mut s = Sequencer::starting_at(Micros(40));
     let a = admit(&mut s, &mut rest, &[38, 39, 40, 41], true).await;
