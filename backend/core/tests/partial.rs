@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is a test failure with its message.
 
-use candles_core::engine::{ClockMode, Engine, EngineConfig};
+use candles_core::engine::{ClockMode, Engine, EngineConfig, Outcome};
 use candles_core::time::Duration;
 use candles_core::{Candle, Exchange, Interval, Intervals, Micros, Pair, Side, Source, Trade};
 use proptest::prelude::*;
@@ -149,6 +149,77 @@ fn a_cold_start_that_fetched_the_minute_leaves_the_minute_complete() {
             "composite {interval}"
         );
     }
+}
+
+/// A running engine (its clock at `now`, Kraken trading since 14:59); at `now` Binance's
+/// connector starts cold and publishes the trades it fetched since 15:00:00 (the first marked
+/// `complete_since` = 15:00:00), all older than the grace, then live ones.
+fn late_cold_start(engine: &mut Engine, now: i64, first_id: u64) -> Vec<Candle> {
+    let mut out = Vec::new();
+    for step in 0..(now - AT_15 + 60 * SECOND) / (SECOND / 2) {
+        let time = AT_15 - 60 * SECOND + step * SECOND / 2;
+        engine.apply(&trade(Exchange::Kraken, 1_000 + step as u64, time));
+        engine.advance(Micros(time), &mut out);
+    }
+    let late_before = engine.late_trades();
+    for i in 0..200u64 {
+        let mut t = trade(
+            Exchange::Binance,
+            first_id + i,
+            AT_15 + i as i64 * SECOND / 2,
+        );
+        t.complete_since = (i == 0).then_some(Micros(AT_15));
+        assert_eq!(engine.apply(&t), Outcome::Applied, "{i}");
+    }
+    assert_eq!(engine.late_trades(), late_before);
+    out.extend(finals(engine, AT_15 + 150 * SECOND));
+    out
+}
+
+#[test]
+fn a_cold_stream_s_fetched_trades_older_than_the_grace_still_make_its_candles_complete() {
+    let mut engine = engine("1s,5s,1m,5m");
+    let out = late_cold_start(&mut engine, AT_15 + 50 * SECOND, 1);
+    // Binance's own windows from 15:00:00 were never final: they take the fetched trades and
+    // are complete, the minute's candle counts every one.
+    for (interval, start) in [("1s", AT_15), ("5s", AT_15 + 45 * SECOND), ("1m", AT_15)] {
+        assert!(!find(&out, BINANCE, interval, start).partial, "{interval}");
+    }
+    assert_eq!(find(&out, BINANCE, "1m", AT_15).trades, 120);
+    // The composite's windows before 15:00:50 were final without Binance: its minute is
+    // partial, the next one complete.
+    assert!(find(&out, COMPOSITE, "1m", AT_15).partial);
+    assert!(!find(&out, COMPOSITE, "1m", AT_15 + 60 * SECOND).partial);
+    assert!(!find(&out, COMPOSITE, "1s", AT_15 + 60 * SECOND).partial);
+    assert!(!find(&out, KRAKEN, "1m", AT_15).partial);
+}
+
+#[test]
+fn a_cold_stream_cannot_fill_windows_its_series_already_finalized() {
+    let mut engine = engine("1s,5s,1m");
+    // Binance traded until 15:00:10 (its windows then went on flat), then its connector
+    // restarted cold at 15:00:50: the fetched trades before 15:00:50 are late, the minute is
+    // partial; Binance's trades without a mark are late as always.
+    for i in 0..20u64 {
+        engine.apply(&trade(
+            Exchange::Binance,
+            900 + i,
+            AT_15 + i as i64 * SECOND / 2,
+        ));
+    }
+    let mut out = Vec::new();
+    engine.advance(Micros(AT_15 + 50 * SECOND), &mut out);
+    let unmarked = trade(Exchange::Binance, 5, AT_15 + 20 * SECOND);
+    assert_eq!(engine.apply(&unmarked), Outcome::Late);
+    let mut t = trade(Exchange::Binance, 1_000, AT_15 + 20 * SECOND);
+    t.complete_since = Some(Micros(AT_15 + 20 * SECOND));
+    assert_eq!(engine.apply(&t), Outcome::Late);
+    engine.apply(&trade(Exchange::Binance, 1_001, AT_15 + 50 * SECOND));
+    out.extend(finals(&mut engine, AT_15 + 130 * SECOND));
+    assert!(find(&out, BINANCE, "1m", AT_15).partial);
+    assert_eq!(find(&out, BINANCE, "1m", AT_15).trades, 21);
+    assert!(!find(&out, BINANCE, "1s", AT_15 + 50 * SECOND).partial);
+    assert!(!find(&out, BINANCE, "1m", AT_15 + 60 * SECOND).partial);
 }
 
 #[test]

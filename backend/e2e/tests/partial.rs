@@ -11,9 +11,10 @@
 //!
 //! Every per-exchange candle a client receives (finals of every interval, live updates of the
 //! coarse ones) is checked against the marks read back from Kafka: partial exactly when its
-//! window starts before its stream's `complete_since` or holds a marked trade. The composite is
-//! partial whenever one of its exchanges' candles is, and complete when no exchange had a
-//! reason. A client subscribing afterwards gets the same marks from history (Redis).
+//! window starts before its stream's `complete_since` or holds a marked trade (the fetched
+//! trades, older than the grace, still count in their exchange's windows). The composite is
+//! partial whenever one of its exchanges' candles is, and complete from a few seconds after
+//! every stream's first trade on when no exchange had a reason. A client subscribing afterwards gets the same marks from history (Redis).
 //!
 //! Needs Apache Kafka's jars and `redis-server` (scripts/install-test-deps.sh); fails without.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
@@ -124,8 +125,13 @@ impl Marks {
     }
 
     /// Whether no exchange gives the composite `c` a reason to be partial.
+    /// Whether no exchange gives the composite `c` a reason to be partial: it starts after
+    /// every stream's first trade reached the service (a few seconds after the connector
+    /// received it; the composite's windows final before then cannot take the fetched trades)
+    /// and holds no trade after an unfilled gap.
     fn composite_complete(&self, c: &Candle) -> bool {
-        Exchange::ALL.iter().all(|&e| !self.partial(c, e))
+        let arrived = self.first.values().map(|t| t.received).max().unwrap();
+        c.start.0 >= arrived.0 + 5_000_000 && Exchange::ALL.iter().all(|&e| !self.partial(c, e))
     }
 }
 

@@ -50,6 +50,15 @@
 //!   exchange's stream is complete: a window of any interval that starts before it is partial
 //!   (a cold start at 15:00:20 makes that day's 1d window partial, and its 1m window unless the
 //!   connector fetched the minute's earlier trades and marked 15:00:00).
+//! - The trades of a cold stream are taken even when their finest window is before
+//!   [`Engine::finalized_before`], as long as their exchange's series has not finalized that
+//!   window (a connector starting at 15:00:50 publishes the minute's trades since 15:00:00;
+//!   they are older than the grace, yet that exchange's 1s windows since 15:00:00 were never
+//!   final): its series then finalizes them at the next [`Engine::advance`]. Windows that were
+//!   final already (the composite's, or the series' own after an earlier stream) cannot take
+//!   them: for such a source the stream counts as complete only from the first window it had
+//!   not finalized when the mark came, and its windows (of any interval) before that are
+//!   partial.
 //! - A window holding a trade with [`Trade::after_unfilled_gap`] is partial, and so is every
 //!   coarser window containing it (a rollup is partial when one of its parts is).
 //! - A composite window is partial when one of its exchanges' is: when it holds a partial
@@ -386,7 +395,11 @@ impl Engine {
             start = interval.window_start(time);
             self.last_window = (start, interval.window_end(start));
         }
-        if start < self.finalized_before {
+        if let Some(mark) = trade.complete_since {
+            let at = self.pair_index(trade.pair);
+            self.pairs[at].take_mark(trade.exchange.index(), mark);
+        }
+        if start < self.finalized_before && !self.reopens(trade, start) {
             self.late += 1;
             return Outcome::Late;
         }
@@ -411,6 +424,19 @@ impl Engine {
             self.watermark = Some(time);
         }
         Outcome::Applied
+    }
+
+    /// Whether `trade`, whose finest window starts before [`Engine::finalized_before`], still
+    /// goes into its exchange's series: it belongs to a cold stream (one that has a
+    /// [`Trade::complete_since`] mark) whose series has never finalized that window (the
+    /// trades a connector fetched from before it started; see the module docs).
+    #[cold]
+    fn reopens(&self, trade: &Trade, start: Micros) -> bool {
+        let Some(&at) = self.index.get(&trade.pair) else {
+            return false;
+        };
+        let series = &self.pairs[at].exchanges[trade.exchange.index()];
+        series.complete_since.is_some() && !series.progress.is_final(start)
     }
 
     /// The clock the engine finalizes by: `now` for the wall clock, the watermark for event time.

@@ -19,18 +19,16 @@ use std::collections::VecDeque;
 pub(super) struct Series {
     pub(super) open: VecDeque<Window>,
     pub(super) progress: Progress,
-    /// The latest [`Trade::complete_since`] seen: a window of any interval starting before it is
-    /// partial for this exchange (and the pair's composite).
+    /// From when this series has every trade of a cold stream (the latest
+    /// [`Trade::complete_since`], or the first window the series had not finalized when it
+    /// came, if later): a window of any interval starting before it is partial.
     pub(super) complete_since: Option<Micros>,
 }
 
 impl Series {
-    /// Adds a trade to its window (and takes its cold-start mark).
+    /// Adds a trade to its window.
     #[inline]
     pub(super) fn add(&mut self, start: Micros, key: Key, trade: &Trade, notional: Decimal) {
-        if trade.complete_since.is_some() {
-            self.complete_since = self.complete_since.max(trade.complete_since);
-        }
         // Most trades land in the newest window: search from the back.
         let mut at = self.open.len();
         while at > 0 {
@@ -112,6 +110,9 @@ pub(super) struct PairState {
     pub(super) pair: Pair,
     pub(super) composite: Progress,
     pub(super) exchanges: [Series; Exchange::COUNT],
+    /// Per exchange, from when the composite has every trade of its cold stream (like
+    /// [`Series::complete_since`], with the composite's own finalized windows).
+    composite_since: [Option<Micros>; Exchange::COUNT],
     /// The coarser intervals' series: for each source (the exchanges in [`Exchange::ALL`]
     /// order, then the composite), one [`Rollup`] per coarse interval.
     rollups: Vec<Rollup>,
@@ -176,6 +177,7 @@ impl PairState {
             pair,
             composite: Progress::default(),
             exchanges: Default::default(),
+            composite_since: [None; Exchange::COUNT],
             rollups: vec![Rollup::default(); coarse * SOURCES],
         }
     }
@@ -274,20 +276,29 @@ impl PairState {
         self.mark_partial(&mut out[first..]);
     }
 
+    /// Takes the mark of exchange number `ex`'s cold stream, complete from `mark`: each source
+    /// has its trades from `mark` on, except in the windows it has already finalized.
+    pub(super) fn take_mark(&mut self, ex: usize, mark: Micros) {
+        let from = |p: &Progress| Some(p.next_emit.map_or(mark, |next| next.max(mark)));
+        let series = &mut self.exchanges[ex];
+        series.complete_since = series.complete_since.max(from(&series.progress));
+        self.composite_since[ex] = self.composite_since[ex].max(from(&self.composite));
+    }
+
     /// Whether the window of `source` starting at `start` (any interval) began before the
     /// stream of its exchange (of any exchange, for the composite) was complete.
     fn before_complete(&self, source: Source, start: Micros) -> bool {
-        let incomplete = |s: &Series| s.complete_since.is_some_and(|since| start < since);
+        let incomplete = |since: Option<Micros>| since.is_some_and(|since| start < since);
         match source {
-            Source::Exchange(e) => incomplete(&self.exchanges[e.index()]),
-            Source::Composite => self.exchanges.iter().any(incomplete),
+            Source::Exchange(e) => incomplete(self.exchanges[e.index()].complete_since),
+            Source::Composite => self.composite_since.iter().any(|&s| incomplete(s)),
         }
     }
 
     /// Marks as partial each of this pair's `candles` whose window began before its stream was
     /// complete (the marks carried by the windows themselves are already in).
     fn mark_partial(&self, candles: &mut [Candle]) {
-        if self.exchanges.iter().all(|s| s.complete_since.is_none()) {
+        if self.composite_since.iter().all(Option::is_none) {
             return;
         }
         for c in candles {
