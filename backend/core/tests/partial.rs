@@ -260,17 +260,17 @@ fn a_trade_after_an_unfilled_gap_makes_its_windows_and_the_composite_partial() {
     }
 }
 
-#[test]
-fn a_restart_keeps_the_mark_of_an_open_coarse_window() {
-    // Without a restart: the cold start's 1m window is partial.
+/// Coinbase's cold stream from 15:00:20.3 (its first trade marked `mark`), run once without
+/// and once with a restart at 15:00:40: the first engine published finals up to then; the
+/// second is seeded with them, its open 1m window restored from them, and reads the trades
+/// again from its oldest open window (or, with `reread_all`, from the first trade, as when
+/// another window held the committed offset back). Coinbase's finals of both runs.
+fn across_restart(mark: Micros, reread_all: bool) -> (Vec<Candle>, Vec<Candle>) {
     let trades: Vec<Trade> = (0..100)
         .map(|i| {
-            let mut t = trade(
-                Exchange::Coinbase,
-                i,
-                AT_15 + 20_300_000 + i as i64 * SECOND / 2,
-            );
-            t.complete_since = (i == 0).then_some(t.time);
+            let time = AT_15 + 20_300_000 + i as i64 * SECOND / 2;
+            let mut t = trade(Exchange::Coinbase, i, time);
+            t.complete_since = (i == 0).then_some(mark);
             t
         })
         .collect();
@@ -279,9 +279,6 @@ fn a_restart_keeps_the_mark_of_an_open_coarse_window() {
         whole.apply(t);
     }
     let expected = finals(&mut whole, AT_15 + 120 * SECOND);
-    // With a restart at 15:00:40: the first engine published finals up to then; the second is
-    // seeded with them, its open 1m window restored from them, and reads the trades again from
-    // its oldest open window (the cold trade is not read again).
     let mut first = engine("1s,5s,1m");
     let (before, after): (Vec<Trade>, Vec<Trade>) =
         trades.iter().partition(|t| t.time.0 < AT_15 + 40 * SECOND);
@@ -294,30 +291,38 @@ fn a_restart_keeps_the_mark_of_an_open_coarse_window() {
         second.seed_interval(c.pair, c.source, c.interval, c.start, c.close);
     }
     second.restore_rollups(pair(), Source::Exchange(Exchange::Coinbase), &published);
-    let oldest = first.oldest_open_window().unwrap();
+    let oldest = match reread_all {
+        true => Micros(i64::MIN),
+        false => first.oldest_open_window().unwrap(),
+    };
     for t in before.iter().chain(&after).filter(|t| t.time >= oldest) {
         second.apply(t);
     }
     published.extend(finals(&mut second, AT_15 + 120 * SECOND));
-    let minute = find(
-        &published,
-        Source::Exchange(Exchange::Coinbase),
-        "1m",
-        AT_15,
-    );
+    let coinbase = |mut v: Vec<Candle>| {
+        v.retain(|c| c.source != COMPOSITE);
+        v.sort_by_key(|c| (c.interval, c.start));
+        v
+    };
+    (coinbase(expected), coinbase(published))
+}
+
+#[test]
+fn a_restart_keeps_the_mark_of_an_open_coarse_window() {
+    // The cold trade is not read again: the 1m window gets its mark from the restored 1s final.
+    let (want, got) = across_restart(Micros(AT_15 + 20_300_000), false);
+    let minute = find(&got, Source::Exchange(Exchange::Coinbase), "1m", AT_15);
     assert!(minute.partial, "{minute:?}");
-    let mut got: Vec<Candle> = published
-        .iter()
-        .filter(|c| c.source != COMPOSITE)
-        .copied()
-        .collect();
-    let mut want: Vec<Candle> = expected
-        .iter()
-        .filter(|c| c.source != COMPOSITE)
-        .copied()
-        .collect();
-    got.sort_by_key(|c| (c.interval, c.start));
-    want.sort_by_key(|c| (c.interval, c.start));
+    assert_eq!(got, want);
+}
+
+#[test]
+fn a_cold_mark_read_again_after_a_restart_does_not_make_a_complete_window_partial() {
+    // The minute was fetched (marked 15:00:00): complete; reading the mark again after the
+    // restart, when the series was seeded up to 15:00:38, must not change that.
+    let (want, got) = across_restart(Micros(AT_15), true);
+    let minute = find(&got, Source::Exchange(Exchange::Coinbase), "1m", AT_15);
+    assert!(!minute.partial, "{minute:?}");
     assert_eq!(got, want);
 }
 

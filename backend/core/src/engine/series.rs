@@ -277,9 +277,13 @@ impl PairState {
     }
 
     /// Takes the mark of exchange number `ex`'s cold stream, complete from `mark`: each source
-    /// has its trades from `mark` on, except in the windows it has already finalized.
+    /// has its trades from `mark` on, except in the windows it has already finalized (windows
+    /// only seeded after a restart were finalized by the run that read the stream before).
     pub(super) fn take_mark(&mut self, ex: usize, mark: Micros) {
-        let from = |p: &Progress| Some(p.next_emit.map_or(mark, |next| next.max(mark)));
+        let from = |p: &Progress| match p.next_emit {
+            Some(next) if p.finalized_here => Some(next.max(mark)),
+            _ => Some(mark),
+        };
         let series = &mut self.exchanges[ex];
         series.complete_since = series.complete_since.max(from(&series.progress));
         self.composite_since[ex] = self.composite_since[ex].max(from(&self.composite));

@@ -193,6 +193,8 @@ pub(super) struct Progress {
     pub(super) next_emit: Option<Micros>,
     /// Flat candles in a row since the last window with a trade.
     quiet: u32,
+    /// This engine finalized a window of the series (not only seeded it from a restart).
+    pub(super) finalized_here: bool,
 }
 
 impl Progress {
@@ -219,6 +221,7 @@ impl Progress {
     /// Records `candle` as this series' latest final candle; a flat one that makes the series
     /// quiet for [`MAX_QUIET_WINDOWS`] windows ends it.
     fn emitted(&mut self, candle: &Candle) {
+        self.finalized_here = true;
         self.last_close = Some(candle.close);
         self.next_emit = Some(candle.end());
         if candle.trades == 0 {
