@@ -6,6 +6,7 @@
 //!   backfill and listing requests.
 //! - [`sequencer`]: per-pair trade-id bookkeeping: duplicates dropped, gaps found.
 //! - [`backoff`]: exponential backoff with full jitter.
+//! - [`listing`]: which configured pairs the exchange lists and trades (pure rules).
 //! - [`pacer`]: one exchange's REST pace (a token bucket at its public limit, hold-offs).
 //! - [`rest`]: the paced REST client, gap fill (nearby gaps served by one request) and the
 //!   listing check.
@@ -39,6 +40,7 @@ pub mod exchange;
 pub use candles_kafka as kafka;
 #[cfg(feature = "kafka")]
 pub mod kafka_sink;
+pub mod listing;
 pub mod pacer;
 pub mod rest;
 #[cfg(feature = "kafka")]
@@ -55,7 +57,7 @@ use std::time::Duration;
 pub use backoff::BackoffConfig;
 #[cfg(feature = "kafka")]
 pub use kafka_sink::KafkaSink;
-pub use rest::check_pairs;
+pub use rest::{check_pairs, read_listing};
 pub use session::run;
 pub use sink::{ChannelSink, TradeSink};
 pub use telemetry::Counters;
