@@ -230,12 +230,13 @@ impl Coinbase {
             .filter(|p| market.is_listed(*p))
     }
 
-    fn product_json(pair: Pair) -> Value {
+    fn product_json(pair: Pair, market: &Market) -> Value {
         json!({
             "id": ws_symbol(Exchange::Coinbase, pair),
             "base_currency": pair.base.as_str(),
             "quote_currency": pair.quote.as_str(),
             "status": "online",
+            "trading_disabled": market.is_halted(pair),
         })
     }
 
@@ -384,7 +385,7 @@ impl Venue for Coinbase {
             let all: Vec<Value> = market
                 .listed
                 .iter()
-                .map(|p| Self::product_json(*p))
+                .map(|p| Self::product_json(*p, market))
                 .collect();
             return Response::ok(Value::Array(all).to_string());
         }
@@ -402,7 +403,7 @@ impl Venue for Coinbase {
         };
         match rest.split_once('/') {
             None => Self::product(rest, market).map_or_else(not_found, |p| {
-                Response::ok(Self::product_json(p).to_string())
+                Response::ok(Self::product_json(p, market).to_string())
             }),
             Some((id, "trades")) => match Self::product(id, market) {
                 Some(pair) => self.trades(pair, request, market),

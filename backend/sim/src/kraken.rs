@@ -74,7 +74,26 @@ fn asset_code(asset: &str) -> String {
         "ETH" => "XETH".into(),
         "USD" => "ZUSD".into(),
         "EUR" => "ZEUR".into(),
+        "JPY" => "ZJPY".into(),
+        "GBP" => "ZGBP".into(),
+        "CAD" => "ZCAD".into(),
         other => other.into(),
+    }
+}
+
+/// Kraken's key for a pair in `AssetPairs` (and its REST answers): the legacy form of two
+/// `X`/`Z` asset codes for its old pairs (`XXBTZUSD`, `XXBTZJPY`, `XETHXXBT`), else the
+/// altname (`XBTUSDT`, `XDGUSD`).
+fn pair_key(pair: Pair) -> String {
+    let (base, quote) = (
+        asset_code(pair.base.as_str()),
+        asset_code(pair.quote.as_str()),
+    );
+    let legacy = |code: &str| code.len() == 4 && (code.starts_with('X') || code.starts_with('Z'));
+    if legacy(&base) && legacy(&quote) {
+        format!("{base}{quote}")
+    } else {
+        rest_symbol(Exchange::Kraken, pair)
     }
 }
 
@@ -251,11 +270,15 @@ impl Kraken {
             .collect()
     }
 
-    /// The listed pair for a REST `pair` parameter (`XBTUSDT`, `BTCUSDT`, `XBT/USDT`, …).
+    /// The listed pair for a REST `pair` parameter (`XBTUSDT`, `BTCUSDT`, `XBT/USDT`, its key
+    /// `XXBTZJPY` or altname `XBTJPY`, …).
     fn rest_pair(text: &str, market: &Market) -> Option<Pair> {
-        pair_from_symbol(Exchange::Kraken, text)
-            .ok()
-            .filter(|p| market.is_listed(*p))
+        let named = |p: &Pair| pair_key(*p) == text || rest_symbol(Exchange::Kraken, *p) == text;
+        (market.listed.iter().copied().find(named)).or_else(|| {
+            pair_from_symbol(Exchange::Kraken, text)
+                .ok()
+                .filter(|p| market.is_listed(*p))
+        })
     }
 
     fn trades(&self, request: &Request, market: &Market) -> Response {
@@ -322,14 +345,19 @@ impl Kraken {
         };
         let mut result = serde_json::Map::new();
         for pair in pairs {
-            let name = rest_symbol(Exchange::Kraken, pair);
+            let status = if market.is_halted(pair) {
+                "cancel_only"
+            } else {
+                "online"
+            };
             result.insert(
-                name.clone(),
+                pair_key(pair),
                 json!({
-                    "altname": name,
+                    "altname": rest_symbol(Exchange::Kraken, pair),
                     "wsname": v1_name(pair),
                     "base": asset_code(pair.base.as_str()),
                     "quote": asset_code(pair.quote.as_str()),
+                    "status": status,
                 }),
             );
         }
@@ -517,6 +545,17 @@ fn parse_item(item: &Value) -> Option<Trade> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn asset_pairs_use_krakens_own_keys_and_names() {
+        let key = |p: &str| pair_key(Pair::parse(p).unwrap());
+        assert_eq!(key("BTC-JPY"), "XXBTZJPY");
+        assert_eq!(key("BTC-USD"), "XXBTZUSD");
+        assert_eq!(key("ETH-BTC"), "XETHXXBT");
+        assert_eq!(key("DOGE-USD"), "XDGUSD");
+        assert_eq!(key("BTC-USDT"), "XBTUSDT");
+        assert_eq!(v1_name(Pair::parse("DOGE-USDT").unwrap()), "XDG/USDT");
+    }
 
     #[test]
     fn the_sample_snapshot_parses_exactly() {
