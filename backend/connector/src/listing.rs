@@ -105,7 +105,7 @@ impl PairListing {
                 self.detail
             ),
             Status::NotListed => format!(
-                "{exchange} does not list {pair}; not subscribed (served from the exchanges that list it): remove it from --pairs for {exchange}, or check the spelling"
+                "{exchange} does not list {pair}; not subscribed here (the connectors of exchanges that list it serve it): remove it from --pairs for {exchange}, or check the spelling"
             ),
         }
     }

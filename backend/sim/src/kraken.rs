@@ -72,6 +72,8 @@ fn asset_code(asset: &str) -> String {
     match asset {
         "BTC" => "XXBT".into(),
         "ETH" => "XETH".into(),
+        "XRP" => "XXRP".into(),
+        "LTC" => "XLTC".into(),
         "USD" => "ZUSD".into(),
         "EUR" => "ZEUR".into(),
         "JPY" => "ZJPY".into(),

@@ -56,6 +56,9 @@ impl Stack {
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
             .args(["--pairs", &c.pairs, "--seed", &(c.seed + k).to_string()])
             .args(&c.sim_args);
+        for (_, args) in c.sim_args_for.iter().filter(|(e, _)| *e == exchange) {
+            cmd.args(args);
+        }
         match &c.replay {
             Some(file) => cmd.arg("--replay").arg(file).args(["--speed", "max"]),
             None => cmd.args(["--synthetic", "--rate", &c.rate.to_string()]),
