@@ -71,7 +71,7 @@ fn config() -> StackConfig {
     c.rate = 200.0;
     c.max_trades = 0;
     c.trade_logs = false;
-    c.sim_args_for = LISTINGS
+    c.sim_args_of = LISTINGS
         .iter()
         .map(|(e, unlisted, halted)| {
             let args = ["--unlisted", unlisted, "--halted", halted];
@@ -185,6 +185,7 @@ fn twenty_pairs_are_served_from_exactly_the_exchanges_that_list_and_trade_them()
         history: 100,
         live_updates: false,
         interval: None,
+        verifications: false,
     };
     let client = Collector::start(rt.handle(), "client", vec![url.clone()], sub);
     stack.start_feeds().unwrap();

@@ -9,7 +9,10 @@
 //! 3. Send history from Redis (oldest first, `historical: true`), then live candles. A final
 //!    whose start is at or before the last one sent for its series is dropped, so the seam has
 //!    no duplicate, and a live update for an already-final window is dropped as stale.
-//! 4. Each client has a bounded queue ([`crate::ServiceConfig::client_queue`]). When it
+//! 4. With `verifications`: the hub's verdicts are subscribed to first too, then the stored ones
+//!    of the client's pairs (every exchange) are sent after history, then each new one, once
+//!    ([`crate::verdicts`]).
+//! 5. Each client has a bounded queue ([`crate::ServiceConfig::client_queue`]). When it
 //!    overflows the client receives `RESOURCE_EXHAUSTED` ("client too slow: ... dropped") ahead
 //!    of anything still queued, and its stream ends; other clients are unaffected.
 
@@ -39,13 +42,14 @@ use crate::config::ServiceConfig;
 use crate::hub::{Hub, HubCandle};
 use crate::ratelimit::SharedLogLimit;
 use crate::store::Store;
+use crate::verdicts::VerdictFilter;
 use candles_core::time::Duration;
 use candles_core::{Interval, Intervals, Pair};
 use candles_proto::v1::candle_service_server::CandleService;
 use candles_proto::v1::{
     ListMarketsRequest, ListMarketsResponse, Listing, Market, SubscribeRequest,
 };
-use client::{Client, ClientStream, Filter, SlowClient};
+use client::{Client, ClientStream, Filter, SlowClient, Verdicts};
 use std::collections::BTreeMap;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -64,8 +68,9 @@ pub struct Candles {
     client_queue: usize,
     pairs: Vec<Pair>,
     slow_client_grace: std::time::Duration,
-    /// Where the connectors' reports are read (listings); `None` when the URL is unusable.
-    reports: Option<(redis::aio::ConnectionManager, candles_reports::Keys)>,
+    /// Where the connectors' listings are read, with a short timeout of its own (names:
+    /// [`Store::reports`]); `None` when the URL is unusable.
+    reports: Option<redis::aio::ConnectionManager>,
     /// Client tasks run here and stop on `shutdown`.
     tracker: TaskTracker,
     shutdown: CancellationToken,
@@ -133,20 +138,15 @@ impl Candles {
 /// How long `ListMarkets` waits for the listings before leaving them out.
 const LISTINGS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// A lazy connection to the reports in the service's Redis, under its prefix.
-fn reports_conn(
-    config: &ServiceConfig,
-) -> Option<(redis::aio::ConnectionManager, candles_reports::Keys)> {
-    let url = &config.redis_url;
-    let prefix =
-        (config.redis_prefix.clone()).unwrap_or_else(|| candles_reports::default_prefix(url));
+/// A lazy connection to the service's Redis for the listings, answering within
+/// [`LISTINGS_TIMEOUT`] or not at all.
+fn reports_conn(config: &ServiceConfig) -> Option<redis::aio::ConnectionManager> {
     let settings = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(LISTINGS_TIMEOUT))
         .set_response_timeout(Some(LISTINGS_TIMEOUT))
         .set_number_of_retries(1);
-    let client = redis::Client::open(url.as_str()).ok()?;
-    let conn = redis::aio::ConnectionManager::new_lazy_with_config(client, settings).ok()?;
-    Some((conn, candles_reports::Keys::new(&prefix)))
+    let client = redis::Client::open(config.redis_url.as_str()).ok()?;
+    redis::aio::ConnectionManager::new_lazy_with_config(client, settings).ok()
 }
 
 /// The markets with their listings: pairs with candles keep their sources; a served pair
@@ -181,11 +181,11 @@ fn with_listings(
 impl Candles {
     /// Every exchange's reported listings by pair; empty when Redis does not answer in time.
     async fn listings(&self) -> BTreeMap<String, Vec<Listing>> {
-        let Some((conn, keys)) = &self.reports else {
+        let Some(conn) = &self.reports else {
             return BTreeMap::new();
         };
-        let mut conn = conn.clone();
-        let read = candles_reports::read_listings(&mut conn, keys);
+        let (mut conn, keys) = (conn.clone(), self.store.reports());
+        let read = candles_reports::read_listings(&mut conn, &keys);
         match tokio::time::timeout(LISTINGS_TIMEOUT, read).await {
             Ok(Ok(listings)) => listings,
             Ok(Err(e)) => {
@@ -194,6 +194,23 @@ impl Candles {
             }
             Err(_) => BTreeMap::new(),
         }
+    }
+
+    /// The verdicts `sub` asks for (none unless it asked): the hub's, subscribed to first, and
+    /// the stored ones of its pairs.
+    async fn verdicts(&self, sub: &Subscription) -> Result<Option<Verdicts>, Status> {
+        if !sub.verifications {
+            return Ok(None);
+        }
+        let live = self.hub.subscribe_verdicts();
+        let stored = self.store.verdicts(&sub.pairs).await.map_err(|e| {
+            Status::unavailable(format!("cannot read verdicts: {e}; retry shortly"))
+        })?;
+        Ok(Some(Verdicts {
+            stored,
+            live,
+            filter: VerdictFilter::new(&sub.pairs),
+        }))
     }
 }
 
@@ -227,6 +244,7 @@ impl CandleService for Candles {
         let conn = limits::ConnInfo::of(request.extensions()).map(|i| i.conn.clone());
         // Subscribe first: whatever is published while history is read is buffered here.
         let live = self.hub.subscribe();
+        let verdicts = self.verdicts(&sub).await?;
         let history = self.history(&sub, interval).await?;
         tracing::debug!(pairs = ?sub.pairs, sources = ?sub.sources, %interval, history = sub.history, live = sub.live_updates, "client subscribed");
         let client = Client {
@@ -239,6 +257,7 @@ impl CandleService for Candles {
                 grace: self.slow_client_grace,
                 conn,
             },
+            verdicts,
         };
         Ok(Response::new(
             client.start(&self.tracker, self.shutdown.clone()),
