@@ -109,6 +109,9 @@ pub struct ConnectorConfig {
     /// the listing check; clones share it). Default: the exchange's public limit
     /// ([`exchange::Venue::rest_limit`]).
     pub rest_pacer: Arc<pacer::Pacer>,
+    /// The exchange's REST symbol per pair, as its own listing names it ([`read_listing`],
+    /// [`listing::symbols`]); a pair absent here is named by `candles_core::symbols`' rule.
+    pub symbols: std::collections::HashMap<Pair, String>,
 }
 
 impl ConnectorConfig {
@@ -132,6 +135,7 @@ impl ConnectorConfig {
             resume: Default::default(),
             time_bounds: candles_core::TimeBounds::default(),
             rest_pacer: Arc::new(pacer::Pacer::new(exchange::venue(exchange).rest_limit())),
+            symbols: Default::default(),
         }
     }
 

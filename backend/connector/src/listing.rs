@@ -10,6 +10,7 @@
 //! and re-reads the listing periodically ([`changes`]).
 
 use candles_core::{Exchange, Pair};
+use std::collections::HashMap;
 
 /// The Prometheus gauge: 1 for a pair's current listing status, 0 for the others, per
 /// exchange, pair and status.
@@ -65,6 +66,9 @@ pub struct PairListing {
     /// The exchange's own symbol (with its own status word when not trading, e.g.
     /// `LINKUSDT: BREAK`), or why it is not listed.
     pub detail: String,
+    /// The symbol the exchange lists it under (what its REST API is asked with); `None` when
+    /// not listed.
+    pub symbol: Option<String>,
 }
 
 impl PairListing {
@@ -74,6 +78,7 @@ impl PairListing {
             pair,
             status: Status::NotListed,
             detail: format!("{exchange} does not list {pair}"),
+            symbol: None,
         }
     }
 
@@ -88,6 +93,7 @@ impl PairListing {
             pair,
             status,
             detail,
+            symbol: Some(symbol.to_string()),
         }
     }
 
@@ -117,6 +123,15 @@ pub fn served(listings: &[PairListing]) -> Vec<Pair> {
         .iter()
         .filter(|l| l.status == Status::Trading)
         .map(|l| l.pair)
+        .collect()
+}
+
+/// The listed symbol of every served pair, for its REST requests.
+pub fn symbols(listings: &[PairListing]) -> HashMap<Pair, String> {
+    listings
+        .iter()
+        .filter(|l| l.status == Status::Trading)
+        .filter_map(|l| Some((l.pair, l.symbol.clone()?)))
         .collect()
 }
 
@@ -189,6 +204,7 @@ mod tests {
         assert_eq!(all[0].detail, "BTCUSDT");
         assert_eq!(all[1].detail, "ETHUSDT: BREAK");
         assert_eq!(served(&all), [btc]);
+        assert_eq!(symbols(&all), HashMap::from([(btc, "BTCUSDT".to_string())]));
         let why = none_served(Exchange::Binance, &all[1..]);
         assert!(why.contains("ETH-USDT: halted") && why.contains("DOGE-USDT: not listed"));
         assert!(all[1].advice(Exchange::Binance).contains("restart"));

@@ -213,14 +213,14 @@ async fn publish_listing(
     }
 }
 
-/// The pairs to serve: the exchange's listing read, told ([`publish_listing`]) and kept
-/// re-read every `--listing-every` in the background; an error when it serves none of them.
-async fn served_pairs(
+/// The exchange's listing of every pair, read, told ([`publish_listing`]) and kept re-read
+/// every `--listing-every` in the background; an error when it serves none of them.
+async fn listed_pairs(
     args: &Args,
     config: &ConnectorConfig,
     mut reporter: Option<Reporter>,
     shutdown: &CancellationToken,
-) -> Result<Vec<Pair>, Failure> {
+) -> Result<Vec<PairListing>, Failure> {
     let exchange = config.exchange;
     let listings = check_listing(config, shutdown).await?;
     if shutdown.is_cancelled() {
@@ -231,15 +231,16 @@ async fn served_pairs(
         .filter(|l| l.status != Status::Trading)
         .collect();
     publish_listing(exchange, &listings, &not_served, &mut reporter).await;
-    let served = listing::served(&listings);
-    if served.is_empty() {
+    if listing::served(&listings).is_empty() {
         let reasons = listing::none_served(exchange, &listings);
         return Err(ListingError::NoneServed { exchange, reasons }.into());
     }
-    tracing::info!(%exchange, served = served.len(), asked = listings.len(), "serving the pairs the exchange lists and trades");
+    let served = listing::served(&listings).len();
+    tracing::info!(%exchange, served, asked = listings.len(), "serving the pairs the exchange lists and trades");
     let (config, every, shutdown) = (config.clone(), args.listing_every, shutdown.clone());
+    let first = listings.clone();
     tokio::spawn(async move {
-        let mut last = listings;
+        let mut last = first;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
@@ -257,7 +258,7 @@ async fn served_pairs(
             }
         }
     });
-    Ok(served)
+    Ok(listings)
 }
 
 /// The last trade published per pair by an earlier run of this connector (see `resume`);
@@ -341,7 +342,9 @@ async fn main_inner(args: Args, properties: KafkaProperties) -> Result<(), Failu
     candles_runtime::cancel_on_shutdown(shutdown.clone());
     let reporter = reporter(&args).await?;
     if !args.skip_pair_check {
-        config.pairs = served_pairs(&args, &config, reporter.clone(), &shutdown).await?;
+        let listings = listed_pairs(&args, &config, reporter.clone(), &shutdown).await?;
+        config.pairs = listing::served(&listings);
+        config.symbols = listing::symbols(&listings);
         if shutdown.is_cancelled() {
             return Ok(());
         }

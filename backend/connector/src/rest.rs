@@ -22,6 +22,7 @@ use crate::sequencer::GapFiller;
 use crate::telemetry::{LogLimits, RATE_LIMITED};
 use anyhow::Context;
 use candles_core::retry::Doubling;
+use candles_core::symbols::rest_symbol;
 use candles_core::verify::ExchangeCandle;
 use candles_core::{Exchange, Micros, Pair, Trade};
 use std::collections::{BTreeMap, HashMap};
@@ -145,6 +146,8 @@ pub struct RestFiller {
     max_trades: u64,
     /// Trades fetched beyond the gap they were fetched for, per pair, for the next gaps.
     kept: HashMap<Pair, BTreeMap<u64, Trade>>,
+    /// The exchange's REST symbol per pair from its listing (else its rule's).
+    symbols: HashMap<Pair, String>,
     /// Failed pages are logged at most this often (a REST API that answers garbage to every
     /// request would otherwise write a line per retry).
     log_limit: Arc<Mutex<LogLimits>>,
@@ -160,6 +163,7 @@ impl RestFiller {
             budget: config.backfill_budget,
             max_trades: config.backfill_max_trades,
             kept: HashMap::new(),
+            symbols: config.symbols.clone(),
             log_limit: Default::default(),
         })
     }
@@ -223,8 +227,10 @@ impl GapFiller for RestFiller {
         let want = gap.len().min(self.max_trades);
         let mut found = self.take_kept(&gap);
         let mut cursor: Option<String> = None;
+        let symbol = (self.symbols.get(&gap.pair).cloned())
+            .unwrap_or_else(|| rest_symbol(self.venue.exchange(), gap.pair));
         while (found.len() as u64) < want {
-            let url = self.venue.backfill_url(&self.base, &gap, cursor.as_deref());
+            let url = (self.venue).backfill_url_for(&self.base, &symbol, &gap, cursor.as_deref());
             let Ok(page) = tokio::time::timeout_at(deadline, self.page(&url, &gap)).await else {
                 tracing::warn!(exchange = %self.venue.exchange(), pair = %gap.pair, budget = ?self.budget, "backfill ran out of time");
                 break;

@@ -12,7 +12,9 @@
 //! Checked: every pair gets candles from exactly the exchanges that list and trade it (the
 //! per-exchange sources of its candles); `ListMarkets` names each pair's listing on each exchange
 //! (the halted and the unlisted ones with their status, Kraken's own key for BTC-JPY); each
-//! connector's log names every pair it does not serve in a WARN line with its status.
+//! connector's log names every pair it does not serve in a WARN line with its status, and its
+//! `connector_pair_listed` gauge has each pair's status; with trades dropped on the WebSockets,
+//! Kraken fills BTC-JPY's id gaps from REST asking for it under its listed key.
 //!
 //! Needs Apache Kafka's jars and `redis-server` (scripts/install-test-deps.sh). Logs are kept
 //! under `$TMPDIR/candles-e2e/` when it fails.
@@ -71,6 +73,8 @@ fn config() -> StackConfig {
     c.rate = 200.0;
     c.max_trades = 0;
     c.trade_logs = false;
+    // Id gaps, filled from REST under each exchange's listed symbol (Kraken's `XXBTZJPY`).
+    c.sim_args = ["--drop-ratio", "0.03"].map(String::from).to_vec();
     c.sim_args_of = LISTINGS
         .iter()
         .map(|(e, unlisted, halted)| {
@@ -152,6 +156,35 @@ fn check_listings(listed: &BTreeMap<String, BTreeMap<String, (String, String)>>)
     assert_eq!(listed["XRP-USD"]["kraken"].1, "XXRPZUSD: cancel_only");
 }
 
+/// Asserts each connector's `connector_pair_listed` gauge (1 for the expected status) and that
+/// Kraken filled BTC-JPY's gaps from REST, asking under its listed key, with nothing unfilled.
+fn check_metrics(stack: &Stack) {
+    let metrics = stack.counters_by_process(&[
+        "connector_pair_listed",
+        "connector_trades_backfilled_total",
+        "connector_gap_unfilled_total",
+    ]);
+    for e in Exchange::ALL {
+        for pair in pairs() {
+            let status = expected_status(e, pair);
+            let key = format!(
+                "candles-connector-{e} connector_pair_listed{{exchange=\"{e}\",pair=\"{pair}\",status=\"{status}\"}}"
+            );
+            assert_eq!(metrics.get(&key), Some(&1.0), "{key}: {metrics:#?}");
+        }
+    }
+    let jpy = |name: &str| {
+        let key =
+            format!("candles-connector-kraken {name}{{exchange=\"kraken\",pair=\"BTC-JPY\"}}");
+        metrics.get(&key).copied().unwrap_or(0.0)
+    };
+    assert!(
+        jpy("connector_trades_backfilled_total") > 0.0,
+        "{metrics:#?}"
+    );
+    assert_eq!(jpy("connector_gap_unfilled_total"), 0.0, "{metrics:#?}");
+}
+
 /// Asserts that each connector's log names every pair it does not serve in a WARN line.
 fn check_logs(stack: &Stack) {
     for e in Exchange::ALL {
@@ -210,5 +243,6 @@ fn twenty_pairs_are_served_from_exactly_the_exchanges_that_list_and_trade_them()
     );
     check_listings(&markets(&rt, &url));
     check_logs(&stack);
+    check_metrics(&stack);
     stack.shutdown();
 }

@@ -373,6 +373,22 @@ fn listed_pairs(pairs: &[Pair], recording: Option<&replay::Recording>) -> Vec<Pa
     listed
 }
 
+/// The market of `config`: its listed pairs (`pairs` but the `unlisted`, and those a recording
+/// trades), the halted ones, the trade log.
+fn market(config: &SimConfig, recording: Option<&replay::Recording>) -> anyhow::Result<Market> {
+    let pairs: Vec<Pair> = (config.pairs.iter())
+        .filter(|p| !config.unlisted.contains(p))
+        .copied()
+        .collect();
+    let trade_log = (config.trade_log.as_deref())
+        .map(open_trade_log)
+        .transpose()?;
+    let listed = listed_pairs(&pairs, recording);
+    let mut market = Market::new(config.exchange, listed, trade_log);
+    market.halted = config.halted.clone();
+    Ok(market)
+}
+
 /// Starts a simulator: binds `config.listen`, starts the trade source and serves clients.
 pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
     check(&config)?;
@@ -381,19 +397,7 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
         TradeSource::Replay { path, .. } => Some(replay::Recording::load(path, &*venue)?),
         TradeSource::Synthetic { .. } => None,
     };
-    let pairs: Vec<Pair> = (config.pairs.iter())
-        .filter(|p| !config.unlisted.contains(p))
-        .copied()
-        .collect();
-    let listed = listed_pairs(&pairs, recording.as_ref());
-    let trade_log = config
-        .trade_log
-        .as_deref()
-        .map(open_trade_log)
-        .transpose()?;
-    let mut market = Market::new(config.exchange, listed, trade_log);
-    market.halted = config.halted.clone();
-    let market = Arc::new(market);
+    let market = Arc::new(market(&config, recording.as_ref())?);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| {
@@ -438,9 +442,9 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
             rate,
             max_trades: config.max_trades,
             seed: config.seed,
-            pairs: pairs
-                .into_iter()
-                .filter(|p| !config.halted.contains(p))
+            pairs: (config.pairs.iter())
+                .filter(|p| !config.unlisted.contains(p) && !config.halted.contains(p))
+                .copied()
                 .collect(),
             absurd_time_every: config.absurd_time_every,
             split_ratio: config.split_ratio,

@@ -110,8 +110,20 @@ pub trait Venue: Send + Sync + std::fmt::Debug + 'static {
     fn parse_frame(&self, text: &str, received: Micros) -> Result<Frame, ParseError>;
     /// The message to send periodically; `seq` numbers application pings.
     fn keepalive(&self, seq: u64) -> Keepalive;
-    /// The REST URL for one page of trades covering `gap` (`cursor` from the previous page).
-    fn backfill_url(&self, rest_url: &str, gap: &Gap, cursor: Option<&str>) -> String;
+    /// The REST URL for one page of trades covering `gap` (`cursor` from the previous page),
+    /// naming the pair by `candles_core::symbols`' rule.
+    fn backfill_url(&self, rest_url: &str, gap: &Gap, cursor: Option<&str>) -> String {
+        let symbol = candles_core::symbols::rest_symbol(self.exchange(), gap.pair);
+        self.backfill_url_for(rest_url, &symbol, gap, cursor)
+    }
+    /// [`Venue::backfill_url`] naming the pair `symbol`, as the exchange's listing has it.
+    fn backfill_url_for(
+        &self,
+        rest_url: &str,
+        symbol: &str,
+        gap: &Gap,
+        cursor: Option<&str>,
+    ) -> String;
     /// Parses one REST trades page.
     fn parse_backfill(&self, body: &str, gap: &Gap, received: Micros) -> Result<Page, ParseError>;
     /// The REST URL of the exchange's listing of `pairs`: one request for all of them (the

@@ -155,13 +155,19 @@ impl Venue for Binance {
         Keepalive::Ping
     }
 
-    fn backfill_url(&self, rest_url: &str, gap: &Gap, cursor: Option<&str>) -> String {
+    fn backfill_url_for(
+        &self,
+        rest_url: &str,
+        symbol: &str,
+        gap: &Gap,
+        cursor: Option<&str>,
+    ) -> String {
         let from = cursor.map_or_else(|| (gap.after_id + 1).to_string(), str::to_string);
         let limit = gap.len().clamp(1, PAGE_LIMIT);
         format!(
             "{}?symbol={}&fromId={from}&limit={limit}",
             join_url(rest_url, "/api/v3/historicalTrades"),
-            rest_symbol(Exchange::Binance, gap.pair)
+            symbol
         )
     }
 

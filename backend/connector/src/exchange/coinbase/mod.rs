@@ -144,7 +144,13 @@ impl Venue for Coinbase {
         Keepalive::Ping
     }
 
-    fn backfill_url(&self, rest_url: &str, gap: &Gap, cursor: Option<&str>) -> String {
+    fn backfill_url_for(
+        &self,
+        rest_url: &str,
+        symbol: &str,
+        gap: &Gap,
+        cursor: Option<&str>,
+    ) -> String {
         // Newest first below `after`: start just above the last missing id, walk down. An
         // open-ended gap (catch-up) starts from the newest trade.
         let after = match cursor {
@@ -153,10 +159,7 @@ impl Venue for Coinbase {
             None => format!("after={}&", gap.until_id + 1),
         };
         let limit = gap.len().clamp(1, PAGE_LIMIT);
-        let path = format!(
-            "/products/{}/trades",
-            rest_symbol(Exchange::Coinbase, gap.pair)
-        );
+        let path = format!("/products/{}/trades", symbol);
         format!("{}?{after}limit={limit}", join_url(rest_url, &path))
     }
 

@@ -181,7 +181,13 @@ impl Venue for Kraken {
         Keepalive::Text(serde_json::json!({"method": "ping", "req_id": seq}).to_string())
     }
 
-    fn backfill_url(&self, rest_url: &str, gap: &Gap, cursor: Option<&str>) -> String {
+    fn backfill_url_for(
+        &self,
+        rest_url: &str,
+        symbol: &str,
+        gap: &Gap,
+        cursor: Option<&str>,
+    ) -> String {
         // `since` is in nanoseconds; start just before the last published trade so that trades
         // sharing its microsecond are not skipped (the caller drops ids we already have).
         let since = cursor.map_or_else(
@@ -195,7 +201,7 @@ impl Venue for Kraken {
         format!(
             "{}?pair={}&since={since}",
             join_url(rest_url, "/0/public/Trades"),
-            rest_symbol(Exchange::Kraken, gap.pair)
+            symbol
         )
     }
 
