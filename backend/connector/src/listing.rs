@@ -97,21 +97,26 @@ impl PairListing {
         }
     }
 
-    /// What the operator should know and do about a pair that is not served.
-    pub fn advice(&self, exchange: Exchange) -> String {
-        let pair = self.pair;
-        match self.status {
-            Status::Trading => format!("{exchange} trades {pair} ({})", self.detail),
-            Status::Halted => format!(
-                "{exchange} lists {pair} but trading is halted ({}); not subscribed: restart the connector once it trades again",
-                self.detail
+    /// What the operator should know and do about this listing; `subscribed`: whether this
+    /// run of the connector streams the pair (it subscribes at start only).
+    pub fn advice(&self, exchange: Exchange, subscribed: bool) -> String {
+        let (pair, detail) = (self.pair, &self.detail);
+        match (self.status, subscribed) {
+            (Status::Trading, true) => format!("{exchange} trades {pair} ({detail})"),
+            (Status::Trading, false) => format!(
+                "{exchange} trades {pair} ({detail}) now; not subscribed: restart the connector to stream it"
             ),
-            Status::Delisted => format!(
-                "{exchange} has delisted {pair} ({}); not subscribed: remove it from --pairs",
-                self.detail
+            (Status::Halted, true) => format!(
+                "{exchange} halted trading in {pair} ({detail}); it stays subscribed: trades come when it trades again"
             ),
-            Status::NotListed => format!(
-                "{exchange} does not list {pair}; not subscribed here (the connectors of exchanges that list it serve it): remove it from --pairs for {exchange}, or check the spelling"
+            (Status::Halted, false) => format!(
+                "{exchange} lists {pair} but trading is halted ({detail}); not subscribed: restart the connector once it trades again"
+            ),
+            (Status::Delisted, _) => format!(
+                "{exchange} has delisted {pair} ({detail}); no trades will come: remove it from --pairs"
+            ),
+            (Status::NotListed, _) => format!(
+                "{exchange} does not list {pair}; no trades from {exchange} (the connectors of exchanges that list it serve it): remove it from --pairs for {exchange}, or check the spelling"
             ),
         }
     }
@@ -165,7 +170,7 @@ pub fn changes<'a>(old: &[PairListing], new: &'a [PairListing]) -> Vec<&'a PairL
 pub fn none_served(exchange: Exchange, listings: &[PairListing]) -> String {
     listings
         .iter()
-        .map(|l| format!("{}: {} ({})", l.pair, l.status, l.advice(exchange)))
+        .map(|l| format!("{}: {} ({})", l.pair, l.status, l.advice(exchange, false)))
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -207,10 +212,17 @@ mod tests {
         assert_eq!(symbols(&all), HashMap::from([(btc, "BTCUSDT".to_string())]));
         let why = none_served(Exchange::Binance, &all[1..]);
         assert!(why.contains("ETH-USDT: halted") && why.contains("DOGE-USDT: not listed"));
-        assert!(all[1].advice(Exchange::Binance).contains("restart"));
+        assert!(all[1].advice(Exchange::Binance, false).contains("restart"));
+        assert!(
+            all[1]
+                .advice(Exchange::Binance, true)
+                .contains("stays subscribed")
+        );
+        assert!(all[0].advice(Exchange::Binance, false).contains("restart"));
+        assert!(!all[0].advice(Exchange::Binance, true).contains("restart"));
         assert!(
             all[2]
-                .advice(Exchange::Binance)
+                .advice(Exchange::Binance, false)
                 .contains("remove it from --pairs")
         );
     }

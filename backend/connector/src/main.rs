@@ -177,26 +177,24 @@ async fn check_listing(
     Ok(Vec::new())
 }
 
-/// Tells what the listing says: a warning per pair not served (or, on a re-read, per pair
-/// whose status changed), the gauge, and the report when `--redis` is given.
-async fn publish_listing(
+/// Logs one pair's listing: a warning unless it trades, with what to do; `subscribed`:
+/// whether this run streams it.
+fn log_listing(exchange: Exchange, l: &PairListing, subscribed: bool) {
+    let (pair, status, advice) = (l.pair, l.status, l.advice(exchange, subscribed));
+    match status {
+        Status::Trading => {
+            tracing::info!(%exchange, %pair, %status, detail = %l.detail, "{advice}")
+        }
+        _ => tracing::warn!(%exchange, %pair, %status, detail = %l.detail, "{advice}"),
+    }
+}
+
+/// Writes the listings to the reports in Redis; whether that worked (else logged).
+async fn report_listing(
     exchange: Exchange,
     listings: &[PairListing],
-    changed: &[&PairListing],
-    reporter: &mut Option<Reporter>,
-) {
-    for l in changed {
-        match l.status {
-            Status::Trading => {
-                tracing::info!(%exchange, pair = %l.pair, status = %l.status, symbol = %l.detail, "{}", l.advice(exchange))
-            }
-            _ => {
-                tracing::warn!(%exchange, pair = %l.pair, status = %l.status, detail = %l.detail, "{}", l.advice(exchange))
-            }
-        }
-    }
-    listing::record_gauge(exchange, listings);
-    let Some(reporter) = reporter else { return };
+    reporter: &mut Reporter,
+) -> bool {
     let report: Vec<(Pair, candles_proto::v1::Listing)> = listings
         .iter()
         .map(|l| {
@@ -208,13 +206,70 @@ async fn publish_listing(
             (l.pair, listing)
         })
         .collect();
-    if let Err(e) = reporter.listings(exchange, &report).await {
-        tracing::warn!(%exchange, error = %e, "could not report the listing to Redis");
+    match reporter.listings(exchange, &report).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(%exchange, error = %e, "could not report the listing to Redis; trying again");
+            false
+        }
     }
 }
 
-/// The exchange's listing of every pair, read, told ([`publish_listing`]) and kept re-read
-/// every `--listing-every` in the background; an error when it serves none of them.
+/// What [`keep_listing`] re-reads and where it tells it.
+struct Rereads {
+    config: ConnectorConfig,
+    every: Duration,
+    /// The pairs this run streams.
+    subscribed: Vec<Pair>,
+    reporter: Option<Reporter>,
+    /// Whether the last listing read is in the reports (or there are none).
+    reported: bool,
+}
+
+/// Re-reads the listing every `every`: each pair whose status changed is logged, the gauge
+/// set, the report written. A report that failed is written again after a doubling wait.
+async fn keep_listing(mut r: Rereads, mut last: Vec<PairListing>, shutdown: CancellationToken) {
+    let exchange = r.config.exchange;
+    let new_retry = || Doubling::new(Duration::from_secs(1), Duration::from_secs(60));
+    let mut retry = new_retry();
+    let mut next_read = tokio::time::Instant::now() + r.every;
+    loop {
+        let wake = match r.reported {
+            true => next_read,
+            false => next_read.min(tokio::time::Instant::now() + retry.next_delay()),
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(wake) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        if tokio::time::Instant::now() >= next_read {
+            next_read = tokio::time::Instant::now() + r.every;
+            match read_listing(&r.config).await {
+                Ok(now) => {
+                    for l in listing::changes(&last, &now) {
+                        log_listing(exchange, l, r.subscribed.contains(&l.pair));
+                    }
+                    listing::record_gauge(exchange, &now);
+                    last = now;
+                    r.reported = r.reporter.is_none();
+                }
+                Err(e) => {
+                    tracing::warn!(%exchange, error = %e, "re-reading the listing failed; trying again later")
+                }
+            }
+        }
+        if let (false, Some(reporter)) = (r.reported, r.reporter.as_mut()) {
+            r.reported = report_listing(exchange, &last, reporter).await;
+            if r.reported {
+                retry = new_retry();
+            }
+        }
+    }
+}
+
+/// The exchange's listing of every pair, read and told (a warning per pair not served, the
+/// gauge, the report) and kept re-read every `--listing-every` in the background
+/// ([`keep_listing`]); an error when it serves none of them.
 async fn listed_pairs(
     args: &Args,
     config: &ConnectorConfig,
@@ -226,38 +281,28 @@ async fn listed_pairs(
     if shutdown.is_cancelled() {
         return Ok(Vec::new());
     }
-    let not_served: Vec<&PairListing> = listings
-        .iter()
-        .filter(|l| l.status != Status::Trading)
-        .collect();
-    publish_listing(exchange, &listings, &not_served, &mut reporter).await;
-    if listing::served(&listings).is_empty() {
+    for l in listings.iter().filter(|l| l.status != Status::Trading) {
+        log_listing(exchange, l, false);
+    }
+    listing::record_gauge(exchange, &listings);
+    let subscribed = listing::served(&listings);
+    if subscribed.is_empty() {
         let reasons = listing::none_served(exchange, &listings);
         return Err(ListingError::NoneServed { exchange, reasons }.into());
     }
-    let served = listing::served(&listings).len();
-    tracing::info!(%exchange, served, asked = listings.len(), "serving the pairs the exchange lists and trades");
-    let (config, every, shutdown) = (config.clone(), args.listing_every, shutdown.clone());
-    let first = listings.clone();
-    tokio::spawn(async move {
-        let mut last = first;
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(every) => {}
-                _ = shutdown.cancelled() => return,
-            }
-            match read_listing(&config).await {
-                Ok(now) => {
-                    let changed = listing::changes(&last, &now);
-                    publish_listing(exchange, &now, &changed, &mut reporter).await;
-                    last = now;
-                }
-                Err(e) => {
-                    tracing::warn!(%exchange, error = %e, "re-reading the listing failed; trying again later")
-                }
-            }
-        }
-    });
+    tracing::info!(%exchange, served = subscribed.len(), asked = listings.len(), "serving the pairs the exchange lists and trades");
+    let reported = match reporter.as_mut() {
+        Some(reporter) => report_listing(exchange, &listings, reporter).await,
+        None => true,
+    };
+    let rereads = Rereads {
+        config: config.clone(),
+        every: args.listing_every,
+        subscribed,
+        reporter,
+        reported,
+    };
+    tokio::spawn(keep_listing(rereads, listings.clone(), shutdown.clone()));
     Ok(listings)
 }
 
