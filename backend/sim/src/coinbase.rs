@@ -231,13 +231,17 @@ impl Coinbase {
     }
 
     fn product_json(pair: Pair, market: &Market) -> Value {
-        json!({
+        let mut product = json!({
             "id": ws_symbol(Exchange::Coinbase, pair),
             "base_currency": pair.base.as_str(),
             "quote_currency": pair.quote.as_str(),
             "status": "online",
-            "trading_disabled": market.is_halted(pair),
-        })
+        });
+        // Without `trading_disabled` a product trades (the shape earlier versions served).
+        if market.is_halted(pair) {
+            product["trading_disabled"] = json!(true);
+        }
+        product
     }
 
     fn trades(&self, pair: Pair, request: &Request, market: &Market) -> Response {

@@ -347,21 +347,17 @@ impl Kraken {
         };
         let mut result = serde_json::Map::new();
         for pair in pairs {
-            let status = if market.is_halted(pair) {
-                "cancel_only"
-            } else {
-                "online"
-            };
-            result.insert(
-                pair_key(pair),
-                json!({
-                    "altname": rest_symbol(Exchange::Kraken, pair),
-                    "wsname": v1_name(pair),
-                    "base": asset_code(pair.base.as_str()),
-                    "quote": asset_code(pair.quote.as_str()),
-                    "status": status,
-                }),
-            );
+            let mut info = json!({
+                "altname": rest_symbol(Exchange::Kraken, pair),
+                "wsname": v1_name(pair),
+                "base": asset_code(pair.base.as_str()),
+                "quote": asset_code(pair.quote.as_str()),
+            });
+            // Without a status a pair reads as online (the shape earlier versions served).
+            if market.is_halted(pair) {
+                info["status"] = json!("cancel_only");
+            }
+            result.insert(pair_key(pair), info);
         }
         Response::ok(json!({ "error": [], "result": result }).to_string())
     }
