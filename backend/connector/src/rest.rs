@@ -395,10 +395,14 @@ pub async fn check_pairs(config: &ConnectorConfig) -> Result<(), ListingError> {
                 tracing::warn!(exchange = %config.exchange, pair = %l.pair, status = %l.detail, "pair is listed but not trading now");
             }
             Status::Delisted | Status::NotListed => {
+                let symbol = match l.symbol {
+                    Some(_) => l.detail,
+                    None => "not in its listing".to_string(),
+                };
                 return Err(ListingError::NotListed {
                     exchange: config.exchange,
                     pair: l.pair,
-                    symbol: l.detail,
+                    symbol,
                     url,
                 });
             }
