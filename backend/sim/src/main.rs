@@ -33,6 +33,16 @@ struct Args {
     #[arg(long, env = "SIM_PAIRS", default_value = candles_core::pair::DEFAULT_PAIRS, value_parser = parse_pairs)]
     pairs: PairList,
 
+    /// Pairs of --pairs this exchange does not list after all: its listing endpoint leaves them
+    /// out and its WebSocket refuses them (e.g. BTC-JPY).
+    #[arg(long, env = "SIM_UNLISTED", default_value = "", value_parser = parse_pairs_or_none)]
+    unlisted: PairList,
+
+    /// Listed pairs in a trading halt: the listing endpoint says so (Binance `BREAK`, Kraken
+    /// `cancel_only`, Coinbase `trading_disabled`) and they have no trades.
+    #[arg(long, env = "SIM_HALTED", default_value = "", value_parser = parse_pairs_or_none)]
+    halted: PairList,
+
     /// Replay this file: one verbatim exchange message per line (a capture or a sample file).
     #[arg(long, env = "SIM_REPLAY", conflicts_with = "synthetic")]
     replay: Option<PathBuf>,
@@ -99,6 +109,11 @@ struct Args {
     #[arg(long, env = "SIM_HIDE_RATIO", default_value_t = 0.0)]
     hide_ratio: f64,
 
+    /// End the `--hide-ratio` fault at this instant (RFC 3339, e.g. 2026-12-07T10:31:00Z):
+    /// trades from then on are never hidden.
+    #[arg(long, env = "SIM_HIDE_UNTIL", value_parser = parse_time)]
+    hide_until: Option<candles_core::Micros>,
+
     /// Stop generating after this many trades (heartbeats and REST keep working).
     #[arg(long, env = "SIM_MAX_TRADES")]
     max_trades: Option<u64>,
@@ -130,6 +145,13 @@ fn parse_pairs(text: &str) -> Result<PairList, String> {
         .map_err(|e| e.to_string())
 }
 
+fn parse_pairs_or_none(text: &str) -> Result<PairList, String> {
+    if text.trim().is_empty() {
+        return Ok(PairList(Vec::new()));
+    }
+    parse_pairs(text)
+}
+
 fn parse_speed(text: &str) -> Result<Speed, String> {
     if text.trim().eq_ignore_ascii_case("max") {
         return Ok(Speed::Max);
@@ -146,6 +168,10 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     candles_core::time::Duration::parse(text)
         .map(|d| d.to_std())
         .map_err(|e| e.to_string())
+}
+
+fn parse_time(s: &str) -> Result<candles_core::Micros, String> {
+    candles_core::Micros::parse_rfc3339(s).map_err(|e| format!("{e}; e.g. 2026-12-07T10:31:00Z"))
 }
 
 #[tokio::main]
@@ -165,6 +191,8 @@ async fn main() -> anyhow::Result<()> {
     let config = SimConfig {
         exchange: args.exchange,
         pairs: args.pairs.0,
+        unlisted: args.unlisted.0,
+        halted: args.halted.0,
         listen: args.listen,
         source,
         disconnect_every: args.disconnect_every,
@@ -178,6 +206,7 @@ async fn main() -> anyhow::Result<()> {
         split_ratio: args.split_ratio,
         omit_split_trades: args.omit_split_trades,
         hide_ratio: args.hide_ratio,
+        hide_until: args.hide_until,
         max_trades: args.max_trades,
         seed: args.seed,
         trade_log: args.trade_log,
