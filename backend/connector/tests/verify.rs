@@ -9,7 +9,8 @@
 //!   (as two connectors behind one IP would be), the exchange answers with its rate-limit error,
 //!   the verifier never asks while told to wait, and still reaches every verdict.
 //!
-//! Each test waits for the end of the minute the simulator started in (at most ~70 s).
+//! Each test waits for the end of the minute the simulator started in (at most ~70 s); the
+//! exchanges are checked side by side within one test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use candles_connector::ConnectorConfig;
@@ -151,19 +152,11 @@ async fn every_pair_matches(exchange: Exchange) {
     sim.stop().await;
 }
 
+/// The three exchanges at once (each its own simulator and verifier), so the minute is waited
+/// for once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn binance_every_minute_of_every_pair_matches() {
-    every_pair_matches(Exchange::Binance).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kraken_every_minute_of_every_pair_matches() {
-    every_pair_matches(Exchange::Kraken).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn coinbase_every_minute_of_every_pair_matches() {
-    every_pair_matches(Exchange::Coinbase).await;
+async fn every_exchange_every_pair_every_minute_matches() {
+    futures::future::join_all(Exchange::ALL.map(every_pair_matches)).await;
 }
 
 /// With trades hidden (no id gap: our candles cannot know), every pair mismatches, naming
@@ -195,19 +188,16 @@ async fn hidden_trades_mismatch(exchange: Exchange, must_name: &[&str]) {
     sim.stop().await;
 }
 
+/// Binance names volume, quote volume and trade count; Kraken volume and count (and VWAP);
+/// Coinbase publishes no count, so volume. The three at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn binance_hidden_trades_are_mismatches_naming_volume_quote_volume_and_trades() {
-    hidden_trades_mismatch(Exchange::Binance, &["volume", "quote_volume", "trades"]).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kraken_hidden_trades_are_mismatches_naming_volume_and_trades() {
-    hidden_trades_mismatch(Exchange::Kraken, &["volume", "trades"]).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn coinbase_hidden_trades_are_mismatches_naming_volume() {
-    hidden_trades_mismatch(Exchange::Coinbase, &["volume"]).await;
+async fn hidden_trades_are_mismatches_naming_the_fields_on_every_exchange() {
+    futures::future::join3(
+        hidden_trades_mismatch(Exchange::Binance, &["volume", "quote_volume", "trades"]),
+        hidden_trades_mismatch(Exchange::Kraken, &["volume", "trades"]),
+        hidden_trades_mismatch(Exchange::Coinbase, &["volume"]),
+    )
+    .await;
 }
 
 /// Eight Kraken pairs checked at once by a client paced at 50 requests a second against
@@ -253,25 +243,13 @@ async fn kraken_rate_limit_answers_are_obeyed_and_every_verdict_is_reached() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_the_connector_verdicts_on_the_services_candles_reach_redis_with_the_tally_continued() {
     use candles_reports::{Keys, Reporter, candle_channel, decode_verification, read_latest};
-    use prost::Message as _;
 
     let exchange = Exchange::Binance;
     let pairs = pairs(&["BTC-USDT", "ETH-USDT"]);
     let btc = pairs[0];
     let mut redis = candles_testkit::redis::Redis::start().expect("redis-server starts");
     let url = redis.url();
-    let earlier = v1::Verification {
-        pair: btc.to_string(),
-        source: exchange.as_str().into(),
-        outcome: v1::Outcome::Match as i32,
-        tally: Some(v1::VerificationTally {
-            matched: 57,
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let mut before = Reporter::connect(&url, None).await.unwrap();
-    before.verification(&earlier).await.unwrap();
+    store_earlier_tally(&url, btc, exchange, 57).await;
     redis.stop();
 
     let sim = sim(exchange, &pairs, |_| {}).await;
@@ -302,43 +280,14 @@ async fn in_the_connector_verdicts_on_the_services_candles_reach_redis_with_the_
         .iter()
         .map(|&p| candle_channel("", MINUTE, p))
         .collect();
-    // The relay subscribes once Redis is back.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
-    loop {
-        let subscribed: Vec<(String, u64)> = redis::cmd("PUBSUB")
-            .arg("NUMSUB")
-            .arg(&channels)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        if subscribed.iter().all(|(_, n)| *n == 1) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the relay never subscribed"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_subscribed(&mut conn, &channels).await;
     let finals = finals(&sim, start).await;
     assert_eq!(
         finals.len(),
         2 * pairs.len(),
         "binance and composite per pair"
     );
-    for candle in &finals {
-        let mut live = v1::Candle::from(candle);
-        live.r#final = false;
-        let channel = candle_channel("", MINUTE, candle.pair);
-        for wire in [live, v1::Candle::from(candle)] {
-            let _: i64 = redis::cmd("PUBLISH")
-                .arg(&channel)
-                .arg(wire.encode_to_vec())
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-        }
-    }
+    publish_live_and_final(&mut conn, &finals).await;
     let mut messages = verdicts.on_message();
     let mut by_pair = BTreeMap::new();
     while by_pair.len() < pairs.len() {
@@ -370,4 +319,64 @@ async fn in_the_connector_verdicts_on_the_services_candles_reach_redis_with_the_
     assert_eq!(mismatch, None);
     shutdown.cancel();
     sim.stop().await;
+}
+
+/// Waits until something (the relay) listens on every channel.
+#[cfg(feature = "kafka")]
+async fn wait_subscribed(conn: &mut redis::aio::ConnectionManager, channels: &[String]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let subscribed: Vec<(String, u64)> = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(channels)
+            .query_async(conn)
+            .await
+            .unwrap();
+        if subscribed.iter().all(|(_, n)| *n == 1) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the relay never subscribed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Publishes each candle as the service does on its pair's 1m channel: a live update, then
+/// the final.
+#[cfg(feature = "kafka")]
+async fn publish_live_and_final(conn: &mut redis::aio::ConnectionManager, candles: &[Candle]) {
+    use prost::Message as _;
+    for candle in candles {
+        let mut live = v1::Candle::from(candle);
+        live.r#final = false;
+        let channel = candles_reports::candle_channel("", MINUTE, candle.pair);
+        for wire in [live, v1::Candle::from(candle)] {
+            let _: i64 = redis::cmd("PUBLISH")
+                .arg(&channel)
+                .arg(wire.encode_to_vec())
+                .query_async(conn)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// Stores a verdict on `pair` from `exchange` whose tally has `matched` matches, as a connector
+/// that ran before would have.
+#[cfg(feature = "kafka")]
+async fn store_earlier_tally(url: &str, pair: Pair, exchange: Exchange, matched: u64) {
+    let earlier = v1::Verification {
+        pair: pair.to_string(),
+        source: exchange.as_str().into(),
+        outcome: v1::Outcome::Match as i32,
+        tally: Some(v1::VerificationTally {
+            matched,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut before = candles_reports::Reporter::connect(url, None).await.unwrap();
+    before.verification(&earlier).await.unwrap();
 }

@@ -136,9 +136,15 @@ pub fn judge(ours: &Candle, partial: bool, theirs: &ExchangeCandle) -> Outcome {
     }
 }
 
-/// Every difference, `field ours X theirs Y`, separated by `; `.
+/// Every difference, `field ours X theirs Y` (normalized decimals), separated by `; `.
 pub fn describe(diffs: &[FieldDiff]) -> String {
-    let parts: Vec<String> = diffs.iter().map(ToString::to_string).collect();
+    let parts: Vec<String> = diffs
+        .iter()
+        .map(|d| {
+            let (ours, theirs) = (d.ours.normalize(), d.theirs.normalize());
+            format!("{} ours {ours} theirs {theirs}", d.field)
+        })
+        .collect();
     parts.join("; ")
 }
 
@@ -227,6 +233,12 @@ mod tests {
         };
         assert_eq!(diffs[0].field, Field::Volume);
         assert_eq!(describe(&diffs), "volume ours 3 theirs 3.5");
+        let written = FieldDiff {
+            field: Field::Close,
+            ours: d("100.50"),
+            theirs: d("100.60000000"),
+        };
+        assert_eq!(describe(&[written]), "close ours 100.5 theirs 100.6");
     }
 
     #[test]
