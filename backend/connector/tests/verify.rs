@@ -119,7 +119,7 @@ async fn verdicts(
         "one final candle per pair: {ours:?}"
     );
     for candle in &ours {
-        assert!(verifier.check(candle, false), "{candle:?} taken");
+        assert!(verifier.check(candle, candle.partial), "{candle:?} taken");
     }
     let mut by_pair = BTreeMap::new();
     while by_pair.len() < pairs.len() {

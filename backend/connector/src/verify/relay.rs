@@ -179,11 +179,15 @@ mod tests {
             sell_volume: Decimal::ONE,
             trades: 2,
             is_final: true,
+            partial: false,
         };
-        let mut wire = v1::Candle::from(&candle);
-        wire.partial = true;
+        let partial = Candle {
+            partial: true,
+            ..candle
+        };
+        let mut wire = v1::Candle::from(&partial);
         let kraken = Exchange::Kraken;
-        assert_eq!(decode(&wire.encode_to_vec(), kraken), Some((candle, true)));
+        assert_eq!(decode(&wire.encode_to_vec(), kraken), Some((partial, true)));
         assert_eq!(decode(&wire.encode_to_vec(), Exchange::Binance), None);
         wire.r#final = false;
         assert_eq!(decode(&wire.encode_to_vec(), kraken), None);

@@ -195,6 +195,7 @@ mod tests {
             sell_volume: Decimal::ZERO,
             trades: 1,
             is_final: true,
+            partial: false,
         }
     }
 
