@@ -380,3 +380,112 @@ async fn store_earlier_tally(url: &str, pair: Pair, exchange: Exchange, matched:
     let mut before = candles_reports::Reporter::connect(url, None).await.unwrap();
     before.verification(&earlier).await.unwrap();
 }
+
+/// The value of the first `/metrics` line starting with `series` (name and labels), 0 if none.
+#[cfg(feature = "kafka")]
+fn metric(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit_once(' '))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Waits up to `secs` until `/metrics` on `port` satisfies `ok`; the last scrape.
+#[cfg(feature = "kafka")]
+async fn metrics_until(port: u16, secs: u64, ok: impl Fn(&str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let metrics = tokio::task::spawn_blocking(move || candles_testkit::scrape_metrics(port))
+            .await
+            .unwrap();
+        if ok(&metrics) || tokio::time::Instant::now() >= deadline {
+            return metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The connector binary with `--redis` while Redis is down: it streams trades into Kafka all
+/// the same and counts the failed connection attempts; once Redis is up, it verifies the final
+/// candles published on the 1m channels and reports the verdicts (in Redis and on `/metrics`).
+#[cfg(feature = "kafka")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_streams_trades_while_redis_is_down_then_verifies() {
+    let kafka = candles_testkit::Kafka::shared();
+    let topic = "trades-verify-binary";
+    kafka.create_topic(topic, 3).unwrap();
+    let exchange = Exchange::Binance;
+    let pairs = pairs(&["BTC-USDT", "ETH-USDT"]);
+    let mut redis = candles_testkit::Redis::start().expect("redis-server starts");
+    let url = redis.url();
+    redis.stop();
+    let sim = sim(exchange, &pairs, |_| {}).await;
+    let start = minute_to_verify();
+    let port = candles_testkit::free_port();
+    let log = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_candles-connector"));
+    cmd.args(["--exchange", "binance", "--pairs", "btcusdt,ethusdt"])
+        .args(["--brokers", &kafka.brokers(), "--topic", topic])
+        .args(["--ws-url", &sim.ws_url(), "--rest-url", &sim.rest_url()])
+        .args([
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+            "--redis",
+            &url,
+        ])
+        .env("RUST_LOG", "info");
+    let connector = candles_testkit::process::Proc::spawn("connector", cmd, &log).unwrap();
+    let published = r#"connector_trades_published_total{exchange="binance",pair="BTC-USDT"}"#;
+    let refused = r#"connector_report_errors_total{exchange="binance",kind="connect"}"#;
+    let metrics = metrics_until(port, 40, |m| {
+        metric(m, published) > 0.0 && metric(m, refused) > 0.0
+    })
+    .await;
+    let tail = || candles_testkit::process::log_tail(&log, 40);
+    assert!(
+        metric(&metrics, published) > 0.0,
+        "no trades with Redis down:\n{}",
+        tail()
+    );
+    assert!(
+        metric(&metrics, refused) > 0.0,
+        "failed attempts not counted:\n{metrics}"
+    );
+
+    redis.restart().expect("redis-server restarts");
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = redis::aio::ConnectionManager::new(client).await.unwrap();
+    let channels: Vec<String> = pairs
+        .iter()
+        .map(|&p| candles_reports::candle_channel("", MINUTE, p))
+        .collect();
+    wait_subscribed(&mut conn, &channels).await;
+    publish_live_and_final(&mut conn, &finals(&sim, start).await).await;
+    let matched = |pair: &str| {
+        format!(
+            r#"connector_verifications_total{{exchange="binance",pair="{pair}",outcome="match"}}"#
+        )
+    };
+    let metrics = metrics_until(port, 60, |m| {
+        metric(m, &matched("BTC-USDT")) >= 1.0 && metric(m, &matched("ETH-USDT")) >= 1.0
+    })
+    .await;
+    for pair in ["BTC-USDT", "ETH-USDT"] {
+        assert_eq!(
+            metric(&metrics, &matched(pair)),
+            1.0,
+            "{pair}:\n{metrics}\n{}",
+            tail()
+        );
+    }
+    let keys = candles_reports::Keys::new("");
+    let (latest, _) =
+        candles_reports::read_latest(&mut conn, &keys, pairs[0], Source::Exchange(exchange))
+            .await
+            .unwrap();
+    assert_eq!(latest.map(|v| outcome(&v)), Some(v1::Outcome::Match));
+    drop(connector);
+    sim.stop().await;
+}
