@@ -6,6 +6,7 @@
 //!   backfill and listing requests.
 //! - [`sequencer`]: per-pair trade-id bookkeeping: duplicates dropped, gaps found.
 //! - [`backoff`]: exponential backoff with full jitter.
+//! - [`listing`]: which configured pairs the exchange lists and trades (pure rules).
 //! - [`pacer`]: one exchange's REST pace (a token bucket at its public limit, hold-offs).
 //! - [`rest`]: the paced REST client, gap fill (nearby gaps served by one request) and the
 //!   listing check.
@@ -40,6 +41,7 @@ pub mod exchange;
 pub use candles_kafka as kafka;
 #[cfg(feature = "kafka")]
 pub mod kafka_sink;
+pub mod listing;
 pub mod pacer;
 pub mod rest;
 #[cfg(feature = "kafka")]
@@ -57,7 +59,7 @@ use std::time::Duration;
 pub use backoff::BackoffConfig;
 #[cfg(feature = "kafka")]
 pub use kafka_sink::KafkaSink;
-pub use rest::check_pairs;
+pub use rest::{check_pairs, read_listing};
 pub use session::run;
 pub use sink::{ChannelSink, TradeSink};
 pub use telemetry::Counters;
@@ -109,6 +111,9 @@ pub struct ConnectorConfig {
     /// the listing check; clones share it). Default: the exchange's public limit
     /// ([`exchange::Venue::rest_limit`]).
     pub rest_pacer: Arc<pacer::Pacer>,
+    /// The exchange's REST symbol per pair, as its own listing names it ([`read_listing`],
+    /// [`listing::symbols`]); a pair absent here is named by `candles_core::symbols`' rule.
+    pub symbols: std::collections::HashMap<Pair, String>,
 }
 
 impl ConnectorConfig {
@@ -132,6 +137,7 @@ impl ConnectorConfig {
             resume: Default::default(),
             time_bounds: candles_core::TimeBounds::default(),
             rest_pacer: Arc::new(pacer::Pacer::new(exchange::venue(exchange).rest_limit())),
+            symbols: Default::default(),
         }
     }
 

@@ -1,18 +1,22 @@
 //! `candles-connector`: one exchange's public trade stream → Kafka topic `trades`.
 //!
 //! A thin shell over the library: parses flags (each with an environment variable), sets up
-//! logs and the Prometheus endpoint (`candles-runtime`), checks that the exchange lists the
-//! pairs, then runs [`candles_connector::run`] with a [`KafkaSink`] until SIGINT/SIGTERM, and
-//! flushes. Exit codes: 0 after a stop, 2 for bad flags or a pair the exchange does not list,
-//! 1 for anything else (an exchange that cannot be asked, Kafka refusing a setting).
+//! logs and the Prometheus endpoint (`candles-runtime`), reads the exchange's own listing of
+//! the pairs and serves those it lists and trades (the others named in one warning each, in
+//! `connector_pair_listed` and, with `--redis`, in the reports; re-read every
+//! `--listing-every`), then runs [`candles_connector::run`] with a [`KafkaSink`] until
+//! SIGINT/SIGTERM, and flushes. Exit codes: 0 after a stop, 2 for bad flags or when the
+//! exchange serves none of the pairs, 1 for anything else (an exchange that cannot be asked,
+//! Kafka refusing a setting).
 #![forbid(unsafe_code)]
 
 use anyhow::Context as _;
 use candles_connector::kafka::KafkaProperties;
+use candles_connector::listing::{self, PairListing, Status};
 use candles_connector::pacer::{Pacer, RestLimit};
 use candles_connector::rest::ListingError;
 use candles_connector::{
-    ConnState, ConnectorConfig, KafkaSink, check_pairs, resume, run, telemetry, verify,
+    ConnState, ConnectorConfig, KafkaSink, read_listing, resume, run, telemetry, verify,
 };
 use candles_core::retry::Doubling;
 use candles_core::{Exchange, Micros, Pair};
@@ -57,9 +61,13 @@ struct Args {
     /// Replace the connection after this much silence (e.g. 10s, 500ms).
     #[arg(long, env = "CANDLES_STALE_AFTER", default_value = "10s", value_parser = parse_duration)]
     stale_after: Duration,
-    /// Do not ask the exchange's REST API whether it lists the pairs before starting.
+    /// Do not read the exchange's listing of the pairs: subscribe to every pair as given.
     #[arg(long, env = "CANDLES_SKIP_PAIR_CHECK")]
     skip_pair_check: bool,
+    /// Re-read the exchange's listing this often, to report a pair halted or delisted later
+    /// (e.g. 10m, 30s).
+    #[arg(long, env = "CANDLES_LISTING_EVERY", default_value = "10m", value_parser = parse_duration)]
+    listing_every: Duration,
     /// Refuse trades (WebSocket and REST) older than this, against the wall clock (e.g. 7d, 12h).
     #[arg(long, env = "CANDLES_MAX_TRADE_AGE", default_value = "7d", value_parser = parse_bound)]
     max_trade_age: candles_core::time::Duration,
@@ -133,8 +141,12 @@ impl From<anyhow::Error> for Failure {
 
 impl From<ListingError> for Failure {
     fn from(error: ListingError) -> Self {
-        // Only an unlisted pair is the user's to fix; an exchange we could not ask is not.
-        let code = if matches!(error, ListingError::NotListed { .. }) {
+        // Only pairs the exchange does not serve are the user's to fix; an exchange we could
+        // not ask is not.
+        let code = if matches!(
+            error,
+            ListingError::NotListed { .. } | ListingError::NoneServed { .. }
+        ) {
             2
         } else {
             1
@@ -146,31 +158,160 @@ impl From<ListingError> for Failure {
     }
 }
 
-/// Asks the exchange whether it lists every pair, retrying while it cannot be asked. `Ok` also
-/// when a stop is requested meanwhile.
+/// Reads the exchange's listing of every pair, retrying while it cannot be asked. Empty when a
+/// stop is requested meanwhile.
 async fn check_listing(
     config: &ConnectorConfig,
     shutdown: &CancellationToken,
-) -> Result<(), ListingError> {
+) -> Result<Vec<PairListing>, ListingError> {
     let mut wait = Doubling::new(Duration::from_secs(1), Duration::from_secs(16));
     for attempt in 1..=PAIR_CHECK_TRIES {
         let check = tokio::select! {
-            r = check_pairs(config) => r,
-            _ = shutdown.cancelled() => return Ok(()),
+            r = read_listing(config) => r,
+            _ = shutdown.cancelled() => return Ok(Vec::new()),
         };
         match check {
             Err(e) if e.is_retryable() && attempt < PAIR_CHECK_TRIES => {
                 let delay = wait.next_delay();
-                tracing::warn!(error = %e, retry_in = ?delay, "pair check failed; retrying");
+                tracing::warn!(error = %e, retry_in = ?delay, "reading the listing failed; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
-                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = shutdown.cancelled() => return Ok(Vec::new()),
                 }
             }
             other => return other,
         }
     }
-    Ok(())
+    Ok(Vec::new())
+}
+
+/// Logs one pair's listing: a warning unless it trades, with what to do; `subscribed`:
+/// whether this run streams it.
+fn log_listing(exchange: Exchange, l: &PairListing, subscribed: bool) {
+    let (pair, status, advice) = (l.pair, l.status, l.advice(exchange, subscribed));
+    match status {
+        Status::Trading => {
+            tracing::info!(%exchange, %pair, %status, detail = %l.detail, "{advice}")
+        }
+        _ => tracing::warn!(%exchange, %pair, %status, detail = %l.detail, "{advice}"),
+    }
+}
+
+/// Writes the listings to the reports in Redis; whether that worked (else logged).
+async fn report_listing(
+    exchange: Exchange,
+    listings: &[PairListing],
+    reporter: &mut Reporter,
+) -> bool {
+    let report: Vec<(Pair, candles_proto::v1::Listing)> = listings
+        .iter()
+        .map(|l| {
+            let listing = candles_proto::v1::Listing {
+                source: exchange.as_str().to_string(),
+                status: l.status.as_str().to_string(),
+                detail: l.detail.clone(),
+            };
+            (l.pair, listing)
+        })
+        .collect();
+    match reporter.listings(exchange, &report).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(%exchange, error = %e, "could not report the listing to Redis; trying again");
+            false
+        }
+    }
+}
+
+/// What [`keep_listing`] re-reads and where it tells it.
+struct Rereads {
+    config: ConnectorConfig,
+    every: Duration,
+    /// The pairs this run streams.
+    subscribed: Vec<Pair>,
+    reporter: Option<Reporter>,
+    /// Whether the last listing read is in the reports (or there are none).
+    reported: bool,
+}
+
+/// Re-reads the listing every `every`: each pair whose status changed is logged, the gauge
+/// set, the report written. A report that failed is written again after a doubling wait.
+async fn keep_listing(mut r: Rereads, mut last: Vec<PairListing>, shutdown: CancellationToken) {
+    let exchange = r.config.exchange;
+    let new_retry = || Doubling::new(Duration::from_secs(1), Duration::from_secs(60));
+    let mut retry = new_retry();
+    let mut next_read = tokio::time::Instant::now() + r.every;
+    loop {
+        let wake = match r.reported {
+            true => next_read,
+            false => next_read.min(tokio::time::Instant::now() + retry.next_delay()),
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(wake) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        if tokio::time::Instant::now() >= next_read {
+            next_read = tokio::time::Instant::now() + r.every;
+            match read_listing(&r.config).await {
+                Ok(now) => {
+                    for l in listing::changes(&last, &now) {
+                        log_listing(exchange, l, r.subscribed.contains(&l.pair));
+                    }
+                    listing::record_gauge(exchange, &now);
+                    last = now;
+                    r.reported = r.reporter.is_none();
+                }
+                Err(e) => {
+                    tracing::warn!(%exchange, error = %e, "re-reading the listing failed; trying again later")
+                }
+            }
+        }
+        if let (false, Some(reporter)) = (r.reported, r.reporter.as_mut()) {
+            r.reported = report_listing(exchange, &last, reporter).await;
+            if r.reported {
+                retry = new_retry();
+            }
+        }
+    }
+}
+
+/// The exchange's listing of every pair, read and told (a warning per pair not served, the
+/// gauge, the report) and kept re-read every `--listing-every` in the background
+/// ([`keep_listing`]); an error when it serves none of them.
+async fn listed_pairs(
+    args: &Args,
+    config: &ConnectorConfig,
+    mut reporter: Option<Reporter>,
+    shutdown: &CancellationToken,
+) -> Result<Vec<PairListing>, Failure> {
+    let exchange = config.exchange;
+    let listings = check_listing(config, shutdown).await?;
+    if shutdown.is_cancelled() {
+        return Ok(Vec::new());
+    }
+    for l in listings.iter().filter(|l| l.status != Status::Trading) {
+        log_listing(exchange, l, false);
+    }
+    listing::record_gauge(exchange, &listings);
+    let subscribed = listing::served(&listings);
+    if subscribed.is_empty() {
+        let reasons = listing::none_served(exchange, &listings);
+        return Err(ListingError::NoneServed { exchange, reasons }.into());
+    }
+    tracing::info!(%exchange, served = subscribed.len(), asked = listings.len(), "serving the pairs the exchange lists and trades");
+    let reported = match reporter.as_mut() {
+        Some(reporter) => report_listing(exchange, &listings, reporter).await,
+        None => true,
+    };
+    let rereads = Rereads {
+        config: config.clone(),
+        every: args.listing_every,
+        subscribed,
+        reporter,
+        reported,
+    };
+    tokio::spawn(keep_listing(rereads, listings.clone(), shutdown.clone()));
+    Ok(listings)
 }
 
 /// The last trade published per pair by an earlier run of this connector (see `resume`);
@@ -277,7 +418,9 @@ async fn main_inner(args: Args, properties: KafkaProperties) -> Result<(), Failu
     candles_runtime::cancel_on_shutdown(shutdown.clone());
     let reporter = reporter(&args)?;
     if !args.skip_pair_check {
-        check_listing(&config, &shutdown).await?;
+        let listings = listed_pairs(&args, &config, reporter.clone(), &shutdown).await?;
+        config.pairs = listing::served(&listings);
+        config.symbols = listing::symbols(&listings);
         if shutdown.is_cancelled() {
             return Ok(());
         }
@@ -345,6 +488,11 @@ mod tests {
     #[test]
     fn only_an_unlisted_pair_exits_with_2() {
         assert_eq!(Failure::from(listing_error(false)).code, 2);
+        let none = ListingError::NoneServed {
+            exchange: Exchange::Kraken,
+            reasons: "BTC-JPY: halted".into(),
+        };
+        assert_eq!(Failure::from(none).code, 2);
         let unreachable = listing_error(true);
         assert!(unreachable.is_retryable());
         assert_eq!(Failure::from(unreachable).code, 1);

@@ -1,5 +1,5 @@
 //! The exchange's public REST API, paced: [`RestClient`], gap fill ([`RestFiller`]), the
-//! listing check ([`check_pairs`]) and the exchange's own candles
+//! exchange's listing of the pairs ([`read_listing`], [`check_pairs`]) and the exchange's own candles
 //! ([`RestClient::exchange_candle`]).
 //!
 //! Every request takes its cost from the exchange's [`Pacer`] first (shared through
@@ -15,7 +15,8 @@
 //! blocks the stream for longer than its budget.
 
 use crate::ConnectorConfig;
-use crate::exchange::{Gap, Listing, Venue, venue};
+use crate::exchange::{Gap, Venue, venue};
+use crate::listing::{self, PairListing, Status};
 use crate::pacer::Pacer;
 use crate::sequencer::GapFiller;
 use crate::telemetry::{LogLimits, RATE_LIMITED};
@@ -145,6 +146,8 @@ pub struct RestFiller {
     max_trades: u64,
     /// Trades fetched beyond the gap they were fetched for, per pair, for the next gaps.
     kept: HashMap<Pair, BTreeMap<u64, Trade>>,
+    /// The exchange's REST symbol per pair from its listing (else its rule's).
+    symbols: HashMap<Pair, String>,
     /// Failed pages are logged at most this often (a REST API that answers garbage to every
     /// request would otherwise write a line per retry).
     log_limit: Arc<Mutex<LogLimits>>,
@@ -160,6 +163,7 @@ impl RestFiller {
             budget: config.backfill_budget,
             max_trades: config.backfill_max_trades,
             kept: HashMap::new(),
+            symbols: config.symbols.clone(),
             log_limit: Default::default(),
         })
     }
@@ -223,8 +227,10 @@ impl GapFiller for RestFiller {
         let want = gap.len().min(self.max_trades);
         let mut found = self.take_kept(&gap);
         let mut cursor: Option<String> = None;
+        let symbol = (self.symbols.get(&gap.pair).cloned())
+            .unwrap_or_else(|| rest_symbol(self.venue.exchange(), gap.pair));
         while (found.len() as u64) < want {
-            let url = self.venue.backfill_url(&self.base, &gap, cursor.as_deref());
+            let url = (self.venue).backfill_url_for(&self.base, &symbol, &gap, cursor.as_deref());
             let Ok(page) = tokio::time::timeout_at(deadline, self.page(&url, &gap)).await else {
                 tracing::warn!(exchange = %self.venue.exchange(), pair = %gap.pair, budget = ?self.budget, "backfill ran out of time");
                 break;
@@ -253,14 +259,14 @@ impl GapFiller for RestFiller {
 pub enum ListingError {
     /// The exchange does not list the pair.
     #[error(
-        "{exchange} does not list pair {pair} (its symbol {symbol:?}; asked {url}); remove it from --pairs or pick a pair {exchange} lists"
+        "{exchange} does not list pair {pair} ({symbol}; asked {url}); remove it from --pairs or pick a pair {exchange} lists"
     )]
     NotListed {
         /// The exchange.
         exchange: Exchange,
         /// The pair.
         pair: Pair,
-        /// The exchange's symbol for it.
+        /// What the listing says (its symbol and status, or that it is absent).
         symbol: String,
         /// The URL asked.
         url: String,
@@ -293,6 +299,16 @@ pub enum ListingError {
         /// The HTTP status and what was wrong with the body.
         reason: String,
     },
+    /// The exchange lists none of the configured pairs as trading.
+    #[error(
+        "{exchange} serves none of the pairs asked for: {reasons}; pick pairs {exchange} lists and trades"
+    )]
+    NoneServed {
+        /// The exchange.
+        exchange: Exchange,
+        /// Each pair and why it is not served.
+        reasons: String,
+    },
     /// The HTTP client could not be built (no TLS roots, say).
     #[error("cannot build the HTTP client for the listing check: {0}")]
     Client(String),
@@ -309,44 +325,85 @@ impl ListingError {
     }
 }
 
-/// Asks the exchange's REST API whether it lists every configured pair. A pair it does not list
-/// is an error naming it ([`ListingError::NotListed`]); a listed pair that is not trading is
-/// logged as a warning.
-pub async fn check_pairs(config: &ConnectorConfig) -> Result<(), ListingError> {
+/// One listing request and its answer: the listings it gives, or `None` when the exchange
+/// refused the list as a whole (ask each pair alone).
+async fn ask_listing(
+    client: &RestClient,
+    config: &ConnectorConfig,
+    pairs: &[Pair],
+) -> Result<Option<Vec<PairListing>>, ListingError> {
     let venue = venue(config.exchange);
+    let url = venue.listing_url(&config.rest_url(), pairs);
+    let (exchange, pair) = (config.exchange, pairs[0]);
+    let (status, body) = client
+        .get(&url)
+        .await
+        .map_err(|reason| ListingError::Unreachable {
+            exchange,
+            pair,
+            url: url.clone(),
+            reason,
+        })?;
+    venue
+        .parse_listing(status, &body, pairs)
+        .map_err(|e| ListingError::Protocol {
+            exchange,
+            pair,
+            url,
+            reason: format!("HTTP {status}: {e}"),
+        })
+}
+
+/// The exchange's listing of every configured pair, in `config.pairs` order: one request for
+/// all of them (Binance names them, Kraken and Coinbase answer with their whole listing);
+/// should Binance refuse the list because of one symbol it does not know, each pair is asked
+/// alone. Through the exchange's pace.
+pub async fn read_listing(config: &ConnectorConfig) -> Result<Vec<PairListing>, ListingError> {
     let client = RestClient::new(config).map_err(|e| ListingError::Client(format!("{e:#}")))?;
-    let base = config.rest_url();
-    for &pair in &config.pairs {
-        let url = venue.listing_url(&base, pair);
-        let (status, body) =
-            client
-                .get(&url)
-                .await
-                .map_err(|reason| ListingError::Unreachable {
-                    exchange: config.exchange,
-                    pair,
-                    url: url.clone(),
-                    reason,
-                })?;
-        match venue.parse_listing(status, &body, pair) {
-            Ok(Listing::Trading) => tracing::debug!(%pair, "listed and trading"),
-            Ok(Listing::Status(s)) => {
-                tracing::warn!(exchange = %config.exchange, %pair, status = %s, "pair is listed but not trading now");
+    if config.pairs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let found = match ask_listing(&client, config, &config.pairs).await? {
+        Some(found) => found,
+        None => {
+            let mut found = Vec::new();
+            for &pair in &config.pairs {
+                found.extend(
+                    ask_listing(&client, config, &[pair])
+                        .await?
+                        .unwrap_or_default(),
+                );
             }
-            Ok(Listing::NotListed) => {
+            found
+        }
+    };
+    Ok(listing::complete(config.exchange, &config.pairs, found))
+}
+
+/// Asks the exchange's listing whether it lists every configured pair: the first pair it does
+/// not list (or lists as delisted) is an error naming it ([`ListingError::NotListed`]); a
+/// listed pair that is not trading is logged as a warning. (The connector binary serves the
+/// pairs that are listed instead, see [`read_listing`].)
+pub async fn check_pairs(config: &ConnectorConfig) -> Result<(), ListingError> {
+    let url = venue(config.exchange).listing_url(&config.rest_url(), &config.pairs);
+    for l in read_listing(config).await? {
+        match l.status {
+            Status::Trading => {
+                tracing::debug!(pair = %l.pair, symbol = %l.detail, "listed and trading")
+            }
+            Status::Halted => {
+                tracing::warn!(exchange = %config.exchange, pair = %l.pair, status = %l.detail, "pair is listed but not trading now");
+            }
+            Status::Delisted | Status::NotListed => {
+                let symbol = match l.symbol {
+                    Some(_) => l.detail,
+                    None => "not in its listing".to_string(),
+                };
                 return Err(ListingError::NotListed {
                     exchange: config.exchange,
-                    pair,
-                    symbol: rest_symbol(config.exchange, pair),
+                    pair: l.pair,
+                    symbol,
                     url,
-                });
-            }
-            Err(e) => {
-                return Err(ListingError::Protocol {
-                    exchange: config.exchange,
-                    pair,
-                    url,
-                    reason: format!("HTTP {status}: {e}"),
                 });
             }
         }

@@ -545,7 +545,9 @@ async fn the_binary_rejects_bad_input_with_messages_that_name_it() {
                     "--exchange",
                     "kraken",
                     "--pairs",
-                    "btcusdt,dogeeur",
+                    // None of them listed: a connector serves the listed pairs of its
+                    // --pairs and exits with 2 only when the exchange lists none.
+                    "dogeeur,ltceur",
                     "--ws-url",
                     &ws,
                 ])

@@ -20,6 +20,12 @@
 //! Files: [`request`] validates, [`auth`] checks the bearer token, [`client`] serves one client
 //! (filter, queue, slow-client drop), [`limits`] bounds connections.
 //!
+//! # ListMarkets
+//! The pairs with candles and their sources, and each pair's listing on every exchange as its
+//! connector last reported it (`candles_reports::read_listings`): a served pair an exchange
+//! halted or does not list is named with its status, also before any exchange has candles for
+//! it. Redis unreachable for the listings: they are left out, never an error.
+//!
 //! # Shutdown
 //! Client tasks run on the service's task tracker and end on its shutdown token; their streams
 //! end with them.
@@ -40,8 +46,11 @@ use crate::verdicts::VerdictFilter;
 use candles_core::time::Duration;
 use candles_core::{Interval, Intervals, Pair};
 use candles_proto::v1::candle_service_server::CandleService;
-use candles_proto::v1::{ListMarketsRequest, ListMarketsResponse, Market, SubscribeRequest};
+use candles_proto::v1::{
+    ListMarketsRequest, ListMarketsResponse, Listing, Market, SubscribeRequest,
+};
 use client::{Client, ClientStream, Filter, SlowClient, Verdicts};
+use std::collections::BTreeMap;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
@@ -59,6 +68,9 @@ pub struct Candles {
     client_queue: usize,
     pairs: Vec<Pair>,
     slow_client_grace: std::time::Duration,
+    /// Where the connectors' listings are read, with a short timeout of its own (names:
+    /// [`Store::reports`]); `None` when the URL is unusable.
+    reports: Option<redis::aio::ConnectionManager>,
     /// Client tasks run here and stop on `shutdown`.
     tracker: TaskTracker,
     shutdown: CancellationToken,
@@ -86,6 +98,7 @@ impl Candles {
             client_queue: config.client_queue,
             pairs: config.pairs.clone(),
             slow_client_grace: config.grpc.slow_client_grace,
+            reports: reports_conn(config),
             tracker,
             shutdown,
         }
@@ -122,7 +135,67 @@ impl Candles {
     }
 }
 
+/// How long `ListMarkets` waits for the listings before leaving them out.
+const LISTINGS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A lazy connection to the service's Redis for the listings, answering within
+/// [`LISTINGS_TIMEOUT`] or not at all.
+fn reports_conn(config: &ServiceConfig) -> Option<redis::aio::ConnectionManager> {
+    let settings = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(LISTINGS_TIMEOUT))
+        .set_response_timeout(Some(LISTINGS_TIMEOUT))
+        .set_number_of_retries(1);
+    let client = redis::Client::open(config.redis_url.as_str()).ok()?;
+    redis::aio::ConnectionManager::new_lazy_with_config(client, settings).ok()
+}
+
+/// The markets with their listings: pairs with candles keep their sources; a served pair
+/// with listings but no candles yet is listed with no sources; listings of pairs not served
+/// are left out.
+fn with_listings(
+    markets: Vec<(Pair, Vec<candles_core::Source>)>,
+    mut listings: BTreeMap<String, Vec<Listing>>,
+    served: &[Pair],
+) -> Vec<Market> {
+    let mut out: Vec<Market> = markets
+        .into_iter()
+        .map(|(pair, sources)| Market {
+            pair: pair.to_string(),
+            sources: sources.iter().map(|s| s.to_string()).collect(),
+            listings: listings.remove(&pair.to_string()).unwrap_or_default(),
+        })
+        .collect();
+    for pair in served {
+        if let Some(listings) = listings.remove(&pair.to_string()) {
+            out.push(Market {
+                pair: pair.to_string(),
+                sources: Vec::new(),
+                listings,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.pair.cmp(&b.pair));
+    out
+}
+
 impl Candles {
+    /// Every exchange's reported listings by pair; empty when Redis does not answer in time.
+    async fn listings(&self) -> BTreeMap<String, Vec<Listing>> {
+        let Some(conn) = &self.reports else {
+            return BTreeMap::new();
+        };
+        let (mut conn, keys) = (conn.clone(), self.store.reports());
+        let read = candles_reports::read_listings(&mut conn, &keys);
+        match tokio::time::timeout(LISTINGS_TIMEOUT, read).await {
+            Ok(Ok(listings)) => listings,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "cannot read the listings; leaving them out");
+                BTreeMap::new()
+            }
+            Err(_) => BTreeMap::new(),
+        }
+    }
+
     /// The verdicts `sub` asks for (none unless it asked): the hub's, subscribed to first, and
     /// the stored ones of its pairs.
     async fn verdicts(&self, sub: &Subscription) -> Result<Option<Verdicts>, Status> {
@@ -199,15 +272,9 @@ impl CandleService for Candles {
         let markets = self.store.markets().await.map_err(|e| {
             Status::unavailable(format!("cannot read the market list: {e}; retry shortly"))
         })?;
+        let listings = self.listings().await;
         Ok(Response::new(ListMarketsResponse {
-            markets: markets
-                .into_iter()
-                .map(|(pair, sources)| Market {
-                    pair: pair.to_string(),
-                    sources: sources.iter().map(|s| s.to_string()).collect(),
-                    listings: Vec::new(),
-                })
-                .collect(),
+            markets: with_listings(markets, listings, &self.pairs),
             interval: Some(candles_proto::duration(self.interval)),
             intervals: self
                 .intervals
@@ -217,5 +284,58 @@ impl CandleService for Candles {
                 .collect(),
             max_history: u32::try_from(self.history_max).unwrap_or(u32::MAX),
         }))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use candles_core::{Exchange, Source};
+
+    fn listing(source: &str, status: &str, detail: &str) -> Listing {
+        Listing {
+            source: source.into(),
+            status: status.into(),
+            detail: detail.into(),
+        }
+    }
+
+    #[test]
+    fn a_served_pair_without_candles_is_listed_with_why() {
+        let (btc, jpy) = (
+            Pair::parse("BTC-USDT").unwrap(),
+            Pair::parse("BTC-JPY").unwrap(),
+        );
+        let unserved = Pair::parse("ETH-EUR").unwrap();
+        let markets = vec![(
+            btc,
+            vec![Source::Composite, Source::Exchange(Exchange::Binance)],
+        )];
+        let mut listings = BTreeMap::new();
+        listings.insert(
+            "BTC-USDT".to_string(),
+            vec![listing("binance", "trading", "BTCUSDT")],
+        );
+        listings.insert(
+            "BTC-JPY".to_string(),
+            vec![listing(
+                "binance",
+                "not listed",
+                "binance does not list BTC-JPY",
+            )],
+        );
+        listings.insert(
+            "ETH-EUR".to_string(),
+            vec![listing("kraken", "trading", "XETHZEUR")],
+        );
+        let out = with_listings(markets, listings, &[btc, jpy]);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out[0].pair, "BTC-JPY");
+        assert!(out[0].sources.is_empty());
+        assert_eq!(out[0].listings[0].status, "not listed");
+        assert_eq!(out[1].sources, ["composite", "binance"]);
+        assert_eq!(out[1].listings[0].detail, "BTCUSDT");
+        assert!(out.iter().all(|m| m.pair != unserved.to_string()));
     }
 }

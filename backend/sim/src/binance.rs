@@ -111,10 +111,10 @@ impl Binance {
         Value::Array(items).to_string()
     }
 
-    fn symbol_info(pair: Pair) -> Value {
+    fn symbol_info(pair: Pair, market: &Market) -> Value {
         json!({
             "symbol": rest_symbol(Exchange::Binance, pair),
-            "status": "TRADING",
+            "status": if market.is_halted(pair) { "BREAK" } else { "TRADING" },
             "baseAsset": pair.base.as_str(),
             "quoteAsset": pair.quote.as_str(),
         })
@@ -144,7 +144,7 @@ impl Binance {
         let mut infos = Vec::new();
         for symbol in symbols {
             match pair_from_symbol(Exchange::Binance, &symbol) {
-                Ok(pair) if market.is_listed(pair) => infos.push(Self::symbol_info(pair)),
+                Ok(pair) if market.is_listed(pair) => infos.push(Self::symbol_info(pair, market)),
                 _ => return error(400, -1121, "Invalid symbol."),
             }
         }

@@ -230,13 +230,18 @@ impl Coinbase {
             .filter(|p| market.is_listed(*p))
     }
 
-    fn product_json(pair: Pair) -> Value {
-        json!({
+    fn product_json(pair: Pair, market: &Market) -> Value {
+        let mut product = json!({
             "id": ws_symbol(Exchange::Coinbase, pair),
             "base_currency": pair.base.as_str(),
             "quote_currency": pair.quote.as_str(),
             "status": "online",
-        })
+        });
+        // Without `trading_disabled` a product trades (the shape earlier versions served).
+        if market.is_halted(pair) {
+            product["trading_disabled"] = json!(true);
+        }
+        product
     }
 
     fn trades(&self, pair: Pair, request: &Request, market: &Market) -> Response {
@@ -384,7 +389,7 @@ impl Venue for Coinbase {
             let all: Vec<Value> = market
                 .listed
                 .iter()
-                .map(|p| Self::product_json(*p))
+                .map(|p| Self::product_json(*p, market))
                 .collect();
             return Response::ok(Value::Array(all).to_string());
         }
@@ -402,7 +407,7 @@ impl Venue for Coinbase {
         };
         match rest.split_once('/') {
             None => Self::product(rest, market).map_or_else(not_found, |p| {
-                Response::ok(Self::product_json(p).to_string())
+                Response::ok(Self::product_json(p, market).to_string())
             }),
             Some((id, "trades")) => match Self::product(id, market) {
                 Some(pair) => self.trades(pair, request, market),

@@ -72,9 +72,30 @@ fn asset_code(asset: &str) -> String {
     match asset {
         "BTC" => "XXBT".into(),
         "ETH" => "XETH".into(),
+        "XRP" => "XXRP".into(),
+        "LTC" => "XLTC".into(),
         "USD" => "ZUSD".into(),
         "EUR" => "ZEUR".into(),
+        "JPY" => "ZJPY".into(),
+        "GBP" => "ZGBP".into(),
+        "CAD" => "ZCAD".into(),
         other => other.into(),
+    }
+}
+
+/// Kraken's key for a pair in `AssetPairs` (and its REST answers): the legacy form of two
+/// `X`/`Z` asset codes for its old pairs (`XXBTZUSD`, `XXBTZJPY`, `XETHXXBT`), else the
+/// altname (`XBTUSDT`, `XDGUSD`).
+fn pair_key(pair: Pair) -> String {
+    let (base, quote) = (
+        asset_code(pair.base.as_str()),
+        asset_code(pair.quote.as_str()),
+    );
+    let legacy = |code: &str| code.len() == 4 && (code.starts_with('X') || code.starts_with('Z'));
+    if legacy(&base) && legacy(&quote) {
+        format!("{base}{quote}")
+    } else {
+        rest_symbol(Exchange::Kraken, pair)
     }
 }
 
@@ -251,11 +272,15 @@ impl Kraken {
             .collect()
     }
 
-    /// The listed pair for a REST `pair` parameter (`XBTUSDT`, `BTCUSDT`, `XBT/USDT`, …).
+    /// The listed pair for a REST `pair` parameter (`XBTUSDT`, `BTCUSDT`, `XBT/USDT`, its key
+    /// `XXBTZJPY` or altname `XBTJPY`, …).
     fn rest_pair(text: &str, market: &Market) -> Option<Pair> {
-        pair_from_symbol(Exchange::Kraken, text)
-            .ok()
-            .filter(|p| market.is_listed(*p))
+        let named = |p: &Pair| pair_key(*p) == text || rest_symbol(Exchange::Kraken, *p) == text;
+        (market.listed.iter().copied().find(named)).or_else(|| {
+            pair_from_symbol(Exchange::Kraken, text)
+                .ok()
+                .filter(|p| market.is_listed(*p))
+        })
     }
 
     fn trades(&self, request: &Request, market: &Market) -> Response {
@@ -322,16 +347,17 @@ impl Kraken {
         };
         let mut result = serde_json::Map::new();
         for pair in pairs {
-            let name = rest_symbol(Exchange::Kraken, pair);
-            result.insert(
-                name.clone(),
-                json!({
-                    "altname": name,
-                    "wsname": v1_name(pair),
-                    "base": asset_code(pair.base.as_str()),
-                    "quote": asset_code(pair.quote.as_str()),
-                }),
-            );
+            let mut info = json!({
+                "altname": rest_symbol(Exchange::Kraken, pair),
+                "wsname": v1_name(pair),
+                "base": asset_code(pair.base.as_str()),
+                "quote": asset_code(pair.quote.as_str()),
+            });
+            // Without a status a pair reads as online (the shape earlier versions served).
+            if market.is_halted(pair) {
+                info["status"] = json!("cancel_only");
+            }
+            result.insert(pair_key(pair), info);
         }
         Response::ok(json!({ "error": [], "result": result }).to_string())
     }
@@ -514,62 +540,4 @@ fn parse_item(item: &Value) -> Option<Trade> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_sample_snapshot_parses_exactly() {
-        let line = r#"{"channel":"trade","type":"snapshot","data":[{"symbol":"MATIC/USD","side":"buy","price":0.5147,"qty":6423.46326,"ord_type":"limit","trade_id":4665846,"timestamp":"2023-09-25T07:48:36.925533Z"},{"symbol":"MATIC/USD","side":"buy","price":0.5147,"qty":1136.19677815,"ord_type":"limit","trade_id":4665847,"timestamp":"2023-09-25T07:49:36.925603Z"}]}"#;
-        let parsed = Kraken.parse_line(line);
-        assert_eq!(parsed.pair.unwrap().to_string(), "MATIC-USD");
-        assert_eq!(parsed.trades.len(), 2);
-        assert_eq!(parsed.trades[1].quantity.to_string(), "1136.19677815");
-        assert_eq!(parsed.trades[0].time, Micros(1_695_628_116_925_533));
-        assert_eq!(
-            Kraken.parse_line(r#"{"channel":"heartbeat"}"#),
-            Parsed::default()
-        );
-    }
-
-    #[test]
-    fn updates_round_trip_and_numbers_are_exact() {
-        let pair = Pair::parse("BTC-USDT").unwrap();
-        let t = Kraken.wire(
-            Trade::new(
-                Exchange::Kraken,
-                pair,
-                9,
-                "97000.10",
-                "0.00120000",
-                Side::Sell,
-                Micros(1_700_000_000_000_001),
-            )
-            .unwrap(),
-        );
-        let msg = &Kraken.encode(&[t, t], &Session::default())[0];
-        assert!(msg.contains(r#""price":97000.1,"qty":0.0012,"#), "{msg}");
-        assert!(
-            msg.contains(r#""timestamp":"2023-11-14T22:13:20.000001Z""#),
-            "{msg}"
-        );
-        assert_eq!(Kraken.parse_line(msg).trades, vec![t, t]);
-        assert!(Kraken.parse_line(&Kraken.corrupt(msg)).trades.len() < 2);
-    }
-
-    #[test]
-    fn since_accepts_nanoseconds_and_seconds() {
-        assert_eq!(
-            parse_since("1700000000123456789"),
-            Some(1_700_000_000_123_456_789)
-        );
-        assert_eq!(parse_since("1700000000"), Some(1_700_000_000_000_000_000));
-        assert_eq!(parse_since("1700000000.5"), Some(1_700_000_000_500_000_000));
-        assert_eq!(parse_since("0"), Some(0));
-        assert_eq!(parse_since("x"), None);
-        assert_eq!(
-            float_seconds(Micros(1_700_000_000_000_001)),
-            "1700000000.000001"
-        );
-    }
-}
+mod tests;

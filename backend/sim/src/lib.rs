@@ -89,6 +89,12 @@ pub struct SimConfig {
     pub exchange: Exchange,
     /// Listed pairs; any other pair is unknown to the simulator's REST and WebSocket APIs.
     pub pairs: Vec<Pair>,
+    /// Pairs of `pairs` the exchange does not list after all (its listing endpoint leaves them
+    /// out, its WebSocket refuses them): one configuration for several simulators.
+    pub unlisted: Vec<Pair>,
+    /// Listed pairs in a trading halt: the listing endpoint says so (Binance `BREAK`, Kraken
+    /// `cancel_only`, Coinbase `trading_disabled`) and no trades are made.
+    pub halted: Vec<Pair>,
     /// Where to listen (`127.0.0.1:0` in tests).
     pub listen: SocketAddr,
     /// Where trades come from.
@@ -153,6 +159,8 @@ impl Default for SimConfig {
         SimConfig {
             exchange: Exchange::Binance,
             pairs: Pair::defaults(),
+            unlisted: Vec::new(),
+            halted: Vec::new(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             source: TradeSource::Synthetic { rate: 100.0 },
             disconnect_every: None,
@@ -365,6 +373,22 @@ fn listed_pairs(pairs: &[Pair], recording: Option<&replay::Recording>) -> Vec<Pa
     listed
 }
 
+/// The market of `config`: its listed pairs (`pairs` but the `unlisted`, and those a recording
+/// trades), the halted ones, the trade log.
+fn market(config: &SimConfig, recording: Option<&replay::Recording>) -> anyhow::Result<Market> {
+    let pairs: Vec<Pair> = (config.pairs.iter())
+        .filter(|p| !config.unlisted.contains(p))
+        .copied()
+        .collect();
+    let trade_log = (config.trade_log.as_deref())
+        .map(open_trade_log)
+        .transpose()?;
+    let listed = listed_pairs(&pairs, recording);
+    let mut market = Market::new(config.exchange, listed, trade_log);
+    market.halted = config.halted.clone();
+    Ok(market)
+}
+
 /// Starts a simulator: binds `config.listen`, starts the trade source and serves clients.
 pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
     check(&config)?;
@@ -373,13 +397,7 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
         TradeSource::Replay { path, .. } => Some(replay::Recording::load(path, &*venue)?),
         TradeSource::Synthetic { .. } => None,
     };
-    let listed = listed_pairs(&config.pairs, recording.as_ref());
-    let trade_log = config
-        .trade_log
-        .as_deref()
-        .map(open_trade_log)
-        .transpose()?;
-    let market = Arc::new(Market::new(config.exchange, listed, trade_log));
+    let market = Arc::new(market(&config, recording.as_ref())?);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| {
@@ -424,7 +442,10 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
             rate,
             max_trades: config.max_trades,
             seed: config.seed,
-            pairs: config.pairs,
+            pairs: (config.pairs.iter())
+                .filter(|p| !config.unlisted.contains(p) && !config.halted.contains(p))
+                .copied()
+                .collect(),
             absurd_time_every: config.absurd_time_every,
             split_ratio: config.split_ratio,
             omit_split_trades: config.omit_split_trades,

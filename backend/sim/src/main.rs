@@ -33,6 +33,16 @@ struct Args {
     #[arg(long, env = "SIM_PAIRS", default_value = candles_core::pair::DEFAULT_PAIRS, value_parser = parse_pairs)]
     pairs: PairList,
 
+    /// Pairs of --pairs this exchange does not list after all: its listing endpoint leaves them
+    /// out and its WebSocket refuses them (e.g. BTC-JPY).
+    #[arg(long, env = "SIM_UNLISTED", default_value = "", value_parser = parse_pairs_or_none)]
+    unlisted: PairList,
+
+    /// Listed pairs in a trading halt: the listing endpoint says so (Binance `BREAK`, Kraken
+    /// `cancel_only`, Coinbase `trading_disabled`) and they have no trades.
+    #[arg(long, env = "SIM_HALTED", default_value = "", value_parser = parse_pairs_or_none)]
+    halted: PairList,
+
     /// Replay this file: one verbatim exchange message per line (a capture or a sample file).
     #[arg(long, env = "SIM_REPLAY", conflicts_with = "synthetic")]
     replay: Option<PathBuf>,
@@ -135,6 +145,13 @@ fn parse_pairs(text: &str) -> Result<PairList, String> {
         .map_err(|e| e.to_string())
 }
 
+fn parse_pairs_or_none(text: &str) -> Result<PairList, String> {
+    if text.trim().is_empty() {
+        return Ok(PairList(Vec::new()));
+    }
+    parse_pairs(text)
+}
+
 fn parse_speed(text: &str) -> Result<Speed, String> {
     if text.trim().eq_ignore_ascii_case("max") {
         return Ok(Speed::Max);
@@ -174,6 +191,8 @@ async fn main() -> anyhow::Result<()> {
     let config = SimConfig {
         exchange: args.exchange,
         pairs: args.pairs.0,
+        unlisted: args.unlisted.0,
+        halted: args.halted.0,
         listen: args.listen,
         source,
         disconnect_every: args.disconnect_every,

@@ -66,6 +66,8 @@ pub(crate) struct Market {
     pub exchange: Exchange,
     /// The listed pairs (anything else is unknown to REST and WebSocket).
     pub listed: Vec<Pair>,
+    /// Listed pairs in a trading halt: their listing says so and they have no trades.
+    pub halted: Vec<Pair>,
     store: Mutex<Store>,
     bus: broadcast::Sender<Arc<Event>>,
     generated: AtomicU64,
@@ -92,6 +94,7 @@ impl Market {
         Market {
             exchange,
             listed,
+            halted: Vec::new(),
             store: Mutex::new(Store::default()),
             bus,
             generated: AtomicU64::new(0),
@@ -162,6 +165,11 @@ impl Market {
     /// Whether `pair` is listed.
     pub fn is_listed(&self, pair: Pair) -> bool {
         self.listed.contains(&pair)
+    }
+
+    /// Whether `pair` is listed in a trading halt.
+    pub fn is_halted(&self, pair: Pair) -> bool {
+        self.halted.contains(&pair)
     }
 
     /// A receiver of every event published from now on.

@@ -93,6 +93,8 @@ fn help_lists_every_flag_with_its_environment_variable() {
         "--exchange",
         "--listen",
         "--pairs",
+        "--unlisted",
+        "--halted",
         "--replay",
         "--speed",
         "--synthetic",
@@ -108,6 +110,7 @@ fn help_lists_every_flag_with_its_environment_variable() {
         "--split-ratio",
         "--omit-split-trades",
         "--hide-ratio",
+        "--hide-until",
         "--max-trades",
         "--seed",
         "--trade-log",
@@ -116,7 +119,7 @@ fn help_lists_every_flag_with_its_environment_variable() {
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
-    assert_eq!(help.matches("[env: SIM_").count(), 23, "{help}");
+    assert_eq!(help.matches("[env: SIM_").count(), 26, "{help}");
 }
 
 #[test]

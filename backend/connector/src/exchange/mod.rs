@@ -11,6 +11,7 @@ pub mod coinbase;
 pub mod kraken;
 
 use crate::error::ParseError;
+use crate::listing::PairListing;
 use crate::pacer::RestLimit;
 use candles_core::symbols::pair_from_symbol;
 use candles_core::trade::parse_positive_decimal;
@@ -95,17 +96,6 @@ pub struct Page {
 #[derive(Debug, Clone, Copy)]
 pub struct ForPair<'a, T>(pub &'a T, pub Pair);
 
-/// What a REST listing query said about one pair.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Listing {
-    /// Listed and trading.
-    Trading,
-    /// Listed, but the exchange reports this status (e.g. `BREAK`, `delisted`).
-    Status(String),
-    /// Not listed.
-    NotListed,
-}
-
 /// One exchange's protocol: everything the generic session needs to know about it.
 pub trait Venue: Send + Sync + std::fmt::Debug + 'static {
     /// Which exchange.
@@ -120,14 +110,35 @@ pub trait Venue: Send + Sync + std::fmt::Debug + 'static {
     fn parse_frame(&self, text: &str, received: Micros) -> Result<Frame, ParseError>;
     /// The message to send periodically; `seq` numbers application pings.
     fn keepalive(&self, seq: u64) -> Keepalive;
-    /// The REST URL for one page of trades covering `gap` (`cursor` from the previous page).
-    fn backfill_url(&self, rest_url: &str, gap: &Gap, cursor: Option<&str>) -> String;
+    /// The REST URL for one page of trades covering `gap` (`cursor` from the previous page),
+    /// naming the pair by `candles_core::symbols`' rule.
+    fn backfill_url(&self, rest_url: &str, gap: &Gap, cursor: Option<&str>) -> String {
+        let symbol = candles_core::symbols::rest_symbol(self.exchange(), gap.pair);
+        self.backfill_url_for(rest_url, &symbol, gap, cursor)
+    }
+    /// [`Venue::backfill_url`] naming the pair `symbol`, as the exchange's listing has it.
+    fn backfill_url_for(
+        &self,
+        rest_url: &str,
+        symbol: &str,
+        gap: &Gap,
+        cursor: Option<&str>,
+    ) -> String;
     /// Parses one REST trades page.
     fn parse_backfill(&self, body: &str, gap: &Gap, received: Micros) -> Result<Page, ParseError>;
-    /// The REST URL that tells whether `pair` is listed.
-    fn listing_url(&self, rest_url: &str, pair: Pair) -> String;
-    /// Reads the answer to [`Venue::listing_url`] (`status` is the HTTP status code).
-    fn parse_listing(&self, status: u16, body: &str, pair: Pair) -> Result<Listing, ParseError>;
+    /// The REST URL of the exchange's listing of `pairs`: one request for all of them (the
+    /// whole listing where the exchange cannot name several).
+    fn listing_url(&self, rest_url: &str, pairs: &[Pair]) -> String;
+    /// Reads the answer to [`Venue::listing_url`] (`status` is the HTTP status code): the
+    /// listing of each pair it has (the caller counts the others as not listed), or `None`
+    /// when the exchange refused the list as a whole because of one pair it does not know
+    /// (Binance's `-1121`): then each pair is asked alone.
+    fn parse_listing(
+        &self,
+        status: u16,
+        body: &str,
+        pairs: &[Pair],
+    ) -> Result<Option<Vec<PairListing>>, ParseError>;
     /// The exchange's documented public REST limit, with a margin, as a token bucket.
     fn rest_limit(&self) -> RestLimit;
     /// What one request to `url` costs in [`Venue::rest_limit`]'s unit (Binance weighs its
@@ -312,17 +323,21 @@ pub(crate) fn millis_micros(
 
 #[cfg(test)]
 pub(crate) mod samples {
-    //! Loads the captured exchange messages in `testdata/exchanges/*.jsonl` (kept in the
+    //! Loads the captured exchange messages in `testdata/exchanges/*.jsonl` (and `*.json`) (kept in the
     //! repository, so a plain clone has them; `testdata/README.md` says where they come from).
 
-    /// The lines of one sample file, numbered from 1 like the research notes.
-    pub fn lines(file: &str) -> Vec<(usize, String)> {
+    /// The whole text of one sample file.
+    pub fn text(file: &str) -> String {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../testdata/exchanges")
             .join(file);
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-        text.lines()
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+    }
+
+    /// The lines of one sample file, numbered from 1 like the research notes.
+    pub fn lines(file: &str) -> Vec<(usize, String)> {
+        text(file)
+            .lines()
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
             .map(|(i, l)| (i + 1, l.to_string()))

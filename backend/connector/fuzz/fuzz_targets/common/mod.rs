@@ -27,6 +27,6 @@ pub fn run(venue: &dyn Venue, data: &[u8]) {
             page.trades.iter().for_each(|t| check(venue, t));
         }
     }
-    let _ = venue.parse_listing(200, text, pair);
-    let _ = venue.parse_listing(404, text, pair);
+    let _ = venue.parse_listing(200, text, &[pair]);
+    let _ = venue.parse_listing(400, text, &[pair, pair]);
 }

@@ -96,7 +96,7 @@ pub struct RestError {
     pub msg: String,
 }
 
-/// `GET /api/v3/exchangeInfo?symbol=BTCUSDT`, reduced to what the listing check reads:
+/// `GET /api/v3/exchangeInfo?symbols=["BTCUSDT","ETHUSDT"]`, reduced to what the listing check reads:
 ///
 /// `{"timezone":"UTC","serverTime":1565246363776,"rateLimits":[],"exchangeFilters":[],"symbols":[{"symbol":"ETHBTC","status":"TRADING","baseAsset":"ETH","quoteAsset":"BTC"}]}`
 #[derive(Debug, Deserialize)]
@@ -112,4 +112,10 @@ pub struct SymbolInfo {
     pub symbol: String,
     /// `TRADING`, `BREAK`, `HALT`, ...
     pub status: String,
+    /// `BTC`.
+    #[serde(default, rename = "baseAsset")]
+    pub base_asset: String,
+    /// `USDT`.
+    #[serde(default, rename = "quoteAsset")]
+    pub quote_asset: String,
 }

@@ -9,10 +9,11 @@
 pub mod messages;
 
 use super::{
-    ForPair, Frame, Gap, Keepalive, Listing, Origin, Page, Venue, candle_rows, cell_decimal,
-    cell_int, join_url, millis_micros, stamped,
+    ForPair, Frame, Gap, Keepalive, Origin, Page, Venue, candle_rows, cell_decimal, cell_int,
+    join_url, millis_micros, stamped,
 };
 use crate::error::ParseError;
+use crate::listing::{PairListing, Status};
 use crate::pacer::RestLimit;
 use candles_core::symbols::{binance_stream, rest_symbol};
 use candles_core::verify::ExchangeCandle;
@@ -154,13 +155,19 @@ impl Venue for Binance {
         Keepalive::Ping
     }
 
-    fn backfill_url(&self, rest_url: &str, gap: &Gap, cursor: Option<&str>) -> String {
+    fn backfill_url_for(
+        &self,
+        rest_url: &str,
+        symbol: &str,
+        gap: &Gap,
+        cursor: Option<&str>,
+    ) -> String {
         let from = cursor.map_or_else(|| (gap.after_id + 1).to_string(), str::to_string);
         let limit = gap.len().clamp(1, PAGE_LIMIT);
         format!(
             "{}?symbol={}&fromId={from}&limit={limit}",
             join_url(rest_url, "/api/v3/historicalTrades"),
-            rest_symbol(Exchange::Binance, gap.pair)
+            symbol
         )
     }
 
@@ -181,12 +188,24 @@ impl Venue for Binance {
         Ok(Page { trades, next })
     }
 
-    fn listing_url(&self, rest_url: &str, pair: Pair) -> String {
-        format!(
-            "{}?symbol={}",
-            join_url(rest_url, "/api/v3/exchangeInfo"),
-            rest_symbol(Exchange::Binance, pair)
-        )
+    /// `exchangeInfo?symbol=X` for one pair, `?symbols=["X","Y"]` (percent-encoded) for several.
+    fn listing_url(&self, rest_url: &str, pairs: &[Pair]) -> String {
+        let base = join_url(rest_url, "/api/v3/exchangeInfo");
+        let symbols: Vec<String> = pairs
+            .iter()
+            .map(|p| rest_symbol(Exchange::Binance, *p))
+            .collect();
+        match symbols.as_slice() {
+            [one] => format!("{base}?symbol={one}"),
+            _ => format!(
+                "{base}?symbols=%5B{}%5D",
+                symbols
+                    .iter()
+                    .map(|s| format!("%22{s}%22"))
+                    .collect::<Vec<_>>()
+                    .join("%2C")
+            ),
+        }
     }
 
     fn candle_url(&self, rest_url: &str, pair: Pair, start: Micros) -> String {
@@ -238,23 +257,44 @@ impl Venue for Binance {
         }))
     }
 
-    fn parse_listing(&self, status: u16, body: &str, pair: Pair) -> Result<Listing, ParseError> {
+    /// Symbols are found by their `baseAsset` and `quoteAsset`; `TRADING` is trading, any other
+    /// status (`BREAK`, `HALT`, ...) halted. `-1121 Invalid symbol` names no symbol: for one pair
+    /// it is not listed, for several each is asked alone.
+    fn parse_listing(
+        &self,
+        status: u16,
+        body: &str,
+        pairs: &[Pair],
+    ) -> Result<Option<Vec<PairListing>>, ParseError> {
         const WHAT_INFO: &str = "binance exchangeInfo";
         if let Ok(err) = serde_json::from_str::<RestError>(body) {
-            // -1121 "Invalid symbol."
-            return if err.code == -1121 || status == 400 {
-                Ok(Listing::NotListed)
-            } else {
-                Err(ParseError::field(WHAT_INFO, "code", err.code, err.msg))
+            return match (err.code, pairs) {
+                (-1121, [pair]) => Ok(Some(vec![PairListing::not_listed(
+                    Exchange::Binance,
+                    *pair,
+                )])),
+                (-1121, _) => Ok(None),
+                _ => Err(ParseError::field(
+                    WHAT_INFO,
+                    "code",
+                    err.code,
+                    format!("HTTP {status}: {}", err.msg),
+                )),
             };
         }
         let info: ExchangeInfo = serde_json::from_str(body).map_err(ParseError::json(WHAT_INFO))?;
-        let symbol = rest_symbol(Exchange::Binance, pair);
-        Ok(match info.symbols.iter().find(|s| s.symbol == symbol) {
-            None => Listing::NotListed,
-            Some(s) if s.status == "TRADING" => Listing::Trading,
-            Some(s) => Listing::Status(s.status.clone()),
-        })
+        let found = info.symbols.iter().filter_map(|s| {
+            let pair = Pair::parse(&format!("{}-{}", s.base_asset, s.quote_asset)).ok()?;
+            let state = if s.status == "TRADING" {
+                Status::Trading
+            } else {
+                Status::Halted
+            };
+            pairs
+                .contains(&pair)
+                .then(|| PairListing::listed(pair, &s.symbol, state, &s.status))
+        });
+        Ok(Some(found.collect()))
     }
 }
 
@@ -481,26 +521,49 @@ mod tests {
     }
 
     #[test]
-    fn listing() {
-        let btc = pair("BTC-USDT");
+    fn listing_finds_symbols_by_their_assets_in_a_real_answer() {
+        let (eth_btc, btc) = (pair("ETH-BTC"), pair("BTC-USDT"));
         assert_eq!(
-            Binance.listing_url("https://api.binance.com", btc),
+            Binance.listing_url("https://api.binance.com", &[btc]),
             "https://api.binance.com/api/v3/exchangeInfo?symbol=BTCUSDT"
         );
-        let ok = r#"{"timezone":"UTC","symbols":[{"symbol":"BTCUSDT","status":"TRADING"}]}"#;
         assert_eq!(
-            Binance.parse_listing(200, ok, btc).unwrap(),
-            Listing::Trading
+            Binance.listing_url("https://api.binance.com", &[btc, eth_btc]),
+            "https://api.binance.com/api/v3/exchangeInfo?symbols=%5B%22BTCUSDT%22%2C%22ETHBTC%22%5D"
         );
-        let halted = r#"{"symbols":[{"symbol":"BTCUSDT","status":"BREAK"}]}"#;
+        let real = samples::text("binance_exchange_info_sample.json");
+        let found = Binance
+            .parse_listing(200, &real, &[eth_btc, btc])
+            .unwrap()
+            .unwrap();
         assert_eq!(
-            Binance.parse_listing(200, halted, btc).unwrap(),
-            Listing::Status("BREAK".into())
+            found,
+            [PairListing::listed(
+                eth_btc,
+                "ETHBTC",
+                Status::Trading,
+                "TRADING"
+            )]
+        );
+        let halted = r#"{"symbols":[{"symbol":"BTCUSDT","status":"BREAK","baseAsset":"BTC","quoteAsset":"USDT"}]}"#;
+        let found = Binance.parse_listing(200, halted, &[btc]).unwrap().unwrap();
+        assert_eq!(
+            (found[0].status, found[0].detail.as_str()),
+            (Status::Halted, "BTCUSDT: BREAK")
         );
         let invalid = r#"{"code":-1121,"msg":"Invalid symbol."}"#;
+        let one = Binance
+            .parse_listing(400, invalid, &[btc])
+            .unwrap()
+            .unwrap();
+        assert_eq!(one[0].status, Status::NotListed);
         assert_eq!(
-            Binance.parse_listing(400, invalid, btc).unwrap(),
-            Listing::NotListed
+            Binance
+                .parse_listing(400, invalid, &[btc, eth_btc])
+                .unwrap(),
+            None
         );
+        let banned = r#"{"code":-1003,"msg":"Way too many requests"}"#;
+        assert!(Binance.parse_listing(418, banned, &[btc]).is_err());
     }
 }

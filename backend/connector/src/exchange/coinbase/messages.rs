@@ -81,13 +81,19 @@ pub struct RestError {
     pub message: String,
 }
 
-/// `GET /products/{id}`, reduced to what the listing check reads:
+/// One product of `GET /products`, reduced to what the listing check reads:
 ///
 /// `{"id":"BTC-USDT","base_currency":"BTC","quote_currency":"USDT","status":"online","trading_disabled":false}`
 #[derive(Debug, Deserialize)]
 pub struct Product {
     /// `BTC-USDT`.
     pub id: String,
+    /// `BTC`.
+    #[serde(default)]
+    pub base_currency: String,
+    /// `USDT`.
+    #[serde(default)]
+    pub quote_currency: String,
     /// `online`, `offline`, `internal`, `delisted`.
     #[serde(default)]
     pub status: Option<String>,

@@ -9,10 +9,11 @@
 pub mod messages;
 
 use super::{
-    ForPair, Frame, Gap, Keepalive, Listing, Origin, Page, Venue, candle_rows, cell_decimal,
-    join_url, rfc3339_micros, stamped,
+    ForPair, Frame, Gap, Keepalive, Origin, Page, Venue, candle_rows, cell_decimal, join_url,
+    rfc3339_micros, stamped,
 };
 use crate::error::ParseError;
+use crate::listing::{PairListing, Status};
 use crate::pacer::RestLimit;
 use candles_core::symbols::{pair_from_symbol, rest_symbol, ws_symbol};
 use candles_core::verify::{ExchangeCandle, MINUTE};
@@ -143,7 +144,13 @@ impl Venue for Coinbase {
         Keepalive::Ping
     }
 
-    fn backfill_url(&self, rest_url: &str, gap: &Gap, cursor: Option<&str>) -> String {
+    fn backfill_url_for(
+        &self,
+        rest_url: &str,
+        symbol: &str,
+        gap: &Gap,
+        cursor: Option<&str>,
+    ) -> String {
         // Newest first below `after`: start just above the last missing id, walk down. An
         // open-ended gap (catch-up) starts from the newest trade.
         let after = match cursor {
@@ -152,10 +159,7 @@ impl Venue for Coinbase {
             None => format!("after={}&", gap.until_id + 1),
         };
         let limit = gap.len().clamp(1, PAGE_LIMIT);
-        let path = format!(
-            "/products/{}/trades",
-            rest_symbol(Exchange::Coinbase, gap.pair)
-        );
+        let path = format!("/products/{}/trades", symbol);
         format!("{}?{after}limit={limit}", join_url(rest_url, &path))
     }
 
@@ -181,11 +185,9 @@ impl Venue for Coinbase {
         Ok(Page { trades, next })
     }
 
-    fn listing_url(&self, rest_url: &str, pair: Pair) -> String {
-        join_url(
-            rest_url,
-            &format!("/products/{}", rest_symbol(Exchange::Coinbase, pair)),
-        )
+    /// Every product: `GET /products`.
+    fn listing_url(&self, rest_url: &str, _pairs: &[Pair]) -> String {
+        join_url(rest_url, "/products")
     }
 
     fn candle_url(&self, rest_url: &str, pair: Pair, start: Micros) -> String {
@@ -238,35 +240,42 @@ impl Venue for Coinbase {
         }))
     }
 
-    fn parse_listing(&self, status: u16, body: &str, pair: Pair) -> Result<Listing, ParseError> {
-        const WHAT_PRODUCT: &str = "coinbase product";
-        if status == 404 {
-            return Ok(Listing::NotListed);
-        }
+    /// Products are found by `base_currency` and `quote_currency`; `delisted` is delisted,
+    /// `online` without `trading_disabled` trading, anything else halted.
+    fn parse_listing(
+        &self,
+        status: u16,
+        body: &str,
+        pairs: &[Pair],
+    ) -> Result<Option<Vec<PairListing>>, ParseError> {
+        const WHAT_PRODUCTS: &str = "coinbase products";
         if let Ok(err) = serde_json::from_str::<RestError>(body) {
-            return if err.message.eq_ignore_ascii_case("notfound") {
-                Ok(Listing::NotListed)
-            } else {
-                Err(ParseError::field(
-                    WHAT_PRODUCT,
-                    "message",
-                    err.message,
-                    "refused",
-                ))
+            let why = format!("HTTP {status}: refused");
+            return Err(ParseError::field(
+                WHAT_PRODUCTS,
+                "message",
+                err.message,
+                why,
+            ));
+        }
+        let products: Vec<Product> =
+            serde_json::from_str(body).map_err(ParseError::json(WHAT_PRODUCTS))?;
+        let found = products.iter().filter_map(|p| {
+            let pair = Pair::parse(&format!("{}-{}", p.base_currency, p.quote_currency)).ok()?;
+            let raw = match (p.status.as_deref(), p.trading_disabled) {
+                (Some("online") | None, Some(true)) => "trading_disabled",
+                (s, _) => s.unwrap_or("online"),
             };
-        }
-        let product: Product =
-            serde_json::from_str(body).map_err(ParseError::json(WHAT_PRODUCT))?;
-        if product.id != rest_symbol(Exchange::Coinbase, pair) {
-            return Ok(Listing::NotListed);
-        }
-        Ok(
-            match (product.status.as_deref(), product.trading_disabled) {
-                (_, Some(true)) => Listing::Status("trading_disabled".into()),
-                (None | Some("online"), _) => Listing::Trading,
-                (Some(s), _) => Listing::Status(s.to_string()),
-            },
-        )
+            let state = match raw {
+                "online" => Status::Trading,
+                "delisted" => Status::Delisted,
+                _ => Status::Halted,
+            };
+            pairs
+                .contains(&pair)
+                .then(|| PairListing::listed(pair, &p.id, state, raw))
+        });
+        Ok(Some(found.collect()))
     }
 }
 
@@ -485,27 +494,30 @@ mod tests {
     }
 
     #[test]
-    fn listing() {
-        let btc = pair("BTC-USDT");
+    fn listing_reads_every_product_and_its_status() {
+        let (btc, doge, rgt) = (pair("BTC-USD"), pair("DOGE-USD"), pair("RGT-USD"));
         assert_eq!(
-            Coinbase.listing_url("http://h/", btc),
-            "http://h/products/BTC-USDT"
+            Coinbase.listing_url("http://h/", &[btc]),
+            "http://h/products"
         );
-        let ok = r#"{"id":"BTC-USDT","base_currency":"BTC","quote_currency":"USDT","status":"online","trading_disabled":false}"#;
+        let sample = samples::text("coinbase_products_sample.json");
+        let found = Coinbase
+            .parse_listing(200, &sample, &[btc, doge, rgt, pair("BTC-USDT")])
+            .unwrap()
+            .unwrap();
+        let got: Vec<(Status, &str)> = found
+            .iter()
+            .map(|l| (l.status, l.detail.as_str()))
+            .collect();
         assert_eq!(
-            Coinbase.parse_listing(200, ok, btc).unwrap(),
-            Listing::Trading
+            got,
+            [
+                (Status::Trading, "BTC-USD"),
+                (Status::Halted, "DOGE-USD: trading_disabled"),
+                (Status::Delisted, "RGT-USD: delisted"),
+            ]
         );
-        assert_eq!(
-            Coinbase
-                .parse_listing(404, r#"{"message":"NotFound"}"#, btc)
-                .unwrap(),
-            Listing::NotListed
-        );
-        let delisted = r#"{"id":"BTC-USDT","status":"delisted"}"#;
-        assert_eq!(
-            Coinbase.parse_listing(200, delisted, btc).unwrap(),
-            Listing::Status("delisted".into())
-        );
+        let refused = r#"{"message":"Internal server error"}"#;
+        assert!(Coinbase.parse_listing(500, refused, &[btc]).is_err());
     }
 }

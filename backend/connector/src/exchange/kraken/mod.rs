@@ -9,10 +9,11 @@
 pub mod messages;
 
 use super::{
-    ForPair, Frame, Gap, Keepalive, Listing, Origin, Page, Venue, candle_rows, cell_decimal,
-    cell_int, join_url, rfc3339_micros, stamped,
+    ForPair, Frame, Gap, Keepalive, Origin, Page, Venue, candle_rows, cell_decimal, cell_int,
+    join_url, rfc3339_micros, stamped,
 };
 use crate::error::ParseError;
+use crate::listing::{PairListing, Status};
 use crate::pacer::RestLimit;
 use candles_core::symbols::{pair_from_symbol, rest_symbol, ws_symbol};
 use candles_core::verify::ExchangeCandle;
@@ -180,7 +181,13 @@ impl Venue for Kraken {
         Keepalive::Text(serde_json::json!({"method": "ping", "req_id": seq}).to_string())
     }
 
-    fn backfill_url(&self, rest_url: &str, gap: &Gap, cursor: Option<&str>) -> String {
+    fn backfill_url_for(
+        &self,
+        rest_url: &str,
+        symbol: &str,
+        gap: &Gap,
+        cursor: Option<&str>,
+    ) -> String {
         // `since` is in nanoseconds; start just before the last published trade so that trades
         // sharing its microsecond are not skipped (the caller drops ids we already have).
         let since = cursor.map_or_else(
@@ -194,7 +201,7 @@ impl Venue for Kraken {
         format!(
             "{}?pair={}&since={since}",
             join_url(rest_url, "/0/public/Trades"),
-            rest_symbol(Exchange::Kraken, gap.pair)
+            symbol
         )
     }
 
@@ -229,12 +236,10 @@ impl Venue for Kraken {
         Ok(Page { trades, next })
     }
 
-    fn listing_url(&self, rest_url: &str, pair: Pair) -> String {
-        format!(
-            "{}?pair={}",
-            join_url(rest_url, "/0/public/AssetPairs"),
-            rest_symbol(Exchange::Kraken, pair)
-        )
+    /// Every pair: `GET /0/public/AssetPairs` (naming pairs fails the whole request when one
+    /// is unknown).
+    fn listing_url(&self, rest_url: &str, _pairs: &[Pair]) -> String {
+        join_url(rest_url, "/0/public/AssetPairs")
     }
 
     fn candle_url(&self, rest_url: &str, pair: Pair, start: Micros) -> String {
@@ -289,39 +294,47 @@ impl Venue for Kraken {
         }))
     }
 
-    fn parse_listing(&self, _status: u16, body: &str, pair: Pair) -> Result<Listing, ParseError> {
+    /// Pairs are found by `wsname`, else `altname`, else the key, read with Kraken's asset
+    /// names (`XBT`, `XDG`, legacy `XXBTZUSD`); the detail is Kraken's key. `online` is
+    /// trading, `delisted` delisted, anything else (`cancel_only`, `post_only`, `limit_only`,
+    /// `reduce_only`, `maintenance`) halted.
+    fn parse_listing(
+        &self,
+        status: u16,
+        body: &str,
+        pairs: &[Pair],
+    ) -> Result<Option<Vec<PairListing>>, ParseError> {
         const WHAT_PAIRS: &str = "kraken AssetPairs";
         let resp: RestResponse =
             serde_json::from_str(body).map_err(ParseError::json(WHAT_PAIRS))?;
-        if resp.error.iter().any(|e| e.contains("Unknown asset pair")) {
-            return Ok(Listing::NotListed);
-        }
         if !resp.error.is_empty() {
+            let why = format!("HTTP {status}: refused");
             return Err(ParseError::field(
                 WHAT_PAIRS,
                 "error",
                 resp.error.join("; "),
-                "refused",
+                why,
             ));
         }
-        let want = rest_symbol(Exchange::Kraken, pair);
         let result = resp.result.unwrap_or_default();
-        let found = result.iter().find_map(|(key, value)| {
+        let found = result.iter().filter_map(|(key, value)| {
             let info: AssetPair = serde_json::from_value(value.clone()).ok()?;
-            let by_ws_name = info
-                .wsname
-                .as_deref()
-                .is_some_and(|w| pair_from_symbol(Exchange::Kraken, w).ok() == Some(pair));
-            (key == &want || info.altname.as_deref() == Some(want.as_str()) || by_ws_name)
-                .then_some(info)
+            let names = [info.wsname.as_deref(), info.altname.as_deref(), Some(key)];
+            let pair = names
+                .into_iter()
+                .flatten()
+                .find_map(|name| pair_from_symbol(Exchange::Kraken, name).ok())?;
+            let raw = info.status.as_deref().unwrap_or("online");
+            let state = match raw {
+                "online" => Status::Trading,
+                "delisted" => Status::Delisted,
+                _ => Status::Halted,
+            };
+            pairs
+                .contains(&pair)
+                .then(|| PairListing::listed(pair, key, state, raw))
         });
-        Ok(match found {
-            None => Listing::NotListed,
-            Some(info) => match info.status.as_deref() {
-                None | Some("online") => Listing::Trading,
-                Some(s) => Listing::Status(s.to_string()),
-            },
-        })
+        Ok(Some(found.collect()))
     }
 }
 
@@ -522,46 +535,32 @@ mod tests {
     }
 
     #[test]
-    fn listing() {
-        let btc = pair("BTC-USDT");
+    fn listing_finds_pairs_under_krakens_own_names() {
         assert_eq!(
-            Kraken.listing_url("https://api.kraken.com", btc),
-            "https://api.kraken.com/0/public/AssetPairs?pair=XBTUSDT"
+            Kraken.listing_url("https://api.kraken.com", &[pair("BTC-USDT")]),
+            "https://api.kraken.com/0/public/AssetPairs"
         );
-        let ok = r#"{"error":[],"result":{"XBTUSDT":{"altname":"XBTUSDT","wsname":"XBT/USDT","status":"online"}}}"#;
-        assert_eq!(
-            Kraken.parse_listing(200, ok, btc).unwrap(),
-            Listing::Trading
-        );
-        let cancel =
-            r#"{"error":[],"result":{"XBTUSDT":{"altname":"XBTUSDT","status":"cancel_only"}}}"#;
-        assert_eq!(
-            Kraken.parse_listing(200, cancel, btc).unwrap(),
-            Listing::Status("cancel_only".into())
-        );
+        let sample = samples::text("kraken_asset_pairs_sample.json");
+        let asked = [
+            "BTC-USD", "BTC-JPY", "DOGE-USD", "ETH-BTC", "BTC-USDT", "SOL-USD",
+        ]
+        .map(pair);
+        let found = Kraken.parse_listing(200, &sample, &asked).unwrap().unwrap();
+        let mut got: Vec<(String, Status, &str)> = found
+            .iter()
+            .map(|l| (l.pair.to_string(), l.status, l.detail.as_str()))
+            .collect();
+        got.sort();
+        let want = [
+            ("BTC-JPY", Status::Trading, "XXBTZJPY"),
+            ("BTC-USD", Status::Trading, "XXBTZUSD"),
+            ("BTC-USDT", Status::Halted, "XBTUSDT: cancel_only"),
+            ("DOGE-USD", Status::Trading, "XDGUSD"),
+            ("ETH-BTC", Status::Trading, "XETHXXBT"),
+        ]
+        .map(|(p, s, d)| (p.to_string(), s, d));
+        assert_eq!(got, want);
         let unknown = r#"{"error":["EQuery:Unknown asset pair"]}"#;
-        assert_eq!(
-            Kraken.parse_listing(400, unknown, btc).unwrap(),
-            Listing::NotListed
-        );
-    }
-
-    #[test]
-    fn legacy_keys_are_found_by_their_websocket_name() {
-        // Kraken answers under legacy keys; `wsname` uses its asset names (XBT, XDG).
-        let legacy = r#"{"error":[],"result":{"XXBTZUSD":{"altname":"XBTUSD","wsname":"XBT/USD","status":"online"}}}"#;
-        assert_eq!(
-            Kraken.parse_listing(200, legacy, pair("BTC-USD")).unwrap(),
-            Listing::Trading
-        );
-        let doge = r#"{"error":[],"result":{"XDGUSD_OLD":{"altname":"DOGEUSD_ALT","wsname":"XDG/USD","status":"online"}}}"#;
-        assert_eq!(
-            Kraken.parse_listing(200, doge, pair("DOGE-USD")).unwrap(),
-            Listing::Trading
-        );
-        assert_eq!(
-            Kraken.parse_listing(200, doge, pair("ETH-USD")).unwrap(),
-            Listing::NotListed
-        );
+        assert!(Kraken.parse_listing(200, unknown, &asked).is_err());
     }
 }
