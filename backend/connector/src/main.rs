@@ -352,9 +352,13 @@ async fn last_published(
     })
 }
 
+/// How long the start waits for Redis (`--redis`) before going on without it.
+const REDIS_START_WAIT: Duration = Duration::from_secs(1);
+
 /// The Redis reporter, when `--redis` is given. It connects in the background: Redis being
-/// down (at start or later) never stops trades; failed attempts are logged and counted.
-fn reporter(args: &Args) -> anyhow::Result<Option<Reporter>> {
+/// down (at start or later) never stops trades (the start waits [`REDIS_START_WAIT`] at most);
+/// failed attempts are logged and counted.
+async fn reporter(args: &Args) -> anyhow::Result<Option<Reporter>> {
     let Some(url) = &args.redis else {
         return Ok(None);
     };
@@ -363,6 +367,9 @@ fn reporter(args: &Args) -> anyhow::Result<Option<Reporter>> {
         telemetry::side_channel_failed(exchange, "connect", e);
     })
     .context("the Redis URL (--redis) for reports")?;
+    if !reporter.wait_connected(REDIS_START_WAIT).await {
+        tracing::warn!("Redis (--redis) not reachable yet: streaming trades, reports wait for it");
+    }
     Ok(Some(reporter))
 }
 
@@ -416,7 +423,7 @@ async fn main_inner(args: Args, properties: KafkaProperties) -> Result<(), Failu
     let mut config = connector_config(&args);
     let shutdown = CancellationToken::new();
     candles_runtime::cancel_on_shutdown(shutdown.clone());
-    let reporter = reporter(&args)?;
+    let reporter = reporter(&args).await?;
     if !args.skip_pair_check {
         let listings = listed_pairs(&args, &config, reporter.clone(), &shutdown).await?;
         config.pairs = listing::served(&listings);

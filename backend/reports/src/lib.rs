@@ -199,6 +199,16 @@ impl Reporter {
         self.conn.initialized()
     }
 
+    /// Waits at most `within` for the first connection; whether it is made. (A start can give
+    /// a reachable Redis a moment, so its first reports are not refused, and go on without it.)
+    pub async fn wait_connected(&self, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        while !self.is_connected() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.is_connected()
+    }
+
     /// The shared connection, or [`not_connected`].
     fn conn(&self) -> redis::RedisResult<ConnectionManager> {
         self.conn.get().cloned().ok_or_else(not_connected)
@@ -356,6 +366,7 @@ mod tests {
         };
         let err = reporter.verification(&v).await.unwrap_err();
         assert!(err.to_string().contains("not connected"), "{err}");
+        assert!(!reporter.wait_connected(Duration::from_millis(100)).await);
         // Each attempt is the connection manager's own few retries (a few seconds).
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while failures.load(std::sync::atomic::Ordering::Relaxed) < 1 {
