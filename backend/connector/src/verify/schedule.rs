@@ -5,11 +5,13 @@
 //! no answer, it is due again after a doubling wait ([`Doubling`]), until
 //! [`Settings::patience`] after the minute's end, when it is given up (`unavailable`). The queue
 //! holds at most [`Settings::max_pending`] checks: when full, the oldest is dropped (counted).
+//! Each pair's minute is taken once, and never a minute older than one taken (a candle
+//! published again, or replayed, is not counted twice).
 
 use candles_core::retry::Doubling;
 use candles_core::verify::MINUTE;
 use candles_core::{Candle, Exchange, Micros, Pair};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 /// How the verifier waits for the exchange.
@@ -106,6 +108,8 @@ pub struct Pending {
     checks: VecDeque<Check>,
     max: usize,
     dropped: u64,
+    /// The newest minute taken per pair: a minute is checked once, and never one before it.
+    newest: HashMap<Pair, Micros>,
 }
 
 impl Pending {
@@ -115,15 +119,33 @@ impl Pending {
             checks: VecDeque::new(),
             max: max.max(1),
             dropped: 0,
+            newest: HashMap::new(),
         }
     }
 
-    /// Adds `check`, unless the same pair and minute is already waiting (`false`). When full,
-    /// the oldest minute is dropped first and returned.
+    /// Adds a new `check`, unless its pair already had this minute or a later one (`false`: a
+    /// minute is checked once, and a minute older than one taken is not taken). When full, the
+    /// oldest minute is dropped first and returned.
     pub fn push(&mut self, check: Check) -> (bool, Option<Check>) {
-        if self.checks.iter().any(|c| c.key() == check.key()) {
+        let (pair, start) = check.key();
+        if self
+            .newest
+            .get(&pair)
+            .is_some_and(|&newest| start <= newest)
+        {
             return (false, None);
         }
+        self.newest.insert(pair, start);
+        (true, self.insert(check))
+    }
+
+    /// Puts back a check that was due and asked again.
+    pub fn put_back(&mut self, check: Check) {
+        self.insert(check);
+    }
+
+    /// Adds `check`, dropping (and returning) the oldest minute when full.
+    fn insert(&mut self, check: Check) -> Option<Check> {
         let mut dropped = None;
         if self.checks.len() >= self.max {
             let oldest = (0..self.checks.len()).min_by_key(|&i| self.checks[i].candle.start);
@@ -131,12 +153,7 @@ impl Pending {
             self.dropped += 1;
         }
         self.checks.push_back(check);
-        (true, dropped)
-    }
-
-    /// Puts back a check that was due and asked again (it keeps its place among equals).
-    pub fn put_back(&mut self, check: Check) {
-        self.push(check);
+        dropped
     }
 
     /// Takes the check due earliest if it is due at `now`.
@@ -247,7 +264,7 @@ mod tests {
     }
 
     #[test]
-    fn the_same_minute_is_queued_once() {
+    fn a_minute_is_taken_once_and_never_one_older_than_taken() {
         let mut p = Pending::new(10);
         assert!(
             p.push(Check::new(candle("btcusdt", 10), false, &settings()))
@@ -257,13 +274,31 @@ mod tests {
             !p.push(Check::new(candle("btcusdt", 10), true, &settings()))
                 .0
         );
-        assert_eq!(p.len(), 1);
+        assert!(
+            !p.push(Check::new(candle("btcusdt", 9), false, &settings()))
+                .0
+        );
+        assert!(
+            p.push(Check::new(candle("ethusdt", 9), false, &settings()))
+                .0
+        );
+        assert_eq!(p.len(), 2);
+        // Checked and gone, the minute is still not taken again.
+        while p.take_due(Micros(20 * MIN)).is_some() {}
+        assert!(
+            !p.push(Check::new(candle("btcusdt", 10), false, &settings()))
+                .0
+        );
+        assert!(
+            p.push(Check::new(candle("btcusdt", 11), false, &settings()))
+                .0
+        );
     }
 
     #[test]
     fn a_full_queue_drops_the_oldest_minute_and_counts_it() {
         let mut p = Pending::new(2);
-        p.push(Check::new(candle("btcusdt", 11), false, &settings()));
+        p.push(Check::new(candle("ethusdt", 11), false, &settings()));
         p.push(Check::new(candle("btcusdt", 10), false, &settings()));
         let (queued, dropped) = p.push(Check::new(candle("btcusdt", 12), false, &settings()));
         assert!(queued);
