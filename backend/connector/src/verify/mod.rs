@@ -110,14 +110,16 @@ impl Verifier {
     }
 
     /// Queues our candle for checking; `partial`: its trades are known to be incomplete. Only a
-    /// final 1-minute candle of this verifier's exchange and one of its pairs is taken (`true`);
-    /// anything else is ignored (`false`), as is a minute already taken or older than one taken.
+    /// final 1-minute candle of this verifier's exchange and one of its pairs, of a minute that
+    /// ended within the last hour ([`schedule::plausible`]), is taken (`true`); anything else is
+    /// ignored (`false`), as is a minute already taken or older than one taken.
     pub fn check(&self, candle: &Candle, partial: bool) -> bool {
         let s = &self.shared;
         if candle.source != Source::Exchange(s.exchange)
             || candle.interval != MINUTE
             || !candle.is_final
             || !s.pairs.contains(&candle.pair)
+            || !schedule::plausible(candle.start, Micros::now())
         {
             return false;
         }

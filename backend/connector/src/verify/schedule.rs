@@ -97,6 +97,20 @@ impl Check {
     }
 }
 
+/// How far a final minute's end may lie ahead of our clock (clock skew between hosts).
+const MAX_LEAD: Duration = Duration::from_secs(60);
+/// The oldest minute taken, before our clock.
+const MAX_AGE: Duration = Duration::from_secs(3600);
+
+/// Whether a final minute starting at `start` is plausible at `now`: it has ended (give or
+/// take [`MAX_LEAD`] of clock skew) and is less than [`MAX_AGE`] old. Candles come from Redis,
+/// which anyone who can write to it can publish on: one dated 2100 must not hold back every
+/// real minute, nor one of 1970 cost a request.
+pub fn plausible(start: Micros, now: Micros) -> bool {
+    let end = MINUTE.window_end(start);
+    end <= plus(now, MAX_LEAD) && plus(start, MAX_AGE) >= now
+}
+
 fn plus(t: Micros, d: Duration) -> Micros {
     let us = i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
     Micros(t.0.saturating_add(us))
@@ -261,6 +275,18 @@ mod tests {
         let second = p.take_due(Micros(13 * MIN)).unwrap();
         assert_eq!(second.candle.pair, Pair::parse("ethusdt").unwrap());
         assert!(p.is_empty());
+    }
+
+    #[test]
+    fn only_minutes_that_ended_within_the_hour_are_plausible() {
+        let now = Micros(100 * MIN + 30 * S);
+        assert!(plausible(Micros(99 * MIN), now));
+        assert!(plausible(Micros(100 * MIN), now), "a minute of skew");
+        assert!(!plausible(Micros(101 * MIN), now));
+        assert!(!plausible(Micros(4_102_444_800_000_000), now), "2100");
+        assert!(plausible(Micros(40 * MIN + 30 * S), now));
+        assert!(!plausible(Micros(39 * MIN), now));
+        assert!(!plausible(Micros(1_000_000), now), "1970");
     }
 
     #[test]
