@@ -16,7 +16,7 @@ use candles_connector::listing::{self, PairListing, Status};
 use candles_connector::pacer::{Pacer, RestLimit};
 use candles_connector::rest::ListingError;
 use candles_connector::{
-    ConnState, ConnectorConfig, KafkaSink, read_listing, resume, run, telemetry,
+    ConnState, ConnectorConfig, KafkaSink, read_listing, resume, run, telemetry, verify,
 };
 use candles_core::retry::Doubling;
 use candles_core::{Exchange, Micros, Pair};
@@ -86,6 +86,14 @@ struct Args {
     /// services' `--redis-prefix`.
     #[arg(long, env = "CANDLES_REDIS_PREFIX")]
     redis_prefix: Option<String>,
+    /// Do not verify our final 1-minute candles against the exchange's own (verification is on
+    /// whenever `--redis` is given: it reads the services' candles and reports there).
+    #[arg(long, env = "CANDLES_NO_VERIFY")]
+    no_verify: bool,
+    /// How long after a minute's end the verifier keeps asking the exchange for its candle
+    /// before the verdict is `unavailable` (e.g. 3m).
+    #[arg(long, env = "CANDLES_VERIFY_PATIENCE", default_value = "3m", value_parser = parse_duration)]
+    verify_patience: Duration,
     #[command(flatten)]
     kafka: candles_kafka::KafkaPropertyArgs,
 }
@@ -344,15 +352,45 @@ async fn last_published(
     })
 }
 
-/// The Redis reporter, when `--redis` is given (it reconnects on its own after a start).
+/// How long the start waits for Redis (`--redis`) before going on without it.
+const REDIS_START_WAIT: Duration = Duration::from_secs(1);
+
+/// The Redis reporter, when `--redis` is given. It connects in the background: Redis being
+/// down (at start or later) never stops trades (the start waits [`REDIS_START_WAIT`] at most);
+/// failed attempts are logged and counted.
 async fn reporter(args: &Args) -> anyhow::Result<Option<Reporter>> {
     let Some(url) = &args.redis else {
         return Ok(None);
     };
-    let reporter = Reporter::connect(url, args.redis_prefix.as_deref())
-        .await
-        .with_context(|| format!("connecting to Redis at {url} (--redis) for reports"))?;
+    let exchange = args.exchange;
+    let reporter = Reporter::connect_in_background(url, args.redis_prefix.as_deref(), move |e| {
+        telemetry::side_channel_failed(exchange, "connect", e);
+    })
+    .context("the Redis URL (--redis) for reports")?;
+    if !reporter.wait_connected(REDIS_START_WAIT).await {
+        tracing::warn!("Redis (--redis) not reachable yet: streaming trades, reports wait for it");
+    }
     Ok(Some(reporter))
+}
+
+/// Starts verifying our 1m candles against the exchange's (with `--redis`, unless
+/// `--no-verify`), sharing `config`'s REST pace.
+fn start_verifying(
+    args: &Args,
+    config: &ConnectorConfig,
+    reporter: Option<&Reporter>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let (Some(url), Some(reporter)) = (&args.redis, reporter) else {
+        return Ok(());
+    };
+    if args.no_verify {
+        tracing::info!("verification off (--no-verify)");
+        return Ok(());
+    }
+    let mut settings = verify::Settings::for_exchange(config.exchange);
+    settings.patience = args.verify_patience;
+    verify::relay::spawn(config, url, reporter.clone(), settings, shutdown.clone())
 }
 
 /// The library's configuration from the flags.
@@ -396,6 +434,7 @@ async fn main_inner(args: Args, properties: KafkaProperties) -> Result<(), Failu
     }
     // Continue exactly where an earlier run of this connector stopped.
     config.resume = last_published(&args, &properties, &config).await?;
+    start_verifying(&args, &config, reporter.as_ref(), &shutdown)?;
     let (status_tx, mut status_rx) = tokio::sync::watch::channel(ConnState::Connecting);
     tokio::spawn(async move {
         while status_rx.changed().await.is_ok() {
