@@ -3,9 +3,11 @@
 //! chart ([`crate::chart`]). Prices are shown at the pair's own precision everywhere (header,
 //! axis, last-price tag), and the last price, its tag and the change share one colour. In
 //! inspect mode the selected panel's header is the readout of the candle under the cursor
-//! ([`crate::inspect`]), which the chart marks.
+//! ([`crate::inspect`]), which the chart marks. The bottom border holds the overlays' legend
+//! on the left and the verification badge ([`crate::badge`]) on the right.
 
 use crate::app::App;
+use crate::badge::badge;
 use crate::chart::{CandleChart, DOWN, UP, price, price_decimals, rises};
 use crate::inspect::readout;
 use crate::labels::state_label;
@@ -27,7 +29,7 @@ pub fn panel(app: &App, index: usize, pair: Pair, area: Rect, buf: &mut Buffer) 
         .map(|s| s.candles.values().collect())
         .unwrap_or_default();
     if inner.height == 0 || inner.width == 0 || candles.is_empty() {
-        block.render(area, buf);
+        with_badge(block, app, pair, area.width, 0).render(area, buf);
         if !inner.is_empty() {
             waiting(app, pair, inner, buf);
         }
@@ -42,9 +44,9 @@ pub fn panel(app: &App, index: usize, pair: Pair, area: Rect, buf: &mut Buffer) 
     let (head, chart_area, pane_area, mut chart) = layout(app, index, &candles, inner, head_rows);
     chart.overlays = &overlays;
     let newest = chart.candles.len() - 1;
-    block
-        .title_bottom(legend(app.overlays, &overlays, newest, decimals))
-        .render(area, buf);
+    let legend = legend(app.overlays, &overlays, newest, decimals);
+    let used = legend.width();
+    with_badge(block.title_bottom(legend), app, pair, area.width, used).render(area, buf);
     match lines {
         Some(lines) => Paragraph::new(lines).render(head, buf),
         None => {
@@ -62,6 +64,22 @@ pub fn panel(app: &App, index: usize, pair: Pair, area: Rect, buf: &mut Buffer) 
     chart.render(chart_area, buf);
     if let Some(pane_area) = pane_area {
         venues::pane(app.view(), pair, &placed, pane_area, buf);
+    }
+}
+
+/// `block` with the verification badge ([`crate::badge`]) right-aligned on its bottom border,
+/// in the room a border `width` wide leaves beside `used` columns of legend.
+fn with_badge(
+    block: Block<'static>,
+    app: &App,
+    pair: Pair,
+    width: u16,
+    used: usize,
+) -> Block<'static> {
+    let room = usize::from(width).saturating_sub(used + 3);
+    match badge(app, pair, room) {
+        Some(line) => block.title_bottom(line.right_aligned()),
+        None => block,
     }
 }
 
