@@ -9,7 +9,10 @@
 //! 3. Send history from Redis (oldest first, `historical: true`), then live candles. A final
 //!    whose start is at or before the last one sent for its series is dropped, so the seam has
 //!    no duplicate, and a live update for an already-final window is dropped as stale.
-//! 4. Each client has a bounded queue ([`crate::ServiceConfig::client_queue`]). When it
+//! 4. With `verifications`: the hub's verdicts are subscribed to first too, then the stored ones
+//!    of the client's pairs (every exchange) are sent after history, then each new one, once
+//!    ([`crate::verdicts`]).
+//! 5. Each client has a bounded queue ([`crate::ServiceConfig::client_queue`]). When it
 //!    overflows the client receives `RESOURCE_EXHAUSTED` ("client too slow: ... dropped") ahead
 //!    of anything still queued, and its stream ends; other clients are unaffected.
 
@@ -33,11 +36,12 @@ use crate::config::ServiceConfig;
 use crate::hub::{Hub, HubCandle};
 use crate::ratelimit::SharedLogLimit;
 use crate::store::Store;
+use crate::verdicts::VerdictFilter;
 use candles_core::time::Duration;
 use candles_core::{Interval, Intervals, Pair};
 use candles_proto::v1::candle_service_server::CandleService;
 use candles_proto::v1::{ListMarketsRequest, ListMarketsResponse, Market, SubscribeRequest};
-use client::{Client, ClientStream, Filter, SlowClient};
+use client::{Client, ClientStream, Filter, SlowClient, Verdicts};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
@@ -118,6 +122,25 @@ impl Candles {
     }
 }
 
+impl Candles {
+    /// The verdicts `sub` asks for (none unless it asked): the hub's, subscribed to first, and
+    /// the stored ones of its pairs.
+    async fn verdicts(&self, sub: &Subscription) -> Result<Option<Verdicts>, Status> {
+        if !sub.verifications {
+            return Ok(None);
+        }
+        let live = self.hub.subscribe_verdicts();
+        let stored = self.store.verdicts(&sub.pairs).await.map_err(|e| {
+            Status::unavailable(format!("cannot read verdicts: {e}; retry shortly"))
+        })?;
+        Ok(Some(Verdicts {
+            stored,
+            live,
+            filter: VerdictFilter::new(&sub.pairs),
+        }))
+    }
+}
+
 #[tonic::async_trait]
 impl CandleService for Candles {
     type SubscribeStream = ClientStream;
@@ -148,6 +171,7 @@ impl CandleService for Candles {
         let conn = limits::ConnInfo::of(request.extensions()).map(|i| i.conn.clone());
         // Subscribe first: whatever is published while history is read is buffered here.
         let live = self.hub.subscribe();
+        let verdicts = self.verdicts(&sub).await?;
         let history = self.history(&sub, interval).await?;
         tracing::debug!(pairs = ?sub.pairs, sources = ?sub.sources, %interval, history = sub.history, live = sub.live_updates, "client subscribed");
         let client = Client {
@@ -160,6 +184,7 @@ impl CandleService for Candles {
                 grace: self.slow_client_grace,
                 conn,
             },
+            verdicts,
         };
         Ok(Response::new(
             client.start(&self.tracker, self.shutdown.clone()),

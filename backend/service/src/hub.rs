@@ -1,7 +1,9 @@
 //! One Redis subscriber per instance, fanned out to the instance's gRPC clients.
 //!
 //! The subscriber pattern-subscribes to every pair's channel of every served interval and pushes each
-//! candle into a [`tokio::sync::broadcast`]; each client task holds a receiver. When Redis goes
+//! candle into a [`tokio::sync::broadcast`]; each client task holds a receiver. It also subscribes
+//! to the connectors' verdict channel ([`crate::verdicts`]): verdicts go through a broadcast of
+//! their own, received only by the clients that asked for them. When Redis goes
 //! away the subscriber reconnects with backoff and resubscribes; clients stay connected. Finals
 //! published while the subscription was down (the consumer holds them and publishes them when
 //! Redis is back, possibly before this subscriber is back) are read from the history after the
@@ -12,6 +14,7 @@ use crate::metrics as m;
 use crate::redis_input::{ReadFrom, RedisCheck, reject};
 use crate::status::DependencyStatus;
 use crate::store::Store;
+use crate::verdicts::HubVerdict;
 use candles_core::retry::Doubling;
 use candles_core::{Candle, Interval, Micros, Pair, Source};
 use candles_proto::v1;
@@ -77,13 +80,26 @@ impl HubCandle {
 #[derive(Clone)]
 pub struct Hub {
     tx: broadcast::Sender<Arc<HubCandle>>,
+    verdicts: broadcast::Sender<Arc<HubVerdict>>,
 }
 
 impl Hub {
     /// A hub buffering up to `capacity` candles for the slowest client task.
     pub fn new(capacity: usize) -> Hub {
         let (tx, _) = broadcast::channel(capacity.max(16));
-        Hub { tx }
+        // A verdict per pair, exchange and minute: a small buffer is plenty.
+        let (verdicts, _) = broadcast::channel(1024);
+        Hub { tx, verdicts }
+    }
+
+    /// A receiver of every verdict sent from now on.
+    pub fn subscribe_verdicts(&self) -> broadcast::Receiver<Arc<HubVerdict>> {
+        self.verdicts.subscribe()
+    }
+
+    /// Sends a verdict to every client task that asked for verdicts.
+    pub fn send_verdict(&self, verdict: HubVerdict) {
+        let _ = self.verdicts.send(Arc::new(verdict));
     }
 
     /// A receiver of every candle sent from now on.
@@ -152,11 +168,19 @@ async fn forward(
     hub: &Hub,
     stop: &CancellationToken,
 ) -> bool {
+    let verdicts = store.reports().verifications();
     let mut messages = pubsub.on_message();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return true,
             msg = messages.next() => match msg {
+                Some(msg) if msg.get_channel_name() == verdicts => {
+                    let bytes = msg.get_payload_bytes();
+                    match HubVerdict::decode(bytes, store.check()) {
+                        Ok(v) => hub.send_verdict(v),
+                        Err(_) => reject("verification", bytes),
+                    }
+                }
                 Some(msg) => {
                     if let Some(c) = HubCandle::decode(msg.get_payload_bytes(), store.check()) {
                         hub.send(c);
@@ -203,6 +227,7 @@ pub async fn run_subscriber(
         let connect = async {
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.psubscribe(&patterns).await?;
+            pubsub.subscribe(store.reports().verifications()).await?;
             Ok::<_, redis::RedisError>(pubsub)
         };
         let pubsub = tokio::select! {

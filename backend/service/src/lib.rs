@@ -77,6 +77,7 @@ pub mod ratelimit;
 pub mod redis_input;
 pub mod status;
 pub mod store;
+pub mod verdicts;
 
 pub use config::{ServiceConfig, TlsFiles};
 

@@ -16,6 +16,7 @@
 //! after trimming. Two instances replaying the same window publish it once.
 
 use crate::redis_input::{ReadFrom, RedisCheck, reject};
+use crate::verdicts::HubVerdict;
 use candles_core::{Candle, Interval, Micros, Pair, Source};
 use candles_proto::v1;
 use prost::Message as _;
@@ -176,6 +177,40 @@ impl Store {
     /// The key names its reads use.
     pub fn keys(&self) -> &Keys {
         &self.keys
+    }
+
+    /// The names of the connectors' reports under this deployment's prefix.
+    pub fn reports(&self) -> candles_reports::Keys {
+        candles_reports::Keys::new(&self.prefix)
+    }
+
+    /// The stored verdicts on `pairs`, every exchange: per pair and exchange, the latest
+    /// mismatch (when older than the latest verdict) and the latest verdict. Stored verdicts
+    /// that fail [`HubVerdict::check`] are skipped.
+    pub async fn verdicts(&self, pairs: &[Pair]) -> Result<Vec<HubVerdict>, StoreError> {
+        let keys = self.reports();
+        let mut conn = self.conn.clone();
+        let mut out = Vec::new();
+        for &pair in pairs {
+            for exchange in candles_core::Exchange::ALL {
+                let source = Source::Exchange(exchange);
+                let (latest, mismatch) =
+                    candles_reports::read_latest(&mut conn, &keys, pair, source)
+                        .await
+                        .map_err(err("reading verdicts"))?;
+                let [mismatch, latest] = [mismatch, latest]
+                    .map(|v| v.and_then(|v| HubVerdict::check(v, &self.check).ok()));
+                if let Some(m) = mismatch
+                    && latest
+                        .as_ref()
+                        .is_none_or(|l| (m.start, m.checked_at) < (l.start, l.checked_at))
+                {
+                    out.push(m);
+                }
+                out.extend(latest);
+            }
+        }
+        Ok(out)
     }
 
     /// The same handle (one connection) reading the keys of `interval`.

@@ -6,6 +6,7 @@ use super::request::Subscription;
 use crate::hub::HubCandle;
 use crate::metrics as m;
 use crate::ratelimit::SharedLogLimit;
+use crate::verdicts::{HubVerdict, VerdictFilter};
 use candles_core::time::Duration;
 use candles_core::{Interval, Micros, Pair, Source};
 use candles_proto::v1::SubscribeResponse;
@@ -84,9 +85,39 @@ impl Drop for ClientGuard {
 type Item = Result<SubscribeResponse, Status>;
 
 /// What a client's queue holds: a shared candle (the hub's own `Arc`, not a copy) and whether it
-/// is history. Small (two words and a flag), so an idle client's queue costs little memory; the
-/// wire message is built when the client's stream takes it.
-type Queued = (Arc<HubCandle>, bool);
+/// is history, or a shared verdict. Small (two words and a flag), so an idle client's queue
+/// costs little memory; the wire message is built when the client's stream takes it.
+enum Queued {
+    Candle(Arc<HubCandle>, bool),
+    Verdict(Arc<HubVerdict>),
+}
+
+impl Queued {
+    fn response(&self) -> SubscribeResponse {
+        match self {
+            Queued::Candle(c, historical) => SubscribeResponse {
+                candle: Some(c.wire.clone()),
+                historical: *historical,
+                verification: None,
+            },
+            Queued::Verdict(v) => SubscribeResponse {
+                candle: None,
+                historical: false,
+                verification: Some(v.wire.clone()),
+            },
+        }
+    }
+}
+
+/// The verdicts a client asked for: the stored ones to send first, then the hub's.
+pub struct Verdicts {
+    /// Stored verdicts, sent first.
+    pub stored: Vec<HubVerdict>,
+    /// The hub's verdicts, subscribed to before the stored ones were read.
+    pub live: broadcast::Receiver<Arc<HubVerdict>>,
+    /// Which verdicts, each once.
+    pub filter: VerdictFilter,
+}
 
 /// A client's response stream: an abort status (overflow) first, else the bounded queue.
 pub struct ClientStream {
@@ -112,15 +143,9 @@ impl Stream for ClientStream {
                 Poll::Pending => {}
             }
         }
-        self.queue.poll_recv(cx).map(|item| {
-            item.map(|(c, historical)| {
-                Ok(SubscribeResponse {
-                    candle: Some(c.wire.clone()),
-                    historical,
-                    verification: None,
-                })
-            })
-        })
+        self.queue
+            .poll_recv(cx)
+            .map(|item| item.map(|queued| Ok(queued.response())))
     }
 }
 
@@ -136,6 +161,8 @@ pub struct Client {
     pub grace: Duration,
     /// How a client that falls behind is dropped.
     pub slow: SlowClient,
+    /// The verdicts, when the client asked for them.
+    pub verdicts: Option<Verdicts>,
 }
 
 impl Client {
@@ -164,17 +191,37 @@ impl Client {
             if !self.filter.accept(&c) {
                 continue;
             }
-            let item = (Arc::new(c), true);
-            match tokio::time::timeout(std::time::Duration::from_secs(10), tx.send(item)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return,
-                Err(_) => return self.slow.drop_client(abort_tx, tx).await,
+            match send_first(&tx, Queued::Candle(Arc::new(c), true)).await {
+                Ok(()) => {}
+                Err(Stop::Gone) => return,
+                Err(Stop::Slow) => return self.slow.drop_client(abort_tx, tx).await,
+            }
+        }
+        if let Some(verdicts) = self.verdicts.as_mut() {
+            for v in std::mem::take(&mut verdicts.stored) {
+                if !verdicts.filter.accept(&v) {
+                    continue;
+                }
+                match send_first(&tx, Queued::Verdict(Arc::new(v))).await {
+                    Ok(()) => {}
+                    Err(Stop::Gone) => return,
+                    Err(Stop::Slow) => return self.slow.drop_client(abort_tx, tx).await,
+                }
             }
         }
         loop {
             let c = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tx.closed() => return,
+                v = next_verdict(&mut self.verdicts) => match v {
+                    Ok(v) => {
+                        if tx.try_send(Queued::Verdict(v)).is_err() {
+                            return self.slow.drop_client(abort_tx, tx).await;
+                        }
+                        continue;
+                    }
+                    Err(()) => return self.slow.drop_client(abort_tx, tx).await,
+                },
                 r = self.live.recv() => match r {
                     Ok(c) => c,
                     Err(broadcast::error::RecvError::Lagged(_)) => return self.slow.drop_client(abort_tx, tx).await,
@@ -185,7 +232,7 @@ impl Client {
                 continue;
             }
             let (is_final, end) = (c.is_final, c.end);
-            match tx.try_send((c, false)) {
+            match tx.try_send(Queued::Candle(c, false)) {
                 Ok(()) => {
                     if is_final {
                         let due = end.plus(self.grace);
@@ -198,6 +245,39 @@ impl Client {
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => return,
             }
+        }
+    }
+}
+
+/// Why a client's task stops sending.
+enum Stop {
+    /// The client went away.
+    Gone,
+    /// The client reads too slowly.
+    Slow,
+}
+
+/// Queues what a client gets first (history, stored verdicts), waiting up to 10 s for room.
+async fn send_first(tx: &mpsc::Sender<Queued>, item: Queued) -> Result<(), Stop> {
+    match tokio::time::timeout(std::time::Duration::from_secs(10), tx.send(item)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(Stop::Gone),
+        Err(_) => Err(Stop::Slow),
+    }
+}
+
+/// The next verdict for this client (never, when it asked for none); `Err` when it fell so far
+/// behind that verdicts were lost.
+async fn next_verdict(verdicts: &mut Option<Verdicts>) -> Result<Arc<HubVerdict>, ()> {
+    let Some(verdicts) = verdicts else {
+        return std::future::pending().await;
+    };
+    loop {
+        match verdicts.live.recv().await {
+            Ok(v) if verdicts.filter.accept(&v) => return Ok(v),
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(_)) => return Err(()),
+            Err(broadcast::error::RecvError::Closed) => return std::future::pending().await,
         }
     }
 }

@@ -20,6 +20,8 @@ pub struct Subscription {
     pub history: usize,
     /// Whether in-progress candles are wanted.
     pub live_updates: bool,
+    /// Whether the verdicts on the pairs' candles are wanted.
+    pub verifications: bool,
 }
 
 /// Checks a request; the error names the bad input and what is accepted.
@@ -75,6 +77,7 @@ pub fn validate(
         sources,
         history,
         live_updates: req.live_updates,
+        verifications: req.verifications,
     })
 }
 
