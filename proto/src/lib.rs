@@ -98,8 +98,8 @@ impl From<&Trade> for v1::Trade {
             } as i32,
             trade_time: Some(timestamp(t.time)),
             received_time: Some(timestamp(t.received)),
-            complete_since: None,
-            after_unfilled_gap: false,
+            complete_since: t.complete_since.map(timestamp),
+            after_unfilled_gap: t.after_unfilled_gap,
         }
     }
 }
@@ -130,6 +130,12 @@ impl TryFrom<&v1::Trade> for Trade {
             },
             time: micros("trade_time", t.trade_time.as_ref())?,
             received: micros("received_time", t.received_time.as_ref())?,
+            complete_since: t
+                .complete_since
+                .as_ref()
+                .map(|since| micros("complete_since", Some(since)))
+                .transpose()?,
+            after_unfilled_gap: t.after_unfilled_gap,
         })
     }
 }
@@ -154,7 +160,7 @@ impl From<&Candle> for v1::Candle {
             sell_volume: c.sell_volume.normalize().to_string(),
             r#final: c.is_final,
             published_at: None,
-            partial: false,
+            partial: c.partial,
         }
     }
 }
@@ -177,6 +183,7 @@ impl TryFrom<&v1::Candle> for Candle {
             sell_volume: decimal("sell_volume", &c.sell_volume)?,
             trades: c.trades,
             is_final: c.r#final,
+            partial: c.partial,
         })
     }
 }
@@ -204,6 +211,12 @@ mod tests {
         let back = Trade::try_from(&v1::Trade::decode(bytes.as_slice()).unwrap()).unwrap();
         assert_eq!(back, t);
         assert_eq!(back.price.to_string(), "43381.54000000");
+        // The stream marks travel too.
+        t.complete_since = Some(Micros(1_706_602_760_000_000));
+        t.after_unfilled_gap = true;
+        let bytes = v1::Trade::from(&t).encode_to_vec();
+        let back = Trade::try_from(&v1::Trade::decode(bytes.as_slice()).unwrap()).unwrap();
+        assert_eq!(back, t);
     }
 
     #[test]
@@ -259,6 +272,10 @@ mod tests {
         c.quote_volume = Decimal::from_str("203").unwrap();
         let wire = v1::Candle::from(&c);
         assert_eq!(wire.vwap, "101.5");
+        assert_eq!(Candle::try_from(&wire).unwrap(), c);
+        c.partial = true;
+        let wire = v1::Candle::from(&c);
+        assert!(wire.partial);
         assert_eq!(Candle::try_from(&wire).unwrap(), c);
     }
 }

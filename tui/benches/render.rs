@@ -44,6 +44,7 @@ fn series(pair: &str, base: f64, n: usize, seed: u64) -> Vec<Candle> {
                 sell_volume: Decimal::ONE,
                 trades: 10,
                 is_final: i + 1 < n,
+                partial: false,
             }
         })
         .collect()

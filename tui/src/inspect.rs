@@ -102,6 +102,7 @@ mod tests {
             sell_volume: d("1"),
             trades: 7,
             is_final: true,
+            partial: false,
         };
         let text: Vec<String> = readout(&c, 2)
             .iter()

@@ -252,6 +252,7 @@ mod tests {
             sell_volume: d("0.2345"),
             trades: 42,
             is_final: true,
+            partial: false,
         }
     }
 

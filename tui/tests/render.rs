@@ -52,6 +52,7 @@ fn walk(pair: &str, base: f64, n: usize, seed: u64) -> Vec<Candle> {
                 sell_volume: Decimal::ONE,
                 trades: (rnd() * 50.0) as u64 + 1,
                 is_final: i + 1 < n,
+                partial: false,
             }
         })
         .collect()

@@ -71,6 +71,7 @@ fn ours(exchange: Exchange, trades: &[Trade], start: Micros) -> Candle {
         sell_volume: sum(&side(Side::Sell)),
         trades: mine.len() as u64,
         is_final: true,
+        partial: false,
     }
 }
 

@@ -50,6 +50,10 @@ pub struct Candle {
     pub trades: u64,
     /// Final (the window was closed) or an in-progress snapshot.
     pub is_final: bool,
+    /// The window's trades are known to be incomplete: it starts before its exchange's stream
+    /// was complete (a cold start), or holds a trade after a gap REST could not fill; a rollup
+    /// or composite is partial when one of its parts is (see [`crate::engine`]).
+    pub partial: bool,
 }
 
 impl Candle {
@@ -134,6 +138,7 @@ impl Candle {
             sell_volume: Decimal::ZERO,
             trades: 0,
             is_final: true,
+            partial: false,
         }
     }
 }

@@ -25,6 +25,13 @@ pub struct Trade {
     pub time: Micros,
     /// When the connector received it.
     pub received: Micros,
+    /// Set on the first trade of a stream that starts cold (nothing of this exchange and pair
+    /// published before it): the connector has every trade of the pair from this instant on, so
+    /// a window of this exchange starting before it is partial. `None` on every other trade.
+    pub complete_since: Option<Micros>,
+    /// Trades just before this one are missing and could not be fetched (a gap REST could not
+    /// fill): the window holding it is partial.
+    pub after_unfilled_gap: bool,
 }
 
 /// A decimal field that could not be used.
@@ -57,7 +64,8 @@ pub fn parse_positive_decimal(field: &'static str, text: &str) -> Result<Decimal
 }
 
 impl Trade {
-    /// A trade with `received == time`, for tests and replays.
+    /// A trade with `received == time` and no marks (not cold, no unfilled gap before it), for
+    /// tests and replays.
     pub fn new(
         exchange: Exchange,
         pair: Pair,
@@ -76,6 +84,8 @@ impl Trade {
             side,
             time,
             received: time,
+            complete_since: None,
+            after_unfilled_gap: false,
         })
     }
 }

@@ -231,6 +231,7 @@ mod tests {
             sell_volume: d("1"),
             trades: 3,
             is_final: true,
+            partial: false,
         }
     }
 

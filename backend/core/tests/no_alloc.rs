@@ -89,6 +89,8 @@ fn trades(count: usize) -> Vec<Trade> {
             side,
             time: Micros(time),
             received,
+            complete_since: None,
+            after_unfilled_gap: false,
         });
     }
     out.sort_by_key(|t| t.received);

@@ -62,6 +62,8 @@ fn arrivals(raw: &[Raw]) -> Vec<(Trade, Micros)> {
                 side: [Side::Buy, Side::Sell, Side::Unknown][side],
                 time,
                 received: Micros(time.0 + delay),
+                complete_since: None,
+                after_unfilled_gap: false,
             };
             (trade, trade.received)
         })

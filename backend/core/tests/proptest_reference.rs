@@ -81,6 +81,8 @@ fn build(raw: &[Raw], first_ids: [u64; 6]) -> (Vec<Trade>, Vec<(Trade, Micros)>)
             side: [Side::Buy, Side::Sell, Side::Unknown][side],
             time,
             received: Micros(time.0 + delay),
+            complete_since: None,
+            after_unfilled_gap: false,
         };
         trades.push(trade);
         arrivals.push((trade, trade.received));
@@ -158,6 +160,7 @@ fn reference(trades: &[Trade], until: Option<Micros>) -> Vec<Candle> {
                         }),
                         trades: group.len() as u64,
                         is_final: true,
+                        partial: false,
                     }
                 }
                 None => Candle::flat(pair, source, interval, start, close.unwrap()),

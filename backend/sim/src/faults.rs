@@ -106,6 +106,8 @@ impl Faults {
                 side: Side::Buy,
                 time: Micros::now(),
                 received: Micros::now(),
+                complete_since: None,
+                after_unfilled_gap: false,
             };
             metrics::counter!("sim_unsubscribed_sent_total").increment(1);
             out.extend(venue.encode(&[venue.wire(trade)], session));

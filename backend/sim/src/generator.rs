@@ -312,6 +312,8 @@ impl Generator {
                         side,
                         time,
                         received: time,
+                        complete_since: None,
+                        after_unfilled_gap: false,
                     };
                     let trade = shared.venue.wire(trade);
                     produced += 1;

@@ -210,6 +210,8 @@ impl Origin {
             side,
             time,
             received: time,
+            complete_since: None,
+            after_unfilled_gap: false,
         })
     }
 }

@@ -13,17 +13,24 @@ use crate::trade::Trade;
 use rust_decimal::Decimal;
 use std::collections::VecDeque;
 
-/// One exchange's series of one pair: its open windows (sorted by start) and its progress.
+/// One exchange's series of one pair: its open windows (sorted by start), its progress, and
+/// since when its stream is complete.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Series {
     pub(super) open: VecDeque<Window>,
     pub(super) progress: Progress,
+    /// The latest [`Trade::complete_since`] seen: a window of any interval starting before it is
+    /// partial for this exchange (and the pair's composite).
+    pub(super) complete_since: Option<Micros>,
 }
 
 impl Series {
-    /// Adds a trade to its window.
+    /// Adds a trade to its window (and takes its cold-start mark).
     #[inline]
     pub(super) fn add(&mut self, start: Micros, key: Key, trade: &Trade, notional: Decimal) {
+        if trade.complete_since.is_some() {
+            self.complete_since = self.complete_since.max(trade.complete_since);
+        }
         // Most trades land in the newest window: search from the back.
         let mut at = self.open.len();
         while at > 0 {
@@ -195,6 +202,13 @@ impl PairState {
         before: Micros,
         out: &mut Vec<Candle>,
     ) {
+        let first = out.len();
+        self.finalize_finest(intervals, before, out);
+        self.mark_partial(&mut out[first..]);
+    }
+
+    /// [`PairState::finalize`] before the partial marks.
+    fn finalize_finest(&mut self, intervals: &Intervals, before: Micros, out: &mut Vec<Candle>) {
         let pair = self.pair;
         let interval = intervals.finest();
         let coarse = intervals.coarser();
@@ -243,6 +257,7 @@ impl PairState {
         before: &[Micros],
         out: &mut Vec<Candle>,
     ) {
+        let first = out.len();
         let pair = self.pair;
         for slot in 0..SOURCES {
             let source = slot_source(slot);
@@ -255,6 +270,28 @@ impl PairState {
                 };
                 rollup.finalize_before(before, at, out);
             }
+        }
+        self.mark_partial(&mut out[first..]);
+    }
+
+    /// Whether the window of `source` starting at `start` (any interval) began before the
+    /// stream of its exchange (of any exchange, for the composite) was complete.
+    fn before_complete(&self, source: Source, start: Micros) -> bool {
+        let after = |s: &Series| s.complete_since.is_some_and(|since| start < since);
+        match source {
+            Source::Exchange(e) => after(&self.exchanges[e.index()]),
+            Source::Composite => self.exchanges.iter().any(after),
+        }
+    }
+
+    /// Marks as partial each of this pair's `candles` whose window began before its stream was
+    /// complete (the marks carried by the windows themselves are already in).
+    fn mark_partial(&self, candles: &mut [Candle]) {
+        if self.exchanges.iter().all(|s| s.complete_since.is_none()) {
+            return;
+        }
+        for c in candles {
+            c.partial |= self.before_complete(c.source, c.start);
         }
     }
 
@@ -274,6 +311,7 @@ impl PairState {
         changed_only: bool,
         out: &mut Vec<Candle>,
     ) {
+        let first = out.len();
         let pair = self.pair;
         let interval = intervals.finest();
         let mut cursor = Cursor::default();
@@ -294,6 +332,7 @@ impl PairState {
             }
         }
         self.rollups_in_progress(intervals.coarser(), changed_only, out);
+        self.mark_partial(&mut out[first..]);
     }
 
     /// In-progress candles of the coarse windows: what is rolled up plus the open finest windows.

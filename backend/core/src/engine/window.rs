@@ -43,6 +43,8 @@ pub(super) struct Window {
     pub(super) dirty: bool,
     /// Changed since the last in-progress snapshot of the composite candle.
     pub(super) composite_dirty: bool,
+    /// Holds a trade after an unfilled gap, or a part that is partial (see [`Candle::partial`]).
+    pub(super) partial: bool,
 }
 
 impl Window {
@@ -62,6 +64,7 @@ impl Window {
             trades: 1,
             dirty: true,
             composite_dirty: true,
+            partial: trade.after_unfilled_gap,
         };
         *w.side_volume(trade.side) = trade.quantity;
         w
@@ -70,6 +73,7 @@ impl Window {
     /// The window of a final candle published before a restart, standing for its trades: its
     /// open and close rank before every trade after its end (and after every trade before its
     /// start), so merging it in order with later windows gives the candle of all their trades.
+    /// A partial candle gives a partial window.
     pub(super) fn restored(c: &Candle) -> Window {
         let last = Micros(c.end().0 - 1);
         let unknown_volume = (c.volume.checked_sub(c.buy_volume))
@@ -90,6 +94,7 @@ impl Window {
             trades: c.trades,
             dirty: false,
             composite_dirty: false,
+            partial: c.partial,
         }
     }
 
@@ -122,6 +127,7 @@ impl Window {
         self.trades += 1;
         self.dirty = true;
         self.composite_dirty = true;
+        self.partial |= trade.after_unfilled_gap;
     }
 
     /// Adds another window of the same start (another exchange's) into this one: the result is
@@ -142,6 +148,7 @@ impl Window {
         add(&mut self.sell_volume, other.sell_volume);
         add(&mut self.unknown_volume, other.unknown_volume);
         self.trades += other.trades;
+        self.partial |= other.partial;
     }
 
     pub(super) fn candle(
@@ -171,6 +178,7 @@ impl Window {
             sell_volume: self.sell_volume,
             trades: self.trades,
             is_final,
+            partial: self.partial,
         }
     }
 }
