@@ -17,6 +17,8 @@ pub mod v1 {
         tonic::include_file_descriptor_set!("candles_descriptor");
 }
 
+pub mod verify;
+
 /// Why a wire message could not become a domain value. The message names the field and value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {field} {value}: {reason}")]

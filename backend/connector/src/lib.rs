@@ -12,6 +12,7 @@
 //! - [`session`]: the connect → subscribe → read → reconnect loop, [`run`].
 //! - [`sink`]: [`TradeSink`], [`ChannelSink`].
 //! - [`telemetry`]: metric names, shared counters and the log rate limit.
+//! - [`verify`]: our final 1-minute candles checked against the exchange's own ([`verify::Verifier`]).
 //!
 //! With feature `kafka` (on by default; `candles-tui --embedded` goes without it, so it does not
 //! build librdkafka):
@@ -47,6 +48,7 @@ pub mod sequencer;
 pub mod session;
 pub mod sink;
 pub mod telemetry;
+pub mod verify;
 
 use candles_core::{Exchange, Pair};
 use std::sync::Arc;

@@ -40,6 +40,14 @@ pub const REASON_IMPLAUSIBLE_TIME: &str = "implausible_time";
 pub const RATE_LIMITED: &str = "connector_rest_rate_limited_total";
 /// Kafka delivery errors (each retried), per topic.
 pub const KAFKA_ERRORS: &str = "connector_kafka_errors_total";
+/// Verdicts on our final 1-minute candles against the exchange's own, per exchange, pair and
+/// `outcome` (`match`, `mismatch`, `unavailable`, `partial`).
+pub const VERIFICATIONS: &str = "connector_verifications_total";
+/// Candles not verified because too many were waiting, per exchange.
+pub const VERIFICATIONS_DROPPED: &str = "connector_verifications_dropped_total";
+/// Failures of the Redis side channel (reports written, candles read for verification), per
+/// exchange and `kind` (`report`, `subscribe`); the trades stream on regardless.
+pub const REPORT_ERRORS: &str = "connector_report_errors_total";
 /// 1 while the socket is live, 0 otherwise, per exchange.
 pub const CONNECTED: &str = "connector_connected";
 
@@ -76,6 +84,18 @@ pub fn describe() {
         "Trades refused (not published), by reason: unsubscribed, implausible_time."
     );
     describe_counter!(KAFKA_ERRORS, "Kafka delivery errors (retried).");
+    describe_counter!(
+        VERIFICATIONS,
+        "Verdicts on our final 1m candles against the exchange's own, by outcome."
+    );
+    describe_counter!(
+        VERIFICATIONS_DROPPED,
+        "Candles not verified because too many were waiting."
+    );
+    describe_counter!(
+        REPORT_ERRORS,
+        "Redis side-channel failures (reports, candle subscription); trades go on."
+    );
     describe_gauge!(CONNECTED, "1 while the WebSocket is live.");
 }
 
