@@ -338,6 +338,7 @@ impl Cli {
             grace: self.grace,
             update_interval: self.update_interval,
             live: self.live,
+            verify: self.verifications,
         })
     }
 

@@ -7,7 +7,7 @@
 //! reported as the link's [`Event::Problem`].
 
 use crate::app::{Event, Link, LinkState};
-use crate::embedded_config::{EmbeddedConfig, host};
+use crate::embedded_config::{EmbeddedConfig, Feed, host};
 use candles_connector::rest::ListingError;
 use candles_connector::{ChannelSink, ConnState, ConnectorConfig};
 use candles_core::{Exchange, Trade};
@@ -24,18 +24,23 @@ pub fn spawn(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     for feed in &cfg.feeds {
-        let mut config = ConnectorConfig::new(feed.exchange, cfg.pairs.clone());
-        config.ws_url = feed.ws_url.clone();
-        config.rest_url = feed.rest_url.clone();
         tracker.spawn(run_one(
             feed.exchange,
-            config,
+            connector_config(cfg, feed),
             trades.clone(),
             events.clone(),
             shutdown.clone(),
         ));
     }
     Ok(())
+}
+
+/// The connector's configuration for `feed` (its URL overrides) and `cfg`'s pairs.
+pub fn connector_config(cfg: &EmbeddedConfig, feed: &Feed) -> ConnectorConfig {
+    let mut config = ConnectorConfig::new(feed.exchange, cfg.pairs.clone());
+    config.ws_url = feed.ws_url.clone();
+    config.rest_url = feed.rest_url.clone();
+    config
 }
 
 async fn run_one(

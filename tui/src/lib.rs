@@ -12,7 +12,8 @@
 //! - `--plain` / `--json`: one line per finalized candle and per verdict ([`output`]).
 //! - Data from candles-service over gRPC ([`client`]), or `--embedded`: connectors and a candle
 //!   engine inside this process ([`embedded`], [`connectors`], both configured by
-//!   [`embedded_config`]; [`embedded_history`] keeps its finals for interval switches).
+//!   [`embedded_config`]; [`embedded_history`] keeps its finals for interval switches;
+//!   [`embedded_verify`] checks its exchanges' 1-minute candles).
 //! - [`logging`]: the log file (never the screen; its path is shown with any problem).
 //! - [`cli`]: flags (each with a `CANDLES_*` environment variable); [`modes`] runs what they chose.
 #![forbid(unsafe_code)]
@@ -26,6 +27,7 @@ pub mod connectors;
 pub mod embedded;
 pub mod embedded_config;
 pub mod embedded_history;
+pub mod embedded_verify;
 pub mod event;
 pub mod inspect;
 pub mod labels;

@@ -26,10 +26,11 @@ pub enum Format {
     Json,
 }
 
-/// One human-readable line (no newline).
+/// One human-readable line (no newline); ` partial` at the end when the candle's trades are
+/// known to be incomplete.
 pub fn plain_line(c: &Candle) -> String {
     format!(
-        "{} {} {} {} O {} H {} L {} C {} V {} n {}",
+        "{} {} {} {} O {} H {} L {} C {} V {} n {}{}",
         c.start.to_rfc3339_short(),
         c.pair,
         c.source,
@@ -39,14 +40,17 @@ pub fn plain_line(c: &Candle) -> String {
         c.low.normalize(),
         c.close.normalize(),
         c.volume.normalize(),
-        c.trades
+        c.trades,
+        if c.partial { " partial" } else { "" }
     )
 }
 
-/// One JSON object (no newline), fields named as in the proto; decimals as strings.
+/// One JSON object (no newline), fields named as in the proto; decimals as strings;
+/// `"partial": true` only on a candle whose trades are known to be incomplete (other lines are
+/// as before).
 pub fn json_line(c: &Candle) -> String {
     let wire = candles_proto::v1::Candle::from(c);
-    let value = serde_json::json!({
+    let mut value = serde_json::json!({
         "pair": wire.pair,
         "source": wire.source,
         "interval": c.interval.to_string(),
@@ -64,6 +68,9 @@ pub fn json_line(c: &Candle) -> String {
         "sell_volume": wire.sell_volume,
         "final": wire.r#final,
     });
+    if wire.partial {
+        value["partial"] = serde_json::Value::Bool(true);
+    }
     value.to_string()
 }
 
@@ -332,6 +339,22 @@ mod tests {
         assert_eq!(v["final"], true);
         assert!(v["vwap"].is_string());
         assert_eq!(v.as_object().unwrap().len(), 16);
+    }
+
+    #[test]
+    fn a_partial_candle_says_so_in_both_formats() {
+        let c = Candle {
+            partial: true,
+            ..sample()
+        };
+        assert!(
+            plain_line(&c).ends_with(" n 42 partial"),
+            "{}",
+            plain_line(&c)
+        );
+        let v: serde_json::Value = serde_json::from_str(&json_line(&c)).unwrap();
+        assert_eq!(v["partial"], true);
+        assert_eq!(v.as_object().unwrap().len(), 17);
     }
 
     fn verdict(exchange: Exchange, minute: i64, outcome: verification::Outcome) -> Verification {

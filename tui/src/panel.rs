@@ -1,4 +1,6 @@
-//! One pair's panel: a bordered box titled with the pair, source, interval and state; a header
+//! One pair's panel: a bordered box titled with the pair, source, interval, how many of its
+//! candles are partial (`◌ 1 partial`: drawn dim, their trades known to be incomplete) and
+//! state; a header
 //! (last price, change over the visible candles, their high, low and trades, `● forming`); the
 //! chart ([`crate::chart`]). Prices are shown at the pair's own precision everywhere (header,
 //! axis, last-price tag), and the last price, its tag and the change share one colour. In
@@ -234,7 +236,7 @@ fn frame(app: &App, index: usize, pair: Pair) -> Block<'static> {
         .or(app.interval)
         .map(|i| format!(" · {i}"))
         .unwrap_or_default();
-    let title = Line::from(vec![
+    let mut title = Line::from(vec![
         Span::styled(format!(" {} ", index + 1), border),
         Span::styled(
             pair.to_string(),
@@ -242,6 +244,12 @@ fn frame(app: &App, index: usize, pair: Pair) -> Block<'static> {
         ),
         Span::raw(format!(" · {}{interval} ", app.source)),
     ]);
+    let partial = app
+        .series_for(pair)
+        .map_or(0, |s| s.candles.values().filter(|c| c.partial).count());
+    if partial > 0 {
+        title.push_span(Span::raw(format!("◌ {partial} partial ")).dark_gray());
+    }
     let mut block = Block::default()
         .borders(Borders::ALL)
         .border_type(BorderType::Rounded)

@@ -1,0 +1,67 @@
+//! `--embedded` verifies too: one [`Verifier`] per exchange (the connector's verifier core, its
+//! REST client and pace) is fed the engine's final per-exchange 1-minute candles, and each
+//! verdict reaches the dashboard and the line modes as [`Event::Verified`], exactly as a
+//! server's do. The engine builds 1m among its default intervals; with `--intervals` lacking
+//! it nothing is verified.
+
+use crate::app::Event;
+use crate::connectors::connector_config;
+use crate::embedded_config::EmbeddedConfig;
+use crate::verification::Verification;
+use candles_connector::verify::{Settings, Verifier};
+use candles_core::Candle;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// The feeding ends of every exchange's verifier.
+#[derive(Clone, Debug, Default)]
+pub struct Verifiers(Vec<Verifier>);
+
+impl Verifiers {
+    /// Starts a verifier per exchange of `cfg`; its verdicts go to `events` until `shutdown`.
+    pub fn start(
+        cfg: &EmbeddedConfig,
+        events: mpsc::Sender<Event>,
+        tracker: &TaskTracker,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Verifiers> {
+        let mut verifiers = Vec::new();
+        for feed in &cfg.feeds {
+            let config = connector_config(cfg, feed);
+            let settings = Settings::for_exchange(feed.exchange);
+            let (verifier, verdicts) = Verifier::spawn(&config, settings, shutdown.clone())?;
+            tracker.spawn(forward(verdicts, events.clone()));
+            verifiers.push(verifier);
+        }
+        Ok(Verifiers(verifiers))
+    }
+
+    /// Hands each final 1-minute candle of an exchange in `finals` to that exchange's
+    /// verifier (each takes only its own; everything else is ignored).
+    pub fn check(&self, finals: &[Candle]) {
+        for candle in finals {
+            for verifier in &self.0 {
+                if verifier.check(candle, candle.partial) {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Sends each verdict on as an event until either side closes.
+async fn forward(
+    mut verdicts: mpsc::Receiver<candles_proto::v1::Verification>,
+    events: mpsc::Sender<Event>,
+) {
+    while let Some(wire) = verdicts.recv().await {
+        let event = match Verification::try_from(&wire) {
+            Ok(v) => Event::Verified(v),
+            Err(e) => Event::BadData(e),
+        };
+        if events.send(event).await.is_err() {
+            return;
+        }
+    }
+}
