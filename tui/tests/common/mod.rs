@@ -192,6 +192,18 @@ pub fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> std::pro
     }
 }
 
+/// `--embedded` flags pointing each connector at its simulator.
+pub fn url_flags(sims: &[exchange_sim::SimHandle]) -> Vec<String> {
+    let mut args = vec!["--embedded".to_string()];
+    for (sim, exchange) in sims.iter().zip(Exchange::ALL) {
+        args.push("--ws-url".into());
+        args.push(format!("{exchange}={}", sim.ws_url()));
+        args.push("--rest-url".into());
+        args.push(format!("{exchange}={}", sim.rest_url()));
+    }
+    args
+}
+
 /// The real binary in a detached tmux session of `width`×`height`; killed on drop.
 pub struct Tmux {
     socket: String,
