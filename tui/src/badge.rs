@@ -3,10 +3,13 @@
 //! unavailable counted apart) and its latest mismatch in red (`✗ 10:31 close ours 1.5 theirs
 //! 1.6 +1`); for the composite (which is not verified itself: each exchange checks its own
 //! candles) one short tally per exchange and the newest mismatch of any, naming the exchange.
-//! Words shorten until the badge fits the room given. Pure: a [`Line`] out.
+//! Words shorten until the badge fits the room given. Also the verdict on one candle for the
+//! inspect readout ([`verdict_line`]). Pure: a [`Line`] out.
 
 use crate::app::App;
-use crate::verification::{Tally, Verification, Verified, mismatch_text, tally_text};
+use crate::verification::{
+    Outcome, Tally, Verification, Verified, diffs_text, mismatch_text, tally_text,
+};
 use candles_core::{Exchange, Pair, Source};
 use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
@@ -113,6 +116,29 @@ fn composite_badges(app: &App, pair: Pair) -> Option<Vec<Line<'static>>> {
     )
 }
 
+/// The verdict on one candle, for the inspect readout: `✓ equal to kraken's own candle`
+/// (green), `✗ kraken's differs: close ours 1.5 theirs 1.6, ...` (red), `◌ partial: ...` or
+/// `? unavailable: ...` (yellow).
+pub fn verdict_line(v: &Verification) -> Line<'static> {
+    let e = v.exchange;
+    let (text, colour) = match v.outcome {
+        Outcome::Match => (format!("✓ equal to {e}'s own candle"), Color::Green),
+        Outcome::Mismatch => (
+            format!("✗ {e}'s differs: {}", diffs_text(&v.diffs)),
+            MISMATCH,
+        ),
+        Outcome::Partial => (
+            format!("◌ partial, not verified: {}", v.reason),
+            Color::Yellow,
+        ),
+        Outcome::Unavailable => (
+            format!("? {e}'s candle unavailable: {}", v.reason),
+            Color::Yellow,
+        ),
+    };
+    Line::styled(text, Style::default().fg(colour))
+}
+
 fn tally_style(t: &Tally) -> Style {
     Style::default().fg(tally_colour(t))
 }
@@ -120,7 +146,7 @@ fn tally_style(t: &Tally) -> Style {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verification::{Diff, Outcome};
+    use crate::verification::Diff;
     use candles_core::{Interval, Micros};
 
     fn verdict(exchange: Exchange, minute: i64, outcome: Outcome, tally: Tally) -> Verification {

@@ -5,17 +5,17 @@
 //! chart ([`crate::chart`]). Prices are shown at the pair's own precision everywhere (header,
 //! axis, last-price tag), and the last price, its tag and the change share one colour. In
 //! inspect mode the selected panel's header is the readout of the candle under the cursor
-//! ([`crate::inspect`]), which the chart marks. The bottom border holds the overlays' legend
+//! ([`crate::inspect`]) and, for a verified 1-minute candle, its verdict; the chart marks it. The bottom border holds the overlays' legend
 //! on the left and the verification badge ([`crate::badge`]) on the right.
 
 use crate::app::App;
-use crate::badge::badge;
+use crate::badge::{badge, verdict_line};
 use crate::chart::{CandleChart, DOWN, UP, price, price_decimals, rises};
 use crate::inspect::readout;
 use crate::labels::state_label;
 use crate::overlay::{MA_COLOUR, Overlays, VWAP_COLOUR, moving_average, vwap_line};
 use crate::venues;
-use candles_core::{Candle, Decimal, Micros, Pair};
+use candles_core::{Candle, Decimal, Micros, Pair, Source};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
@@ -40,7 +40,7 @@ pub fn panel(app: &App, index: usize, pair: Pair, area: Rect, buf: &mut Buffer) 
     let decimals = price_decimals(&candles);
     // Inspecting this pair: the readout of the candle under the cursor replaces the header.
     let inspected = inspected_in(app, index);
-    let lines = inspected.map(|c| readout(c, decimals));
+    let lines = inspected.map(|c| inspect_lines(app, c, decimals));
     let head_rows = lines.as_ref().map_or(1, Vec::len) as u16;
     let overlays = overlay_lines(app.overlays, &candles);
     let (head, chart_area, pane_area, mut chart) = layout(app, index, &candles, inner, head_rows);
@@ -83,6 +83,22 @@ fn with_badge(
         Some(line) => block.title_bottom(line.right_aligned()),
         None => block,
     }
+}
+
+/// The inspect readout of `c` ([`crate::inspect`]), and the verdict on it when it is an
+/// exchange's verified 1-minute candle ([`crate::badge::verdict_line`]).
+fn inspect_lines(app: &App, c: &Candle, decimals: u32) -> Vec<Line<'static>> {
+    let mut lines = readout(c, decimals);
+    if let Source::Exchange(e) = c.source
+        && let Some(v) = app
+            .verified
+            .get(&(c.pair, e))
+            .and_then(|kept| kept.recent.get(&c.start))
+            .filter(|v| v.interval == c.interval)
+    {
+        lines.push(verdict_line(v));
+    }
+    lines
 }
 
 /// The candle under the inspect cursor when `index` is the selected panel in inspect mode.
@@ -136,7 +152,7 @@ pub fn candle_at(
 ) -> Option<Micros> {
     let inner = Block::default().borders(Borders::ALL).inner(area);
     let candles: Vec<&Candle> = app.series_for(pair)?.candles.values().collect();
-    let head_rows = inspected_in(app, index).map_or(1, |c| readout(c, 0).len()) as u16;
+    let head_rows = inspected_in(app, index).map_or(1, |c| inspect_lines(app, c, 0).len()) as u16;
     let (_, chart_area, _, chart) = layout(app, index, &candles, inner, head_rows);
     if !(chart_area.top()..chart_area.bottom()).contains(&y) {
         return None;

@@ -915,3 +915,53 @@ fn a_partial_candle_is_drawn_dim_and_its_readout_says_partial() {
     let screen = text(draw(&app, 80, 24).backend().buffer());
     assert!(screen.contains("final · partial"), "{screen}");
 }
+
+#[test]
+fn inspecting_a_verified_minute_reads_out_its_verdict() {
+    let minutes: Vec<Candle> = walk("btcusdt", 97_000.0, 10, 4)
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| Candle {
+            source: Source::Exchange(Exchange::Kraken),
+            interval: Interval::seconds(60),
+            start: Micros(T0 + i as i64 * 60_000_000),
+            is_final: true,
+            ..c
+        })
+        .collect();
+    let mut app = app_with(&["btcusdt"], vec![minutes]);
+    let now = app.now;
+    app.handle(
+        Event::Verified(verdict("btcusdt", Exchange::Kraken, 8, true, (7, 1, 0))),
+        now,
+    );
+    app.handle(
+        Event::Verified(verdict("btcusdt", Exchange::Kraken, 9, false, (8, 1, 0))),
+        now,
+    );
+    for key in [
+        KeyCode::Char('s'),
+        KeyCode::Char('s'),
+        KeyCode::Char('i'),
+        KeyCode::Left,
+    ] {
+        app.handle(Event::Key(KeyEvent::from(key)), now);
+    }
+    let t = draw(&app, 80, 24);
+    let buf = t.backend().buffer();
+    let screen = text(buf);
+    let y = rows(&screen)
+        .iter()
+        .position(|l| l.contains("✗ kraken's differs: close ours 97000.5 theirs 97000.25"))
+        .unwrap_or_else(|| panic!("{screen}"));
+    let x = (0..80)
+        .find(|x| buf[(*x, y as u16)].symbol() == "✗")
+        .unwrap();
+    assert_eq!(buf[(x, y as u16)].fg, Color::Red);
+    app.handle(Event::Key(KeyEvent::from(KeyCode::Right)), now);
+    let screen = text(draw(&app, 80, 24).backend().buffer());
+    assert!(
+        screen.contains("✓ equal to kraken's own candle"),
+        "{screen}"
+    );
+}
