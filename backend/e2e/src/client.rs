@@ -26,6 +26,8 @@ pub struct Received {
     pub finals: Vec<Got>,
     /// In-progress (live) updates received.
     pub live_updates: u64,
+    /// Verdicts received (when asked for), in arrival order.
+    pub verdicts: Vec<v1::Verification>,
     /// Streams opened successfully.
     pub streams: u32,
     /// Why streams ended or could not open, in order.
@@ -53,6 +55,8 @@ pub struct Subscription {
     pub live_updates: bool,
     /// The interval; `None`: the server's default.
     pub interval: Option<candles_core::Interval>,
+    /// Ask for the verdicts on the pairs' candles too.
+    pub verifications: bool,
 }
 
 impl Subscription {
@@ -67,6 +71,7 @@ impl Subscription {
             history: 1000,
             live_updates: true,
             interval: None,
+            verifications: false,
         }
     }
 }
@@ -131,8 +136,9 @@ async fn run(urls: Vec<String>, sub: Subscription, state: Arc<Mutex<Received>>) 
                         None => break "stream ended".to_string(),
                         Some(Err(status)) => break format!("stream failed: {status}"),
                         Some(Ok(msg)) => {
-                            let Some(candle) = msg.candle else { continue };
                             let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+                            s.verdicts.extend(msg.verification);
+                            let Some(candle) = msg.candle else { continue };
                             if candle.r#final {
                                 s.finals.push(Got {
                                     candle,
@@ -169,7 +175,7 @@ async fn subscribe(
         history: sub.history,
         live_updates: sub.live_updates,
         interval: sub.interval.map(candles_proto::duration),
-        verifications: false,
+        verifications: sub.verifications,
     };
     Ok(client.subscribe(request).await?.into_inner())
 }

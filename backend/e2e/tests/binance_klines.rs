@@ -61,6 +61,7 @@ fn client(rt: &tokio::runtime::Runtime, url: &str, interval: Interval) -> Collec
         history: 4000,
         live_updates: false,
         interval: Some(interval),
+        verifications: false,
     };
     Collector::start(
         rt.handle(),

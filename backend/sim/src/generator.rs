@@ -244,6 +244,8 @@ pub(crate) struct Generator {
     pub omit_split_trades: bool,
     /// The share of trades hidden (see [`crate::SimConfig::hide_ratio`]).
     pub hide_ratio: f64,
+    /// Hide only trades dated before this instant (see [`crate::SimConfig::hide_until`]).
+    pub hide_until: Option<Micros>,
 }
 
 /// 1970-01-01T00:00:01Z, the old absurd trade time.
@@ -318,7 +320,8 @@ impl Generator {
                     let trade = shared.venue.wire(trade);
                     produced += 1;
                     credit -= 1.0;
-                    if self.hide_ratio > 0.0 && hide_rng.random_bool(self.hide_ratio) {
+                    let hiding = self.hide_until.is_none_or(|until| time < until);
+                    if self.hide_ratio > 0.0 && hiding && hide_rng.random_bool(self.hide_ratio) {
                         walk.take_back_id(order.pair);
                         market.hide(trade);
                         continue;

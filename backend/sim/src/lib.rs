@@ -134,6 +134,9 @@ pub struct SimConfig {
     /// WebSocket nor listed by REST, the ids of the rest contiguous — while the exchange's
     /// candles count them (see [`SimHandle::hidden`]).
     pub hide_ratio: f64,
+    /// With `hide_ratio`: the fault ends at this instant (trades dated from it on are never
+    /// hidden), so a run shows the fault, then the fault off again. `None`: for the whole run.
+    pub hide_until: Option<candles_core::Micros>,
     /// Stop generating (or replaying) after this many trades in total; heartbeats and REST keep
     /// working.
     pub max_trades: Option<u64>,
@@ -163,6 +166,7 @@ impl Default for SimConfig {
             split_ratio: 0.0,
             omit_split_trades: false,
             hide_ratio: 0.0,
+            hide_until: None,
             max_trades: None,
             seed: 1,
             trade_log: None,
@@ -425,6 +429,7 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
             split_ratio: config.split_ratio,
             omit_split_trades: config.omit_split_trades,
             hide_ratio: config.hide_ratio,
+            hide_until: config.hide_until,
         };
         tracker.spawn(generator.run(shared, cancel.clone()));
     }

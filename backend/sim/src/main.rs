@@ -99,6 +99,11 @@ struct Args {
     #[arg(long, env = "SIM_HIDE_RATIO", default_value_t = 0.0)]
     hide_ratio: f64,
 
+    /// End the `--hide-ratio` fault at this instant (RFC 3339, e.g. 2026-12-07T10:31:00Z):
+    /// trades from then on are never hidden.
+    #[arg(long, env = "SIM_HIDE_UNTIL", value_parser = parse_time)]
+    hide_until: Option<candles_core::Micros>,
+
     /// Stop generating after this many trades (heartbeats and REST keep working).
     #[arg(long, env = "SIM_MAX_TRADES")]
     max_trades: Option<u64>,
@@ -148,6 +153,10 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         .map_err(|e| e.to_string())
 }
 
+fn parse_time(s: &str) -> Result<candles_core::Micros, String> {
+    candles_core::Micros::parse_rfc3339(s).map_err(|e| format!("{e}; e.g. 2026-12-07T10:31:00Z"))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -178,6 +187,7 @@ async fn main() -> anyhow::Result<()> {
         split_ratio: args.split_ratio,
         omit_split_trades: args.omit_split_trades,
         hide_ratio: args.hide_ratio,
+        hide_until: args.hide_until,
         max_trades: args.max_trades,
         seed: args.seed,
         trade_log: args.trade_log,

@@ -121,3 +121,25 @@ async fn coinbase_candles_count_every_trade_newest_first() {
     let bad = get(&sim, &format!("/products/{product}/candles?granularity=61")).await;
     assert_eq!(bad.status, 400, "{}", bad.body);
 }
+
+#[tokio::test]
+async fn the_hiding_fault_ends_at_hide_until() {
+    // Trades are dated by the wall clock: the fault ends 300 ms into the run.
+    let until = candles_core::Micros(candles_core::Micros::now().0 + 300_000);
+    let sim = sim(Exchange::Kraken, |c| {
+        c.hide_ratio = 0.5;
+        c.hide_until = Some(until);
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let hidden = sim.hidden();
+    assert!(!hidden.is_empty(), "nothing hidden while the fault was on");
+    assert!(
+        hidden.iter().all(|t| t.time < until),
+        "a trade dated after --hide-until was hidden"
+    );
+    assert!(
+        sim.trades().iter().any(|t| t.time >= until),
+        "no trade sent after the fault ended"
+    );
+}

@@ -13,15 +13,17 @@ use std::time::{Duration, Instant};
 /// A REST pace far above any test's need, for simulators without `--rest-limit`.
 const GENEROUS_REST_RATE: &str = "1000,1000";
 
-/// `--rest-rate` for a connector: generous when it asks a simulator (`simulated`) that runs
-/// without `--rest-limit`; none (the exchange's default pace) against a limited simulator, the
-/// real exchange, or when the test's connector flags set it.
-fn rest_rate(config: &super::StackConfig, simulated: bool) -> Vec<String> {
+/// `--rest-rate` for `exchange`'s connector: generous when it asks a simulator (`simulated`)
+/// that runs without `--rest-limit`; none (the exchange's default pace) against a limited
+/// simulator, the real exchange, or when the test's connector flags set it.
+fn rest_rate(config: &super::StackConfig, exchange: Exchange, simulated: bool) -> Vec<String> {
     let has = |args: &[String], flag: &str| args.iter().any(|a| a == flag);
-    if simulated
-        && !has(&config.sim_args, "--rest-limit")
-        && !has(&config.connector_args, "--rest-rate")
-    {
+    let limited = has(&config.sim_args, "--rest-limit")
+        || config
+            .sim_args_of
+            .iter()
+            .any(|(of, args)| *of == exchange && has(args, "--rest-limit"));
+    if simulated && !limited && !has(&config.connector_args, "--rest-rate") {
         vec!["--rest-rate".into(), GENEROUS_REST_RATE.into()]
     } else {
         Vec::new()
@@ -55,7 +57,13 @@ impl Stack {
         cmd.args(["--exchange", exchange.as_str(), "--listen", "127.0.0.1:0"])
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
             .args(["--pairs", &c.pairs, "--seed", &(c.seed + k).to_string()])
-            .args(&c.sim_args);
+            .args(&c.sim_args)
+            .args(
+                c.sim_args_of
+                    .iter()
+                    .filter(|(of, _)| *of == exchange)
+                    .flat_map(|(_, args)| args),
+            );
         match &c.replay {
             Some(file) => cmd.arg("--replay").arg(file).args(["--speed", "max"]),
             None => cmd.args(["--synthetic", "--rate", &c.rate.to_string()]),
@@ -130,7 +138,7 @@ impl Stack {
         .args(["--redis", &self.redis.url()])
         .args(&urls)
         .args(["--metrics-addr", &format!("127.0.0.1:{}", c.metrics_port)])
-        .args(rest_rate(&self.config, !urls.is_empty()))
+        .args(rest_rate(&self.config, exchange, !urls.is_empty()))
         .args(&self.config.connector_args);
         let mut proc = Proc::spawn(
             &format!("candles-connector-{exchange}"),

@@ -59,6 +59,8 @@ pub struct StackConfig {
     pub max_trades: u64,
     /// Extra flags for every simulator (faults).
     pub sim_args: Vec<String>,
+    /// Extra flags for one exchange's simulator, after [`StackConfig::sim_args`].
+    pub sim_args_of: Vec<(Exchange, Vec<String>)>,
     /// A recording the simulators replay as fast as their connectors take it (`--replay FILE
     /// --speed max`: one exchange message per line) instead of generating trades (`None`).
     pub replay: Option<PathBuf>,
@@ -121,6 +123,7 @@ impl StackConfig {
             grace: Some("2s".into()),
             update_interval: "250ms".into(),
             sim_args: Vec::new(),
+            sim_args_of: Vec::new(),
             replay: None,
             connector_args: Vec::new(),
             partitions: 6,
