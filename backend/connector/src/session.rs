@@ -22,7 +22,7 @@ use crate::telemetry::{self, Counters, LogLimits};
 use crate::{ConnState, ConnectorConfig};
 use candles_core::bounds::excerpt_bytes;
 use candles_core::excerpt;
-use candles_core::{Micros, Pair, Trade};
+use candles_core::{Interval, Micros, Pair, Trade};
 use futures::{SinkExt, StreamExt};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -103,6 +103,11 @@ pub async fn run(
     status.send_replace(ConnState::Stopped);
     result
 }
+
+/// How far back a cold pair's start-up fill reaches: to the start of the current window of
+/// this interval, so that window (and its 1s and 5s windows) is complete, not partial
+/// (DESIGN.md "Partial candles").
+pub const COLD_FILL: Interval = Interval::seconds(60);
 
 /// Batches in flight between the session and the publisher.
 const QUEUE_BATCHES: usize = 1024;
@@ -193,7 +198,9 @@ impl<'a> Session<'a> {
             anyhow::bail!("no pairs to stream: give at least one pair (e.g. --pairs btcusdt)");
         }
         let venue = venue(config.exchange);
-        let start = config.start.unwrap_or_else(Micros::now);
+        // A cold pair's start-up fill reaches back to the start of the current minute (one
+        // request per pair, through the shared pace), so its first minute is complete.
+        let start = COLD_FILL.window_start(config.start.unwrap_or_else(Micros::now));
         let sequencer = Sequencer::starting_at(start)
             .resuming(&config.resume)
             .with_time_bounds(config.time_bounds, Micros::now);

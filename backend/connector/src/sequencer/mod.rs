@@ -19,6 +19,15 @@
 //!   down, so a quiet pair does not wait for its next trade to reveal the hole (the trades would
 //!   reach the candles late). On Binance this is the only way to see trades missed at the very
 //!   end of a burst;
+//! - the stream marks ([`Trade::complete_since`], [`Trade::after_unfilled_gap`], DESIGN.md
+//!   "Partial candles"): the first published trade of a pair that starts cold (no reference:
+//!   nothing of it published before) carries the instant from which every trade of the pair is
+//!   published — the start when the start-up fill reached back to it (a trade before the start,
+//!   or an id below the fetched run that the exchange did not serve from the start on), else
+//!   just after the first trade of the contiguous run the stream begins with. A resumed pair
+//!   (see [`Sequencer::resuming`]) is not cold. The next published trade after ids a strict gap
+//!   fill could not fetch carries `after_unfilled_gap`. A mark waits for the next *published*
+//!   trade of its pair (a refused one passes it on);
 //! - with [`Sequencer::with_time_bounds`], a trade whose time is outside the plausible window
 //!   ([`TimeBounds`], checked against the wall clock) is never published, from the WebSocket or
 //!   from REST, and is returned in [`Admitted::rejected`]. Its id still counts as *accounted
@@ -81,6 +90,35 @@ pub struct Admitted {
     pub rejected: Vec<(Trade, ImplausibleTime)>,
 }
 
+/// Marks waiting for the next published trade of a pair.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Marks {
+    complete_since: Option<Micros>,
+    after_unfilled_gap: bool,
+}
+
+/// From when `found` (trades of `gap`, sorted by id, unique, before any time filter) holds
+/// every trade up to the gap's end: `floor` when the contiguous run that ends at the gap's last
+/// id reaches a trade made before `floor`, or stops above an id the exchange did not serve (a
+/// time-paged answer starts at `floor`, an id-paged one ran out of older trades); just after
+/// the run's first trade when the run is the whole look-back and starts after `floor`; `None`
+/// when the gap's last id was not found.
+fn complete_from(found: &[Trade], gap: &Gap, floor: Micros) -> Option<Micros> {
+    let last = found.last().filter(|t| t.id == gap.until_id)?;
+    let mut first = last;
+    for t in found.iter().rev().skip(1) {
+        if t.id + 1 != first.id {
+            break;
+        }
+        first = t;
+    }
+    if first.time < floor || first.id > gap.after_id + 1 {
+        Some(floor)
+    } else {
+        Some(Micros(first.time.0.saturating_add(1)))
+    }
+}
+
 /// The last published trade of each pair.
 #[derive(Debug, Clone, Default)]
 pub struct Sequencer {
@@ -89,6 +127,8 @@ pub struct Sequencer {
     last: HashMap<Pair, (u64, Micros)>,
     /// The highest heartbeat-announced id already chased, per pair.
     chased: HashMap<Pair, u64>,
+    /// Marks for the next published trade, per pair.
+    pending: HashMap<Pair, Marks>,
     /// The accepted window of trade times and the clock it is checked against; `None` accepts
     /// any time.
     bounds: Option<(TimeBounds, fn() -> Micros)>,
@@ -154,26 +194,42 @@ impl Sequencer {
         self.last.insert(t.pair, (t.id, t.time));
     }
 
-    /// The next trade of its pair in id order: published, or refused for an implausible time
-    /// (and accounted for either way). Whether it is published.
-    fn pass(&mut self, t: Trade, out: &mut Admitted) -> bool {
+    /// The next trade of its pair in id order: published (with the pair's waiting marks), or
+    /// refused for an implausible time (and accounted for either way). Whether it is published.
+    fn pass(&mut self, mut t: Trade, out: &mut Admitted) -> bool {
         if let Some(why) = self.implausible(&t) {
             self.account(&t);
             out.rejected.push((t, why));
             return false;
+        }
+        if let Some(marks) = self.pending.remove(&t.pair) {
+            t.complete_since = marks.complete_since;
+            t.after_unfilled_gap |= marks.after_unfilled_gap;
         }
         self.record(&t);
         out.publish.push(t);
         true
     }
 
+    /// The next published trade of `pair` starts its cold stream, complete from `since`.
+    fn mark_cold(&mut self, pair: Pair, since: Micros) {
+        self.pending.entry(pair).or_default().complete_since = Some(since);
+    }
+
+    /// The next published trade of `pair` follows trades that could not be fetched.
+    fn mark_unfilled(&mut self, pair: Pair) {
+        self.pending.entry(pair).or_default().after_unfilled_gap = true;
+    }
+
+    /// Fetches `gap` and publishes what it finds (see [`Fill`]); for a start-up fill, from
+    /// when the found trades are complete ([`complete_from`]).
     async fn fill(
         &mut self,
         gap: Gap,
         filler: &mut impl GapFiller,
         mode: Fill,
         out: &mut Admitted,
-    ) {
+    ) -> Option<Micros> {
         let floor = match mode {
             Fill::Since(start) => start,
             _ => Micros(i64::MIN),
@@ -182,17 +238,27 @@ impl Sequencer {
             .fill(gap)
             .await
             .into_iter()
-            .filter(|t| t.pair == gap.pair && gap.contains(t.id) && t.time >= floor)
+            .filter(|t| t.pair == gap.pair && gap.contains(t.id))
             .collect();
         found.sort_by_key(|t| t.id);
         found.dedup_by_key(|t| t.id);
+        let complete = complete_from(&found, &gap, floor);
+        found.retain(|t| t.time >= floor);
         let accounted = found.len() as u64;
         let mut filled = 0;
+        let mut previous = gap.after_id;
         for t in found {
+            if mode == Fill::Strict && t.id != previous + 1 {
+                self.mark_unfilled(t.pair);
+            }
+            previous = t.id;
             // A refused trade was found all the same: accounted for, never fetched again.
             if self.pass(t, out) {
                 filled += 1;
             }
+        }
+        if mode == Fill::Strict && previous != gap.until_id {
+            self.mark_unfilled(gap.pair);
         }
         let unfilled = if mode == Fill::Strict {
             gap.len() - accounted
@@ -208,7 +274,7 @@ impl Sequencer {
                     unfilled,
                 });
             }
-            return;
+            return complete;
         }
         if gap.until_id == u64::MAX {
             // An open-ended catch-up: report what it found, if anything.
@@ -222,13 +288,14 @@ impl Sequencer {
                     unfilled,
                 });
             }
-            return;
+            return None;
         }
         out.gaps.push(GapReport {
             gap,
             filled,
             unfilled,
         });
+        None
     }
 
     /// Fetches, for every pair with a reference, whatever trades exist after it (best effort).
@@ -274,6 +341,9 @@ impl Sequencer {
             }
             for t in history.values() {
                 self.record(t);
+                // Everything after the reference is owed and checked for gaps.
+                let since = self.start.unwrap_or(Micros(t.time.0.saturating_add(1)));
+                self.mark_cold(t.pair, since);
             }
         }
         for t in trades {
@@ -281,17 +351,7 @@ impl Sequencer {
                 continue;
             }
             match self.last.get(&t.pair).copied() {
-                None => {
-                    if let Some(start) = self.start.filter(|_| t.id > 1) {
-                        let gap = Gap {
-                            pair: t.pair,
-                            after_id: t.id.saturating_sub(HEAD_LOOKBACK + 1),
-                            after_time: start,
-                            until_id: t.id - 1,
-                        };
-                        self.fill(gap, filler, Fill::Since(start), &mut out).await;
-                    }
-                }
+                None => self.first_of_pair(&t, filler, &mut out).await,
                 Some((last, _)) if t.id <= last => {
                     out.duplicates += 1;
                     continue;
@@ -310,6 +370,27 @@ impl Sequencer {
             self.pass(t, &mut out);
         }
         out
+    }
+
+    /// The first trade of a pair with no reference (a cold start): fetches what was made
+    /// since the start before it (see the module docs) and marks the stream's first trade.
+    async fn first_of_pair(&mut self, t: &Trade, filler: &mut impl GapFiller, out: &mut Admitted) {
+        let mut since = None;
+        if let Some(start) = self.start.filter(|_| t.id > 1) {
+            let gap = Gap {
+                pair: t.pair,
+                after_id: t.id.saturating_sub(HEAD_LOOKBACK + 1),
+                after_time: start,
+                until_id: t.id - 1,
+            };
+            since = self.fill(gap, filler, Fill::Since(start), out).await;
+        }
+        let since = since.unwrap_or(Micros(t.time.0.saturating_add(1)));
+        // The fill may have published trades: the mark goes on the stream's first one.
+        match out.publish.iter_mut().find(|p| p.pair == t.pair) {
+            Some(first) => first.complete_since = Some(since),
+            None => self.mark_cold(t.pair, since),
+        }
     }
 
     /// Admits a heartbeat's latest trade ids: any above what was published are fetched.

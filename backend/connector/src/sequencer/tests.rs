@@ -284,3 +284,97 @@ async fn heartbeat_ids_chase_missed_tail_trades_once() {
         [13, 14]
     );
 }
+
+/// The stream marks of the published trades: (id, complete_since, after_unfilled_gap) of each
+/// marked one.
+fn marks(a: &Admitted) -> Vec<(u64, Option<i64>, bool)> {
+    a.publish
+        .iter()
+        .filter(|t| t.complete_since.is_some() || t.after_unfilled_gap)
+        .map(|t| (t.id, t.complete_since.map(|m| m.0), t.after_unfilled_gap))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_first_trade_of_a_cold_pair_is_marked_and_a_resumed_pair_is_not() {
+    // No start: complete from just after the first trade (its window is partial).
+    let (mut s, mut rest) = (Sequencer::new(), Rest::default());
+    let a = admit(&mut s, &mut rest, &[100, 101], false).await;
+    assert_eq!(marks(&a), [(100, Some(101), false)]);
+    assert!(marks(&admit(&mut s, &mut rest, &[102], false).await).is_empty());
+    // A pair resumed after a restart is not a cold start.
+    let btc = Pair::parse("BTC-USDT").unwrap();
+    let resume = HashMap::from([(btc, (99, Micros(99)))]);
+    let mut s = Sequencer::starting_at(Micros(60)).resuming(&resume);
+    let a = admit(&mut s, &mut rest, &[100, 101], false).await;
+    assert_eq!(ids(&a), [100, 101]);
+    assert!(marks(&a).is_empty(), "{a:?}");
+}
+
+#[tokio::test]
+async fn a_cold_start_fetches_the_minute_s_earlier_trades_and_is_complete_from_its_start() {
+    // The start (the minute's start, in the session) is 40; time = id. The fill reaches a
+    // trade before 40, so every trade since 40 is published and the first says so.
+    let mut s = Sequencer::starting_at(Micros(40));
+    let mut rest = Rest {
+        known: (1..=60).map(|i| t("BTC-USDT", i)).collect(),
+        ..Default::default()
+    };
+    let a = admit(&mut s, &mut rest, &[45, 46], false).await;
+    assert_eq!(ids(&a), [40, 41, 42, 43, 44, 45, 46]);
+    assert_eq!(marks(&a), [(40, Some(40), false)]);
+    // A time-paged exchange (Kraken) answers only trades since the start: the first id it
+    // did not serve was made before the start, so the stream is complete from the start too.
+    let mut s = Sequencer::starting_at(Micros(40));
+    rest.known = (40..=60).map(|i| t("BTC-USDT", i)).collect();
+    let a = admit(&mut s, &mut rest, &[45], false).await;
+    assert_eq!(marks(&a), [(40, Some(40), false)]);
+    // The look-back (HEAD_LOOKBACK ids) does not reach the start: complete from just after
+    // the first trade fetched.
+    let lookback = HEAD_LOOKBACK as i64;
+    let mut s = Sequencer::starting_at(Micros(40));
+    rest.known = (1..=3_000).map(|i| t("BTC-USDT", i)).collect();
+    let a = admit(&mut s, &mut rest, &[2_500], false).await;
+    let first = 2_500 - lookback;
+    assert_eq!(a.publish[0].id as i64, first);
+    assert_eq!(marks(&a), [(first as u64, Some(first + 1), false)]);
+    // REST has nothing: complete from just after the live trade.
+    let mut s = Sequencer::starting_at(Micros(40));
+    rest.known.clear();
+    let a = admit(&mut s, &mut rest, &[45, 46], false).await;
+    assert_eq!(marks(&a), [(45, Some(46), false)]);
+    // A snapshot anchored before the start: complete from the start.
+    let mut s = Sequencer::starting_at(Micros(40));
+    let a = admit(&mut s, &mut rest, &[38, 39, 40, 41], true).await;
+    assert_eq!(marks(&a), [(40, Some(40), false)]);
+}
+
+#[tokio::test]
+async fn the_trade_after_an_unfillable_gap_is_marked() {
+    let mut s = Sequencer::new();
+    let mut rest = Rest {
+        known: vec![t("BTC-USDT", 7)],
+        ..Default::default()
+    };
+    admit(&mut s, &mut rest, &[5], false).await;
+    // 6 is missing before 7, and 8 and 9 before 10: both trades after a hole are marked.
+    let a = admit(&mut s, &mut rest, &[10, 11], false).await;
+    assert_eq!(ids(&a), [7, 10, 11]);
+    assert_eq!(marks(&a), [(7, None, true), (10, None, true)]);
+    // A gap filled completely marks nothing.
+    rest.known = (12..=20).map(|i| t("BTC-USDT", i)).collect();
+    let a = admit(&mut s, &mut rest, &[15], false).await;
+    assert_eq!(ids(&a), [12, 13, 14, 15]);
+    assert!(marks(&a).is_empty(), "{a:?}");
+    // The revealing trade refused for its time passes the mark to the next published one.
+    let mut s = Sequencer::new().with_time_bounds(TimeBounds::default(), clock);
+    let (mut rest, pair) = (Rest::default(), Pair::parse("BTC-USDT").unwrap());
+    let now = clock().0;
+    s.admit(vec![at(5, now)], false, &mut rest).await;
+    let far = 4_102_444_800_000_000; // 2100
+    let a = s
+        .admit(vec![at(9, far), at(10, now)], false, &mut rest)
+        .await;
+    assert_eq!((ids(&a), marks(&a)), (vec![10], vec![(10, None, true)]));
+    assert_eq!(s.last(pair).map(|l| l.0), Some(10));
+}

@@ -45,6 +45,18 @@
 //!   rolled-up part from the published finer finals, so trades need only be read again from
 //!   [`Engine::oldest_open_window`], which concerns the finest interval.
 //!
+//! # Partial candles ([`Candle::partial`], DESIGN.md "Partial candles")
+//! - Per pair and exchange, the latest [`Trade::complete_since`] seen says from when the
+//!   exchange's stream is complete: a window of any interval that starts before it is partial
+//!   (a cold start at 15:00:20 makes that day's 1d window partial, and its 1m window unless the
+//!   connector fetched the minute's earlier trades and marked 15:00:00).
+//! - A window holding a trade with [`Trade::after_unfilled_gap`] is partial, and so is every
+//!   coarser window containing it (a rollup is partial when one of its parts is).
+//! - A composite window is partial when one of its exchanges' is: when it holds a partial
+//!   exchange window, or starts before one of its exchanges' stream was complete.
+//! - Live updates carry the mark too. After a restart, [`Engine::restore_rollups`] takes it
+//!   from the published finals it restores from.
+//!
 //! The per-trade path ([`Engine::apply`], and [`Engine::advance`] into a reused `Vec`) does not
 //! allocate once a series exists and its window buffer has grown to the number of windows open
 //! at once (usually one or two), with any number of intervals (a pair's rollups are allocated
