@@ -65,9 +65,52 @@ fn exchange_badges(v: &Verified) -> Vec<Line<'static>> {
     .collect()
 }
 
-/// The composite's badge, longest first: each exchange's short tally (full names, then three
-/// letters) and the newest mismatch of any exchange (full, short, none). `None` when no
-/// exchange of `pair` has a verdict.
+/// How the composite's badge is worded: exchange names in three letters, tallies without
+/// their partial and unavailable counts, the mismatch (none, full or short words).
+#[derive(Clone, Copy)]
+struct Wording {
+    short_names: bool,
+    bare_tallies: bool,
+    mismatch: Option<bool>,
+}
+
+/// The composite's wordings, longest first: the newest mismatch is the last thing to go.
+const COMPOSITE: [Wording; 6] = [
+    Wording {
+        short_names: false,
+        bare_tallies: false,
+        mismatch: Some(false),
+    },
+    Wording {
+        short_names: false,
+        bare_tallies: false,
+        mismatch: Some(true),
+    },
+    Wording {
+        short_names: true,
+        bare_tallies: false,
+        mismatch: Some(true),
+    },
+    Wording {
+        short_names: true,
+        bare_tallies: true,
+        mismatch: Some(true),
+    },
+    Wording {
+        short_names: true,
+        bare_tallies: false,
+        mismatch: None,
+    },
+    Wording {
+        short_names: true,
+        bare_tallies: true,
+        mismatch: None,
+    },
+];
+
+/// The composite's badge in each of [`COMPOSITE`]'s wordings: each exchange's short tally and
+/// the newest mismatch of any exchange, naming it. `None` when no exchange of `pair` has a
+/// verdict.
 fn composite_badges(app: &App, pair: Pair) -> Option<Vec<Line<'static>>> {
     let verified: Vec<(Exchange, &Verified)> = Exchange::ALL
         .iter()
@@ -80,40 +123,28 @@ fn composite_badges(app: &App, pair: Pair) -> Option<Vec<Line<'static>>> {
         .iter()
         .filter_map(|(e, v)| Some((*e, v.mismatch.as_ref()?)))
         .max_by_key(|(_, m)| m.start);
-    let levels = [
-        (false, Some(false)),
-        (false, Some(true)),
-        (true, Some(true)),
-        (true, None),
-    ];
-    Some(
-        levels
-            .into_iter()
-            .map(|(short_names, short_mismatch)| {
-                let mut spans = vec![Span::raw(" ")];
-                for (e, v) in &verified {
-                    let name = if short_names {
-                        &e.as_str()[..3]
-                    } else {
-                        e.as_str()
-                    };
-                    spans.push(Span::raw(format!("{name} ")));
-                    spans.push(Span::styled(
-                        format!("{} ", tally_text(&v.tally, true)),
-                        tally_style(&v.tally),
-                    ));
-                }
-                if let (Some((e, m)), Some(short)) = (newest, short_mismatch) {
-                    let text = mismatch_text(m, short).replacen("✗ ", &format!("✗ {e} "), 1);
-                    spans.push(Span::styled(
-                        format!("{text} "),
-                        Style::default().fg(MISMATCH),
-                    ));
-                }
-                Line::from(spans)
-            })
-            .collect(),
-    )
+    let name = |e: Exchange, short: bool| if short { &e.as_str()[..3] } else { e.as_str() };
+    let line = |w: Wording| {
+        let mut spans = vec![Span::raw(" ")];
+        for (e, v) in &verified {
+            let tally = match w.bare_tallies {
+                true => format!("✓{}/{} ", v.tally.matched, v.tally.total()),
+                false => format!("{} ", tally_text(&v.tally, true)),
+            };
+            spans.push(Span::raw(format!("{} ", name(*e, w.short_names))));
+            spans.push(Span::styled(tally, tally_style(&v.tally)));
+        }
+        if let (Some((e, m)), Some(short)) = (newest, w.mismatch) {
+            let named = format!("✗ {} ", name(e, w.short_names));
+            let text = mismatch_text(m, short).replacen("✗ ", &named, 1);
+            spans.push(Span::styled(
+                format!("{text} "),
+                Style::default().fg(MISMATCH),
+            ));
+        }
+        Line::from(spans)
+    };
+    Some(COMPOSITE.into_iter().map(line).collect())
 }
 
 /// The verdict on one candle, for the inspect readout: `✓ equal to kraken's own candle`
