@@ -2,7 +2,7 @@
 //! REST client and pace) is fed the engine's final per-exchange 1-minute candles, and each
 //! verdict reaches the dashboard and the line modes as [`Event::Verified`], exactly as a
 //! server's do. The engine builds 1m among its default intervals; with `--intervals` lacking
-//! it nothing is verified.
+//! it nothing is verified (a notice says so).
 
 use crate::app::Event;
 use crate::connectors::connector_config;
@@ -10,6 +10,7 @@ use crate::embedded_config::EmbeddedConfig;
 use crate::verification::Verification;
 use candles_connector::verify::{Settings, Verifier};
 use candles_core::Candle;
+use candles_core::verify::MINUTE;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -26,6 +27,11 @@ impl Verifiers {
         tracker: &TaskTracker,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Verifiers> {
+        if !cfg.intervals.contains(MINUTE) {
+            let notice = "--intervals has no 1m: the exchanges' 1-minute candles are not verified";
+            let _ = events.try_send(Event::Notice(notice.to_string()));
+            return Ok(Verifiers::default());
+        }
         let mut verifiers = Vec::new();
         for feed in &cfg.feeds {
             let config = connector_config(cfg, feed);
@@ -63,5 +69,47 @@ async fn forward(
         if events.send(event).await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::embedded_config::Feed;
+    use candles_core::time::Duration;
+    use candles_core::{Exchange, Interval, Intervals, Pair};
+
+    #[tokio::test]
+    async fn without_1m_built_nothing_is_verified_and_a_notice_says_so() {
+        let five = Interval::seconds(5);
+        let cfg = EmbeddedConfig {
+            pairs: Pair::defaults(),
+            feeds: vec![Feed {
+                exchange: Exchange::Binance,
+                ws_url: None,
+                rest_url: Some("http://127.0.0.1:9".into()),
+            }],
+            intervals: Intervals::new(&[five]).unwrap(),
+            interval: five,
+            grace: Duration::from_millis(0),
+            update_interval: Duration::from_millis(20),
+            live: true,
+            verify: true,
+        };
+        let (tx, mut rx) = mpsc::channel(4);
+        let (tracker, shutdown) = (TaskTracker::new(), CancellationToken::new());
+        let verifiers = Verifiers::start(&cfg, tx.clone(), &tracker, &shutdown).unwrap();
+        assert!(verifiers.0.is_empty());
+        match rx.try_recv() {
+            Ok(Event::Notice(text)) => assert!(text.contains("no 1m"), "{text}"),
+            other => panic!("{other:?}"),
+        }
+        let cfg = EmbeddedConfig {
+            intervals: Intervals::new(&[five, MINUTE]).unwrap(),
+            ..cfg
+        };
+        let verifiers = Verifiers::start(&cfg, tx, &tracker, &shutdown).unwrap();
+        assert_eq!(verifiers.0.len(), 1, "one per exchange");
+        shutdown.cancel();
     }
 }
