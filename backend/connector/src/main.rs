@@ -12,7 +12,7 @@ use candles_connector::kafka::KafkaProperties;
 use candles_connector::pacer::{Pacer, RestLimit};
 use candles_connector::rest::ListingError;
 use candles_connector::{
-    ConnState, ConnectorConfig, KafkaSink, check_pairs, resume, run, telemetry,
+    ConnState, ConnectorConfig, KafkaSink, check_pairs, resume, run, telemetry, verify,
 };
 use candles_core::retry::Doubling;
 use candles_core::{Exchange, Micros, Pair};
@@ -78,6 +78,14 @@ struct Args {
     /// services' `--redis-prefix`.
     #[arg(long, env = "CANDLES_REDIS_PREFIX")]
     redis_prefix: Option<String>,
+    /// Do not verify our final 1-minute candles against the exchange's own (verification is on
+    /// whenever `--redis` is given: it reads the services' candles and reports there).
+    #[arg(long, env = "CANDLES_NO_VERIFY")]
+    no_verify: bool,
+    /// How long after a minute's end the verifier keeps asking the exchange for its candle
+    /// before the verdict is `unavailable` (e.g. 3m).
+    #[arg(long, env = "CANDLES_VERIFY_PATIENCE", default_value = "3m", value_parser = parse_duration)]
+    verify_patience: Duration,
     #[command(flatten)]
     kafka: candles_kafka::KafkaPropertyArgs,
 }
@@ -203,15 +211,38 @@ async fn last_published(
     })
 }
 
-/// The Redis reporter, when `--redis` is given (it reconnects on its own after a start).
-async fn reporter(args: &Args) -> anyhow::Result<Option<Reporter>> {
+/// The Redis reporter, when `--redis` is given. It connects in the background: Redis being
+/// down (at start or later) never stops trades; failed attempts are logged and counted.
+fn reporter(args: &Args) -> anyhow::Result<Option<Reporter>> {
     let Some(url) = &args.redis else {
         return Ok(None);
     };
-    let reporter = Reporter::connect(url, args.redis_prefix.as_deref())
-        .await
-        .with_context(|| format!("connecting to Redis at {url} (--redis) for reports"))?;
+    let exchange = args.exchange;
+    let reporter = Reporter::connect_in_background(url, args.redis_prefix.as_deref(), move |e| {
+        telemetry::side_channel_failed(exchange, "connect", e);
+    })
+    .context("the Redis URL (--redis) for reports")?;
     Ok(Some(reporter))
+}
+
+/// Starts verifying our 1m candles against the exchange's (with `--redis`, unless
+/// `--no-verify`), sharing `config`'s REST pace.
+fn start_verifying(
+    args: &Args,
+    config: &ConnectorConfig,
+    reporter: Option<&Reporter>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let (Some(url), Some(reporter)) = (&args.redis, reporter) else {
+        return Ok(());
+    };
+    if args.no_verify {
+        tracing::info!("verification off (--no-verify)");
+        return Ok(());
+    }
+    let mut settings = verify::Settings::for_exchange(config.exchange);
+    settings.patience = args.verify_patience;
+    verify::relay::spawn(config, url, reporter.clone(), settings, shutdown.clone())
 }
 
 /// The library's configuration from the flags.
@@ -244,7 +275,7 @@ async fn main_inner(args: Args, properties: KafkaProperties) -> Result<(), Failu
     let mut config = connector_config(&args);
     let shutdown = CancellationToken::new();
     candles_runtime::cancel_on_shutdown(shutdown.clone());
-    let _reporter = reporter(&args).await?;
+    let reporter = reporter(&args)?;
     if !args.skip_pair_check {
         check_listing(&config, &shutdown).await?;
         if shutdown.is_cancelled() {
@@ -253,6 +284,7 @@ async fn main_inner(args: Args, properties: KafkaProperties) -> Result<(), Failu
     }
     // Continue exactly where an earlier run of this connector stopped.
     config.resume = last_published(&args, &properties, &config).await?;
+    start_verifying(&args, &config, reporter.as_ref(), &shutdown)?;
     let (status_tx, mut status_rx) = tokio::sync::watch::channel(ConnState::Connecting);
     tokio::spawn(async move {
         while status_rx.changed().await.is_ok() {

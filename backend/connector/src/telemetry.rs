@@ -46,10 +46,22 @@ pub const VERIFICATIONS: &str = "connector_verifications_total";
 /// Candles not verified because too many were waiting, per exchange.
 pub const VERIFICATIONS_DROPPED: &str = "connector_verifications_dropped_total";
 /// Failures of the Redis side channel (reports written, candles read for verification), per
-/// exchange and `kind` (`report`, `subscribe`); the trades stream on regardless.
+/// exchange and `kind` (`connect`, `seed`, `subscribe`, `report`); the trades stream on
+/// regardless.
 pub const REPORT_ERRORS: &str = "connector_report_errors_total";
 /// 1 while the socket is live, 0 otherwise, per exchange.
 pub const CONNECTED: &str = "connector_connected";
+
+/// Counts a failure of the Redis side channel (`kind`: `connect`, `seed`, `subscribe`,
+/// `report`) and logs it: the trades stream on regardless.
+pub fn side_channel_failed(
+    exchange: candles_core::Exchange,
+    kind: &'static str,
+    error: &dyn std::fmt::Display,
+) {
+    metrics::counter!(REPORT_ERRORS, "exchange" => exchange.as_str(), "kind" => kind).increment(1);
+    tracing::warn!(%exchange, kind, %error, "Redis side channel failed; trades stream on");
+}
 
 /// Registers the descriptions of every metric (call once, after installing a recorder).
 pub fn describe() {

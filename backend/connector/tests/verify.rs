@@ -67,9 +67,10 @@ async fn sleep_until(t: Micros) {
     }
 }
 
-/// Our final 1-minute candles of `exchange` for the minute at `start`, built by the engine from
-/// the simulator's trades (what the WebSocket carried, nothing hidden), once that minute is final.
-async fn our_candles(sim: &SimHandle, exchange: Exchange, start: Micros) -> Vec<Candle> {
+/// Every final 1-minute candle (each exchange's and the composite) of the minute at `start`,
+/// built by the engine from the simulator's trades (what the WebSocket carried, nothing hidden),
+/// once that minute is final.
+async fn finals(sim: &SimHandle, start: Micros) -> Vec<Candle> {
     let end = MINUTE.window_end(start);
     sleep_until(Micros(end.0 + GRACE.as_micros() as i64 + 100_000)).await;
     let mut engine = Engine::new(EngineConfig {
@@ -82,8 +83,15 @@ async fn our_candles(sim: &SimHandle, exchange: Exchange, start: Micros) -> Vec<
     }
     let mut finals = Vec::new();
     engine.advance(Micros::now(), &mut finals);
-    finals.retain(|c| c.start == start && c.source == Source::Exchange(exchange));
+    finals.retain(|c| c.start == start);
     finals
+}
+
+/// Our final 1-minute candles of `exchange` for the minute at `start` (see [`finals`]).
+async fn our_candles(sim: &SimHandle, exchange: Exchange, start: Micros) -> Vec<Candle> {
+    let mut ours = finals(sim, start).await;
+    ours.retain(|c| c.source == Source::Exchange(exchange));
+    ours
 }
 
 /// Verifies `exchange`'s candles of one minute (the REST client paced by `pace`, or at the
@@ -234,5 +242,132 @@ async fn kraken_rate_limit_answers_are_obeyed_and_every_verdict_is_reached() {
     );
     assert!(sim.rate_limited() >= 1, "the exchange's limit was reached");
     assert_eq!(sim.rate_limit_violations(), 0);
+    sim.stop().await;
+}
+
+/// In the connector binary's set-up (`verify::relay`): Redis is down when verification starts;
+/// once it is up, the final candles the services publish on the 1m candle channels (every
+/// source, live updates too) are verified, each verdict is stored as the latest and published
+/// on the verifications channel, and the tally continues from the latest verdict stored before.
+#[cfg(feature = "kafka")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_the_connector_verdicts_on_the_services_candles_reach_redis_with_the_tally_continued() {
+    use candles_reports::{Keys, Reporter, candle_channel, decode_verification, read_latest};
+    use prost::Message as _;
+
+    let exchange = Exchange::Binance;
+    let pairs = pairs(&["BTC-USDT", "ETH-USDT"]);
+    let btc = pairs[0];
+    let mut redis = candles_testkit::redis::Redis::start().expect("redis-server starts");
+    let url = redis.url();
+    let earlier = v1::Verification {
+        pair: btc.to_string(),
+        source: exchange.as_str().into(),
+        outcome: v1::Outcome::Match as i32,
+        tally: Some(v1::VerificationTally {
+            matched: 57,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut before = Reporter::connect(&url, None).await.unwrap();
+    before.verification(&earlier).await.unwrap();
+    redis.stop();
+
+    let sim = sim(exchange, &pairs, |_| {}).await;
+    let start = minute_to_verify();
+    let mut config = ConnectorConfig::new(exchange, pairs.clone());
+    config.rest_url = Some(sim.rest_url());
+    let shutdown = CancellationToken::new();
+    let reporter = Reporter::connect_in_background(&url, None, |_| {}).unwrap();
+    candles_connector::verify::relay::spawn(
+        &config,
+        &url,
+        reporter,
+        Settings::for_exchange(exchange),
+        shutdown.clone(),
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    redis.restart().expect("redis-server restarts");
+
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut verdicts = client.get_async_pubsub().await.unwrap();
+    verdicts
+        .subscribe(Keys::new("").verifications())
+        .await
+        .unwrap();
+    let mut conn = redis::aio::ConnectionManager::new(client).await.unwrap();
+    let channels: Vec<String> = pairs
+        .iter()
+        .map(|&p| candle_channel("", MINUTE, p))
+        .collect();
+    // The relay subscribes once Redis is back.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let subscribed: Vec<(String, u64)> = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(&channels)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if subscribed.iter().all(|(_, n)| *n == 1) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the relay never subscribed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let finals = finals(&sim, start).await;
+    assert_eq!(
+        finals.len(),
+        2 * pairs.len(),
+        "binance and composite per pair"
+    );
+    for candle in &finals {
+        let mut live = v1::Candle::from(candle);
+        live.r#final = false;
+        let channel = candle_channel("", MINUTE, candle.pair);
+        for wire in [live, v1::Candle::from(candle)] {
+            let _: i64 = redis::cmd("PUBLISH")
+                .arg(&channel)
+                .arg(wire.encode_to_vec())
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
+    let mut messages = verdicts.on_message();
+    let mut by_pair = BTreeMap::new();
+    while by_pair.len() < pairs.len() {
+        let msg = tokio::time::timeout(
+            Duration::from_secs(60),
+            futures::StreamExt::next(&mut messages),
+        )
+        .await
+        .expect("a verdict on the verifications channel within 60 s")
+        .unwrap();
+        let v = decode_verification(msg.get_payload_bytes()).unwrap();
+        assert!(
+            by_pair.insert(v.pair.clone(), v).is_none(),
+            "one verdict per pair"
+        );
+    }
+    for v in by_pair.values() {
+        assert_eq!(outcome(v), v1::Outcome::Match, "{v:?}");
+        assert_eq!(v.source, "binance");
+        assert_eq!(v.start, Some(candles_proto::timestamp(start)));
+    }
+    assert_eq!(by_pair["BTC-USDT"].tally.unwrap().matched, 58);
+    assert_eq!(by_pair["ETH-USDT"].tally.unwrap().matched, 1);
+    let (latest, mismatch) =
+        read_latest(&mut conn, &Keys::new(""), btc, Source::Exchange(exchange))
+            .await
+            .unwrap();
+    assert_eq!(latest.as_ref(), Some(&by_pair["BTC-USDT"]));
+    assert_eq!(mismatch, None);
+    shutdown.cancel();
     sim.stop().await;
 }

@@ -18,13 +18,24 @@
 //! The tally lives in the verdict: one connector per exchange keeps it, seeded at start from the
 //! latest verdict stored here ([`read_latest`]), so it survives a connector restart.
 //! Everything read back is decoded and bounded ([`MAX_REPORT_BYTES`]); what fails is skipped.
+//!
+//! The connector verifies the final 1-minute candles the services publish on
+//! [`candle_channel`] (the services' own channel name, from this one function).
+//!
+//! A report must never stop trades: [`Reporter::connect_in_background`] returns at once and
+//! connects (and, once connected, reconnects) on its own; until then every write fails with
+//! [`not_connected`] and the caller carries on.
 
-use candles_core::{Exchange, Pair, Source};
+use candles_core::retry::Doubling;
+use candles_core::{Exchange, Interval, Pair, Source};
 use candles_proto::v1;
 use prost::Message as _;
 use redis::AsyncCommands as _;
 use redis::aio::ConnectionManager;
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::OnceCell;
 
 /// The largest encoded report accepted from Redis (a verdict with every field differing is
 /// well under 1 KB).
@@ -43,6 +54,23 @@ pub fn default_prefix(url: &str) -> String {
         _ => String::new(),
     }
 }
+
+/// The Pub/Sub channel on which the services publish `pair`'s candles of `interval` (final and
+/// live, every source), under the deployment `prefix`: `{prefix}candles.v1.{interval}.{pair}`.
+pub fn candle_channel(prefix: &str, interval: Interval, pair: Pair) -> String {
+    format!("{prefix}candles.v1.{interval}.{pair}")
+}
+
+/// The error of a write before the first connection was made.
+pub fn not_connected() -> redis::RedisError {
+    redis::RedisError::from((
+        redis::ErrorKind::Io,
+        "not connected to Redis yet (connecting in the background)",
+    ))
+}
+
+/// The waits between two attempts of the first connection.
+const CONNECT_RETRY: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(30));
 
 /// The names of the reports' channel and keys under one prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +107,12 @@ impl Keys {
         )
     }
 
+    /// The services' candle channel of `pair` and `interval` under this prefix
+    /// ([`candle_channel`]).
+    pub fn candles(&self, interval: Interval, pair: Pair) -> String {
+        candle_channel(&self.prefix, interval, pair)
+    }
+
     /// The hash of `exchange`'s listings: pair → `candles.v1.Listing`.
     pub fn listings(&self, exchange: Exchange) -> String {
         format!("{}candles.v1.listings.{exchange}", self.prefix)
@@ -93,10 +127,10 @@ pub fn decode_verification(bytes: &[u8]) -> Option<v1::Verification> {
     v1::Verification::decode(bytes).ok()
 }
 
-/// Where a connector writes its reports.
+/// Where a connector writes its reports. Clones share the connection.
 #[derive(Clone)]
 pub struct Reporter {
-    conn: ConnectionManager,
+    conn: Arc<OnceCell<ConnectionManager>>,
     keys: Keys,
 }
 
@@ -104,21 +138,70 @@ impl std::fmt::Debug for Reporter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Reporter")
             .field("keys", &self.keys)
+            .field("connected", &self.is_connected())
             .finish()
     }
 }
 
 impl Reporter {
     /// Connects to `url` (reconnecting on its own later), names under `prefix` (`None`:
-    /// [`default_prefix`] of the URL).
+    /// [`default_prefix`] of the URL). Fails when Redis cannot be reached now.
     pub async fn connect(url: &str, prefix: Option<&str>) -> redis::RedisResult<Reporter> {
-        let client = redis::Client::open(url)?;
+        let (client, keys) = Reporter::parse(url, prefix)?;
         let conn = ConnectionManager::new(client).await?;
-        let prefix = prefix.map_or_else(|| default_prefix(url), str::to_string);
         Ok(Reporter {
-            conn,
-            keys: Keys::new(&prefix),
+            conn: Arc::new(OnceCell::new_with(Some(conn))),
+            keys,
         })
+    }
+
+    /// A reporter to `url` that connects in the background (call from a Tokio runtime): it
+    /// returns at once, tries again after doubling waits (0.5 s up to 30 s) while Redis cannot
+    /// be reached, telling `on_failure` of every failed attempt, and reconnects on its own once
+    /// connected. Writes before the first connection fail with [`not_connected`]. Only a URL
+    /// that does not parse is an error.
+    pub fn connect_in_background(
+        url: &str,
+        prefix: Option<&str>,
+        on_failure: impl Fn(&redis::RedisError) + Send + 'static,
+    ) -> redis::RedisResult<Reporter> {
+        let (client, keys) = Reporter::parse(url, prefix)?;
+        let cell = Arc::new(OnceCell::new());
+        let reporter = Reporter {
+            conn: cell.clone(),
+            keys,
+        };
+        tokio::spawn(async move {
+            let mut wait = Doubling::new(CONNECT_RETRY.0, CONNECT_RETRY.1);
+            loop {
+                match ConnectionManager::new(client.clone()).await {
+                    Ok(conn) => {
+                        let _ = cell.set(conn);
+                        return;
+                    }
+                    Err(e) => on_failure(&e),
+                }
+                tokio::time::sleep(wait.next_delay()).await;
+            }
+        });
+        Ok(reporter)
+    }
+
+    fn parse(url: &str, prefix: Option<&str>) -> redis::RedisResult<(redis::Client, Keys)> {
+        let client = redis::Client::open(url)?;
+        let prefix = prefix.map_or_else(|| default_prefix(url), str::to_string);
+        Ok((client, Keys::new(&prefix)))
+    }
+
+    /// Whether the first connection has been made (later outages are the connection's own to
+    /// recover from).
+    pub fn is_connected(&self) -> bool {
+        self.conn.initialized()
+    }
+
+    /// The shared connection, or [`not_connected`].
+    fn conn(&self) -> redis::RedisResult<ConnectionManager> {
+        self.conn.get().cloned().ok_or_else(not_connected)
     }
 
     /// The names this reporter writes.
@@ -143,7 +226,7 @@ impl Reporter {
             pipe.set(self.keys.mismatch(pair, source), &bytes);
         }
         pipe.publish(self.keys.verifications(), &bytes);
-        pipe.query_async::<()>(&mut self.conn).await
+        pipe.query_async::<()>(&mut self.conn()?).await
     }
 
     /// Replaces `exchange`'s listings with `listings` (one per pair it was asked about).
@@ -158,7 +241,17 @@ impl Reporter {
         for (pair, listing) in listings {
             pipe.hset(&key, pair.to_string(), listing.encode_to_vec());
         }
-        pipe.query_async::<()>(&mut self.conn).await
+        pipe.query_async::<()>(&mut self.conn()?).await
+    }
+
+    /// The latest verdict and the latest mismatch stored for `pair` from `source` under this
+    /// reporter's names ([`read_latest`]).
+    pub async fn read_latest(
+        &self,
+        pair: Pair,
+        source: Source,
+    ) -> redis::RedisResult<(Option<v1::Verification>, Option<v1::Verification>)> {
+        read_latest(&mut self.conn()?, &self.keys, pair, source).await
     }
 }
 
@@ -230,6 +323,50 @@ mod tests {
             keys.listings(Exchange::Coinbase),
             "db3.candles.v1.listings.coinbase"
         );
+    }
+
+    #[test]
+    fn the_candle_channel_is_the_services_name() {
+        let pair = Pair::parse("btcusdt").unwrap();
+        // The names candles-service publishes on (backend/service/src/store.rs, `Keys::channel`).
+        assert_eq!(
+            candle_channel("", Interval::parse("500ms").unwrap(), pair),
+            "candles.v1.500ms.BTC-USDT"
+        );
+        assert_eq!(
+            Keys::new("db3.").candles(Interval::seconds(60), pair),
+            "db3.candles.v1.1m.BTC-USDT"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_redis_does_not_stop_the_start_and_writes_fail_meanwhile() {
+        let failures = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = failures.clone();
+        let mut reporter =
+            Reporter::connect_in_background("redis://127.0.0.1:1/", None, move |_| {
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            })
+            .unwrap();
+        assert!(!reporter.is_connected());
+        let v = v1::Verification {
+            pair: "BTC-USDT".into(),
+            source: "binance".into(),
+            ..Default::default()
+        };
+        let err = reporter.verification(&v).await.unwrap_err();
+        assert!(err.to_string().contains("not connected"), "{err}");
+        // Each attempt is the connection manager's own few retries (a few seconds).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while failures.load(std::sync::atomic::Ordering::Relaxed) < 1 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no attempt reported"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(!reporter.is_connected());
+        assert!(Reporter::connect_in_background("nonsense", None, |_| {}).is_err());
     }
 
     #[test]

@@ -92,7 +92,12 @@ pub enum Step {
 }
 
 /// The step after the exchange's `answer` (its final candle, none yet, or no answer) at `now`.
+///
+/// Our empty minute (a flat candle, no trade) for which the exchange still has no candle when
+/// the patience is spent agrees with it (Coinbase, like the simulators, writes no row for a
+/// minute without trades): a match (or partial), not `unavailable`.
 pub fn step(check: Check, answer: Result<Option<ExchangeCandle>, String>, now: Micros) -> Step {
+    let no_candle = matches!(answer, Ok(None));
     let reason = match answer {
         Ok(Some(theirs)) => {
             let outcome = judge(&check.candle, check.partial, &theirs);
@@ -103,10 +108,16 @@ pub fn step(check: Check, answer: Result<Option<ExchangeCandle>, String>, now: M
     };
     let mut check = check;
     if check.again(reason, now) {
-        Step::Again(check)
-    } else {
-        Step::Done(check.candle, Outcome::Unavailable(check.last_reason))
+        return Step::Again(check);
     }
+    let outcome = match (no_candle && check.candle.trades == 0, check.partial) {
+        (true, false) => Outcome::Match,
+        (true, true) => Outcome::Partial(
+            "our candle is partial; it has no trade and the exchange has no candle".to_string(),
+        ),
+        (false, _) => Outcome::Unavailable(check.last_reason),
+    };
+    Step::Done(check.candle, outcome)
 }
 
 /// Compares our candle (known incomplete when `partial`) with the exchange's.
@@ -244,6 +255,25 @@ mod tests {
             outcome,
             Outcome::Unavailable("no answer from the exchange: HTTP 500".into())
         );
+    }
+
+    #[test]
+    fn an_empty_minute_without_the_exchanges_candle_is_a_match_at_the_patience() {
+        let mut empty = check(false);
+        empty.candle.trades = 0;
+        empty.candle.volume = Decimal::ZERO;
+        let give_up = empty.give_up;
+        let Step::Again(empty) = step(empty, Ok(None), START) else {
+            panic!("gave up early: the exchange may lag");
+        };
+        let Step::Done(_, outcome) = step(empty.clone(), Ok(None), give_up) else {
+            panic!("never gives up");
+        };
+        assert_eq!(outcome, Outcome::Match);
+        let Step::Done(_, outcome) = step(empty, Err("HTTP 500".into()), give_up) else {
+            panic!("never gives up");
+        };
+        assert!(matches!(outcome, Outcome::Unavailable(_)), "{outcome:?}");
     }
 
     #[test]

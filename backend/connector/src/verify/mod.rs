@@ -13,13 +13,16 @@
 //! every field.
 //!
 //! No Kafka, no Redis here: the connector binary feeds it from the services' Redis Pub/Sub and
-//! reports the verdicts (`relay`, feature `kafka`); `candles-tui --embedded` feeds it from its
+//! reports the verdicts (`relay`); `candles-tui --embedded` feeds it from its
 //! in-process engine.
 //!
 //! - [`schedule`] (*pure*): when a check is due, when to give up, the bounded queue.
 //! - [`judge`] (*pure*): the verdict from an answer, the tally, the wire form.
+//! - `relay` (feature `kafka`): the connector binary's feed from Redis and its reports.
 
 pub mod judge;
+#[cfg(feature = "kafka")]
+pub mod relay;
 pub mod schedule;
 
 pub use judge::{Outcome, Tally};
