@@ -22,9 +22,12 @@
 //! - the stream marks ([`Trade::complete_since`], [`Trade::after_unfilled_gap`], DESIGN.md
 //!   "Partial candles"): the first published trade of a pair that starts cold (no reference:
 //!   nothing of it published before) carries the instant from which every trade of the pair is
-//!   published — the start when the start-up fill reached back to it (a trade before the start,
-//!   or an id below the fetched run that the exchange did not serve from the start on), else
-//!   just after the first trade of the contiguous run the stream begins with. A resumed pair
+//!   published — the start when the start-up fill (which asks for the first live trade too,
+//!   so an answer holding it is known to be whole up to it) reached back to it (a trade before
+//!   the start, or an id below the fetched run that the exchange did not serve from the start
+//!   on), else just after the first trade of the contiguous run the stream begins with; never
+//!   later than just after the pair's first live trade (a replay's trades are all older than
+//!   the start). A resumed pair
 //!   (see [`Sequencer::resuming`]) is not cold. The next published trade after ids a strict gap
 //!   fill could not fetch carries `after_unfilled_gap`. A mark waits for the next *published*
 //!   trade of its pair (a refused one passes it on);
@@ -45,7 +48,7 @@ use candles_core::{Micros, Pair, TimeBounds, Trade};
 use std::collections::HashMap;
 use std::future::Future;
 
-/// How many ids before a pair's first trade the start-up fill looks at.
+/// How many ids the start-up fill asks for: the pair's first trade and the ids before it.
 pub const HEAD_LOOKBACK: u64 = 1000;
 
 /// Which rule a fill serves.
@@ -243,7 +246,13 @@ impl Sequencer {
         found.sort_by_key(|t| t.id);
         found.dedup_by_key(|t| t.id);
         let complete = complete_from(&found, &gap, floor);
-        found.retain(|t| t.time >= floor);
+        // A start-up fill asks for the first live trade too (its presence shows the answer is
+        // whole up to it), which is published after the fill, not by it.
+        let end = match mode {
+            Fill::Since(_) => gap.until_id,
+            _ => u64::MAX,
+        };
+        found.retain(|t| t.time >= floor && t.id < end);
         let accounted = found.len() as u64;
         let mut filled = 0;
         let mut previous = gap.after_id;
@@ -342,7 +351,8 @@ impl Sequencer {
             for t in history.values() {
                 self.record(t);
                 // Everything after the reference is owed and checked for gaps.
-                let since = self.start.unwrap_or(Micros(t.time.0.saturating_add(1)));
+                let after = Micros(t.time.0.saturating_add(1));
+                let since = self.start.map_or(after, |start| start.min(after));
                 self.mark_cold(t.pair, since);
             }
         }
@@ -379,13 +389,16 @@ impl Sequencer {
         if let Some(start) = self.start.filter(|_| t.id > 1) {
             let gap = Gap {
                 pair: t.pair,
-                after_id: t.id.saturating_sub(HEAD_LOOKBACK + 1),
+                after_id: t.id.saturating_sub(HEAD_LOOKBACK),
                 after_time: start,
-                until_id: t.id - 1,
+                until_id: t.id,
             };
             since = self.fill(gap, filler, Fill::Since(start), out).await;
         }
-        let since = since.unwrap_or(Micros(t.time.0.saturating_add(1)));
+        // Every trade after `t` is owed and checked for gaps, whatever the fill found (a
+        // replay's trades are all older than the start).
+        let after = Micros(t.time.0.saturating_add(1));
+        let since = since.map_or(after, |since| since.min(after));
         // The fill may have published trades: the mark goes on the stream's first one.
         match out.publish.iter_mut().find(|p| p.pair == t.pair) {
             Some(first) => first.complete_since = Some(since),

@@ -158,7 +158,10 @@ async fn trades_made_after_start_but_before_the_first_seen_one_are_fetched() {
     // The first live trade is 45; 40..=44 were made after start (time = id here): owed.
     let a = admit(&mut s, &mut rest, &[45, 46], false).await;
     assert_eq!(ids(&a), [40, 41, 42, 43, 44, 45, 46]);
-    assert_eq!(rest.asked[0].until_id, 44);
+    assert_eq!(
+        rest.asked[0].until_id, 45,
+        "the first live trade is asked for too"
+    );
     assert_eq!(rest.asked[0].after_time, Micros(40));
     assert_eq!((a.gaps[0].filled, a.gaps[0].unfilled), (5, 0));
     // A snapshot's trades from before the start only anchor; those made since are owed.
@@ -329,20 +332,33 @@ async fn a_cold_start_fetches_the_minute_s_earlier_trades_and_is_complete_from_i
     rest.known = (40..=60).map(|i| t("BTC-USDT", i)).collect();
     let a = admit(&mut s, &mut rest, &[45], false).await;
     assert_eq!(marks(&a), [(40, Some(40), false)]);
+    // The exchange's first trade ever is the first live one: REST answers with it alone.
+    let mut s = Sequencer::starting_at(Micros(40));
+    rest.known = vec![t("BTC-USDT", 45), t("BTC-USDT", 46)];
+    let a = admit(&mut s, &mut rest, &[45], false).await;
+    assert_eq!(ids(&a), [45]);
+    assert_eq!(marks(&a), [(45, Some(40), false)]);
     // The look-back (HEAD_LOOKBACK ids) does not reach the start: complete from just after
     // the first trade fetched.
     let lookback = HEAD_LOOKBACK as i64;
     let mut s = Sequencer::starting_at(Micros(40));
     rest.known = (1..=3_000).map(|i| t("BTC-USDT", i)).collect();
     let a = admit(&mut s, &mut rest, &[2_500], false).await;
-    let first = 2_500 - lookback;
+    let first = 2_500 - lookback + 1;
     assert_eq!(a.publish[0].id as i64, first);
     assert_eq!(marks(&a), [(first as u64, Some(first + 1), false)]);
-    // REST has nothing: complete from just after the live trade.
+    // REST has nothing (it failed): complete from just after the live trade.
     let mut s = Sequencer::starting_at(Micros(40));
     rest.known.clear();
     let a = admit(&mut s, &mut rest, &[45, 46], false).await;
     assert_eq!(marks(&a), [(45, Some(46), false)]);
+    // Trades all older than the start (a replay): complete from just after the first one.
+    let mut s = Sequencer::starting_at(Micros(4_000));
+    rest.known = (1..=60).map(|i| t("BTC-USDT", i)).collect();
+    let a = admit(&mut s, &mut rest, &[50, 51], false).await;
+    assert_eq!(ids(&a), [50, 51]);
+    assert_eq!(marks(&a), [(50, Some(51), false)]);
+    rest.known.clear();
     // A snapshot anchored before the start: complete from the start.
     let mut s = Sequencer::starting_at(Micros(40));
     let a = admit(&mut s, &mut rest, &[38, 39, 40, 41], true).await;
