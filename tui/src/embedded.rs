@@ -37,7 +37,14 @@ pub fn start(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let (trades_tx, trades_rx) = mpsc::channel::<Trade>(16_384);
-    crate::connectors::spawn(&cfg, trades_tx, tx.clone(), tracker, shutdown.clone())?;
+    let connectors = crate::connectors::configs(&cfg);
+    crate::connectors::spawn(
+        &connectors,
+        trades_tx,
+        tx.clone(),
+        tracker,
+        shutdown.clone(),
+    )?;
     let config = EngineConfig {
         interval: cfg.interval,
         grace: cfg.grace,
@@ -47,7 +54,7 @@ pub fn start(
     let outlet = Outlet::new(cfg.interval);
     let live = cfg.live.then_some(cfg.update_interval);
     let verify = match cfg.verify {
-        true => Verifiers::start(&cfg, tx.clone(), tracker, &shutdown)?,
+        true => Verifiers::start(&connectors, cfg.intervals, tx.clone(), tracker, &shutdown)?,
         false => Verifiers::default(),
     };
     let feeds = Feeds {

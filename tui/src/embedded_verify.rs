@@ -5,12 +5,11 @@
 //! it nothing is verified (a notice says so).
 
 use crate::app::Event;
-use crate::connectors::connector_config;
-use crate::embedded_config::EmbeddedConfig;
 use crate::verification::Verification;
+use candles_connector::ConnectorConfig;
 use candles_connector::verify::{Settings, Verifier};
-use candles_core::Candle;
 use candles_core::verify::MINUTE;
+use candles_core::{Candle, Intervals};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -20,23 +19,25 @@ use tokio_util::task::TaskTracker;
 pub struct Verifiers(Vec<Verifier>);
 
 impl Verifiers {
-    /// Starts a verifier per exchange of `cfg`; its verdicts go to `events` until `shutdown`.
+    /// Starts a verifier per connector configuration (the connectors' own: the same REST pace);
+    /// verdicts go to `events` until `shutdown`. None when the engine does not build 1m
+    /// (`intervals`).
     pub fn start(
-        cfg: &EmbeddedConfig,
+        connectors: &[ConnectorConfig],
+        intervals: Intervals,
         events: mpsc::Sender<Event>,
         tracker: &TaskTracker,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Verifiers> {
-        if !cfg.intervals.contains(MINUTE) {
+        if !intervals.contains(MINUTE) {
             let notice = "--intervals has no 1m: the exchanges' 1-minute candles are not verified";
             let _ = events.try_send(Event::Notice(notice.to_string()));
             return Ok(Verifiers::default());
         }
         let mut verifiers = Vec::new();
-        for feed in &cfg.feeds {
-            let config = connector_config(cfg, feed);
-            let settings = Settings::for_exchange(feed.exchange);
-            let (verifier, verdicts) = Verifier::spawn(&config, settings, shutdown.clone())?;
+        for config in connectors {
+            let settings = Settings::for_exchange(config.exchange);
+            let (verifier, verdicts) = Verifier::spawn(config, settings, shutdown.clone())?;
             tracker.spawn(forward(verdicts, events.clone()));
             verifiers.push(verifier);
         }
@@ -75,40 +76,25 @@ async fn forward(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::embedded_config::Feed;
-    use candles_core::time::Duration;
-    use candles_core::{Exchange, Interval, Intervals, Pair};
+    use candles_core::{Exchange, Interval, Pair};
 
     #[tokio::test]
     async fn without_1m_built_nothing_is_verified_and_a_notice_says_so() {
         let five = Interval::seconds(5);
-        let cfg = EmbeddedConfig {
-            pairs: Pair::defaults(),
-            feeds: vec![Feed {
-                exchange: Exchange::Binance,
-                ws_url: None,
-                rest_url: Some("http://127.0.0.1:9".into()),
-            }],
-            intervals: Intervals::new(&[five]).unwrap(),
-            interval: five,
-            grace: Duration::from_millis(0),
-            update_interval: Duration::from_millis(20),
-            live: true,
-            verify: true,
-        };
+        let mut config = ConnectorConfig::new(Exchange::Binance, Pair::defaults());
+        config.rest_url = Some("http://127.0.0.1:9".into());
+        let configs = [config];
         let (tx, mut rx) = mpsc::channel(4);
         let (tracker, shutdown) = (TaskTracker::new(), CancellationToken::new());
-        let verifiers = Verifiers::start(&cfg, tx.clone(), &tracker, &shutdown).unwrap();
-        assert!(verifiers.0.is_empty());
+        let only_5s = Intervals::new(&[five]).unwrap();
+        let verifiers = Verifiers::start(&configs, only_5s, tx.clone(), &tracker, &shutdown);
+        assert!(verifiers.unwrap().0.is_empty());
         match rx.try_recv() {
             Ok(Event::Notice(text)) => assert!(text.contains("no 1m"), "{text}"),
             other => panic!("{other:?}"),
         }
-        let cfg = EmbeddedConfig {
-            intervals: Intervals::new(&[five, MINUTE]).unwrap(),
-            ..cfg
-        };
-        let verifiers = Verifiers::start(&cfg, tx, &tracker, &shutdown).unwrap();
+        let with_1m = Intervals::new(&[five, MINUTE]).unwrap();
+        let verifiers = Verifiers::start(&configs, with_1m, tx, &tracker, &shutdown).unwrap();
         assert_eq!(verifiers.0.len(), 1, "one per exchange");
         shutdown.cancel();
     }
