@@ -2,15 +2,17 @@
 //! real connectors against three exchange simulators, and its verifiers check each exchange's
 //! final 1-minute candles against the simulator's own candle endpoint. Kraken's simulator loses
 //! trades without an id gap (`hide_ratio`): its candles do not match, and the dashboard shows
-//! the mismatch in red naming the field and both values; Binance's match. 1-minute windows take
+//! the mismatch in red naming the field and both values, and `--json` carries the verdicts;
+//! Binance's match. 1-minute windows take
 //! wall time: up to two minutes (the first window may start before the stream did).
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
 use candles_core::{Exchange, Pair};
-use common::{Tmux, url_flags};
+use common::{BIN, Tmux, lines_of, url_flags};
 use exchange_sim::{SimConfig, TradeSource};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// The screen's line holding `text`.
@@ -52,6 +54,17 @@ async fn embedded_verifies_and_shows_a_mismatch_from_lost_trades_in_red() {
     args.extend(["--pairs", "btcusdt", "--interval", "5s"].map(String::from));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let tmux = Tmux::start(&args, 80, 24, logs.path());
+    // The same from `--json` on a pipe, at the same time.
+    let mut json = Command::new(BIN)
+        .env("CANDLES_NO_CONFIG", "true")
+        .args(&args)
+        .args(["--json", "--log-file"])
+        .arg(logs.path().join("json.log"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(json.stdout.take().unwrap());
 
     // The composite's badge: Binance's minutes match, Kraken's latest mismatch is named.
     let screen = tmux
@@ -92,6 +105,30 @@ async fn embedded_verifies_and_shows_a_mismatch_from_lost_trades_in_red() {
         "the mismatch is not red: {line:?}"
     );
     tmux.keys("q");
+
+    // --json: verdict objects, Kraken's mismatch naming its fields with ours and theirs.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let kraken = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no kraken mismatch from --json"
+        );
+        let line = lines.recv_timeout(Duration::from_secs(30)).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if v["type"] == "verification" && v["source"] == "kraken" && v["outcome"] == "mismatch" {
+            break v;
+        }
+    };
+    let _ = json.kill();
+    let _ = json.wait();
+    let diffs = kraken["diffs"].as_array().unwrap();
+    assert!(!diffs.is_empty(), "{kraken}");
+    for d in diffs {
+        assert!(
+            d["field"].is_string() && d["ours"].is_string() && d["theirs"].is_string(),
+            "{kraken}"
+        );
+    }
     for sim in sims {
         sim.stop().await;
     }

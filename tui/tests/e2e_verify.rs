@@ -100,6 +100,7 @@ async fn verdicts_reach_json_plain_and_the_dashboard_badge() {
         }
     }
     let _ = child.kill();
+    let _ = child.wait();
     let kraken = verdicts.iter().find(|v| v["source"] == "kraken").unwrap();
     assert_eq!(kraken["outcome"], "mismatch");
     assert_eq!(kraken["start"], "2026-11-26T10:31:00Z");
@@ -120,6 +121,7 @@ async fn verdicts_reach_json_plain_and_the_dashboard_badge() {
     let (mut child, rx) = line_mode("--plain");
     let line = rx.recv_timeout(Duration::from_secs(30)).unwrap();
     let _ = child.kill();
+    let _ = child.wait();
     assert_eq!(
         line,
         "2026-11-26T10:31:00Z BTC-USDT kraken 1m mismatch close ours 97000.5 theirs 97000.25, \
