@@ -277,10 +277,10 @@ impl PairState {
     /// Whether the window of `source` starting at `start` (any interval) began before the
     /// stream of its exchange (of any exchange, for the composite) was complete.
     fn before_complete(&self, source: Source, start: Micros) -> bool {
-        let after = |s: &Series| s.complete_since.is_some_and(|since| start < since);
+        let incomplete = |s: &Series| s.complete_since.is_some_and(|since| start < since);
         match source {
-            Source::Exchange(e) => after(&self.exchanges[e.index()]),
-            Source::Composite => self.exchanges.iter().any(after),
+            Source::Exchange(e) => incomplete(&self.exchanges[e.index()]),
+            Source::Composite => self.exchanges.iter().any(incomplete),
         }
     }
 
