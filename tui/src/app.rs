@@ -2,6 +2,7 @@
 //! ([`crate::ui`]) is a pure function of an [`App`], and the event loop ([`crate::event`]) feeds it.
 
 use crate::overlay::{MA_RANGE, Overlays, next_period};
+use crate::verification::{Verification, Verified};
 use candles_core::{Candle, Exchange, Interval, Micros, Pair, Source};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use std::collections::{BTreeMap, HashMap};
@@ -19,6 +20,8 @@ pub enum Event {
     Candle(Candle),
     /// A link (the server, or one exchange in embedded mode) changed state.
     Conn(Link, LinkState),
+    /// A verdict on one exchange's 1-minute candle (from the server or the embedded verifier).
+    Verified(Verification),
     /// A candle arrived that could not be decoded (counted and skipped); the reason.
     BadData(String),
     /// The pairs the server has candles for (its `ListMarkets`), to name pairs it does not know.
@@ -177,6 +180,8 @@ pub struct App {
     pub refused: Option<String>,
     /// How many times `<` / `>` switched the interval (the loop resubscribes when it grows).
     pub interval_switches: u64,
+    /// The verdicts on each exchange's 1-minute candles, by pair and exchange.
+    pub verified: HashMap<(Pair, Exchange), Verified>,
 }
 
 /// Intervals without a single trade after which a live source's panel says `stale`.
@@ -216,6 +221,7 @@ impl App {
             embedded: false,
             refused: None,
             interval_switches: 0,
+            verified: HashMap::new(),
         }
     }
 
@@ -250,6 +256,12 @@ impl App {
                 self.problems.insert(link, reason);
             }
             Event::Notice(text) => self.notice = Some((text, now)),
+            Event::Verified(v) if self.pairs.contains(&v.pair) => {
+                self.verified
+                    .entry((v.pair, v.exchange))
+                    .or_default()
+                    .record(v);
+            }
             Event::BadData(reason) => {
                 self.bad_data += 1;
                 self.last_bad = Some(reason);
@@ -265,7 +277,7 @@ impl App {
             }
             Event::Refused(message) => self.refused = Some(message),
             Event::Resize(w, h) => self.screen = (w, h),
-            Event::Click(..) | Event::Tick => {}
+            Event::Click(..) | Event::Tick | Event::Verified(_) => {}
         }
         Action::None
     }

@@ -381,6 +381,10 @@ impl CandleChart<'_> {
             if !c.is_final {
                 style = style.add_modifier(Modifier::BOLD);
             }
+            if c.partial {
+                // Its trades are known to be incomplete: drawn dim.
+                style = style.add_modifier(Modifier::DIM);
+            }
             let cols = Columns::of(area, plan, step, i);
             if self.cursor == Some(c.start) {
                 for y in area.y..area.y + plan.rows + plan.volume_rows {

@@ -4,6 +4,8 @@
 //! Every (re)subscription asks for `history` finalized candles first, so a chart refills after a
 //! server restart; the dashboard keys candles by identity, so the refill replaces rather than
 //! duplicates. A candle that fails to decode is reported as [`Event::BadData`] and skipped.
+//! Verdicts on the exchanges' 1-minute candles are asked for too (unless turned off) and
+//! become [`Event::Verified`].
 //! A request the server rejects as invalid (e.g. an unknown pair) is [`Event::Fatal`]: retrying
 //! cannot help, and the server's message names what was wrong.
 //!
@@ -13,6 +15,7 @@
 //! dashboard shows it and waits for another interval; line modes exit 2.
 
 use crate::app::{Event, Link, LinkState};
+use crate::verification::Verification;
 use candles_core::retry::Doubling;
 use candles_core::{Candle, Interval, Pair, Source};
 use candles_proto::v1::candle_service_client::CandleServiceClient;
@@ -38,6 +41,8 @@ pub struct ClientConfig {
     pub history_given: bool,
     /// Also stream in-progress candles.
     pub live: bool,
+    /// Also stream the verdicts on the pairs' per-exchange 1-minute candles.
+    pub verifications: bool,
     /// The candle interval; `None`: the server's default.
     pub interval: Option<Interval>,
     /// Bearer token, if the server wants one.
@@ -51,8 +56,8 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
-    /// A config with the usual defaults: composite only, history 120, live updates, backoff
-    /// 500 ms doubling to 30 s.
+    /// A config with the usual defaults: composite only, history 120, live updates and
+    /// verdicts, backoff 500 ms doubling to 30 s.
     pub fn new(server: impl Into<String>, pairs: Vec<Pair>) -> ClientConfig {
         ClientConfig {
             server: server.into(),
@@ -61,6 +66,7 @@ impl ClientConfig {
             history: 120,
             history_given: false,
             live: true,
+            verifications: true,
             interval: None,
             token: None,
             exit_on_eof: false,
@@ -421,7 +427,7 @@ async fn subscribe_once(
             history,
             live_updates: cfg.live,
             interval: cfg.interval.map(candles_proto::duration),
-            verifications: false,
+            verifications: cfg.verifications,
         },
     )?;
     let rejected = |s: tonic::Status| ClientError::Rejected {
@@ -477,8 +483,14 @@ fn refused_interval(asked: Option<Interval>, served: &[Interval], status: &tonic
         }
 }
 
-/// A stream message as an event: the candle, or what was wrong with it.
+/// A stream message as an event: the candle or the verdict, or what was wrong with it.
 fn decode(message: candles_proto::v1::SubscribeResponse) -> Event {
+    if let Some(v) = &message.verification {
+        return match Verification::try_from(v) {
+            Ok(v) => Event::Verified(v),
+            Err(e) => Event::BadData(e),
+        };
+    }
     match message.candle.as_ref().map(Candle::try_from) {
         Some(Ok(candle)) => {
             metrics::counter!("tui_candles_received_total").increment(1);
@@ -497,94 +509,4 @@ fn decode(message: candles_proto::v1::SubscribeResponse) -> Event {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        let (min, max) = (Duration::from_millis(500), Duration::from_secs(30));
-        let mut backoff = Doubling::new(min, max);
-        let delays: Vec<u128> = (1..=9).map(|_| backoff.next_delay().as_millis()).collect();
-        assert_eq!(
-            delays,
-            [
-                500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000
-            ]
-        );
-        for _ in 0..100 {
-            backoff.next_delay();
-        }
-        assert_eq!(backoff.next_delay(), max);
-        backoff.reset();
-        assert_eq!(backoff.next_delay(), min);
-    }
-
-    #[test]
-    fn urls_are_checked() {
-        let mut cfg = ClientConfig::new("127.0.0.1:8080", Pair::defaults());
-        let err = endpoint(&cfg).unwrap_err().to_string();
-        assert!(
-            err.contains("127.0.0.1:8080") && err.contains("http://"),
-            "{err}"
-        );
-        cfg.server = "http://127.0.0.1:8080".into();
-        assert!(endpoint(&cfg).is_ok());
-        for bad in [
-            "not-a-url",
-            "http://",
-            "https:///x",
-            "http://exa mple:1",
-            "",
-        ] {
-            let err = check_server(bad).unwrap_err();
-            assert!(
-                err.contains(&format!("{bad:?}")) && err.contains("http://HOST:PORT"),
-                "{err}"
-            );
-        }
-        assert!(check_server("https://candles.example:443").is_ok());
-    }
-
-    #[test]
-    fn an_older_server_that_lists_no_intervals_cannot_give_another() {
-        let (s5, m1) = (Interval::seconds(5), Interval::seconds(60));
-        let old = Served {
-            intervals: vec![s5],
-            listed: false,
-        };
-        let message = old.unlisted_refusal(Some(m1), "http://x:1").unwrap();
-        assert!(
-            message.contains("only 5s") && message.contains("1m"),
-            "{message}"
-        );
-        assert_eq!(old.unlisted_refusal(Some(s5), "http://x:1"), None);
-        assert_eq!(old.unlisted_refusal(None, "http://x:1"), None);
-        let new = Served {
-            listed: true,
-            ..old
-        };
-        assert_eq!(
-            new.unlisted_refusal(Some(m1), "http://x:1"),
-            None,
-            "it answers itself"
-        );
-        let status = tonic::Status::invalid_argument("interval 1m is not built");
-        assert!(refused_interval(Some(m1), &[s5], &status));
-        assert!(!refused_interval(None, &[s5], &status));
-        assert!(
-            !refused_interval(Some(s5), &[s5], &status),
-            "another problem"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_bad_url_is_a_fatal_event_not_only_a_log_line() {
-        let (tx, mut rx) = mpsc::channel(8);
-        let cfg = ClientConfig::new("not-a-url", Pair::defaults());
-        assert!(run(cfg, tx, CancellationToken::new()).await.is_err());
-        match rx.recv().await {
-            Some(Event::Fatal(message)) => assert!(message.contains("not-a-url"), "{message}"),
-            other => panic!("{other:?}"),
-        }
-    }
-}
+mod tests;

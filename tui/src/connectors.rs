@@ -15,27 +15,40 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Spawns the connectors; trades go to `trades`, their states to `events`.
+/// Spawns a connector per configuration (see [`configs`]); trades go to `trades`, their
+/// states to `events`.
 pub fn spawn(
-    cfg: &EmbeddedConfig,
+    configs: &[ConnectorConfig],
     trades: mpsc::Sender<Trade>,
     events: mpsc::Sender<Event>,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    for feed in &cfg.feeds {
-        let mut config = ConnectorConfig::new(feed.exchange, cfg.pairs.clone());
-        config.ws_url = feed.ws_url.clone();
-        config.rest_url = feed.rest_url.clone();
+    for config in configs {
         tracker.spawn(run_one(
-            feed.exchange,
-            config,
+            config.exchange,
+            config.clone(),
             trades.clone(),
             events.clone(),
             shutdown.clone(),
         ));
     }
     Ok(())
+}
+
+/// One connector configuration per exchange of `cfg` (its URL overrides, `cfg`'s pairs). Clones
+/// share the exchange's REST pace: the connector's gap fill and listing check and the
+/// verifier ([`crate::embedded_verify`]) together stay within the exchange's limit.
+pub fn configs(cfg: &EmbeddedConfig) -> Vec<ConnectorConfig> {
+    cfg.feeds
+        .iter()
+        .map(|feed| {
+            let mut config = ConnectorConfig::new(feed.exchange, cfg.pairs.clone());
+            config.ws_url = feed.ws_url.clone();
+            config.rest_url = feed.rest_url.clone();
+            config
+        })
+        .collect()
 }
 
 async fn run_one(

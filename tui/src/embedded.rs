@@ -7,11 +7,13 @@
 //! pure parts of `candles-core`: finals leave when a window's end plus grace passes
 //! ([`Finality`]), and (with live updates) the forming candles at most once per
 //! `update_interval`, the first change after a quiet interval at once ([`Throttle`]). Each
-//! connector's connection state becomes an [`Event::Conn`] for that exchange.
+//! connector's connection state becomes an [`Event::Conn`] for that exchange. The finals of each
+//! exchange's 1-minute candles are verified ([`crate::embedded_verify`]).
 
 use crate::app::Event;
 use crate::embedded_config::EmbeddedConfig;
 use crate::embedded_history::{Outlet, switch_notice};
+use crate::embedded_verify::Verifiers;
 use candles_core::finality::Finality;
 use candles_core::throttle::Throttle;
 use candles_core::time::Duration;
@@ -35,7 +37,14 @@ pub fn start(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let (trades_tx, trades_rx) = mpsc::channel::<Trade>(16_384);
-    crate::connectors::spawn(&cfg, trades_tx, tx.clone(), tracker, shutdown.clone())?;
+    let connectors = crate::connectors::configs(&cfg);
+    crate::connectors::spawn(
+        &connectors,
+        trades_tx,
+        tx.clone(),
+        tracker,
+        shutdown.clone(),
+    )?;
     let config = EngineConfig {
         interval: cfg.interval,
         grace: cfg.grace,
@@ -44,9 +53,14 @@ pub fn start(
     let engine = Engine::with_intervals(config, cfg.intervals);
     let outlet = Outlet::new(cfg.interval);
     let live = cfg.live.then_some(cfg.update_interval);
+    let verify = match cfg.verify {
+        true => Verifiers::start(&connectors, cfg.intervals, tx.clone(), tracker, &shutdown)?,
+        false => Verifiers::default(),
+    };
     let feeds = Feeds {
         trades: trades_rx,
         selected,
+        verify,
     };
     tracker.spawn(drive_engine(engine, outlet, feeds, tx, live, shutdown));
     Ok(())
@@ -58,6 +72,8 @@ pub struct Feeds {
     pub trades: mpsc::Receiver<Trade>,
     /// The interval the dashboard shows (`<` / `>` change it).
     pub selected: watch::Receiver<Option<Interval>>,
+    /// Where the final per-exchange 1-minute candles are checked (none: not verified).
+    pub verify: Verifiers,
 }
 
 /// Feeds trades into `engine`; sends the shown interval's finalized candles to `tx` at each
@@ -110,6 +126,7 @@ pub async fn drive_engine(
             // `None` from `reached`: the timer woke a little early; the next turn sleeps the rest.
             _ = tokio::time::sleep(finality.wait(Micros::now())) => {
                 take_finals(&mut engine, &mut finality, Micros::now(), &mut out);
+                feeds.verify.check(&out);
             }
             _ = live_sleep => {
                 throttle.sent(Instant::now());
@@ -185,7 +202,11 @@ mod tests {
         };
         let set = Intervals::new(&[fine, Interval::from_micros(400_000).unwrap()]).unwrap();
         let (selected_tx, selected) = watch::channel(None);
-        let feeds = Feeds { trades, selected };
+        let feeds = Feeds {
+            trades,
+            selected,
+            verify: Verifiers::default(),
+        };
         let task = tokio::spawn(drive_engine(
             Engine::with_intervals(config, set),
             Outlet::new(fine),

@@ -35,6 +35,8 @@ pub struct EmbeddedConfig {
     pub update_interval: Duration,
     /// Send forming candles at all.
     pub live: bool,
+    /// Verify each exchange's final 1-minute candles against the exchange's own.
+    pub verify: bool,
 }
 
 /// One `EXCHANGE=URL` value of `--ws-url` / `--rest-url`.

@@ -1,5 +1,5 @@
 //! The inspect readout: everything about the candle under the cursor, in a few short lines
-//! (window, source, final or forming; O/H/L/C and change; volumes; VWAP and trades), prices at
+//! (window, source, final or forming, partial when its trades are known incomplete; O/H/L/C and change; volumes; VWAP and trades), prices at
 //! the pair's precision. Pure: lines in, no drawing.
 
 use crate::chart::{DOWN, UP, is_up, price};
@@ -26,7 +26,12 @@ pub fn readout(c: &Candle, decimals: u32) -> Vec<Line<'static>> {
     } else {
         ("▼", "", DOWN)
     };
-    let state = if c.is_final { "final" } else { "forming" };
+    let state = match (c.is_final, c.partial) {
+        (true, false) => "final",
+        (true, true) => "final · partial",
+        (false, false) => "forming",
+        (false, true) => "forming · partial",
+    };
     let mut ohlc = Vec::new();
     for (name, value) in [
         ("O ", c.open),

@@ -1,5 +1,5 @@
 //! The `candles-tui` binary: parses flags, sets up file logging and metrics, and runs
-//! [`candles_tui::cli::run`].
+//! [`candles_tui::modes::run`].
 #![forbid(unsafe_code)]
 
 use anyhow::Context;
@@ -18,7 +18,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
             candles_runtime::serve_metrics(addr)?;
         }
         tracing::info!(?cli.pairs, server = %cli.server, embedded = cli.embedded, "starting");
-        candles_tui::cli::run(cli, log.display()).await
+        candles_tui::modes::run(cli, log.display()).await
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     code

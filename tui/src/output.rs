@@ -1,15 +1,19 @@
-//! `--plain` and `--json`: one line per finalized candle on stdout, no escape codes.
+//! `--plain` and `--json`: one line per finalized candle on stdout, no escape codes, and the
+//! verdicts on the exchanges' 1-minute candles ([`crate::verification`]).
 //!
-//! - plain: `2026-11-26T06:40:05Z BTC-USDT composite 5s O 97000.1 H 97010 L 96990.5 C 97005 V 1.2345 n 42`
-//! - json: one object per line, fields named as in the proto, decimals as strings, times RFC 3339 UTC.
+//! - plain: `2026-11-26T06:40:05Z BTC-USDT composite 5s O 97000.1 H 97010 L 96990.5 C 97005 V 1.2345 n 42`;
+//!   a mismatch: `2026-11-26T10:31:00Z BTC-USDT kraken 1m mismatch close ours 1.5 theirs 1.6 (verified 57/58)`
+//! - json: one object per line, fields named as in the proto, decimals as strings, times RFC 3339
+//!   UTC; a verdict is `{"type":"verification", ...}` (every outcome).
 //!
 //! Each finalized candle identity is printed once, even when a reconnect refills history: per
-//! series only candles newer than the last printed one are written. A closed pipe (`| head -3`)
-//! ends the program quietly with success.
+//! series only candles newer than the last printed one are written; each verdict once too. A
+//! closed pipe (`| head -3`) ends the program quietly with success.
 
 use crate::app::{Event, Link, LinkState};
-use candles_core::{Candle, CandleId, Pair, Source};
-use std::collections::HashMap;
+use crate::verification::{self, Verification};
+use candles_core::{Candle, CandleId, Exchange, Micros, Pair, Source};
+use std::collections::{BTreeSet, HashMap};
 use std::io::{self, Write};
 use tokio::sync::mpsc;
 
@@ -22,10 +26,11 @@ pub enum Format {
     Json,
 }
 
-/// One human-readable line (no newline).
+/// One human-readable line (no newline); ` partial` at the end when the candle's trades are
+/// known to be incomplete.
 pub fn plain_line(c: &Candle) -> String {
     format!(
-        "{} {} {} {} O {} H {} L {} C {} V {} n {}",
+        "{} {} {} {} O {} H {} L {} C {} V {} n {}{}",
         c.start.to_rfc3339_short(),
         c.pair,
         c.source,
@@ -35,14 +40,17 @@ pub fn plain_line(c: &Candle) -> String {
         c.low.normalize(),
         c.close.normalize(),
         c.volume.normalize(),
-        c.trades
+        c.trades,
+        if c.partial { " partial" } else { "" }
     )
 }
 
-/// One JSON object (no newline), fields named as in the proto; decimals as strings.
+/// One JSON object (no newline), fields named as in the proto; decimals as strings;
+/// `"partial": true` only on a candle whose trades are known to be incomplete (other lines are
+/// as before).
 pub fn json_line(c: &Candle) -> String {
     let wire = candles_proto::v1::Candle::from(c);
-    let value = serde_json::json!({
+    let mut value = serde_json::json!({
         "pair": wire.pair,
         "source": wire.source,
         "interval": c.interval.to_string(),
@@ -60,6 +68,9 @@ pub fn json_line(c: &Candle) -> String {
         "sell_volume": wire.sell_volume,
         "final": wire.r#final,
     });
+    if wire.partial {
+        value["partial"] = serde_json::Value::Bool(true);
+    }
     value.to_string()
 }
 
@@ -107,35 +118,49 @@ impl LineOutput<'_> {
         err: &mut impl Write,
     ) -> io::Result<Outcome> {
         let mut printed: HashMap<(Pair, Source), CandleId> = HashMap::new();
+        let mut verdicts: HashMap<(Pair, Exchange), BTreeSet<Micros>> = HashMap::new();
         let mut said = Said::default();
         while let Some(event) = events.recv().await {
-            match event {
+            let line = match event {
                 Event::Candle(c)
                     if c.is_final
                         && self.pairs.contains(&c.pair)
                         && self.sources.contains(&c.source) =>
                 {
-                    if !first_time(&mut printed, &c) {
-                        continue;
-                    }
-                    let line = match self.format {
+                    first_time(&mut printed, &c).then(|| match self.format {
                         Format::Plain => plain_line(&c),
                         Format::Json => json_line(&c),
-                    };
-                    match writeln!(out, "{line}").and_then(|_| out.flush()) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
-                            return Ok(Outcome::Done);
-                        }
-                        Err(e) => return Err(e),
+                    })
+                }
+                Event::Verified(v) if self.shows(&v) && first_verdict(&mut verdicts, &v) => {
+                    match self.format {
+                        Format::Plain => verification::plain_line(&v),
+                        Format::Json => Some(verification::json_line(&v)),
                     }
                 }
                 Event::Fatal(message) => return Ok(Outcome::Failed(message)),
                 Event::Refused(message) => return Ok(Outcome::Refused(message)),
-                other => self.tell(other, &mut said, err),
+                other => {
+                    self.tell(other, &mut said, err);
+                    None
+                }
+            };
+            let Some(line) = line else { continue };
+            match writeln!(out, "{line}").and_then(|_| out.flush()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(Outcome::Done),
+                Err(e) => return Err(e),
             }
         }
         Ok(Outcome::Done)
+    }
+
+    /// Whether a verdict is printed: its pair is, and its exchange is among the sources (every
+    /// exchange when the composite is, as it is made of theirs).
+    fn shows(&self, v: &Verification) -> bool {
+        self.pairs.contains(&v.pair)
+            && (self.sources.contains(&Source::Composite)
+                || self.sources.contains(&Source::Exchange(v.exchange)))
     }
 
     /// Says on `err` what the user should know about `event`, once per change.
@@ -194,6 +219,17 @@ fn first_time(printed: &mut HashMap<(Pair, Source), CandleId>, c: &Candle) -> bo
     }
     printed.insert((c.pair, c.source), id);
     true
+}
+
+/// Whether the verdict on `v`'s window was not printed yet (and records it if so): a replay
+/// after a reconnect prints nothing again.
+fn first_verdict(seen: &mut HashMap<(Pair, Exchange), BTreeSet<Micros>>, v: &Verification) -> bool {
+    let starts = seen.entry((v.pair, v.exchange)).or_default();
+    let new = starts.insert(v.start);
+    while starts.len() > verification::RECENT {
+        starts.pop_first();
+    }
+    new
 }
 
 fn log_state(link: Link, state: LinkState) {
@@ -303,6 +339,102 @@ mod tests {
         assert_eq!(v["final"], true);
         assert!(v["vwap"].is_string());
         assert_eq!(v.as_object().unwrap().len(), 16);
+    }
+
+    #[test]
+    fn a_partial_candle_says_so_in_both_formats() {
+        let c = Candle {
+            partial: true,
+            ..sample()
+        };
+        assert!(
+            plain_line(&c).ends_with(" n 42 partial"),
+            "{}",
+            plain_line(&c)
+        );
+        let v: serde_json::Value = serde_json::from_str(&json_line(&c)).unwrap();
+        assert_eq!(v["partial"], true);
+        assert_eq!(v.as_object().unwrap().len(), 17);
+    }
+
+    fn verdict(exchange: Exchange, minute: i64, outcome: verification::Outcome) -> Verification {
+        let diffs = vec![verification::Diff {
+            field: "volume".into(),
+            ours: "2".into(),
+            theirs: "3".into(),
+        }];
+        Verification {
+            pair: Pair::parse("btcusdt").unwrap(),
+            exchange,
+            interval: Interval::seconds(60),
+            start: Micros(1_795_674_000_000_000 + minute * 60_000_000),
+            outcome,
+            diffs: if outcome == verification::Outcome::Mismatch {
+                diffs
+            } else {
+                Vec::new()
+            },
+            reason: String::new(),
+            tally: verification::Tally::default(),
+            checked_at: Micros(1_795_674_000_000_000 + (minute + 1) * 60_000_000),
+        }
+    }
+
+    #[tokio::test]
+    async fn verdicts_are_printed_once_json_each_plain_the_mismatches() {
+        use verification::Outcome::{Match, Mismatch};
+        let events = || {
+            let m = verdict(Exchange::Kraken, 1, Mismatch);
+            [
+                Event::Verified(verdict(Exchange::Binance, 0, Match)),
+                Event::Verified(m.clone()),
+                // A replay after a reconnect, and another pair.
+                Event::Verified(m),
+                Event::Verified(Verification {
+                    pair: Pair::parse("ethusdt").unwrap(),
+                    ..verdict(Exchange::Kraken, 2, Mismatch)
+                }),
+            ]
+        };
+        let pair = Pair::parse("btcusdt").unwrap();
+        let run = |format, sources: Vec<Source>| async move {
+            let (tx, mut rx) = mpsc::channel(16);
+            for e in events() {
+                tx.send(e).await.unwrap();
+            }
+            drop(tx);
+            let mut out = Vec::new();
+            let pairs = [pair];
+            let lines = LineOutput {
+                sources: &sources,
+                ..lines(format, &pairs)
+            };
+            lines
+                .print(&mut rx, &mut out, &mut io::sink())
+                .await
+                .unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let json = run(Format::Json, vec![Source::Composite]).await;
+        let outcomes: Vec<String> = json
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .map(|v| format!("{} {} {}", v["type"], v["source"], v["outcome"]))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                r#""verification" "binance" "match""#,
+                r#""verification" "kraken" "mismatch""#
+            ]
+        );
+        let plain = run(Format::Plain, vec![Source::Composite]).await;
+        assert_eq!(
+            plain,
+            "2026-11-26T06:21:00Z BTC-USDT kraken 1m mismatch volume ours 2 theirs 3 (verified 0/0)\n"
+        );
+        let binance_only = run(Format::Json, vec![Source::Exchange(Exchange::Binance)]).await;
+        assert_eq!(binance_only.lines().count(), 1, "{binance_only}");
     }
 
     #[tokio::test]

@@ -1,17 +1,21 @@
-//! One pair's panel: a bordered box titled with the pair, source, interval and state; a header
+//! One pair's panel: a bordered box titled with the pair, source, interval, how many of its
+//! candles are partial (`◌ 1 partial`: drawn dim, their trades known to be incomplete) and
+//! state; a header
 //! (last price, change over the visible candles, their high, low and trades, `● forming`); the
 //! chart ([`crate::chart`]). Prices are shown at the pair's own precision everywhere (header,
 //! axis, last-price tag), and the last price, its tag and the change share one colour. In
 //! inspect mode the selected panel's header is the readout of the candle under the cursor
-//! ([`crate::inspect`]), which the chart marks.
+//! ([`crate::inspect`]) and, for a verified 1-minute candle, its verdict; the chart marks it. The bottom border holds the overlays' legend
+//! on the left and the verification badge ([`crate::badge`]) on the right.
 
 use crate::app::App;
+use crate::badge::{badge, verdict_line};
 use crate::chart::{CandleChart, DOWN, UP, price, price_decimals, rises};
 use crate::inspect::readout;
 use crate::labels::state_label;
 use crate::overlay::{MA_COLOUR, Overlays, VWAP_COLOUR, moving_average, vwap_line};
 use crate::venues;
-use candles_core::{Candle, Decimal, Micros, Pair};
+use candles_core::{Candle, Decimal, Micros, Pair, Source};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
@@ -27,7 +31,7 @@ pub fn panel(app: &App, index: usize, pair: Pair, area: Rect, buf: &mut Buffer) 
         .map(|s| s.candles.values().collect())
         .unwrap_or_default();
     if inner.height == 0 || inner.width == 0 || candles.is_empty() {
-        block.render(area, buf);
+        with_badge(block, app, pair, area.width, 0).render(area, buf);
         if !inner.is_empty() {
             waiting(app, pair, inner, buf);
         }
@@ -36,15 +40,15 @@ pub fn panel(app: &App, index: usize, pair: Pair, area: Rect, buf: &mut Buffer) 
     let decimals = price_decimals(&candles);
     // Inspecting this pair: the readout of the candle under the cursor replaces the header.
     let inspected = inspected_in(app, index);
-    let lines = inspected.map(|c| readout(c, decimals));
+    let lines = inspected.map(|c| inspect_lines(app, c, decimals));
     let head_rows = lines.as_ref().map_or(1, Vec::len) as u16;
     let overlays = overlay_lines(app.overlays, &candles);
     let (head, chart_area, pane_area, mut chart) = layout(app, index, &candles, inner, head_rows);
     chart.overlays = &overlays;
     let newest = chart.candles.len() - 1;
-    block
-        .title_bottom(legend(app.overlays, &overlays, newest, decimals))
-        .render(area, buf);
+    let legend = legend(app.overlays, &overlays, newest, decimals);
+    let used = legend.width();
+    with_badge(block.title_bottom(legend), app, pair, area.width, used).render(area, buf);
     match lines {
         Some(lines) => Paragraph::new(lines).render(head, buf),
         None => {
@@ -63,6 +67,38 @@ pub fn panel(app: &App, index: usize, pair: Pair, area: Rect, buf: &mut Buffer) 
     if let Some(pane_area) = pane_area {
         venues::pane(app.view(), pair, &placed, pane_area, buf);
     }
+}
+
+/// `block` with the verification badge ([`crate::badge`]) right-aligned on its bottom border,
+/// in the room a border `width` wide leaves beside `used` columns of legend.
+fn with_badge(
+    block: Block<'static>,
+    app: &App,
+    pair: Pair,
+    width: u16,
+    used: usize,
+) -> Block<'static> {
+    let room = usize::from(width).saturating_sub(used + 3);
+    match badge(app, pair, room) {
+        Some(line) => block.title_bottom(line.right_aligned()),
+        None => block,
+    }
+}
+
+/// The inspect readout of `c` ([`crate::inspect`]), and the verdict on it when it is an
+/// exchange's verified 1-minute candle ([`crate::badge::verdict_line`]).
+fn inspect_lines(app: &App, c: &Candle, decimals: u32) -> Vec<Line<'static>> {
+    let mut lines = readout(c, decimals);
+    if let Source::Exchange(e) = c.source
+        && let Some(v) = app
+            .verified
+            .get(&(c.pair, e))
+            .and_then(|kept| kept.recent.get(&c.start))
+            .filter(|v| v.interval == c.interval)
+    {
+        lines.push(verdict_line(v));
+    }
+    lines
 }
 
 /// The candle under the inspect cursor when `index` is the selected panel in inspect mode.
@@ -116,7 +152,7 @@ pub fn candle_at(
 ) -> Option<Micros> {
     let inner = Block::default().borders(Borders::ALL).inner(area);
     let candles: Vec<&Candle> = app.series_for(pair)?.candles.values().collect();
-    let head_rows = inspected_in(app, index).map_or(1, |c| readout(c, 0).len()) as u16;
+    let head_rows = inspected_in(app, index).map_or(1, |c| inspect_lines(app, c, 0).len()) as u16;
     let (_, chart_area, _, chart) = layout(app, index, &candles, inner, head_rows);
     if !(chart_area.top()..chart_area.bottom()).contains(&y) {
         return None;
@@ -216,7 +252,7 @@ fn frame(app: &App, index: usize, pair: Pair) -> Block<'static> {
         .or(app.interval)
         .map(|i| format!(" · {i}"))
         .unwrap_or_default();
-    let title = Line::from(vec![
+    let mut title = Line::from(vec![
         Span::styled(format!(" {} ", index + 1), border),
         Span::styled(
             pair.to_string(),
@@ -224,6 +260,12 @@ fn frame(app: &App, index: usize, pair: Pair) -> Block<'static> {
         ),
         Span::raw(format!(" · {}{interval} ", app.source)),
     ]);
+    let partial = app
+        .series_for(pair)
+        .map_or(0, |s| s.candles.values().filter(|c| c.partial).count());
+    if partial > 0 {
+        title.push_span(Span::raw(format!("◌ {partial} partial ")).dark_gray());
+    }
     let mut block = Block::default()
         .borders(Borders::ALL)
         .border_type(BorderType::Rounded)

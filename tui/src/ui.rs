@@ -388,8 +388,9 @@ fn panels(app: &App, shown: &[(usize, Pair)], area: Rect, buf: &mut Buffer) {
     }
 }
 
-/// The help overlay's rows: key, what it does (every key the dashboard knows).
-pub const HELP: [(&str, &str); 14] = [
+/// The help overlay's rows: key, what it does (every key the dashboard knows), then what the
+/// verification badge's marks mean.
+pub const HELP: [(&str, &str); 15] = [
     ("Tab / → / ←", "next / previous pair"),
     ("1-9", "select pair by number"),
     ("Enter / z", "zoom into the selected pair (others hidden)"),
@@ -410,11 +411,15 @@ pub const HELP: [(&str, &str); 14] = [
     ),
     ("? / F1", "this help"),
     ("q / Esc / Ctrl-C", "quit"),
+    (
+        "✓ n/m / ✗ badge",
+        "1m candles equal to the exchange's own / a mismatch",
+    ),
 ];
 
 /// The help overlay's notes below the keys (dropped first when the terminal is short).
 const HELP_NOTES: [&str; 2] = [
-    "green: close ≥ open · red: close < open · bold: forming",
+    "green: close ≥ open · red: close < open · bold: forming · dim: partial",
     "times are window starts, UTC · stale: nothing new for 2 intervals",
 ];
 

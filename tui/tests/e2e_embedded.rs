@@ -6,7 +6,7 @@
 mod common;
 
 use candles_core::{Decimal, Exchange, Pair};
-use common::{BIN, Tmux};
+use common::{BIN, Tmux, url_flags};
 use exchange_sim::{SimConfig, SimHandle, TradeSource};
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
@@ -26,18 +26,6 @@ async fn sims() -> Vec<SimHandle> {
         out.push(exchange_sim::start(config).await.unwrap());
     }
     out
-}
-
-/// `--embedded` flags pointing each connector at its simulator.
-fn url_flags(sims: &[SimHandle]) -> Vec<String> {
-    let mut args = vec!["--embedded".to_string()];
-    for (sim, exchange) in sims.iter().zip(Exchange::ALL) {
-        args.push("--ws-url".into());
-        args.push(format!("{exchange}={}", sim.ws_url()));
-        args.push("--rest-url".into());
-        args.push(format!("{exchange}={}", sim.rest_url()));
-    }
-    args
 }
 
 fn http_get(port: u16, path: &str) -> String {
@@ -64,6 +52,9 @@ async fn embedded_json_from_three_simulated_exchanges() {
         .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
         .args([
             "--json",
+            // Only candles here (verdicts are e2e_embedded_verify.rs's).
+            "--verifications",
+            "false",
             "--pairs",
             "btcusdt,ethusdt",
             "--source",

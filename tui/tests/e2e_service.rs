@@ -6,8 +6,7 @@
 mod common;
 
 use candles_core::{Decimal, Pair};
-use common::{BIN, Deps, Service, Tmux, produce};
-use std::io::{BufRead, BufReader};
+use common::{BIN, Deps, Service, Tmux, lines_of, produce, wait_exit};
 use std::process::{Command, Stdio};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -107,34 +106,6 @@ async fn dashboard_shows_live_candles_and_survives_a_server_restart() {
     }
     stop.cancel();
     service.stop().await;
-}
-
-/// Reads lines from a child's stdout on a thread (so a test can time out).
-fn lines_of(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
-}
-
-fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("candles-tui did not exit within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

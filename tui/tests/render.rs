@@ -789,3 +789,179 @@ fn a_mouse_click_on_a_candle_inspects_it() {
     );
     assert_eq!(app.selected, selected);
 }
+
+/// A verdict on `exchange`'s `pair` candle at 06:40 + `minute`, with the given tally.
+fn verdict(
+    pair: &str,
+    exchange: Exchange,
+    minute: i64,
+    mismatch: bool,
+    tally: (u64, u64, u64),
+) -> candles_tui::verification::Verification {
+    use candles_tui::verification::{Diff, Outcome, Tally, Verification};
+    let (matched, mismatched, partial) = tally;
+    let diffs = [("close", "97000.5", "97000.25"), ("trades", "41", "42")]
+        .into_iter()
+        .filter(|_| mismatch)
+        .map(|(field, ours, theirs)| Diff {
+            field: field.into(),
+            ours: ours.into(),
+            theirs: theirs.into(),
+        })
+        .collect();
+    Verification {
+        pair: Pair::parse(pair).unwrap(),
+        exchange,
+        interval: Interval::seconds(60),
+        start: Micros(T0 + minute * 60_000_000),
+        outcome: if mismatch {
+            Outcome::Mismatch
+        } else {
+            Outcome::Match
+        },
+        diffs,
+        reason: String::new(),
+        tally: Tally {
+            matched,
+            mismatched,
+            unavailable: 0,
+            partial,
+        },
+        checked_at: Micros(T0 + (minute + 1) * 60_000_000),
+    }
+}
+
+#[test]
+fn at_80x24_each_panel_shows_its_verification_badge_and_partial_candles_are_dim() {
+    let mut btc = walk("btcusdt", 97_000.0, 80, 1);
+    btc[70].partial = true;
+    let mut app = app_with(
+        &["btcusdt", "ethusdt", "solusdt"],
+        vec![
+            btc,
+            walk("ethusdt", 3_400.0, 80, 2),
+            walk("solusdt", 240.0, 80, 3),
+        ],
+    );
+    let now = app.now;
+    for v in [
+        verdict("btcusdt", Exchange::Binance, 1, false, (58, 0, 0)),
+        verdict("btcusdt", Exchange::Kraken, 3, true, (56, 1, 1)),
+        verdict("ethusdt", Exchange::Binance, 1, false, (12, 0, 0)),
+    ] {
+        app.handle(Event::Verified(v), now);
+    }
+    let t = draw(&app, 80, 24);
+    let screen = text(t.backend().buffer());
+    let lines = rows(&screen);
+    // The composite: each exchange's tally and the newest mismatch, on the panel's bottom border.
+    let btc_bottom = lines
+        .iter()
+        .find(|l| l.contains("binance ✓58/58"))
+        .unwrap_or_else(|| panic!("{screen}"));
+    assert!(
+        btc_bottom.contains("kraken ✓56/58 1p") && btc_bottom.contains("✗ kraken 06:43 close"),
+        "{screen}"
+    );
+    assert!(screen.contains("binance ✓12/12"), "{screen}");
+    assert!(
+        screen.contains("◌ 1 partial"),
+        "the BTC header counts it\n{screen}"
+    );
+    // Kraken's own: its tally and the mismatch in red, naming the field and both values.
+    for _ in 0..2 {
+        app.handle(Event::Key(KeyEvent::from(KeyCode::Char('s'))), now);
+    }
+    let t = draw(&app, 80, 24);
+    let buf = t.backend().buffer();
+    let screen = text(buf);
+    let y = rows(&screen)
+        .iter()
+        .position(|l| l.contains("✗ 06:43 close ours 97000.5 theirs 97000.25 +1"))
+        .unwrap_or_else(|| panic!("{screen}"));
+    assert!(
+        rows(&screen)[y].contains("✓ 56/58 verified · 1 partial"),
+        "{screen}"
+    );
+    let x = (0..80)
+        .find(|x| buf[(*x, y as u16)].symbol() == "✗")
+        .unwrap();
+    assert_eq!(buf[(x, y as u16)].fg, Color::Red);
+    assert!(
+        !screen.contains("✓12/12"),
+        "ETH's kraken has no verdicts: no badge\n{screen}"
+    );
+}
+
+#[test]
+fn a_partial_candle_is_drawn_dim_and_its_readout_says_partial() {
+    use ratatui::style::Modifier;
+    let mut btc = walk("btcusdt", 97_000.0, 20, 1);
+    btc[18].partial = true;
+    let mut app = app_with(&["btcusdt"], vec![btc]);
+    let t = draw(&app, 80, 24);
+    let buf = t.backend().buffer();
+    let dim_bodies = (0..80u16)
+        .flat_map(|x| (0..24u16).map(move |y| (x, y)))
+        .filter(|(x, y)| {
+            let cell = &buf[(*x, *y)];
+            cell.modifier.contains(Modifier::DIM) && [UP, DOWN].contains(&cell.fg)
+        })
+        .count();
+    assert!(dim_bodies > 0, "the partial candle is dim");
+    let now = app.now;
+    app.handle(Event::Key(KeyEvent::from(KeyCode::Char('i'))), now);
+    app.handle(Event::Key(KeyEvent::from(KeyCode::Left)), now);
+    let screen = text(draw(&app, 80, 24).backend().buffer());
+    assert!(screen.contains("final · partial"), "{screen}");
+}
+
+#[test]
+fn inspecting_a_verified_minute_reads_out_its_verdict() {
+    let minutes: Vec<Candle> = walk("btcusdt", 97_000.0, 10, 4)
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| Candle {
+            source: Source::Exchange(Exchange::Kraken),
+            interval: Interval::seconds(60),
+            start: Micros(T0 + i as i64 * 60_000_000),
+            is_final: true,
+            ..c
+        })
+        .collect();
+    let mut app = app_with(&["btcusdt"], vec![minutes]);
+    let now = app.now;
+    app.handle(
+        Event::Verified(verdict("btcusdt", Exchange::Kraken, 8, true, (7, 1, 0))),
+        now,
+    );
+    app.handle(
+        Event::Verified(verdict("btcusdt", Exchange::Kraken, 9, false, (8, 1, 0))),
+        now,
+    );
+    for key in [
+        KeyCode::Char('s'),
+        KeyCode::Char('s'),
+        KeyCode::Char('i'),
+        KeyCode::Left,
+    ] {
+        app.handle(Event::Key(KeyEvent::from(key)), now);
+    }
+    let t = draw(&app, 80, 24);
+    let buf = t.backend().buffer();
+    let screen = text(buf);
+    let y = rows(&screen)
+        .iter()
+        .position(|l| l.contains("✗ kraken's differs: close ours 97000.5 theirs 97000.25"))
+        .unwrap_or_else(|| panic!("{screen}"));
+    let x = (0..80)
+        .find(|x| buf[(*x, y as u16)].symbol() == "✗")
+        .unwrap();
+    assert_eq!(buf[(x, y as u16)].fg, Color::Red);
+    app.handle(Event::Key(KeyEvent::from(KeyCode::Right)), now);
+    let screen = text(draw(&app, 80, 24).backend().buffer());
+    assert!(
+        screen.contains("✓ equal to kraken's own candle"),
+        "{screen}"
+    );
+}

@@ -164,6 +164,46 @@ pub fn produce(
     });
 }
 
+/// Reads lines from a child's stdout on a thread (so a test can time out).
+pub fn lines_of(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+pub fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("candles-tui did not exit within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `--embedded` flags pointing each connector at its simulator.
+pub fn url_flags(sims: &[exchange_sim::SimHandle]) -> Vec<String> {
+    let mut args = vec!["--embedded".to_string()];
+    for (sim, exchange) in sims.iter().zip(Exchange::ALL) {
+        args.push("--ws-url".into());
+        args.push(format!("{exchange}={}", sim.ws_url()));
+        args.push("--rest-url".into());
+        args.push(format!("{exchange}={}", sim.rest_url()));
+    }
+    args
+}
+
 /// The real binary in a detached tmux session of `width`×`height`; killed on drop.
 pub struct Tmux {
     socket: String,
@@ -208,6 +248,17 @@ impl Tmux {
     pub fn screen(&self) -> Option<String> {
         let out = Command::new("tmux")
             .args(["-L", &self.socket, "capture-pane", "-p"])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The pane's text with its colours (SGR escape codes), or `None` once the session is gone.
+    pub fn styled_screen(&self) -> Option<String> {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket, "capture-pane", "-e", "-p"])
             .output()
             .ok()?;
         out.status
