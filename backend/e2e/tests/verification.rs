@@ -90,7 +90,7 @@ fn every_minute_is_verified_and_invisible_losses_are_mismatches_naming_the_field
             Micros(m2).to_rfc3339(),
         ],
     )];
-    let stack = Stack::start(config).unwrap();
+    let mut stack = Stack::start(config).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let client = Collector::start(
         rt.handle(),
@@ -105,6 +105,7 @@ fn every_minute_is_verified_and_invisible_losses_are_mismatches_naming_the_field
             verifications: true,
         },
     );
+    stack.start_feeds().unwrap();
 
     // Until every exchange's verdict on M2 arrived (or M2 ended 150 s ago), sampling the
     // simulators' REST counters every second.

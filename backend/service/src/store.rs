@@ -75,6 +75,9 @@ fn err(action: &'static str) -> impl FnOnce(redis::RedisError) -> StoreError {
 /// Names of channels and keys for one interval.
 #[derive(Clone, Debug)]
 pub struct Keys {
+    /// The deployment prefix (`--redis-prefix`).
+    deployment: String,
+    /// `{deployment}candles.v1.{interval}`.
     prefix: String,
     interval: Interval,
 }
@@ -88,6 +91,7 @@ impl Keys {
     /// The names for candles of `interval` under a deployment `prefix` (`--redis-prefix`).
     pub fn with_prefix(prefix: &str, interval: Interval) -> Keys {
         Keys {
+            deployment: prefix.to_string(),
             prefix: format!("{prefix}candles.v1.{interval}"),
             interval,
         }
@@ -98,9 +102,10 @@ impl Keys {
         self.interval
     }
 
-    /// The Pub/Sub channel of a pair.
+    /// The Pub/Sub channel of a pair (the name the connectors' verifiers subscribe to:
+    /// [`candles_reports::candle_channel`]).
     pub fn channel(&self, pair: Pair) -> String {
-        format!("{}.{pair}", self.prefix)
+        candles_reports::candle_channel(&self.deployment, self.interval, pair)
     }
 
     /// The pattern matching every pair's channel.
