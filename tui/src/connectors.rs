@@ -1,16 +1,19 @@
 //! Starts one exchange connector per exchange for `--embedded` (glue to candles-connector).
 //!
-//! Before streaming, each exchange's REST API is asked whether it lists every pair: a pair it
-//! does not list is a fatal error naming the pair and the exchange. When the listing cannot be
-//! fetched (network down, a simulator without the endpoint) the connector starts anyway and its
-//! reconnect loop takes over; why the listing could not be fetched (DNS, refused, ...) is
-//! reported as the link's [`Event::Problem`].
+//! Before streaming, each exchange's own listing is read (as the connector binary does): the
+//! exchange streams the pairs it lists and trades, under its own symbols; the others are named
+//! in a notice (`kraken does not serve AVAX-USDT (not listed)`), and an exchange that serves
+//! none of them stops with the reason as its link's [`Event::Problem`]. When the listing cannot
+//! be fetched (network down, a simulator without the endpoint) the connector starts anyway with
+//! every pair and its reconnect loop takes over; why the listing could not be fetched (DNS,
+//! refused, ...) is reported as the link's [`Event::Problem`].
 
 use crate::app::{Event, Link, LinkState};
 use crate::embedded_config::{EmbeddedConfig, host};
+use candles_connector::listing::{self, PairListing};
 use candles_connector::rest::ListingError;
 use candles_connector::{ChannelSink, ConnState, ConnectorConfig};
-use candles_core::{Exchange, Trade};
+use candles_core::{Exchange, Pair, Trade};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -53,28 +56,38 @@ pub fn configs(cfg: &EmbeddedConfig) -> Vec<ConnectorConfig> {
 
 async fn run_one(
     exchange: Exchange,
-    config: ConnectorConfig,
+    mut config: ConnectorConfig,
     trades: mpsc::Sender<Trade>,
     events: mpsc::Sender<Event>,
     shutdown: CancellationToken,
 ) {
     let link = Link::Exchange(exchange);
     let _ = events.send(Event::Conn(link, LinkState::Connecting)).await;
-    let check = tokio::select! {
+    let listings = tokio::select! {
         _ = shutdown.cancelled() => return,
-        check = candles_connector::check_pairs(&config) => check,
+        listings = candles_connector::read_listing(&config) => listings,
     };
-    if let Err(e) = check {
-        match e {
-            ListingError::NotListed { .. } => {
-                let _ = events.send(Event::Fatal(e.to_string())).await;
+    match listings {
+        Ok(listings) => {
+            let served = listing::served(&listings);
+            if served.is_empty() {
+                let why = listing::none_served(exchange, &listings);
+                tracing::warn!(%exchange, "{why}");
+                let _ = events.send(Event::Problem(link, why)).await;
+                let _ = events.send(Event::Conn(link, LinkState::Stopped)).await;
                 return;
             }
-            _ => {
-                tracing::warn!(%exchange, error = %e, "could not check the pairs' listing; connecting anyway");
-                // The connector's reconnects give no reason: this one is the best there is.
-                let _ = events.send(Event::Problem(link, unreachable(&e))).await;
+            if let Some(notice) = not_served(exchange, &listings, &served) {
+                tracing::warn!(%exchange, "{notice}");
+                let _ = events.send(Event::Notice(notice)).await;
             }
+            config.pairs = served;
+            config.symbols = listing::symbols(&listings);
+        }
+        Err(e) => {
+            tracing::warn!(%exchange, error = %e, "could not read the pairs' listing; connecting anyway");
+            // The connector's reconnects give no reason: this one is the best there is.
+            let _ = events.send(Event::Problem(link, unreachable(&e))).await;
         }
     }
     let (status_tx, mut status_rx) = watch::channel(ConnState::Connecting);
@@ -98,6 +111,16 @@ async fn run_one(
     }
 }
 
+/// The notice naming the pairs `exchange` does not serve and why (`None`: it serves them all).
+fn not_served(exchange: Exchange, listings: &[PairListing], served: &[Pair]) -> Option<String> {
+    let others: Vec<String> = listings
+        .iter()
+        .filter(|l| !served.contains(&l.pair))
+        .map(|l| format!("{} ({})", l.pair, l.status))
+        .collect();
+    (!others.is_empty()).then(|| format!("{exchange} does not serve {}", others.join(", ")))
+}
+
 /// Why an exchange's listing could not be fetched, short: `api.binance.com unreachable: error
 /// sending request` (the full message, with the URL, is in the log).
 fn unreachable(e: &ListingError) -> String {
@@ -107,5 +130,33 @@ fn unreachable(e: &ListingError) -> String {
             format!("{} unreachable: {reason}", host(url))
         }
         _ => format!("{e:#}"),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use candles_connector::listing::Status;
+
+    #[test]
+    fn the_notice_names_each_pair_not_served_and_why() {
+        let (btc, avax, xrp) = (
+            Pair::parse("BTC-USDT").unwrap(),
+            Pair::parse("AVAX-USDT").unwrap(),
+            Pair::parse("XRP-USD").unwrap(),
+        );
+        let listings = vec![
+            PairListing::listed(btc, "XBTUSDT", Status::Trading, "online"),
+            PairListing::not_listed(Exchange::Kraken, avax),
+            PairListing::listed(xrp, "XXRPZUSD", Status::Halted, "cancel_only"),
+        ];
+        let served = listing::served(&listings);
+        assert_eq!(served, vec![btc]);
+        assert_eq!(
+            not_served(Exchange::Kraken, &listings, &served).unwrap(),
+            "kraken does not serve AVAX-USDT (not listed), XRP-USD (halted)"
+        );
+        assert_eq!(not_served(Exchange::Kraken, &listings[..1], &served), None);
     }
 }
