@@ -12,6 +12,9 @@
 //! - no simulator saw a rate-limit violation, and no second had more REST requests than the
 //!   exchange's burst allows (sampled every second from the simulators' `/metrics`).
 //!
+//! Then the real dashboard against the stack: `candles-tui --json` carries the mismatch naming
+//! its fields, and on screen (tmux) the binance panel shows its tally and the mismatch.
+//!
 //! Wall-clock minutes: the test takes 2.5 to 4 minutes (it waits for `M1` to start, then two
 //! whole minutes and the settling of `M2`).
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
@@ -21,6 +24,8 @@ use candles_e2e::client::{Collector, Subscription};
 use candles_e2e::stack::{Stack, StackConfig};
 use candles_proto::v1;
 use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const MINUTE_US: i64 = 60_000_000;
@@ -203,5 +208,85 @@ fn every_minute_is_verified_and_invisible_losses_are_mismatches_naming_the_field
     }
     eprintln!("{summary}\nbusiest second per simulator: {busiest:?}");
     drop(client);
+    the_dashboard_shows_the_verdicts(&stack, m1);
     stack.shutdown();
+}
+
+/// The real `candles-tui` against the stack's service: `--json` carries binance's mismatch at
+/// `m1` naming the fields, and the dashboard (tmux) shows the badge and the mismatch.
+fn the_dashboard_shows_the_verdicts(stack: &Stack, m1: i64) {
+    let tui = stack.bin_dir().join("candles-tui");
+    let url = stack.grpc_urls()[0].clone();
+    let log = stack.log_dir().join("tui.log");
+    let args = ["--pairs", "btcusdt", "--source", "binance", "--server", &url];
+    let mut child = Command::new(&tui)
+        .env("CANDLES_NO_CONFIG", "true")
+        .arg("--json")
+        .args(args)
+        .arg("--log-file")
+        .arg(&log)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let minute = Micros(m1).to_rfc3339_short();
+    let mismatch = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("candles-tui --json printed no mismatch of binance's first faulty minute");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if v["type"] == "verification" && v["outcome"] == "mismatch" && v["start"] == minute {
+            break v;
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let fields: Vec<&str> = mismatch["diffs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["field"].as_str())
+        .collect();
+    assert!(fields.contains(&"volume"), "{mismatch}");
+
+    let socket = format!("candles-e2e-verify-{}", std::process::id());
+    let tmux = |args: &[&str]| {
+        Command::new("tmux")
+            .args(["-L", &socket])
+            .args(args)
+            .output()
+            .expect("tmux must be installed: run scripts/install-test-deps.sh")
+    };
+    let command = format!(
+        "CANDLES_NO_CONFIG=true {} {} --log-file {}",
+        tui.display(),
+        args.join(" "),
+        log.display()
+    );
+    let started = tmux(&["new-session", "-d", "-s", "tui", "-x", "100", "-y", "30", &command]);
+    assert!(started.status.success(), "tmux new-session failed");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut screen = String::new();
+    while Instant::now() < deadline {
+        screen = String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", "tui"]).stdout).into();
+        if screen.contains("verified") && screen.contains('✗') && screen.contains("volume") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    tmux(&["kill-server"]);
+    assert!(
+        screen.contains("verified") && screen.contains('✗') && screen.contains("volume"),
+        "the dashboard shows the tally and binance's mismatch naming the field:\n{screen}"
+    );
+    eprintln!("{screen}");
 }

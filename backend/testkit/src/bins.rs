@@ -13,7 +13,12 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 /// The packages whose binaries the full-stack tests drive.
-pub const PACKAGES: &[&str] = &["exchange-sim", "candles-connector", "candles-service"];
+pub const PACKAGES: &[&str] = &[
+    "exchange-sim",
+    "candles-connector",
+    "candles-service",
+    "candles-tui",
+];
 
 /// The workspace root (two levels above the testkit crate).
 pub fn workspace_root() -> PathBuf {
