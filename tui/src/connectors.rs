@@ -1,12 +1,14 @@
 //! Starts one exchange connector per exchange for `--embedded` (glue to candles-connector).
 //!
-//! Before streaming, each exchange's own listing is read (as the connector binary does): the
+//! Before streaming, every exchange's own listing is read (as the connector binary does): each
 //! exchange streams the pairs it lists and trades, under its own symbols; the others are named
 //! in a notice (`kraken does not serve AVAX-USDT (not listed)`), and an exchange that serves
-//! none of them stops with the reason as its link's [`Event::Problem`]. When the listing cannot
-//! be fetched (network down, a simulator without the endpoint) the connector starts anyway with
-//! every pair and its reconnect loop takes over; why the listing could not be fetched (DNS,
-//! refused, ...) is reported as the link's [`Event::Problem`].
+//! none of them stops with the reason as its link's [`Event::Problem`]. A pair that no
+//! exchange serves (every listing read, none trades it) is a fatal error naming the pair and
+//! each exchange's status. When a listing cannot be fetched (network down, a simulator without
+//! the endpoint) that connector starts anyway with every pair and its reconnect loop takes
+//! over; why the listing could not be fetched (DNS, refused, ...) is reported as the link's
+//! [`Event::Problem`].
 
 use crate::app::{Event, Link, LinkState};
 use crate::embedded_config::{EmbeddedConfig, host};
@@ -27,16 +29,70 @@ pub fn spawn(
     tracker: &TaskTracker,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    for config in configs {
-        tracker.spawn(run_one(
-            config.exchange,
-            config.clone(),
-            trades.clone(),
-            events.clone(),
-            shutdown.clone(),
-        ));
-    }
+    let configs = configs.to_vec();
+    let connectors = tracker.clone();
+    tracker.spawn(async move {
+        for config in &configs {
+            let link = Link::Exchange(config.exchange);
+            let _ = events.send(Event::Conn(link, LinkState::Connecting)).await;
+        }
+        let listings = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            l = futures::future::join_all(configs.iter().map(candles_connector::read_listing)) => l,
+        };
+        if let Some(fatal) = served_by_none(&configs, &listings) {
+            let _ = events.send(Event::Fatal(fatal)).await;
+            return;
+        }
+        for (config, listing) in configs.into_iter().zip(listings) {
+            connectors.spawn(run_one(
+                config,
+                listing,
+                trades.clone(),
+                events.clone(),
+                shutdown.clone(),
+            ));
+        }
+    });
     Ok(())
+}
+
+/// The fatal error when some pair is served by no exchange although every listing was read:
+/// it names each such pair and every exchange's status for it.
+fn served_by_none(
+    configs: &[ConnectorConfig],
+    listings: &[Result<Vec<PairListing>, ListingError>],
+) -> Option<String> {
+    let read: Vec<(Exchange, &Vec<PairListing>)> = configs
+        .iter()
+        .zip(listings)
+        .map(|(c, l)| l.as_ref().ok().map(|l| (c.exchange, l)))
+        .collect::<Option<_>>()?;
+    let pairs = configs.first()?.pairs.clone();
+    let unserved: Vec<String> = pairs
+        .iter()
+        .filter(|&&pair| {
+            read.iter()
+                .all(|(_, l)| !listing::served(l).contains(&pair))
+        })
+        .map(|&pair| {
+            let statuses: Vec<String> = read
+                .iter()
+                .filter_map(|(e, l)| {
+                    l.iter()
+                        .find(|x| x.pair == pair)
+                        .map(|x| format!("{e} {}", x.status))
+                })
+                .collect();
+            format!("{pair} ({})", statuses.join(", "))
+        })
+        .collect();
+    (!unserved.is_empty()).then(|| {
+        format!(
+            "no exchange serves {}: remove it from --pairs or pick a pair an exchange lists",
+            unserved.join("; ")
+        )
+    })
 }
 
 /// One connector configuration per exchange of `cfg` (its URL overrides, `cfg`'s pairs). Clones
@@ -54,19 +110,17 @@ pub fn configs(cfg: &EmbeddedConfig) -> Vec<ConnectorConfig> {
         .collect()
 }
 
+/// Streams one exchange: the pairs its `listings` serve (all of them when the listing could not
+/// be read).
 async fn run_one(
-    exchange: Exchange,
     mut config: ConnectorConfig,
+    listings: Result<Vec<PairListing>, ListingError>,
     trades: mpsc::Sender<Trade>,
     events: mpsc::Sender<Event>,
     shutdown: CancellationToken,
 ) {
+    let exchange = config.exchange;
     let link = Link::Exchange(exchange);
-    let _ = events.send(Event::Conn(link, LinkState::Connecting)).await;
-    let listings = tokio::select! {
-        _ = shutdown.cancelled() => return,
-        listings = candles_connector::read_listing(&config) => listings,
-    };
     match listings {
         Ok(listings) => {
             let served = listing::served(&listings);
@@ -158,5 +212,44 @@ mod tests {
             "kraken does not serve AVAX-USDT (not listed), XRP-USD (halted)"
         );
         assert_eq!(not_served(Exchange::Kraken, &listings[..1], &served), None);
+    }
+
+    #[test]
+    fn a_pair_no_exchange_serves_is_fatal_unless_a_listing_could_not_be_read() {
+        let (btc, doge) = (
+            Pair::parse("BTC-USDT").unwrap(),
+            Pair::parse("DOGE-USDT").unwrap(),
+        );
+        let config = |e| ConnectorConfig::new(e, vec![btc, doge]);
+        let configs = [config(Exchange::Binance), config(Exchange::Kraken)];
+        let binance = vec![
+            PairListing::listed(btc, "BTCUSDT", Status::Trading, "TRADING"),
+            PairListing::not_listed(Exchange::Binance, doge),
+        ];
+        let kraken = |doge_status| {
+            vec![
+                PairListing::listed(btc, "XBTUSDT", Status::Trading, "online"),
+                PairListing::listed(doge, "XDGUSDT", doge_status, "x"),
+            ]
+        };
+        assert_eq!(
+            served_by_none(&configs, &[Ok(binance.clone()), Ok(kraken(Status::Halted))]).unwrap(),
+            "no exchange serves DOGE-USDT (binance not listed, kraken halted): remove it from \
+             --pairs or pick a pair an exchange lists"
+        );
+        assert_eq!(
+            served_by_none(
+                &configs,
+                &[Ok(binance.clone()), Ok(kraken(Status::Trading))]
+            ),
+            None,
+            "kraken serves it"
+        );
+        let unreadable = Err(ListingError::Client("no TLS".into()));
+        assert_eq!(
+            served_by_none(&configs, &[Ok(binance), unreadable]),
+            None,
+            "kraken's listing could not be read: it may serve it"
+        );
     }
 }

@@ -383,3 +383,86 @@ async fn embedded_next_interval_shows_its_candles_built_since_start() {
         sim.stop().await;
     }
 }
+
+/// A pair one exchange does not list is served by the others: ETH-USDT from binance (kraken's
+/// simulator does not list it), BTC-USDT from both; kraken's log names the pair it does not serve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_serves_a_pair_from_the_exchanges_that_list_it() {
+    let mut sims = Vec::new();
+    for (i, exchange) in [Exchange::Binance, Exchange::Kraken]
+        .into_iter()
+        .enumerate()
+    {
+        let config = SimConfig {
+            exchange,
+            pairs: Pair::parse_list("BTC-USDT,ETH-USDT").unwrap(),
+            unlisted: if exchange == Exchange::Kraken {
+                Pair::parse_list("ETH-USDT").unwrap()
+            } else {
+                Vec::new()
+            },
+            source: TradeSource::Synthetic { rate: 40.0 },
+            seed: 20 + i as u64,
+            ..SimConfig::default()
+        };
+        sims.push(exchange_sim::start(config).await.unwrap());
+    }
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("tui.log");
+    let mut child = Command::new(BIN)
+        .env("CANDLES_NO_CONFIG", "true")
+        .args(url_flags(&sims))
+        .args([
+            "--exchanges",
+            "binance,kraken",
+            "--json",
+            "--verifications",
+            "false",
+        ])
+        .args(["--pairs", "btcusdt,ethusdt", "--source", "binance,kraken"])
+        .args(["--interval", "1s", "--grace", "300ms", "--log-file"])
+        .arg(&log)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for line in stdout.lines().map_while(Result::ok) {
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let key = (
+            v["pair"].as_str().unwrap_or("").to_string(),
+            v["source"].as_str().unwrap_or("").to_string(),
+        );
+        assert_ne!(
+            key,
+            ("ETH-USDT".to_string(), "kraken".to_string()),
+            "kraken does not list ETH-USDT: {line}"
+        );
+        seen.insert(key);
+        if seen.len() >= 3 || Instant::now() > deadline {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    for want in [
+        ("ETH-USDT", "binance"),
+        ("BTC-USDT", "binance"),
+        ("BTC-USDT", "kraken"),
+    ] {
+        assert!(
+            seen.contains(&(want.0.to_string(), want.1.to_string())),
+            "no {want:?} candle: {seen:?}"
+        );
+    }
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        logged.contains("kraken does not serve ETH-USDT (not listed)"),
+        "{logged}"
+    );
+    for sim in sims {
+        sim.stop().await;
+    }
+}

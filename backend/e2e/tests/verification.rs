@@ -218,7 +218,9 @@ fn the_dashboard_shows_the_verdicts(stack: &Stack, m1: i64) {
     let tui = stack.bin_dir().join("candles-tui");
     let url = stack.grpc_urls()[0].clone();
     let log = stack.log_dir().join("tui.log");
-    let args = ["--pairs", "btcusdt", "--source", "binance", "--server", &url];
+    let args = [
+        "--pairs", "btcusdt", "--source", "binance", "--server", &url,
+    ];
     let mut child = Command::new(&tui)
         .env("CANDLES_NO_CONFIG", "true")
         .arg("--json")
@@ -272,7 +274,17 @@ fn the_dashboard_shows_the_verdicts(stack: &Stack, m1: i64) {
         args.join(" "),
         log.display()
     );
-    let started = tmux(&["new-session", "-d", "-s", "tui", "-x", "100", "-y", "30", &command]);
+    let started = tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        "tui",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &command,
+    ]);
     assert!(started.status.success(), "tmux new-session failed");
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut screen = String::new();
