@@ -97,6 +97,14 @@ pub struct ConnectorConfig {
     /// made before a pair's first trade reached us; older ones are history and not fetched.
     /// `None` = the moment [`run`] starts.
     pub start: Option<candles_core::Micros>,
+    /// A cold pair's start-up fill reaches back to the start of the current minute
+    /// ([`session::COLD_FILL`]), so this exchange's first 1m window (and its 1s/5s windows) is
+    /// complete. Off by default: when other exchanges of the pair are already live, the
+    /// composite windows they finalized before the fetched trades arrive stay without them
+    /// (those trades are late for the composite), so the composite would no longer be the sum
+    /// of its exchanges there. Off, the fill reaches back to `start` and the first windows are
+    /// marked partial (DESIGN.md "Partial candles").
+    pub cold_fill_minute: bool,
     /// Counters shared with whoever wants figures without scraping Prometheus (tests, the TUI).
     pub counters: Arc<Counters>,
     /// The last trade already published per pair (id, trade time), e.g. read back from Kafka by
@@ -133,6 +141,7 @@ impl ConnectorConfig {
             backfill_budget: Duration::from_secs(30),
             backfill_max_trades: 50_000,
             start: None,
+            cold_fill_minute: false,
             counters: Arc::default(),
             resume: Default::default(),
             time_bounds: candles_core::TimeBounds::default(),

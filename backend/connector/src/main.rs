@@ -74,6 +74,12 @@ struct Args {
     /// Refuse trades dated further than this ahead of the wall clock (clock skew, e.g. 1h, 5m).
     #[arg(long, env = "CANDLES_MAX_TRADE_LEAD", default_value = "1h", value_parser = parse_bound)]
     max_trade_lead: candles_core::time::Duration,
+    /// At a cold start, fetch each pair's trades since the start of the current minute, so this
+    /// exchange's first 1m candle is complete instead of partial. Composite windows that other
+    /// live exchanges already finalized stay without those trades: use it when this exchange
+    /// starts alone or with the others.
+    #[arg(long, env = "CANDLES_COLD_FILL_MINUTE")]
+    cold_fill_minute: bool,
     /// REST pace as BURST,PER_SECOND (requests, or Binance's weight), e.g. 20,10 for a
     /// higher limit or a simulator without one (default: the exchange's public limit).
     #[arg(long, env = "CANDLES_REST_RATE")]
@@ -399,6 +405,7 @@ fn connector_config(args: &Args) -> ConnectorConfig {
     config.ws_url = args.ws_url.clone();
     config.rest_url = args.rest_url.clone();
     config.stale_after = args.stale_after;
+    config.cold_fill_minute = args.cold_fill_minute;
     config.time_bounds = candles_core::TimeBounds {
         max_age: args.max_trade_age,
         max_lead: args.max_trade_lead,

@@ -198,9 +198,15 @@ impl<'a> Session<'a> {
             anyhow::bail!("no pairs to stream: give at least one pair (e.g. --pairs btcusdt)");
         }
         let venue = venue(config.exchange);
-        // A cold pair's start-up fill reaches back to the start of the current minute (one
-        // request per pair, through the shared pace), so its first minute is complete.
-        let start = COLD_FILL.window_start(config.start.unwrap_or_else(Micros::now));
+        // With `cold_fill_minute`, a cold pair's start-up fill reaches back to the start of the
+        // current minute (one request per pair, through the shared pace), so its first minute
+        // is complete.
+        let start = config.start.unwrap_or_else(Micros::now);
+        let start = if config.cold_fill_minute {
+            COLD_FILL.window_start(start)
+        } else {
+            start
+        };
         let sequencer = Sequencer::starting_at(start)
             .resuming(&config.resume)
             .with_time_bounds(config.time_bounds, Micros::now);

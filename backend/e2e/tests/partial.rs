@@ -155,6 +155,7 @@ fn cold_starts_and_unfillable_gaps_make_partial_candles_and_nothing_else_is() {
     // Of every 4 absurd trades, one dated 1970 is kept off the WebSocket; Kraken's REST never
     // finds it: a gap the connector cannot fill.
     config.sim_args = vec!["--absurd-time-every".into(), "60".into()];
+    config.connector_args = vec!["--cold-fill-minute".into()];
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut stack = Stack::start(config).unwrap();
     let dir = stack.log_dir().to_path_buf();
