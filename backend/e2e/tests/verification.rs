@@ -212,6 +212,19 @@ fn every_minute_is_verified_and_invisible_losses_are_mismatches_naming_the_field
     stack.shutdown();
 }
 
+/// Whether a screen shows a verified tally and a mismatch naming a field (the first differing
+/// one, in field order) with ours and theirs: `✓ 1/3 verified ✗ 12:04 close ours 1 theirs 2 +4`.
+fn shows_mismatch(screen: &str) -> bool {
+    const FIELDS: [&str; 6] = ["open", "high", "low", "close", "volume", "trades"];
+    screen.lines().any(|line| {
+        line.contains("verified")
+            && line.contains('✗')
+            && line.contains(" ours ")
+            && line.contains(" theirs ")
+            && FIELDS.iter().any(|f| line.contains(&format!(" {f} ours ")))
+    })
+}
+
 /// The real `candles-tui` against the stack's service: `--json` carries binance's mismatch at
 /// `m1` naming the fields, and the dashboard (tmux) shows the badge and the mismatch.
 fn the_dashboard_shows_the_verdicts(stack: &Stack, m1: i64) {
@@ -290,15 +303,15 @@ fn the_dashboard_shows_the_verdicts(stack: &Stack, m1: i64) {
     let mut screen = String::new();
     while Instant::now() < deadline {
         screen = String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", "tui"]).stdout).into();
-        if screen.contains("verified") && screen.contains('✗') && screen.contains("volume") {
+        if shows_mismatch(&screen) {
             break;
         }
         std::thread::sleep(Duration::from_millis(300));
     }
     tmux(&["kill-server"]);
     assert!(
-        screen.contains("verified") && screen.contains('✗') && screen.contains("volume"),
-        "the dashboard shows the tally and binance's mismatch naming the field:\n{screen}"
+        shows_mismatch(&screen),
+        "the dashboard shows the tally and binance's mismatch naming a field and both values:\n{screen}"
     );
     eprintln!("{screen}");
 }
