@@ -41,6 +41,19 @@ pub enum Field {
 }
 
 impl Field {
+    /// Every field, in the order verdicts list them.
+    pub const ALL: [Field; 9] = [
+        Field::Open,
+        Field::High,
+        Field::Low,
+        Field::Close,
+        Field::Volume,
+        Field::QuoteVolume,
+        Field::Trades,
+        Field::TakerBuyVolume,
+        Field::Vwap,
+    ];
+
     /// The field's name as shown to users (`open`, `quote_volume`, ...).
     pub fn name(self) -> &'static str {
         match self {

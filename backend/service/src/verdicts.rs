@@ -13,7 +13,7 @@
 //! skipped.
 
 use crate::redis_input::RedisCheck;
-use candles_core::verify::MINUTE;
+use candles_core::verify::{Field, MINUTE};
 use candles_core::{Micros, Pair, Source};
 use candles_proto::v1;
 use std::collections::HashMap;
@@ -22,7 +22,7 @@ use std::str::FromStr as _;
 /// Longest `reason` text relayed (longer ones are cut, on a character boundary).
 pub const MAX_REASON: usize = 300;
 /// Most diffs in one verdict (one per field an exchange publishes).
-const MAX_DIFFS: usize = 9;
+const MAX_DIFFS: usize = Field::ALL.len();
 
 /// A verdict as it came from Redis: the message to send and what clients filter on.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,19 +92,9 @@ impl HubVerdict {
 
 /// A diff names a field an exchange publishes and holds two decimals.
 fn plausible(d: &v1::FieldDiff) -> bool {
-    const FIELDS: [&str; 9] = [
-        "open",
-        "high",
-        "low",
-        "close",
-        "volume",
-        "quote_volume",
-        "trades",
-        "taker_buy_volume",
-        "vwap",
-    ];
     let decimal = |s: &str| s.len() <= 64 && rust_decimal::Decimal::from_str(s).is_ok();
-    FIELDS.contains(&d.field.as_str()) && decimal(&d.ours) && decimal(&d.theirs)
+    let known = Field::ALL.iter().any(|f| f.name() == d.field);
+    known && decimal(&d.ours) && decimal(&d.theirs)
 }
 
 /// Which verdicts one client gets: those of its pairs (every exchange), each once.
